@@ -1,0 +1,314 @@
+"""The tensor contract of the Triton model repository, declared once.
+
+Names, dtypes and shapes follow tensorrtllm_backend's ``all_models/inflight_batcher_llm``
+(TensorRT-LLM 1.2.x), so clients written for NVIDIA's deployment work unchanged against ours,
+on GPU and on CPU. Everything that needs these facts reads them from here: the config renderer
+(``tritonllm.repo``), the model.py adapters, the client and the load-test providers.
+
+Shapes are given without the batch dimension, as in ``config.pbtxt`` (every model here has
+``max_batch_size > 0``, so a client sends ``text_input`` as ``[batch, 1]``).
+
+Ensemble wiring::
+
+    text_input, max_tokens, stop_words, bad_words, end_id, pad_id, apply_chat_template
+        -> preprocessing -> input_ids, input_lengths, request_output_len, stop/bad_words_list,
+                            end_id, pad_id
+        -> tensorrt_llm (decoupled; + the sampling inputs straight from the ensemble)
+        -> output_ids, sequence_length -> postprocessing -> text_output
+           (cum_log_probs, output_log_probs, perf outputs go straight to the ensemble outputs)
+
+One extension of ours, additive: ``apply_chat_template`` (BOOL). When true, ``text_input`` holds
+a JSON array of ``{"role", "content"}`` messages that preprocessing renders with the model's chat
+template. Clients that do not know it are unaffected.
+
+Inputs marked ``supported=False`` are declared so that requests carrying them reach our code and
+get a clear error naming the input, instead of Triton's generic "unexpected input".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Triton dtype name -> numpy dtype (BYTES/STRING travel as numpy object arrays of bytes).
+NUMPY_DTYPES = {
+    "STRING": np.object_,
+    "BOOL": np.bool_,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT64": np.uint64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "UINT8": np.uint8,
+}
+
+# tritonclient spells the string type "BYTES"; config.pbtxt spells it "TYPE_STRING".
+CLIENT_DTYPES = {"STRING": "BYTES"}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One input or output of a Triton model.
+
+    ``dims`` excludes the batch dimension. ``reshape`` is Triton's reshape (``()`` turns a
+    ``[1]`` input into a per-request scalar). ``supported=False`` marks an input we declare for
+    compatibility but reject at request time with an error naming it.
+    """
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+    optional: bool = False
+    reshape: tuple[int, ...] | None = None
+    allow_ragged_batch: bool = False
+    supported: bool = True
+
+    @property
+    def numpy_dtype(self) -> type:
+        return NUMPY_DTYPES[self.dtype]
+
+    @property
+    def client_dtype(self) -> str:
+        """The dtype string tritonclient's InferInput expects."""
+        return CLIENT_DTYPES.get(self.dtype, self.dtype)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ensemble step: ``input_map`` / ``output_map`` go model tensor -> ensemble tensor."""
+
+    model_name: str
+    input_map: dict[str, str]
+    output_map: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    name: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    steps: tuple[Step, ...] = field(default=())
+
+    def input(self, name: str) -> Tensor:
+        return _by_name(self.inputs, name, self.name)
+
+    def output(self, name: str) -> Tensor:
+        return _by_name(self.outputs, name, self.name)
+
+    @property
+    def unsupported_inputs(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.inputs if not t.supported)
+
+
+def _by_name(tensors: tuple[Tensor, ...], name: str, model: str) -> Tensor:
+    for tensor in tensors:
+        if tensor.name == name:
+            return tensor
+    raise KeyError(f"{model} has no tensor named {name!r}")
+
+
+def _scalar(name: str, dtype: str, *, supported: bool = True) -> Tensor:
+    """An optional per-request scalar, sent as ``[batch, 1]``."""
+    return Tensor(name, dtype, (1,), optional=True, reshape=(), supported=supported)
+
+
+def _ensemble_scalar(name: str, dtype: str, *, supported: bool = True) -> Tensor:
+    return Tensor(name, dtype, (1,), optional=True, supported=supported)
+
+
+# --- the sampling inputs: ensemble name -> engine name (the anchor's mapping) ----------------
+
+SAMPLING_INPUTS: tuple[tuple[str, str, str], ...] = (
+    # (ensemble name, tensorrt_llm name, dtype)
+    ("top_k", "runtime_top_k", "INT32"),
+    ("top_p", "runtime_top_p", "FP32"),
+    ("temperature", "temperature", "FP32"),
+    ("length_penalty", "len_penalty", "FP32"),
+    ("repetition_penalty", "repetition_penalty", "FP32"),
+    ("presence_penalty", "presence_penalty", "FP32"),
+    ("frequency_penalty", "frequency_penalty", "FP32"),
+    ("min_tokens", "min_tokens", "INT32"),
+    ("seed", "seed", "UINT64"),
+    ("return_log_probs", "return_log_probs", "BOOL"),
+    ("exclude_input_in_output", "exclude_input_in_output", "BOOL"),
+    ("stream", "streaming", "BOOL"),
+    ("beam_width", "beam_width", "INT32"),
+    ("num_return_sequences", "num_return_sequences", "INT32"),
+    ("return_perf_metrics", "return_perf_metrics", "BOOL"),
+    ("return_num_input_tokens", "return_num_input_tokens", "BOOL"),
+    ("return_num_output_tokens", "return_num_output_tokens", "BOOL"),
+    ("return_context_logits", "return_context_logits", "BOOL"),
+    ("return_generation_logits", "return_generation_logits", "BOOL"),
+)
+
+# Declared for compatibility, refused with a clear error when a request carries them.
+UNSUPPORTED_ENGINE_INPUTS: tuple[Tensor, ...] = (
+    _scalar("lora_task_id", "UINT64", supported=False),
+    Tensor("lora_weights", "FP16", (-1, -1), optional=True, allow_ragged_batch=True,
+           supported=False),
+    Tensor("lora_config", "INT32", (-1, 3), optional=True, allow_ragged_batch=True,
+           supported=False),
+    Tensor("guided_decoding_guide_type", "STRING", (1,), optional=True,
+           allow_ragged_batch=True, supported=False),
+    Tensor("guided_decoding_guide", "STRING", (1,), optional=True, allow_ragged_batch=True,
+           supported=False),
+)
+
+# Inputs whose values we accept only in the range TensorRT-LLM's defaults cover.
+# (beam search and multiple return sequences are not implemented by the CPU engine.)
+SINGLE_VALUE_ONLY = {"beam_width": 1, "num_return_sequences": 1}
+FALSE_ONLY = ("return_context_logits", "return_generation_logits")
+
+PERF_OUTPUTS: tuple[str, ...] = (
+    "arrival_time_ns",
+    "first_scheduled_time_ns",
+    "first_token_time_ns",
+    "last_token_time_ns",
+)
+COUNT_OUTPUTS: tuple[str, ...] = ("num_input_tokens", "num_output_tokens")
+
+# --- preprocessing -------------------------------------------------------------------------
+
+PREPROCESSING = ModelContract(
+    name="preprocessing",
+    inputs=(
+        Tensor("QUERY", "STRING", (1,)),
+        Tensor("REQUEST_OUTPUT_LEN", "INT32", (1,)),
+        Tensor("BAD_WORDS_DICT", "STRING", (-1,), optional=True),
+        Tensor("STOP_WORDS_DICT", "STRING", (-1,), optional=True),
+        Tensor("END_ID", "INT32", (1,), optional=True),
+        Tensor("PAD_ID", "INT32", (1,), optional=True),
+        Tensor("APPLY_CHAT_TEMPLATE", "BOOL", (1,), optional=True),
+    ),
+    outputs=(
+        Tensor("INPUT_ID", "INT32", (-1,)),
+        Tensor("REQUEST_INPUT_LEN", "INT32", (1,)),
+        Tensor("REQUEST_OUTPUT_LEN", "INT32", (1,)),
+        Tensor("BAD_WORDS_IDS", "INT32", (2, -1)),
+        Tensor("STOP_WORDS_IDS", "INT32", (2, -1)),
+        Tensor("OUT_END_ID", "INT32", (1,)),
+        Tensor("OUT_PAD_ID", "INT32", (1,)),
+    ),
+)
+
+# --- the engine step: tensorrt_llm ---------------------------------------------------------
+
+TENSORRT_LLM = ModelContract(
+    name="tensorrt_llm",
+    inputs=(
+        Tensor("input_ids", "INT32", (-1,), allow_ragged_batch=True),
+        Tensor("input_lengths", "INT32", (1,), reshape=()),
+        Tensor("request_output_len", "INT32", (1,), reshape=()),
+        _scalar("end_id", "INT32"),
+        _scalar("pad_id", "INT32"),
+        Tensor("stop_words_list", "INT32", (2, -1), optional=True, allow_ragged_batch=True),
+        Tensor("bad_words_list", "INT32", (2, -1), optional=True, allow_ragged_batch=True),
+        _scalar("stop", "BOOL"),
+        *(_scalar(engine, dtype) for _, engine, dtype in SAMPLING_INPUTS),
+        *UNSUPPORTED_ENGINE_INPUTS,
+    ),
+    outputs=(
+        Tensor("output_ids", "INT32", (-1, -1)),
+        Tensor("sequence_length", "INT32", (-1,)),
+        Tensor("cum_log_probs", "FP32", (-1,)),
+        Tensor("output_log_probs", "FP32", (-1, -1)),
+        Tensor("batch_index", "INT32", (1,)),
+        Tensor("sequence_index", "INT32", (1,)),
+        *(Tensor(name, "INT64", (1,)) for name in PERF_OUTPUTS),
+        *(Tensor(name, "INT32", (1,)) for name in COUNT_OUTPUTS),
+    ),
+)
+
+# --- postprocessing ------------------------------------------------------------------------
+
+POSTPROCESSING = ModelContract(
+    name="postprocessing",
+    inputs=(
+        Tensor("TOKENS_BATCH", "INT32", (-1, -1)),
+        Tensor("SEQUENCE_LENGTH", "INT32", (-1,)),
+    ),
+    outputs=(Tensor("OUTPUT", "STRING", (-1,)),),
+)
+
+# --- ensemble ------------------------------------------------------------------------------
+
+_ENGINE_PASSTHROUGH_OUTPUTS = (
+    "cum_log_probs", "output_log_probs", "batch_index", "sequence_index",
+    *PERF_OUTPUTS, *COUNT_OUTPUTS,
+)
+
+ENSEMBLE = ModelContract(
+    name="ensemble",
+    inputs=(
+        Tensor("text_input", "STRING", (1,)),
+        Tensor("max_tokens", "INT32", (1,)),
+        Tensor("bad_words", "STRING", (-1,), optional=True),
+        Tensor("stop_words", "STRING", (-1,), optional=True),
+        _ensemble_scalar("end_id", "INT32"),
+        _ensemble_scalar("pad_id", "INT32"),
+        _ensemble_scalar("apply_chat_template", "BOOL"),
+        *(_ensemble_scalar(name, dtype) for name, _, dtype in SAMPLING_INPUTS),
+        *(Tensor(t.name, t.dtype, t.dims, optional=True, allow_ragged_batch=t.allow_ragged_batch,
+                 supported=False) for t in UNSUPPORTED_ENGINE_INPUTS),
+    ),
+    outputs=(
+        Tensor("text_output", "STRING", (-1,)),
+        *(Tensor(t.name, t.dtype, t.dims) for t in TENSORRT_LLM.outputs
+          if t.name in _ENGINE_PASSTHROUGH_OUTPUTS),
+    ),
+    steps=(
+        Step(
+            "preprocessing",
+            input_map={
+                "QUERY": "text_input",
+                "REQUEST_OUTPUT_LEN": "max_tokens",
+                "BAD_WORDS_DICT": "bad_words",
+                "STOP_WORDS_DICT": "stop_words",
+                "END_ID": "end_id",
+                "PAD_ID": "pad_id",
+                "APPLY_CHAT_TEMPLATE": "apply_chat_template",
+            },
+            output_map={
+                "INPUT_ID": "_INPUT_ID",
+                "REQUEST_INPUT_LEN": "_REQUEST_INPUT_LEN",
+                "REQUEST_OUTPUT_LEN": "_REQUEST_OUTPUT_LEN",
+                "BAD_WORDS_IDS": "_BAD_WORDS_IDS",
+                "STOP_WORDS_IDS": "_STOP_WORDS_IDS",
+                "OUT_END_ID": "_PREPROCESSOR_END_ID",
+                "OUT_PAD_ID": "_PREPROCESSOR_PAD_ID",
+            },
+        ),
+        Step(
+            "tensorrt_llm",
+            input_map={
+                "input_ids": "_INPUT_ID",
+                "input_lengths": "_REQUEST_INPUT_LEN",
+                "request_output_len": "_REQUEST_OUTPUT_LEN",
+                "end_id": "_PREPROCESSOR_END_ID",
+                "pad_id": "_PREPROCESSOR_PAD_ID",
+                "stop_words_list": "_STOP_WORDS_IDS",
+                "bad_words_list": "_BAD_WORDS_IDS",
+                **{engine: name for name, engine, _ in SAMPLING_INPUTS},
+                **{t.name: t.name for t in UNSUPPORTED_ENGINE_INPUTS},
+            },
+            output_map={
+                "output_ids": "_TOKENS_BATCH",
+                "sequence_length": "_SEQUENCE_LENGTH",
+                **{name: name for name in _ENGINE_PASSTHROUGH_OUTPUTS},
+            },
+        ),
+        Step(
+            "postprocessing",
+            input_map={
+                "TOKENS_BATCH": "_TOKENS_BATCH",
+                "SEQUENCE_LENGTH": "_SEQUENCE_LENGTH",
+            },
+            output_map={"OUTPUT": "text_output"},
+        ),
+    ),
+)
+
+MODELS: tuple[ModelContract, ...] = (PREPROCESSING, TENSORRT_LLM, POSTPROCESSING, ENSEMBLE)
+
+ENGINE_NAME_FOR = {name: engine for name, engine, _ in SAMPLING_INPUTS}

@@ -1,0 +1,56 @@
+"""Helpers shared by the ``model.py`` adapters.
+
+``pb_utils`` (Triton's ``triton_python_backend_utils``) is passed in by the adapter: it exists only
+inside the Python backend's stub process, and the package must import without it.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Callable
+
+import numpy as np
+
+from tritonllm.contract import ModelContract
+
+# Errors whose message is for the client (bad input); anything else is our fault.
+CLIENT_ERRORS = (ValueError,)
+
+
+def parameters(args: dict) -> dict[str, str]:
+    """The ``parameters`` of a model's config.pbtxt as a plain dict."""
+    config = json.loads(args["model_config"])
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def read_inputs(pb_utils, request, model: ModelContract) -> dict[str, np.ndarray]:
+    """The inputs present in ``request`` as numpy arrays (batch dimension first)."""
+    inputs = {}
+    for tensor in model.inputs:
+        value = pb_utils.get_input_tensor_by_name(request, tensor.name)
+        if value is not None:
+            inputs[tensor.name] = value.as_numpy()
+    return inputs
+
+
+def to_tensors(pb_utils, outputs: dict[str, np.ndarray]) -> list:
+    return [pb_utils.Tensor(name, np.asarray(value)) for name, value in outputs.items()]
+
+
+def error(pb_utils, exc: BaseException):
+    """A TritonError for this request only: INVALID_ARG for client errors, INTERNAL otherwise."""
+    if isinstance(exc, CLIENT_ERRORS):
+        return pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+    return pb_utils.TritonError(f"internal error: {exc!r}\n{traceback.format_exc()}",
+                                pb_utils.TritonError.INTERNAL)
+
+
+def respond(pb_utils, request, model: ModelContract,
+            handler: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]):
+    """Run ``handler`` on one request's inputs; failures become that request's error."""
+    try:
+        outputs = handler(read_inputs(pb_utils, request, model))
+        return pb_utils.InferenceResponse(output_tensors=to_tensors(pb_utils, outputs))
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the client, not the server
+        return pb_utils.InferenceResponse(output_tensors=[], error=error(pb_utils, exc))

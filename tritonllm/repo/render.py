@@ -1,0 +1,196 @@
+"""Render the Triton model repository from the contract and typed settings.
+
+Each ``config.pbtxt`` is built as Triton's own ``ModelConfig`` protobuf message and printed with
+``google.protobuf.text_format``: there is no text template, so there is no ``${...}`` hole to
+leave unfilled, and a value of the wrong type fails here, at render time, not at server load.
+
+The same renderer serves both targets. Only the engine step differs:
+
+- ``cpu``: ``tensorrt_llm`` is a Python-backend model over :mod:`tritonllm.engine`;
+- ``gpu``: ``tensorrt_llm`` targets TensorRT-LLM's ``tensorrtllm`` backend and its engine dir.
+
+Model code (each ``model.py``) is copied from the top-level ``model_repository/`` folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from tritonllm import contract
+from tritonllm.contract import ModelContract, Tensor
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "model_repository"
+PYTHON_MODELS = ("preprocessing", "postprocessing")
+
+
+@dataclass(frozen=True)
+class GpuEngineSettings:
+    """The ``tensorrtllm`` backend's parameters (TensorRT-LLM 1.2.x key names)."""
+
+    engine_dir: str
+    batch_scheduler_policy: str = "guaranteed_no_evict"
+    kv_cache_free_gpu_mem_fraction: float = 0.9
+    enable_kv_cache_reuse: bool = False
+    enable_chunked_context: bool = False
+    max_tokens_in_paged_kv_cache: int | None = None
+    max_beam_width: int = 1
+    exclude_input_in_output: bool = False
+    max_queue_delay_microseconds: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.batch_scheduler_policy not in ("guaranteed_no_evict", "max_utilization"):
+            raise ValueError(
+                "batch_scheduler_policy: must be guaranteed_no_evict or max_utilization, "
+                f"got {self.batch_scheduler_policy!r}")
+        if not 0.0 < self.kv_cache_free_gpu_mem_fraction <= 1.0:
+            raise ValueError("kv_cache_free_gpu_mem_fraction: must be in (0, 1], got "
+                             f"{self.kv_cache_free_gpu_mem_fraction}")
+
+    def parameters(self) -> dict[str, str]:
+        params = {
+            "gpt_model_type": "inflight_fused_batching",
+            "gpt_model_path": self.engine_dir,
+            "batch_scheduler_policy": self.batch_scheduler_policy,
+            "kv_cache_free_gpu_mem_fraction": str(self.kv_cache_free_gpu_mem_fraction),
+            "enable_kv_cache_reuse": _bool(self.enable_kv_cache_reuse),
+            "enable_chunked_context": _bool(self.enable_chunked_context),
+            "max_beam_width": str(self.max_beam_width),
+            "exclude_input_in_output": _bool(self.exclude_input_in_output),
+        }
+        if self.max_tokens_in_paged_kv_cache is not None:
+            params["max_tokens_in_paged_kv_cache"] = str(self.max_tokens_in_paged_kv_cache)
+        return {**params, **self.extra}
+
+
+@dataclass(frozen=True)
+class RepoSettings:
+    """Everything the model repository needs besides the contract.
+
+    ``cpu_engine_parameters`` (target ``cpu``) are handed to the CPU engine adapter as string
+    parameters; ``gpu_engine`` (target ``gpu``) fills the ``tensorrtllm`` backend's.
+    """
+
+    tokenizer_dir: str
+    target: str = "cpu"
+    triton_max_batch_size: int = 64
+    preprocessing_instances: int = 1
+    decoupled: bool = True
+    cpu_engine_parameters: dict[str, str] = field(default_factory=dict)
+    gpu_engine: GpuEngineSettings | None = None
+
+    def __post_init__(self) -> None:
+        if self.target not in ("cpu", "gpu"):
+            raise ValueError(f"target: must be 'cpu' or 'gpu', got {self.target!r}")
+        if self.target == "gpu" and self.gpu_engine is None:
+            raise ValueError("gpu_engine: required when target is 'gpu'")
+        if self.triton_max_batch_size < 1:
+            raise ValueError(f"triton_max_batch_size: must be >= 1, got "
+                             f"{self.triton_max_batch_size}")
+        if self.preprocessing_instances < 1:
+            raise ValueError(f"preprocessing_instances: must be >= 1, got "
+                             f"{self.preprocessing_instances}")
+        if not self.decoupled:
+            # Streaming and HTTP generate_stream need the decoupled engine step (DESIGN §2).
+            raise ValueError("decoupled: the engine step must be decoupled for streaming")
+
+
+def render_configs(settings: RepoSettings) -> dict[str, str]:
+    """Model name -> ``config.pbtxt`` text, for every model of the repository."""
+    configs = {
+        "preprocessing": _python_model(contract.PREPROCESSING, settings,
+                                       settings.preprocessing_instances),
+        # One postprocessing instance: the streaming detokenizer keeps per-request state.
+        "postprocessing": _python_model(contract.POSTPROCESSING, settings, 1),
+        "tensorrt_llm": _engine_model(settings),
+        "ensemble": _ensemble_model(settings),
+    }
+    return {name: text_format.MessageToString(cfg) for name, cfg in configs.items()}
+
+
+def render_repository(settings: RepoSettings, out_dir: str | Path) -> Path:
+    """Write a complete model repository (configs + model code) into ``out_dir``."""
+    out = Path(out_dir)
+    for name, text in render_configs(settings).items():
+        model_dir = out / name
+        (model_dir / "1").mkdir(parents=True, exist_ok=True)
+        (model_dir / "config.pbtxt").write_text(text)
+        template = TEMPLATES_DIR / name / "1" / "model.py"
+        if name in PYTHON_MODELS or (name == "tensorrt_llm" and settings.target == "cpu"):
+            shutil.copyfile(template, model_dir / "1" / "model.py")
+        else:
+            (model_dir / "1" / "model.py").unlink(missing_ok=True)
+    return out
+
+
+def _python_model(model: ModelContract, settings: RepoSettings, count: int) -> pb.ModelConfig:
+    cfg = _base(model, settings.triton_max_batch_size)
+    cfg.backend = "python"
+    cfg.dynamic_batching.SetInParent()
+    cfg.instance_group.add(count=count, kind=pb.ModelInstanceGroup.KIND_CPU)
+    _set_parameters(cfg, {"tokenizer_dir": settings.tokenizer_dir})
+    return cfg
+
+
+def _engine_model(settings: RepoSettings) -> pb.ModelConfig:
+    cfg = _base(contract.TENSORRT_LLM, settings.triton_max_batch_size)
+    cfg.model_transaction_policy.decoupled = settings.decoupled
+    cfg.dynamic_batching.SetInParent()
+    cfg.instance_group.add(count=1, kind=pb.ModelInstanceGroup.KIND_CPU)
+    if settings.target == "cpu":
+        cfg.backend = "python"
+        params = {"tokenizer_dir": settings.tokenizer_dir, **settings.cpu_engine_parameters}
+    else:
+        cfg.backend = "tensorrtllm"
+        gpu = settings.gpu_engine
+        cfg.dynamic_batching.max_queue_delay_microseconds = gpu.max_queue_delay_microseconds
+        params = gpu.parameters()
+    _set_parameters(cfg, params)
+    return cfg
+
+
+def _ensemble_model(settings: RepoSettings) -> pb.ModelConfig:
+    cfg = _base(contract.ENSEMBLE, settings.triton_max_batch_size)
+    cfg.platform = "ensemble"
+    for step in contract.ENSEMBLE.steps:
+        pb_step = cfg.ensemble_scheduling.step.add(model_name=step.model_name, model_version=-1)
+        pb_step.input_map.update(step.input_map)
+        pb_step.output_map.update(step.output_map)
+    return cfg
+
+
+def _base(model: ModelContract, max_batch_size: int) -> pb.ModelConfig:
+    cfg = pb.ModelConfig(name=model.name, max_batch_size=max_batch_size)
+    for tensor in model.inputs:
+        cfg.input.append(_input(tensor))
+    for tensor in model.outputs:
+        cfg.output.add(name=tensor.name, data_type=_dtype(tensor), dims=list(tensor.dims))
+    return cfg
+
+
+def _input(tensor: Tensor) -> pb.ModelInput:
+    message = pb.ModelInput(name=tensor.name, data_type=_dtype(tensor), dims=list(tensor.dims),
+                            optional=tensor.optional,
+                            allow_ragged_batch=tensor.allow_ragged_batch)
+    if tensor.reshape is not None:
+        message.reshape.shape.extend(tensor.reshape)
+        message.reshape.SetInParent()
+    return message
+
+
+def _dtype(tensor: Tensor) -> int:
+    return pb.DataType.Value("TYPE_" + tensor.dtype)
+
+
+def _set_parameters(cfg: pb.ModelConfig, params: dict[str, str]) -> None:
+    for key, value in params.items():
+        cfg.parameters[key].string_value = str(value)
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"

@@ -1,0 +1,176 @@
+"""One tokenizer module for preprocessing, postprocessing, the engine, clients and load tests.
+
+``TextCodec`` wraps a Hugging Face tokenizer with what serving needs: prompts and chat messages
+to ids, stop/bad words to TensorRT-LLM's ``[2, L]`` word-list format, and end/pad id defaults.
+``IncrementalDetokenizer`` turns a stream of token ids into text deltas whose concatenation equals
+decoding all ids at once: leading spaces survive and characters that span several tokens (emoji,
+CJK) are held back until complete. Stateless per-chunk decoding gets both wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# A word list with more entries than this is refused (a request carrying thousands of stop
+# words would otherwise cost a token-sequence match per word per step).
+MAX_WORDS = 256
+MAX_WORD_TOKENS = 64
+
+
+class InvalidInputError(ValueError):
+    """A request field is invalid; the message names the field and the limit."""
+
+
+def load_tokenizer(model_dir: str | Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir))
+
+
+@dataclass
+class TextCodec:
+    """Text <-> token ids for one model."""
+
+    tokenizer: object
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path) -> "TextCodec":
+        return cls(load_tokenizer(model_dir))
+
+    @property
+    def end_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return self.end_id if pad is None else int(pad)
+
+    def encode(self, text: str) -> list[int]:
+        """Prompt text to ids, with the tokenizer's own special-token policy (BOS for Llama)."""
+        return list(self.tokenizer.encode(text))
+
+    def encode_chat(self, messages_json: str) -> list[int]:
+        """A JSON array of ``{"role", "content"}`` messages, rendered with the chat template."""
+        messages = parse_messages(messages_json)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise InvalidInputError(
+                "apply_chat_template: this model's tokenizer has no chat template")
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        return list(ids)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def word_variants(self, word: str) -> list[list[int]]:
+        """Token sequences that spell ``word`` in generated text.
+
+        A word's ids depend on what precedes it (``"Paris"`` after a space is one token, alone
+        another), so both spellings are matched; that is the reference's known miss.
+        """
+        variants = []
+        for text in (word, " " + word):
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            if ids and ids not in variants:
+                variants.append(ids)
+        return variants
+
+    def words_to_list(self, words: list[str], field: str) -> np.ndarray:
+        """Words to TensorRT-LLM's ``[2, L]`` INT32 format (ids; end offsets padded with -1)."""
+        if len(words) > MAX_WORDS:
+            raise InvalidInputError(
+                f"{field}: {len(words)} words given, at most {MAX_WORDS} are accepted")
+        sequences = []
+        for word in words:
+            if not word:
+                raise InvalidInputError(f"{field}: empty words are not accepted")
+            for ids in self.word_variants(word):
+                if len(ids) > MAX_WORD_TOKENS:
+                    raise InvalidInputError(
+                        f"{field}: a word of {len(ids)} tokens is longer than the limit "
+                        f"of {MAX_WORD_TOKENS} tokens")
+                sequences.append(ids)
+        return to_word_list_format(sequences)
+
+
+def parse_messages(messages_json: str) -> list[dict]:
+    try:
+        messages = json.loads(messages_json)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"text_input: with apply_chat_template it must be a JSON array of messages ({exc})"
+        ) from None
+    ok = isinstance(messages, list) and messages and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in messages)
+    if not ok:
+        raise InvalidInputError(
+            'text_input: with apply_chat_template it must be a non-empty JSON array of '
+            '{"role": str, "content": str} objects')
+    return messages
+
+
+def to_word_list_format(sequences: list[list[int]]) -> np.ndarray:
+    """``[[5, 6], [7]]`` -> ``[[5, 6, 7], [2, 3, -1]]``; no words -> ``[[0], [-1]]``."""
+    flat = [tok for seq in sequences for tok in seq]
+    offsets = np.cumsum([len(seq) for seq in sequences]).tolist()
+    width = max(len(flat), 1)
+    out = np.zeros((2, width), dtype=np.int32)
+    out[1, :] = -1
+    out[0, : len(flat)] = flat
+    out[1, : len(offsets)] = offsets
+    return out
+
+
+def from_word_list_format(word_list: np.ndarray) -> list[list[int]]:
+    """Inverse of :func:`to_word_list_format`; raises InvalidInputError on a malformed list."""
+    arr = np.asarray(word_list)
+    if arr.ndim != 2 or arr.shape[0] != 2:
+        raise InvalidInputError(f"word list: expected shape [2, L], got {list(arr.shape)}")
+    ids, offsets = arr[0].tolist(), [int(o) for o in arr[1].tolist() if o >= 0]
+    words, start = [], 0
+    for end in offsets:
+        if end <= start or end > len(ids):
+            raise InvalidInputError(f"word list: offset {end} out of order or past {len(ids)}")
+        words.append(ids[start:end])
+        start = end
+    return words
+
+
+class IncrementalDetokenizer:
+    """Token ids in, text deltas out, exact under concatenation.
+
+    Keeps all ids seen; each ``add`` decodes from a short prefix window so the cost per token
+    stays constant, and holds back text that ends in an incomplete character (U+FFFD).
+    """
+
+    _WINDOW = 6  # tokens of left context re-decoded to get spacing right
+
+    def __init__(self, codec: TextCodec):
+        self._codec = codec
+        self._ids: list[int] = []
+        self._prefix_offset = 0
+        self._read_offset = 0
+
+    def add(self, new_ids: list[int]) -> str:
+        self._ids.extend(new_ids)
+        prefix_text = self._codec.decode(self._ids[self._prefix_offset:self._read_offset])
+        full_text = self._codec.decode(self._ids[self._prefix_offset:])
+        if full_text.endswith("\ufffd") or len(full_text) <= len(prefix_text):
+            return ""  # wait for the rest of a multi-token character
+        delta = full_text[len(prefix_text):]
+        self._prefix_offset = max(self._read_offset, len(self._ids) - self._WINDOW)
+        self._read_offset = len(self._ids)
+        return delta
+
+    def flush(self) -> str:
+        """Whatever is still held back (an incomplete character at the very end)."""
+        prefix_text = self._codec.decode(self._ids[self._prefix_offset:self._read_offset])
+        full_text = self._codec.decode(self._ids[self._prefix_offset:])
+        self._read_offset = len(self._ids)
+        return full_text[len(prefix_text):]
