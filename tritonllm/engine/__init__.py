@@ -1,0 +1,20 @@
+"""CPU inflight-batching engine for Llama-family models.
+
+Layers (each testable alone): ``request`` (requests, outputs, per-request state) →
+``kv_cache`` (paged block bookkeeping) → ``scheduler`` (what to compute each step) — all three
+plain Python without torch — then ``runner`` and ``sampler`` (the only torch code) and
+``engine`` (the background step loop). Import ``ModelRunner`` from ``tritonllm.engine.runner``.
+"""
+
+from tritonllm.engine.config import EngineConfig
+from tritonllm.engine.engine import EngineStats, LLMEngine
+from tritonllm.engine.request import GenerationOutput, GenerationRequest, SamplingParams
+
+__all__ = [
+    "EngineConfig",
+    "EngineStats",
+    "GenerationOutput",
+    "GenerationRequest",
+    "LLMEngine",
+    "SamplingParams",
+]

@@ -1,0 +1,83 @@
+"""Engine limits and policies: one frozen dataclass, validated on construction.
+
+The names and meanings follow TensorRT-LLM's executor config so that one build profile can
+describe both the GPU engine and this CPU twin:
+
+- ``max_batch_size``: most requests in the running batch at once (each gets work every step
+  it can: one decode token, or a chunk of its prompt).
+- ``max_num_tokens``: most tokens computed in one step (decode rows + prefill chunks).
+- ``max_input_len`` / ``max_seq_len``: longest prompt / longest prompt + generated tokens.
+- ``kv_cache_tokens``: KV cache capacity in tokens, rounded up to whole blocks of ``block_size``.
+- ``scheduler_policy``: ``guaranteed_no_evict`` admits a request only when blocks for its whole
+  ``prompt + max_new_tokens`` can be reserved, so nothing is ever evicted;
+  ``max_utilization`` admits on current need and, when blocks run out, pauses the most recently
+  admitted running request (its cache is freed; it resumes later by recomputing its tokens).
+- ``enable_chunked_context``: split long prompts over several steps so running streams keep
+  decoding while a long prompt is prefilled.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks and container cpusets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Limits of one engine. Derived: ``num_blocks`` (KV blocks), ``kv_cache_tokens`` rounded."""
+
+    max_batch_size: int = 8
+    max_num_tokens: int = 512
+    max_input_len: int = 2048
+    max_seq_len: int = 4096
+    kv_cache_tokens: int = 8 * 4096
+    block_size: int = 16
+    scheduler_policy: str = "guaranteed_no_evict"
+    enable_chunked_context: bool = True
+    num_threads: int = field(default_factory=available_cores)
+    max_stop_words: int = 64  # per request, for stop words and for bad words each
+    num_blocks: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._check_positive()
+        self._check_relations()
+        if self.scheduler_policy not in SCHEDULER_POLICIES:
+            raise ValueError(
+                f"scheduler_policy: {self.scheduler_policy!r} is not one of {SCHEDULER_POLICIES}"
+            )
+        num_blocks = -(-self.kv_cache_tokens // self.block_size)
+        object.__setattr__(self, "num_blocks", num_blocks)
+        object.__setattr__(self, "kv_cache_tokens", num_blocks * self.block_size)
+
+    def _check_positive(self) -> None:
+        for name in ("max_batch_size", "max_num_tokens", "max_input_len", "max_seq_len",
+                     "kv_cache_tokens", "block_size", "num_threads", "max_stop_words"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+
+    def _check_relations(self) -> None:
+        if self.max_input_len >= self.max_seq_len:
+            raise ValueError(
+                f"max_input_len: {self.max_input_len} must be < max_seq_len ({self.max_seq_len}), "
+                "leaving room for at least one generated token"
+            )
+        if self.max_num_tokens < self.max_batch_size:
+            raise ValueError(
+                f"max_num_tokens: {self.max_num_tokens} must be >= max_batch_size "
+                f"({self.max_batch_size}) so every running request can decode in one step"
+            )
+        if not self.enable_chunked_context and self.max_num_tokens < self.max_input_len:
+            raise ValueError(
+                f"max_num_tokens: {self.max_num_tokens} must be >= max_input_len "
+                f"({self.max_input_len}) when enable_chunked_context is False"
+            )

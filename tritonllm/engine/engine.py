@@ -1,0 +1,379 @@
+"""The inflight-batching engine: a background step loop over scheduler, runner and sampler.
+
+Each step: ``schedule`` (decode rows + prompt chunks, requests joining and leaving) →
+``runner.forward`` → ``sample`` → postprocess (append tokens, check end_id / stop words /
+length, send outputs through each request's callback). The loop sleeps on a condition variable
+when there is nothing to do.
+
+Threading: ``submit``, ``cancel``, ``stats`` and ``shutdown`` may be called from any thread.
+Callbacks (``on_output``, ``is_cancelled``) run on the engine thread; they should be quick. An
+exception raised while handling one request (its callback, its sampling) fails that request
+only, with ``finish_reason="error"``; an exception in the batched forward fails the requests of
+that batch; the loop keeps serving either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tritonllm.engine.config import EngineConfig
+from tritonllm.engine.request import GenerationOutput, GenerationRequest, Sequence
+from tritonllm.engine.scheduler import ScheduledBatch, Scheduler
+
+log = logging.getLogger(__name__)
+
+OutputCallback = Callable[[GenerationOutput], None]
+CancelCheck = Callable[[], bool]
+
+
+@dataclass
+class EngineStats:
+    """Counters since start (first group) and the current state (second group).
+
+    ``steps_with_multiple_decodes``: steps in which more than one request decoded together
+    (shared decode steps: inflight batching observed). ``preempted``: pauses under
+    ``max_utilization``. ``*_kv_*``: KV-cache capacity, free vs total, in blocks and tokens.
+    """
+
+    steps: int = 0
+    prefill_tokens: int = 0
+    decode_tokens: int = 0
+    generated_tokens: int = 0
+    steps_with_multiple_decodes: int = 0
+    max_running_seen: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    preempted: int = 0
+    running: int = 0
+    waiting: int = 0
+    free_kv_blocks: int = 0
+    total_kv_blocks: int = 0
+    free_kv_tokens: int = 0
+    total_kv_tokens: int = 0
+
+
+class LLMEngine:
+    """Serve generation requests with inflight batching on one ``ModelRunner``.
+
+    ``model_dir_or_runner``: a Hugging Face Llama checkpoint directory, or a ``ModelRunner``
+    (e.g. from ``ModelRunner.from_state_dict``) built with the same ``config``.
+    """
+
+    def __init__(self, model_dir_or_runner, config: EngineConfig | None = None) -> None:
+        from tritonllm.engine.runner import ModelRunner  # torch stays out of plain imports
+        from tritonllm.engine.sampler import Sampler
+
+        if isinstance(model_dir_or_runner, (str, Path)):
+            config = config or EngineConfig()
+            model_dir_or_runner = ModelRunner.from_hf_dir(model_dir_or_runner, config)
+        self.runner = model_dir_or_runner
+        self.config = config or self.runner.config
+        if self.runner.config != self.config:
+            raise ValueError("config: differs from the config the ModelRunner was built with")
+        self.scheduler = Scheduler(self.config)
+        self.sampler = Sampler()
+        self._stats = EngineStats()
+        self._cond = threading.Condition()
+        self._inbox: list[Sequence] = []
+        self._cancel_ids: set[str] = set()
+        self._live: dict[str, Sequence] = {}  # request_id -> sequence, until finished
+        self._next_seq_id = 0
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # ---- public API ----------------------------------------------------------------------
+
+    def start(self) -> "LLMEngine":
+        """Start the step loop on a background thread (idempotent); returns self."""
+        with self._cond:
+            if self._thread is None:
+                self._stopping = False
+                self._thread = threading.Thread(target=self._loop, name="tritonllm-engine",
+                                                daemon=True)
+                self._thread.start()
+        return self
+
+    def submit(self, request: GenerationRequest, on_output: OutputCallback,
+               is_cancelled: CancelCheck | None = None) -> None:
+        """Queue a request; outputs arrive through ``on_output`` on the engine thread.
+
+        Raises ValueError (naming the field and the limit) when the request can never be
+        served, and RuntimeError once the engine is shut down.
+        """
+        self._validate(request)
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("engine: shut down, not accepting requests")
+            if request.request_id in self._live:
+                raise ValueError(f"request_id: {request.request_id!r} is already in flight")
+            seq = Sequence(self._next_seq_id, request, time.time_ns(), on_output, is_cancelled)
+            self._next_seq_id += 1
+            self._live[request.request_id] = seq
+            self._inbox.append(seq)
+            self._cond.notify()
+
+    def cancel(self, request_id: str) -> bool:
+        """Cancel a request: its cache is freed before the next step and a final output with
+        ``finish_reason="cancelled"`` is sent. False when no such request is in flight."""
+        with self._cond:
+            if request_id not in self._live:
+                return False
+            self._cancel_ids.add(request_id)
+            self._cond.notify()
+            return True
+
+    def stats(self) -> EngineStats:
+        """A snapshot of the counters (a copy; safe to keep)."""
+        with self._cond:
+            return EngineStats(**vars(self._stats))
+
+    def shutdown(self, timeout: float | None = 30.0) -> None:
+        """Stop the loop; requests still in flight get a final ``cancelled`` output."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        self._thread = None
+        self._drain_inbox()
+        for seq in list(self.scheduler.waiting) + list(self.scheduler.running):
+            self._finish(seq, "cancelled", error="engine shut down")
+
+    def generate(self, requests: list[GenerationRequest],
+                 timeout: float | None = None) -> list[list[GenerationOutput]]:
+        """Submit ``requests``, wait for all to finish, return each one's outputs in order."""
+        self.start()
+        outputs: list[list[GenerationOutput]] = [[] for _ in requests]
+        done = [threading.Event() for _ in requests]
+        for i, request in enumerate(requests):
+            self.submit(request, self._collector(outputs[i], done[i]))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for event in done:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not event.wait(left):
+                raise TimeoutError(f"generate: not finished within {timeout} s")
+        return outputs
+
+    @staticmethod
+    def _collector(sink: list[GenerationOutput], done: threading.Event) -> OutputCallback:
+        def on_output(output: GenerationOutput) -> None:
+            sink.append(output)
+            if output.finished:
+                done.set()
+        return on_output
+
+    # ---- validation ----------------------------------------------------------------------
+
+    def _validate(self, request: GenerationRequest) -> None:
+        """Engine-limit checks (the request validated its own fields on construction)."""
+        cfg = self.config
+        prompt_len = len(request.prompt_ids)
+        if prompt_len > cfg.max_input_len:
+            raise ValueError(f"prompt_ids: the prompt has {prompt_len} tokens, more than "
+                             f"max_input_len ({cfg.max_input_len})")
+        total = prompt_len + request.max_new_tokens
+        if total > cfg.max_seq_len:
+            raise ValueError(f"max_new_tokens: prompt ({prompt_len}) + max_new_tokens "
+                             f"({request.max_new_tokens}) = {total} exceeds max_seq_len "
+                             f"({cfg.max_seq_len})")
+        if total > cfg.kv_cache_tokens:
+            raise ValueError(f"max_new_tokens: prompt + max_new_tokens = {total} tokens can never "
+                             f"fit the KV cache (kv_cache_tokens = {cfg.kv_cache_tokens})")
+        self._validate_token_ids(request)
+
+    def _validate_token_ids(self, request: GenerationRequest) -> None:
+        vocab = self.runner.vocab_size
+        if max(request.prompt_ids) >= vocab:
+            raise ValueError(f"prompt_ids: token id {max(request.prompt_ids)} is out of range "
+                             f"for the vocabulary (vocab_size = {vocab})")
+        for name in ("end_id", "pad_id"):
+            value = getattr(request, name)
+            if value is not None and value >= vocab:
+                raise ValueError(f"{name}: {value} is out of range (vocab_size = {vocab})")
+        for name in ("stop_words", "bad_words"):
+            words = getattr(request, name)
+            if len(words) > self.config.max_stop_words:
+                raise ValueError(f"{name}: {len(words)} words, more than max_stop_words "
+                                 f"({self.config.max_stop_words})")
+            if any(max(word) >= vocab for word in words):
+                raise ValueError(f"{name}: a token id is out of range (vocab_size = {vocab})")
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._has_work_locked():
+                    self._cond.wait()
+                if self._stopping:
+                    return
+            try:
+                self.step()
+            except Exception:  # a bug in the step itself: log it, keep serving
+                log.exception("engine step failed")
+
+    def _has_work_locked(self) -> bool:
+        return bool(self._inbox or self._cancel_ids or self.scheduler.has_work())
+
+    def step(self) -> None:
+        """One engine step: intake, cancellations, schedule, forward, sample, postprocess.
+
+        Called by the background loop; call it directly only when the loop is not started.
+        """
+        self._drain_inbox()
+        self._apply_cancellations()
+        batch = self.scheduler.schedule()
+        running = len(self.scheduler.running)
+        if batch is not None:
+            self._run_batch(batch)
+        self._update_stats(batch, running)
+
+    def _drain_inbox(self) -> None:
+        with self._cond:
+            new, self._inbox = self._inbox, []
+        for seq in new:
+            self.scheduler.add(seq)
+
+    def _apply_cancellations(self) -> None:
+        with self._cond:
+            cancel_ids, self._cancel_ids = self._cancel_ids, set()
+        for seq in list(self.scheduler.waiting) + list(self.scheduler.running):
+            if seq.request.request_id in cancel_ids or self._client_cancelled(seq):
+                self._finish(seq, "cancelled")
+
+    def _client_cancelled(self, seq: Sequence) -> bool:
+        if seq.is_cancelled is None:
+            return False
+        try:
+            return bool(seq.is_cancelled())
+        except Exception as exc:  # a broken check fails its own request only
+            seq.error = f"is_cancelled raised {exc!r}"
+            return True
+
+    def _run_batch(self, batch: ScheduledBatch) -> None:
+        now = time.time_ns()
+        for seq in batch.seqs:
+            seq.first_scheduled_time_ns = seq.first_scheduled_time_ns or now
+        sampled = [seq for seq, sample in zip(batch.seqs, batch.sample) if sample]
+        try:
+            logits = self.runner.forward(batch)
+            choices = self._sample(logits, sampled)
+        except Exception as exc:
+            log.exception("forward step failed; failing its %d requests", batch.num_rows)
+            for seq in batch.seqs:
+                self._finish(seq, "error", error=f"forward step failed: {exc!r}")
+            return
+        now = time.time_ns()
+        for seq, choice in zip(sampled, choices):
+            self._postprocess(seq, choice, now)
+
+    def _sample(self, logits, seqs: list[Sequence]) -> list[tuple[int, float]]:
+        ends = [self._end_ids(seq.request) for seq in seqs]
+        return self.sampler.sample(logits, seqs, ends)
+
+    def _end_ids(self, request: GenerationRequest) -> list[int]:
+        return self.runner.eos_token_ids if request.end_id is None else [request.end_id]
+
+    # ---- postprocess ---------------------------------------------------------------------
+
+    def _postprocess(self, seq: Sequence, choice: tuple[int, float], now: int) -> None:
+        """Append the new token, decide whether the request is done, emit its output."""
+        try:
+            token, log_prob = choice
+            reason = self._append(seq, token, log_prob, now)
+            if reason is not None:
+                self._finish(seq, reason)
+            elif seq.request.streaming:
+                self._emit(seq, finished=False)
+        except Exception as exc:
+            log.exception("request %s failed", seq.request.request_id)
+            self._finish(seq, "error", error=repr(exc))
+
+    def _append(self, seq: Sequence, token: int, log_prob: float, now: int) -> str | None:
+        """Add the token unless it ends the request; the finish reason or None."""
+        request = seq.request
+        if token in self._end_ids(request):
+            seq.last_token_time_ns = now
+            return "end_id"
+        seq.append_token(token, log_prob, now)
+        with self._cond:
+            self._stats.generated_tokens += 1
+        if seq.num_generated >= request.sampling.min_tokens and self._hit_stop_word(seq):
+            return "stop_words"
+        if seq.num_generated >= request.max_new_tokens:
+            return "length"
+        return None
+
+    @staticmethod
+    def _hit_stop_word(seq: Sequence) -> bool:
+        generated = seq.generated_ids
+        return any(len(word) <= len(generated) and generated[-len(word):] == word
+                   for word in seq.request.stop_words)
+
+    def _finish(self, seq: Sequence, reason: str, error: str | None = None) -> None:
+        """Free the request's cache now, count it, send its final output."""
+        self.scheduler.remove(seq)
+        self.sampler.release(seq.seq_id)
+        seq.finish_reason = reason
+        if error is not None:
+            seq.error = error
+        with self._cond:
+            self._live.pop(seq.request.request_id, None)
+            counter = {"cancelled": "cancelled", "error": "failed"}.get(reason, "completed")
+            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+        try:
+            self._emit(seq, finished=True)
+        except Exception:  # the caller's callback failed on the final output: nothing to tell
+            log.exception("on_output failed for request %s", seq.request.request_id)
+
+    def _emit(self, seq: Sequence, finished: bool) -> None:
+        if seq.on_output is not None:
+            seq.on_output(self._output(seq, finished))
+
+    def _output(self, seq: Sequence, finished: bool) -> GenerationOutput:
+        """Streaming: the tokens since the last output. Otherwise: the whole result."""
+        request = seq.request
+        if request.streaming:
+            start = seq.num_prompt_tokens + seq.num_emitted_tokens
+            tokens, log_probs = seq.token_ids[start:], seq.log_probs[seq.num_emitted_tokens:]
+        else:
+            tokens, log_probs = list(seq.generated_ids), list(seq.log_probs)
+            if not request.exclude_input_in_output:
+                tokens = seq.token_ids[:]
+        seq.num_emitted_tokens = seq.num_generated
+        return GenerationOutput(
+            request_id=request.request_id, token_ids=tokens,
+            log_probs=log_probs if request.return_log_probs else [],
+            cum_log_prob=seq.cum_log_prob, finished=finished,
+            finish_reason=seq.finish_reason if finished else None,
+            error=seq.error if finished else None,
+            arrival_time_ns=seq.arrival_time_ns,
+            first_scheduled_time_ns=seq.first_scheduled_time_ns,
+            first_token_time_ns=seq.first_token_time_ns,
+            last_token_time_ns=seq.last_token_time_ns,
+            num_input_tokens=seq.num_prompt_tokens, num_output_tokens=seq.num_generated)
+
+    # ---- stats ---------------------------------------------------------------------------
+
+    def _update_stats(self, batch: ScheduledBatch | None, running_in_step: int) -> None:
+        blocks = self.scheduler.block_manager
+        with self._cond:
+            s = self._stats
+            if batch is not None:
+                s.steps += 1
+                s.decode_tokens += batch.num_decodes
+                s.prefill_tokens += batch.num_prefill_tokens
+                s.steps_with_multiple_decodes += batch.num_decodes > 1
+            s.running = len(self.scheduler.running)
+            s.waiting = len(self.scheduler.waiting) + len(self._inbox)
+            s.max_running_seen = max(s.max_running_seen, running_in_step)
+            s.preempted = self.scheduler.num_preempted
+            s.free_kv_blocks, s.total_kv_blocks = blocks.num_free_blocks, blocks.num_blocks
+            s.free_kv_tokens, s.total_kv_tokens = blocks.num_free_tokens, blocks.num_total_tokens

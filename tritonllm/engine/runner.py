@@ -1,0 +1,357 @@
+"""The model runner: Llama weights, the one KV-cache tensor, and a lean batched forward step.
+
+This module and ``sampler.py`` are the engine's only torch code. Transformers does what it does
+well here: config parsing (``AutoConfig``), RoPE frequencies for every ``rope_type``
+(``LlamaRotaryEmbedding`` over ``ROPE_INIT_FUNCTIONS``: default, linear, dynamic, llama3, yarn)
+and checkpoint loading (safetensors, or ``from_pretrained`` for other formats). The forward is
+ours, shaped for inflight batching on CPU:
+
+- fp32 weights (quantized matmuls are slower on these CPUs, DESIGN.md §4); q/k/v fused into one
+  weight and gate/up into another, so each layer runs 4 matmuls;
+- every linear layer runs once over all of the step's tokens flattened to ``[T, hidden]``
+  (decode rows and prompt chunks together), so weights are read once per step;
+- new K/V are scattered into the cache with the step's ``slot_mapping``;
+- attention: all one-token rows (decodes) together: their cached K/V gathered with one index
+  per layer into ``[B, max_context, kv_heads, head_dim]``, padding masked out; each longer
+  prompt chunk separately, causal within the chunk and attending its cached prefix.
+
+KV cache: ``[num_layers, 2, num_blocks, block_size, kv_heads, head_dim]`` fp32, zero-filled,
+allocated once; block ids come from ``kv_cache.BlockManager``.
+
+Two construction seams: ``ModelRunner.from_hf_dir(path, config)`` for a Hugging Face checkpoint
+directory, and ``ModelRunner.from_state_dict(hf_config, state_dict, config)`` for weights already
+in memory under Hugging Face Llama names (used to serve TensorRT-LLM checkpoints converted back).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from tritonllm.engine.config import EngineConfig
+from tritonllm.engine.scheduler import ScheduledBatch
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = ("llama",)
+
+
+@dataclass
+class LayerWeights:
+    """One decoder layer, fused. Shapes: ``qkv [(H + 2*KV) * d, hidden]``, ``o [hidden, H*d]``,
+    ``gate_up [2*I, hidden]``, ``down [hidden, I]``, norms ``[hidden]``; biases or None."""
+
+    input_norm: torch.Tensor
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    o: torch.Tensor
+    o_bias: torch.Tensor | None
+    post_norm: torch.Tensor
+    gate_up: torch.Tensor
+    gate_up_bias: torch.Tensor | None
+    down: torch.Tensor
+    down_bias: torch.Tensor | None
+
+
+@dataclass
+class StepTensors:
+    """A ``ScheduledBatch`` as tensors, built once per step and shared by all layers.
+
+    ``cos``/``sin``: ``[T, 1, d]``. Decode group (rows with one query token): ``decode_tokens``
+    (their token indices ``[B]``), ``decode_slots`` (``[B * L]`` cache slots of positions
+    ``0..L-1``, L = longest context) and ``decode_mask`` (``[B, 1, 1, L]``, True = attend).
+    ``prefills``: per longer row ``(first_token, stop_token, context_slots [C] or None when the
+    chunk is the whole context, mask [n, C] or None for plain causal)``.
+    """
+
+    input_ids: torch.Tensor
+    slot_mapping: torch.Tensor
+    cos: torch.Tensor
+    sin: torch.Tensor
+    sample_tokens: torch.Tensor
+    decode_tokens: torch.Tensor | None
+    decode_slots: torch.Tensor | None
+    decode_mask: torch.Tensor | None
+    prefills: list[tuple[int, int, torch.Tensor | None, torch.Tensor | None]]
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def load_hf_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a Hugging Face checkpoint directory, under their checkpoint names."""
+    files = sorted(path.glob("*.safetensors"))
+    if files:
+        from safetensors.torch import load_file
+
+        state: dict[str, torch.Tensor] = {}
+        for file in files:
+            state.update(load_file(str(file)))
+        return state
+    from transformers import AutoModelForCausalLM  # other formats: let transformers read them
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    return model.state_dict()
+
+
+class ModelRunner:
+    """Owns the weights and the KV cache; ``forward(batch)`` returns the sampled rows' logits."""
+
+    def __init__(self, hf_config, state_dict: Mapping[str, torch.Tensor],
+                 config: EngineConfig) -> None:
+        self._check_model(hf_config, config)
+        torch.set_num_threads(config.num_threads)  # process-wide in torch
+        self.hf_config = hf_config
+        self.config = config
+        self.num_layers = hf_config.num_hidden_layers
+        self.num_heads = hf_config.num_attention_heads
+        self.num_kv_heads = hf_config.num_key_value_heads
+        self.head_dim = getattr(hf_config, "head_dim", None) or (
+            hf_config.hidden_size // self.num_heads)
+        self.hidden_size = hf_config.hidden_size
+        self.vocab_size = hf_config.vocab_size
+        self.eps = hf_config.rms_norm_eps
+        self._load_weights(state_dict)
+        self.cos, self.sin = self._rope_tables(hf_config, config.max_seq_len)
+        self.kv_cache = torch.zeros(
+            self.num_layers, 2, config.num_blocks, config.block_size, self.num_kv_heads,
+            self.head_dim, dtype=torch.float32)
+
+    @classmethod
+    def from_hf_dir(cls, path: str | Path, config: EngineConfig) -> "ModelRunner":
+        """Load a Hugging Face Llama checkpoint directory (config.json + weights)."""
+        from transformers import AutoConfig
+
+        path = Path(path)
+        hf_config = AutoConfig.from_pretrained(str(path))
+        return cls(hf_config, load_hf_state_dict(path), config)
+
+    @classmethod
+    def from_state_dict(cls, hf_config, state_dict: Mapping[str, torch.Tensor],
+                        config: EngineConfig) -> "ModelRunner":
+        """Build from a transformers ``LlamaConfig`` and a state dict in Hugging Face Llama names.
+
+        Names: ``model.embed_tokens.weight``, ``model.norm.weight``, optional ``lm_head.weight``
+        (absent or ignored with ``tie_word_embeddings``), and per layer ``i``:
+        ``model.layers.{i}.input_layernorm.weight``, ``...post_attention_layernorm.weight``,
+        ``...self_attn.{q,k,v,o}_proj.weight`` (and ``.bias`` with ``attention_bias``),
+        ``...mlp.{gate,up,down}_proj.weight`` (and ``.bias`` with ``mlp_bias``). Shapes as in
+        transformers' ``LlamaForCausalLM``; any float dtype (converted to fp32 here). q/k rows
+        in Hugging Face's rotate-half order (as ``LlamaForCausalLM`` checkpoints store them).
+        """
+        return cls(hf_config, state_dict, config)
+
+    @staticmethod
+    def _check_model(hf_config, config: EngineConfig) -> None:
+        model_type = getattr(hf_config, "model_type", None)
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(f"model_type: {model_type!r} is not supported; "
+                             f"supported: {SUPPORTED_MODEL_TYPES}")
+        act = getattr(hf_config, "hidden_act", "silu")
+        if act != "silu":
+            raise ValueError(f"hidden_act: {act!r} is not supported; only 'silu'")
+        limit = hf_config.max_position_embeddings
+        if config.max_seq_len > limit:
+            raise ValueError(f"max_seq_len: {config.max_seq_len} exceeds the model's "
+                             f"max_position_embeddings ({limit})")
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """The model's end-of-sequence ids from its config (may be several, e.g. Llama 3)."""
+        eos = getattr(self.hf_config, "eos_token_id", None)
+        if eos is None:
+            return []
+        return list(eos) if isinstance(eos, (list, tuple)) else [eos]
+
+    @property
+    def max_position_embeddings(self) -> int:
+        return self.hf_config.max_position_embeddings
+
+    # ---- weights -------------------------------------------------------------------------
+
+    def _load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
+        def get(name: str, optional: bool = False) -> torch.Tensor | None:
+            if name not in state:
+                if optional:
+                    return None
+                raise ValueError(f"state_dict: missing tensor {name!r}")
+            return state[name].detach().to(torch.float32).contiguous()
+
+        self.embed = get("model.embed_tokens.weight")
+        self.final_norm = get("model.norm.weight")
+        tied = getattr(self.hf_config, "tie_word_embeddings", False)
+        self.lm_head = self.embed if tied else get("lm_head.weight", optional=True)
+        if self.lm_head is None:
+            self.lm_head = self.embed
+        self.layers = [self._layer_weights(get, i) for i in range(self.num_layers)]
+        self._check_shapes()
+
+    @staticmethod
+    def _layer_weights(get, i: int) -> LayerWeights:
+        p = f"model.layers.{i}."
+
+        def fused(names: list[str], suffix: str) -> torch.Tensor | None:
+            parts = [get(p + n + suffix, optional=suffix == ".bias") for n in names]
+            if any(t is None for t in parts):
+                return None
+            return torch.cat(parts, dim=0).contiguous()
+
+        attn = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]
+        mlp = ["mlp.gate_proj", "mlp.up_proj"]
+        return LayerWeights(
+            input_norm=get(p + "input_layernorm.weight"),
+            qkv=fused(attn, ".weight"), qkv_bias=fused(attn, ".bias"),
+            o=get(p + "self_attn.o_proj.weight"),
+            o_bias=get(p + "self_attn.o_proj.bias", optional=True),
+            post_norm=get(p + "post_attention_layernorm.weight"),
+            gate_up=fused(mlp, ".weight"), gate_up_bias=fused(mlp, ".bias"),
+            down=get(p + "mlp.down_proj.weight"),
+            down_bias=get(p + "mlp.down_proj.bias", optional=True),
+        )
+
+    def _check_shapes(self) -> None:
+        h, d = self.hidden_size, self.head_dim
+        qkv_rows = (self.num_heads + 2 * self.num_kv_heads) * d
+        expected = {"model.embed_tokens.weight": (self.embed, (self.vocab_size, h)),
+                    "lm_head.weight": (self.lm_head, (self.vocab_size, h)),
+                    "q/k/v_proj (fused)": (self.layers[0].qkv, (qkv_rows, h)),
+                    "o_proj": (self.layers[0].o, (h, self.num_heads * d))}
+        for name, (tensor, shape) in expected.items():
+            if tuple(tensor.shape) != shape:
+                raise ValueError(f"state_dict: {name} has shape {tuple(tensor.shape)}, "
+                                 f"the config implies {shape}")
+
+    @staticmethod
+    def _rope_tables(hf_config, max_positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin ``[max_positions, head_dim]`` from transformers' rotary embedding.
+
+        Computed once for positions ``0..max_seq_len-1``; ``max_seq_len`` never exceeds
+        ``max_position_embeddings``, where transformers' dynamic scaling does not kick in.
+        """
+        from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+        rotary = LlamaRotaryEmbedding(hf_config)
+        positions = torch.arange(max_positions)[None]
+        with torch.no_grad():
+            cos, sin = rotary(torch.zeros(1, dtype=torch.float32), positions)
+        return cos[0].contiguous(), sin[0].contiguous()
+
+    # ---- the step ------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def forward(self, batch: ScheduledBatch) -> torch.Tensor:
+        """Run one step: write the batch's K/V into the cache and return the logits of each row
+        with ``sample`` True, in row order: ``[num_sampled_rows, vocab_size]`` fp32."""
+        step = self.prepare(batch)
+        x = self.embed[step.input_ids]
+        for index, layer in enumerate(self.layers):
+            x = self._decoder_layer(index, layer, x, step)
+        last = F.rms_norm(x[step.sample_tokens], (self.hidden_size,), self.final_norm, self.eps)
+        return F.linear(last, self.lm_head)
+
+    def prepare(self, batch: ScheduledBatch) -> StepTensors:
+        """Turn the scheduler's lists into the step's index tensors."""
+        positions = torch.tensor(batch.positions, dtype=torch.long)
+        ends = torch.tensor(batch.query_lens, dtype=torch.long).cumsum(0)
+        sampled = torch.tensor(batch.sample, dtype=torch.bool)
+        decode = self._decode_indices(batch, ends)
+        return StepTensors(
+            input_ids=torch.tensor(batch.input_ids, dtype=torch.long),
+            slot_mapping=torch.tensor(batch.slot_mapping, dtype=torch.long),
+            cos=self.cos[positions].unsqueeze(1), sin=self.sin[positions].unsqueeze(1),
+            sample_tokens=(ends - 1)[sampled],
+            decode_tokens=decode[0], decode_slots=decode[1], decode_mask=decode[2],
+            prefills=self._prefill_specs(batch, ends.tolist()),
+        )
+
+    def _decode_indices(self, batch: ScheduledBatch, ends: torch.Tensor):
+        """Token indices, gather slots ``[B*L]`` and mask ``[B,1,1,L]`` of one-token rows."""
+        rows = [i for i, n in enumerate(batch.query_lens) if n == 1]
+        if not rows:
+            return None, None, None
+        contexts = torch.tensor([batch.context_lens[i] for i in rows], dtype=torch.long)
+        longest = int(contexts.max())
+        num_blocks = -(-longest // self.config.block_size)
+        tables = torch.zeros(len(rows), num_blocks, dtype=torch.long)  # missing blocks: masked
+        for r, i in enumerate(rows):
+            table = batch.block_tables[i][:num_blocks]
+            tables[r, :len(table)] = torch.tensor(table, dtype=torch.long)
+        pos = torch.arange(longest)
+        size = self.config.block_size
+        slots = tables[:, pos // size] * size + pos % size
+        mask = (pos[None, :] < contexts[:, None])[:, None, None, :]
+        return (ends - 1)[rows], slots.reshape(-1), mask
+
+    def _prefill_specs(self, batch: ScheduledBatch, ends: list[int]):
+        """Per multi-token row: token range, cached-context slots and causal mask."""
+        specs = []
+        size = self.config.block_size
+        for i, n in enumerate(batch.query_lens):
+            if n == 1:
+                continue
+            context = batch.context_lens[i]
+            if context == n:  # the chunk is the whole context: plain causal attention
+                specs.append((ends[i] - n, ends[i], None, None))
+                continue
+            table = torch.tensor(batch.block_tables[i], dtype=torch.long)
+            pos = torch.arange(context)
+            slots = table[pos // size] * size + pos % size
+            query_pos = torch.arange(context - n, context)
+            mask = pos[None, :] <= query_pos[:, None]
+            specs.append((ends[i] - n, ends[i], slots, mask))
+        return specs
+
+    def _decoder_layer(self, index: int, w: LayerWeights, x: torch.Tensor,
+                       step: StepTensors) -> torch.Tensor:
+        h = F.rms_norm(x, (self.hidden_size,), w.input_norm, self.eps)
+        attn = self._attention(index, F.linear(h, w.qkv, w.qkv_bias), step)
+        x = x + F.linear(attn, w.o, w.o_bias)
+        h = F.rms_norm(x, (self.hidden_size,), w.post_norm, self.eps)
+        gate, up = F.linear(h, w.gate_up, w.gate_up_bias).chunk(2, dim=-1)
+        return x + F.linear(F.silu(gate) * up, w.down, w.down_bias)
+
+    def _attention(self, index: int, qkv: torch.Tensor, step: StepTensors) -> torch.Tensor:
+        """``qkv [T, (H+2KV)*d]`` → attention output ``[T, H*d]``; writes K/V to the cache."""
+        t, hq, hk, d = qkv.shape[0], self.num_heads, self.num_kv_heads, self.head_dim
+        qk = qkv[:, :(hq + hk) * d].view(t, hq + hk, d)
+        qk = qk * step.cos + _rotate_half(qk) * step.sin
+        q, k = qk[:, :hq], qk[:, hq:]
+        v = qkv[:, (hq + hk) * d:].view(t, hk, d)
+        cache_k = self.kv_cache[index, 0].view(-1, hk, d)
+        cache_v = self.kv_cache[index, 1].view(-1, hk, d)
+        cache_k.index_copy_(0, step.slot_mapping, k)
+        cache_v.index_copy_(0, step.slot_mapping, v)
+        out = torch.empty(t, hq, d, dtype=qkv.dtype)
+        if step.decode_tokens is not None:
+            out[step.decode_tokens] = self._decode_attention(q, cache_k, cache_v, step)
+        for start, stop, slots, mask in step.prefills:
+            keys = k[start:stop] if slots is None else cache_k[slots]
+            values = v[start:stop] if slots is None else cache_v[slots]
+            out[start:stop] = self._chunk_attention(q[start:stop], keys, values, mask)
+        return out.view(t, hq * d)
+
+    def _decode_attention(self, q, cache_k, cache_v, step: StepTensors) -> torch.Tensor:
+        """One query per row against its gathered, padded context: ``[B, H, d]``."""
+        b, length = step.decode_mask.shape[0], step.decode_mask.shape[-1]
+        shape = (b, length, self.num_kv_heads, self.head_dim)
+        keys = cache_k[step.decode_slots].view(shape).transpose(1, 2)
+        values = cache_v[step.decode_slots].view(shape).transpose(1, 2)
+        queries = q[step.decode_tokens].unsqueeze(2)
+        out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=step.decode_mask,
+                                             enable_gqa=True)
+        return out.squeeze(2)
+
+    @staticmethod
+    def _chunk_attention(q, keys, values, mask) -> torch.Tensor:
+        """One prompt chunk ``q [n, H, d]`` against ``keys/values [C, KV, d]``: ``[n, H, d]``."""
+        out = F.scaled_dot_product_attention(
+            q.transpose(0, 1)[None], keys.transpose(0, 1)[None], values.transpose(0, 1)[None],
+            attn_mask=mask, is_causal=mask is None, enable_gqa=True)
+        return out[0].transpose(0, 1)

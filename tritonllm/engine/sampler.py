@@ -1,0 +1,136 @@
+"""Token choice per row: penalties, bans, then greedy arg-max or seeded sampling.
+
+Order per row, on the row's fp32 logits:
+
+1. repetition penalty (Hugging Face semantics, over prompt + generated tokens: a seen token's
+   logit is divided by the penalty when positive, multiplied when negative);
+2. presence and frequency penalties (OpenAI semantics, over generated tokens:
+   ``logit -= presence * (count > 0) + frequency * count``);
+3. bans: the last token of each bad word whose preceding tokens end the sequence (single-token
+   bad words always), and the end ids while fewer than ``min_tokens`` tokens were generated;
+4. greedy: arg-max; sampling: ``/ temperature``, top-k cut, top-p (nucleus) cut, then a draw
+   with the request's own ``torch.Generator`` (seeded from ``seed``), so a seeded request gets
+   the same tokens whatever else shares its batch.
+
+The log-probability returned is ``log_softmax`` of the final distribution used (after the
+steps above, and after temperature and the cuts when sampling).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tritonllm.engine.request import SamplingParams, Sequence
+
+
+class Sampler:
+    """Holds one ``torch.Generator`` per sampling sequence; ``release`` drops it."""
+
+    def __init__(self) -> None:
+        self._generators: dict[int, torch.Generator] = {}
+
+    def release(self, seq_id: int) -> None:
+        self._generators.pop(seq_id, None)
+
+    @torch.inference_mode()
+    def sample(self, logits: torch.Tensor, seqs: list[Sequence],
+               end_ids: list[list[int]]) -> list[tuple[int, float]]:
+        """``logits [S, vocab]`` for ``seqs`` (row order) → ``(token_id, log_prob)`` per row.
+
+        ``end_ids[i]``: the ids that end ``seqs[i]`` (masked until its ``min_tokens``).
+        """
+        logits = logits.float()
+        for row, (seq, ends) in enumerate(zip(seqs, end_ids)):
+            if self._needs_processing(seq, ends):
+                logits[row] = self._process(logits[row].clone(), seq, ends)
+        results: list[tuple[int, float] | None] = [None] * len(seqs)
+        greedy = [i for i, seq in enumerate(seqs) if seq.request.sampling.greedy]
+        if greedy:
+            self._greedy(logits[greedy], greedy, results)
+        for i, seq in enumerate(seqs):
+            if results[i] is None:
+                results[i] = self._draw(logits[i], seq)
+        return results
+
+    @staticmethod
+    def _needs_processing(seq: Sequence, ends: list[int]) -> bool:
+        request = seq.request
+        return (request.sampling.has_penalties or bool(request.bad_words)
+                or (bool(ends) and seq.num_generated < request.sampling.min_tokens))
+
+    def _process(self, row: torch.Tensor, seq: Sequence, ends: list[int]) -> torch.Tensor:
+        params = seq.request.sampling
+        if params.repetition_penalty not in (None, 1.0):
+            row = self._repetition_penalty(row, seq.token_ids, params.repetition_penalty)
+        if params.presence_penalty or params.frequency_penalty:
+            row = self._openai_penalties(row, seq.generated_ids, params)
+        banned = self._banned_tokens(seq, ends)
+        if banned:
+            row[torch.tensor(banned, dtype=torch.long)] = float("-inf")
+        return row
+
+    @staticmethod
+    def _repetition_penalty(row: torch.Tensor, token_ids: list[int], penalty: float):
+        seen = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+        scores = row[seen]
+        row[seen] = torch.where(scores > 0, scores / penalty, scores * penalty)
+        return row
+
+    @staticmethod
+    def _openai_penalties(row: torch.Tensor, generated: list[int], params: SamplingParams):
+        if not generated:
+            return row
+        counts = torch.bincount(torch.tensor(generated, dtype=torch.long),
+                                minlength=row.shape[0]).to(row.dtype)
+        return row - params.frequency_penalty * counts - params.presence_penalty * (counts > 0)
+
+    @staticmethod
+    def _banned_tokens(seq: Sequence, ends: list[int]) -> list[int]:
+        banned = []
+        tokens = seq.token_ids
+        for word in seq.request.bad_words:
+            prefix = word[:-1]
+            if not prefix or tokens[len(tokens) - len(prefix):] == prefix:
+                banned.append(word[-1])
+        if seq.num_generated < seq.request.sampling.min_tokens:
+            banned.extend(ends)
+        return banned
+
+    @staticmethod
+    def _greedy(logits: torch.Tensor, rows: list[int], results: list) -> None:
+        tokens = logits.argmax(dim=-1)
+        log_probs = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None])[:, 0]
+        for row, token, log_prob in zip(rows, tokens.tolist(), log_probs.tolist()):
+            results[row] = (token, log_prob)
+
+    def _draw(self, row: torch.Tensor, seq: Sequence) -> tuple[int, float]:
+        params = seq.request.sampling
+        row = row / (params.temperature or 1.0)
+        if params.top_k and params.top_k < row.shape[0]:
+            kth = torch.topk(row, params.top_k).values[-1]
+            row = row.masked_fill(row < kth, float("-inf"))
+        if params.top_p is not None and params.top_p < 1.0:
+            row = self._top_p(row, params.top_p)
+        log_probs = torch.log_softmax(row, dim=-1)
+        token = int(torch.multinomial(log_probs.exp(), 1, generator=self._generator(seq)))
+        return token, float(log_probs[token])
+
+    @staticmethod
+    def _top_p(row: torch.Tensor, top_p: float) -> torch.Tensor:
+        """Keep the smallest set of most likely tokens whose mass reaches ``top_p``."""
+        probs, order = torch.softmax(row, dim=-1).sort(descending=True)
+        mass_before = probs.cumsum(0) - probs
+        drop = order[mass_before >= top_p]
+        return row.index_fill(0, drop, float("-inf"))
+
+    def _generator(self, seq: Sequence) -> torch.Generator:
+        generator = self._generators.get(seq.seq_id)
+        if generator is None:
+            generator = torch.Generator()
+            seed = seq.request.sampling.seed
+            if seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(seed)
+            self._generators[seq.seq_id] = generator
+        return generator
