@@ -17,7 +17,7 @@ import numpy as np
 
 # A word list with more entries than this is refused (a request carrying thousands of stop
 # words would otherwise cost a token-sequence match per word per step).
-MAX_WORDS = 256
+MAX_WORDS = 32  # each word is matched in up to 2 spellings; the engine takes 64 sequences
 MAX_WORD_TOKENS = 64
 
 

@@ -72,11 +72,15 @@ class GpuEngineSettings:
 class RepoSettings:
     """Everything the model repository needs besides the contract.
 
-    ``cpu_engine_parameters`` (target ``cpu``) are handed to the CPU engine adapter as string
-    parameters; ``gpu_engine`` (target ``gpu``) fills the ``tensorrtllm`` backend's.
+    ``max_input_len`` / ``max_seq_len`` are the engine's limits; preprocessing checks them so
+    that errors name the ensemble's fields. ``cpu_engine_parameters`` (target ``cpu``) are handed
+    to the CPU engine adapter as string parameters; ``gpu_engine`` (target ``gpu``) fills the
+    ``tensorrtllm`` backend's.
     """
 
     tokenizer_dir: str
+    max_input_len: int
+    max_seq_len: int
     target: str = "cpu"
     triton_max_batch_size: int = 64
     preprocessing_instances: int = 1
@@ -92,6 +96,9 @@ class RepoSettings:
         if self.triton_max_batch_size < 1:
             raise ValueError(f"triton_max_batch_size: must be >= 1, got "
                              f"{self.triton_max_batch_size}")
+        if not 0 < self.max_input_len <= self.max_seq_len:
+            raise ValueError(f"max_input_len: must be in [1, max_seq_len={self.max_seq_len}], "
+                             f"got {self.max_input_len}")
         if self.preprocessing_instances < 1:
             raise ValueError(f"preprocessing_instances: must be >= 1, got "
                              f"{self.preprocessing_instances}")
@@ -104,7 +111,9 @@ def render_configs(settings: RepoSettings) -> dict[str, str]:
     """Model name -> ``config.pbtxt`` text, for every model of the repository."""
     configs = {
         "preprocessing": _python_model(contract.PREPROCESSING, settings,
-                                       settings.preprocessing_instances),
+                                       settings.preprocessing_instances,
+                                       {"max_input_len": settings.max_input_len,
+                                        "max_seq_len": settings.max_seq_len}),
         # One postprocessing instance: the streaming detokenizer keeps per-request state.
         "postprocessing": _python_model(contract.POSTPROCESSING, settings, 1),
         "tensorrt_llm": _engine_model(settings),
@@ -128,12 +137,13 @@ def render_repository(settings: RepoSettings, out_dir: str | Path) -> Path:
     return out
 
 
-def _python_model(model: ModelContract, settings: RepoSettings, count: int) -> pb.ModelConfig:
+def _python_model(model: ModelContract, settings: RepoSettings, count: int,
+                  params: dict | None = None) -> pb.ModelConfig:
     cfg = _base(model, settings.triton_max_batch_size)
     cfg.backend = "python"
     cfg.dynamic_batching.SetInParent()
     cfg.instance_group.add(count=count, kind=pb.ModelInstanceGroup.KIND_CPU)
-    _set_parameters(cfg, {"tokenizer_dir": settings.tokenizer_dir})
+    _set_parameters(cfg, {"tokenizer_dir": settings.tokenizer_dir, **(params or {})})
     return cfg
 
 

@@ -1,0 +1,68 @@
+"""Triton adapter for the CPU engine step ``tensorrt_llm`` (logic: tritonllm.engine and
+tritonllm.models.engine_step). On GPU this model is TensorRT-LLM's own ``tensorrtllm`` backend
+with the same tensors; this file is not used there.
+
+Decoupled: ``execute`` queues each request on the inflight-batching engine and returns at once;
+responses go through the request's response sender from the engine thread. Streaming requests
+get one response per step that produced tokens (new tokens only) and the last carries the FINAL
+flag; non-streaming requests get exactly one response with the FINAL flag. Inputs and outputs:
+see ``tritonllm.models.engine_step``. A bad request gets INVALID_ARG naming the field and the
+limit; a cancelled request (client gone, or ``stop``) frees its KV cache at the next step.
+"""
+
+import uuid
+
+import triton_python_backend_utils as pb_utils
+
+from tritonllm.contract import TENSORRT_LLM
+from tritonllm.engine import LLMEngine
+from tritonllm.models import engine_step, triton
+from tritonllm.models.metrics import EngineMetrics
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = triton.parameters(args)
+        self.engine = LLMEngine(params["model_dir"], engine_step.engine_config(params)).start()
+        self.metrics = EngineMetrics(pb_utils, args["model_name"])
+        self.live = {}  # Triton request id -> engine request id, for the ``stop`` input
+
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                self._submit(request, sender)
+            except Exception as exc:  # noqa: BLE001 - the error belongs to this request only
+                response = pb_utils.InferenceResponse(output_tensors=[],
+                                                      error=triton.error(pb_utils, exc))
+                sender.send(response, flags=FINAL)
+        return None
+
+    def _submit(self, request, sender):
+        inputs = triton.read_inputs(pb_utils, request, TENSORRT_LLM)
+        if engine_step.stop_requested(inputs):
+            self.engine.cancel(self.live.get(request.request_id(), ""))
+            sender.send(flags=FINAL)
+            return
+        engine_id = uuid.uuid4().hex  # Triton ids are often reused ("1"); ours must be unique
+        generation, wants = engine_step.parse_request(engine_id, inputs)
+        self.live[request.request_id()] = engine_id
+
+        def on_output(output):
+            if output.error and output.finish_reason == "error":
+                error = pb_utils.TritonError(output.error, pb_utils.TritonError.INTERNAL)
+                sender.send(pb_utils.InferenceResponse(output_tensors=[], error=error), flags=FINAL)
+            else:
+                tensors = triton.to_tensors(pb_utils, engine_step.output_tensors(output, wants))
+                sender.send(pb_utils.InferenceResponse(output_tensors=tensors),
+                            flags=FINAL if output.finished else 0)
+            if output.finished:
+                self.live.pop(request.request_id(), None)
+                self.metrics.request_finished(output, self.engine.stats())
+
+        self.engine.submit(generation, on_output, is_cancelled=sender.is_cancelled)
+
+    def finalize(self):
+        self.engine.shutdown()

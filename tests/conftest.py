@@ -1,0 +1,50 @@
+"""Shared fixtures. ``triton_server`` is a REAL tritonserver process serving the default model
+(SmolLM2-135M-Instruct) through the CPU engine, started once per test session."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from tritonllm.engine import EngineConfig
+from tritonllm.model_source import default_model_dir
+from tritonllm.serve.cpu import CpuDeployment
+from tritonllm.serve.launcher import Ports, TritonServer
+
+# Small enough to start fast, large enough for 8 concurrent requests of a few hundred tokens.
+TEST_ENGINE = EngineConfig(max_batch_size=8, max_num_tokens=256, max_input_len=1024,
+                           max_seq_len=2048, kv_cache_tokens=8192)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerInfo:
+    http_url: str
+    grpc_url: str
+    metrics_url: str
+    model_dir: Path
+    repo_dir: Path
+    log_file: Path
+    engine: EngineConfig
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    return default_model_dir()
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory, model_dir) -> ServerInfo:
+    work = tmp_path_factory.mktemp("triton")
+    deployment = CpuDeployment(model=str(model_dir), engine=TEST_ENGINE,
+                               repo_dir=work / "model_repository")
+    repo = deployment.prepare()
+    log_file = work / "tritonserver.log"
+    server = TritonServer(repo, Ports.free(), log_file=log_file)
+    server.start()
+    try:
+        yield ServerInfo(server.http_url, server.grpc_url, server.metrics_url, model_dir,
+                         repo, log_file, TEST_ENGINE)
+    finally:
+        server.stop()

@@ -1,0 +1,108 @@
+"""The ``tritonllm`` command: one subcommand per user task.
+
+``serve`` lives here; each area adds its own subcommands through ``register(subparsers)`` in
+``tritonllm/<area>/cli.py`` (build: plan/quantize/build ..., client: generate/chat, loadtest,
+deploy). Heavy libraries are imported inside the handlers so ``tritonllm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+AREAS = ("tritonllm.build.cli", "tritonllm.client.cli", "tritonllm.loadtest.cli",
+         "tritonllm.deploy.cli", "tritonllm.bench.cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"tritonllm: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tritonllm", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(metavar="COMMAND")
+    register_serve(subparsers)
+    for module in AREAS:
+        if _exists(module):
+            importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def _exists(module: str) -> bool:
+    """True when ``module`` can be imported (an area not yet written has no cli)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def register_serve(subparsers) -> None:
+    from tritonllm.engine.config import EngineConfig
+    from tritonllm.serve.launcher import DEFAULT_PORTS
+
+    p = subparsers.add_parser("serve", help="serve a Llama model on CPU behind a real tritonserver")
+    p.add_argument("--model", default=None,
+                   help="a local Hugging Face Llama checkpoint dir (default: SmolLM2-135M-Instruct)")
+    for name, port in DEFAULT_PORTS.items():
+        p.add_argument(f"--{name}-port", type=int, default=port)
+    p.add_argument("--repo-dir", type=Path, default=None,
+                   help="where to render the model repository (default: the tritonllm cache)")
+    p.add_argument("--log-file", type=Path, default=None, help="tritonserver's log (default: none)")
+    p.add_argument("--triton-max-batch-size", type=int, default=64)
+    add_dataclass_options(p, EngineConfig, "engine")
+    p.set_defaults(handler=_serve)
+
+
+def add_dataclass_options(parser, cls, dest_prefix: str) -> None:
+    """One ``--field-name`` option per init field of ``cls``; defaults read from the class."""
+    defaults = cls()
+    group = parser.add_argument_group(f"{cls.__name__} (defaults from the dataclass)")
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        default = getattr(defaults, f.name)
+        kind = type(default)
+        option = "--" + f.name.replace("_", "-")
+        dest = f"{dest_prefix}__{f.name}"
+        if kind is bool:
+            group.add_argument(option, dest=dest, action=argparse.BooleanOptionalAction,
+                               default=default)
+        else:
+            group.add_argument(option, dest=dest, type=kind, default=default,
+                               help=f"default {default}")
+
+
+def dataclass_from_args(cls, args, dest_prefix: str):
+    prefix = f"{dest_prefix}__"
+    return cls(**{k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)})
+
+
+def _serve(args) -> int:
+    from tritonllm.engine.config import EngineConfig
+    from tritonllm.serve.cpu import CpuDeployment, serve
+    from tritonllm.serve.launcher import Ports
+
+    deployment = CpuDeployment(model=args.model,
+                               engine=dataclass_from_args(EngineConfig, args, "engine"),
+                               triton_max_batch_size=args.triton_max_batch_size)
+    if args.repo_dir:
+        deployment = dataclasses.replace(deployment, repo_dir=args.repo_dir)
+    ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
+    return serve(deployment, ports, log_file=args.log_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
