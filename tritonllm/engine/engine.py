@@ -86,6 +86,7 @@ class LLMEngine:
         self._next_seq_id = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._refresh_cache_stats()
 
     # ---- public API ----------------------------------------------------------------------
 
@@ -328,6 +329,7 @@ class LLMEngine:
             self._live.pop(seq.request.request_id, None)
             counter = {"cancelled": "cancelled", "error": "failed"}.get(reason, "completed")
             setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+            self._refresh_cache_stats()  # the freed capacity shows before the final output
         try:
             self._emit(seq, finished=True)
         except Exception:  # the caller's callback failed on the final output: nothing to tell
@@ -363,7 +365,6 @@ class LLMEngine:
     # ---- stats ---------------------------------------------------------------------------
 
     def _update_stats(self, batch: ScheduledBatch | None, running_in_step: int) -> None:
-        blocks = self.scheduler.block_manager
         with self._cond:
             s = self._stats
             if batch is not None:
@@ -371,9 +372,14 @@ class LLMEngine:
                 s.decode_tokens += batch.num_decodes
                 s.prefill_tokens += batch.num_prefill_tokens
                 s.steps_with_multiple_decodes += batch.num_decodes > 1
-            s.running = len(self.scheduler.running)
-            s.waiting = len(self.scheduler.waiting) + len(self._inbox)
             s.max_running_seen = max(s.max_running_seen, running_in_step)
-            s.preempted = self.scheduler.num_preempted
-            s.free_kv_blocks, s.total_kv_blocks = blocks.num_free_blocks, blocks.num_blocks
-            s.free_kv_tokens, s.total_kv_tokens = blocks.num_free_tokens, blocks.num_total_tokens
+            self._refresh_cache_stats()
+
+    def _refresh_cache_stats(self) -> None:
+        """Copy queue lengths and cache capacity into the stats (caller holds the lock)."""
+        s, blocks = self._stats, self.scheduler.block_manager
+        s.running = len(self.scheduler.running)
+        s.waiting = len(self.scheduler.waiting) + len(self._inbox)
+        s.preempted = self.scheduler.num_preempted
+        s.free_kv_blocks, s.total_kv_blocks = blocks.num_free_blocks, blocks.num_blocks
+        s.free_kv_tokens, s.total_kv_tokens = blocks.num_free_tokens, blocks.num_total_tokens

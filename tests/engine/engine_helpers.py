@@ -1,0 +1,72 @@
+"""Helpers for the engine tests: a tiny random Llama, small engine configs, HF greedy.
+
+Torch and transformers are imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+TINY_VOCAB = 300
+
+
+def tiny_llama_config(**overrides):
+    """A 2-layer Llama (hidden 64, 4 heads, 2 KV heads: GQA) for fast exact comparisons."""
+    from transformers import LlamaConfig
+
+    fields = dict(vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=128,
+                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=256, eos_token_id=2, bos_token_id=1,
+                  tie_word_embeddings=False)
+    fields.update(overrides)
+    return LlamaConfig(**fields)
+
+
+def tiny_llama(seed: int = 0, **overrides):
+    """A random ``LlamaForCausalLM`` in eval mode (fixed seed: same weights every run)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(tiny_llama_config(**overrides)).eval()
+    # Larger random weights make the logits spread out, so greedy picks have clear margins.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" not in name:
+                param.normal_(0.0, 0.2)
+    return model
+
+
+def tiny_engine_config(**overrides):
+    from tritonllm.engine import EngineConfig
+
+    fields = dict(max_batch_size=4, max_num_tokens=16, max_input_len=64, max_seq_len=128,
+                  kv_cache_tokens=512, block_size=4, num_threads=1)
+    fields.update(overrides)
+    return EngineConfig(**fields)
+
+
+def tiny_runner(model, **overrides):
+    """A ``ModelRunner`` over ``model``'s weights with ``tiny_engine_config(**overrides)``."""
+    from tritonllm.engine.runner import ModelRunner
+
+    config = tiny_engine_config(**overrides)
+    return ModelRunner.from_state_dict(model.config, model.state_dict(), config)
+
+
+def tiny_engine(model, **overrides):
+    """A started ``LLMEngine`` over ``model``'s weights (shut it down when done)."""
+    from tritonllm.engine import LLMEngine
+
+    return LLMEngine(tiny_runner(model, **overrides)).start()
+
+
+def hf_greedy(model, prompt: list[int], max_new_tokens: int, eos: int = 2,
+              **generate_kwargs) -> list[int]:
+    """Transformers' own greedy continuation of ``prompt``, stopped at and cut before ``eos``."""
+    import torch
+
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt]), max_new_tokens=max_new_tokens,
+                             do_sample=False, eos_token_id=eos, pad_token_id=0,
+                             **generate_kwargs)
+    tokens = out[0, len(prompt):].tolist()
+    return tokens[:tokens.index(eos)] if eos in tokens else tokens
