@@ -1,0 +1,309 @@
+"""Build profiles: one frozen dataclass tree, loaded from YAML and validated on load.
+
+A profile says what to build (model, dtype, quantization, tensor/pipeline parallelism, engine
+limits), for which device, and how to serve it. Every default lives here, once: a key left out
+of the YAML takes the dataclass default, and the CLI shows these defaults. Unknown keys, wrong
+types and out-of-range values raise ``ValueError`` naming the field (``limits.max_seq_len``)
+and the limit.
+
+Shape of a profile file (every section and key optional except ``name``)::
+
+    name: llama-3.1-8b-fp8-h100
+    model: {dir: /models/Llama-3.1-8B-Instruct, architecture: llama-3.1-8b}
+    dtype: bfloat16
+    quantization: {mode: fp8, kv_cache: fp8}
+    parallel: {tp_size: 1, pp_size: 1}
+    limits: {max_batch_size: 64, max_input_len: 4096, max_seq_len: 8192, max_num_tokens: 8192}
+    target: {gpu: H100}
+    engine: {gemm_plugin: auto, multiple_profiles: true}
+    serving: {kv_cache_free_gpu_mem_fraction: 0.9, enable_kv_cache_reuse: true}
+
+Paths may use ``~`` and ``$VARS``; relative paths are relative to the working directory.
+``model.dir: default`` is the cached SmolLM2-135M-Instruct (tritonllm.model_source).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tritonllm.build import quant_modes
+from tritonllm.build.gpus import get_device
+
+SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
+GEMM_PLUGINS = ("auto", "float16", "bfloat16", "float32", "fp8", "nvfp4", "disable")
+AWQ_GROUP_SIZES = (32, 64, 128)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``dir``: Hugging Face Llama checkpoint; ``architecture``: a built-in table entry
+    (tritonllm.build.architectures) used when ``dir`` does not exist yet (planning ahead)."""
+
+    dir: str = "default"
+    architecture: str | None = None
+    tokenizer_dir: str | None = None  # default: ``dir``
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    mode: str = "none"
+    kv_cache: str = "none"
+    group_size: int = 128  # AWQ modes only
+    smoothquant_alpha: float = 0.5  # int8_sq only
+    calibration_samples: int = 32  # text chunks of the bundled calibration corpus
+    calibration_max_len: int = 256  # tokens per chunk
+
+    def __post_init__(self) -> None:
+        quant_modes.get_mode(self.mode)
+        if self.kv_cache not in quant_modes.KV_MODES:
+            raise ValueError(f"quantization.kv_cache: {self.kv_cache!r} is not one of "
+                             f"{tuple(quant_modes.KV_MODES)}")
+        if self.group_size not in AWQ_GROUP_SIZES:
+            raise ValueError(f"quantization.group_size: {self.group_size} is not one of "
+                             f"{AWQ_GROUP_SIZES}")
+        if not 0.0 <= self.smoothquant_alpha <= 1.0:
+            raise ValueError(f"quantization.smoothquant_alpha: must be in [0, 1], got "
+                             f"{self.smoothquant_alpha}")
+        _at_least("quantization.calibration_samples", self.calibration_samples, 1)
+        _at_least("quantization.calibration_max_len", self.calibration_max_len, 16)
+
+    @property
+    def quant_mode(self) -> quant_modes.QuantMode:
+        return quant_modes.get_mode(self.mode)
+
+
+@dataclass(frozen=True)
+class ParallelSpec:
+    tp_size: int = 1
+    pp_size: int = 1
+
+    def __post_init__(self) -> None:
+        _at_least("parallel.tp_size", self.tp_size, 1)
+        _at_least("parallel.pp_size", self.pp_size, 1)
+
+    @property
+    def world_size(self) -> int:
+        return self.tp_size * self.pp_size
+
+
+@dataclass(frozen=True)
+class LimitsSpec:
+    """Engine limits, TensorRT-LLM's meanings (trtllm-build --max_* flags)."""
+
+    max_batch_size: int = 64
+    max_input_len: int = 2048
+    max_seq_len: int = 4096
+    max_num_tokens: int = 8192
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens"):
+            _at_least(f"limits.{name}", getattr(self, name), 1)
+        if self.max_input_len >= self.max_seq_len:
+            raise ValueError(f"limits.max_input_len: {self.max_input_len} must be < max_seq_len "
+                             f"({self.max_seq_len}) to leave room for generated tokens")
+        if self.max_num_tokens < self.max_batch_size:
+            raise ValueError(f"limits.max_num_tokens: {self.max_num_tokens} must be >= "
+                             f"max_batch_size ({self.max_batch_size}) so every request can "
+                             "decode in one step")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    gpu: str = "H100"  # a name from tritonllm.build.gpus; one such device per rank
+
+    def __post_init__(self) -> None:
+        get_device(self.gpu)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """trtllm-build options that are not limits."""
+
+    gemm_plugin: str = "auto"
+    multiple_profiles: bool = True
+    workers: int = 0  # parallel rank builds; 0 = one per rank
+    tokens_per_block: int = 32  # paged KV block size
+
+    def __post_init__(self) -> None:
+        if self.gemm_plugin not in GEMM_PLUGINS:
+            raise ValueError(f"engine.gemm_plugin: {self.gemm_plugin!r} is not one of "
+                             f"{GEMM_PLUGINS}")
+        _at_least("engine.workers", self.workers, 0)
+        if self.tokens_per_block < 8 or self.tokens_per_block & (self.tokens_per_block - 1):
+            raise ValueError(f"engine.tokens_per_block: must be a power of two >= 8, got "
+                             f"{self.tokens_per_block}")
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """Triton ``tensorrtllm`` backend settings (TensorRT-LLM 1.2.x parameter names)."""
+
+    kv_cache_free_gpu_mem_fraction: float = 0.9
+    batch_scheduler_policy: str = "guaranteed_no_evict"
+    enable_kv_cache_reuse: bool = False
+    enable_chunked_context: bool = True
+    triton_max_batch_size: int = 0  # 0 = limits.max_batch_size
+    decoupled: bool = True
+    preprocessing_instances: int = 1
+    max_queue_delay_microseconds: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.kv_cache_free_gpu_mem_fraction <= 1.0:
+            raise ValueError("serving.kv_cache_free_gpu_mem_fraction: must be in (0, 1], got "
+                             f"{self.kv_cache_free_gpu_mem_fraction}")
+        if self.batch_scheduler_policy not in SCHEDULER_POLICIES:
+            raise ValueError(f"serving.batch_scheduler_policy: {self.batch_scheduler_policy!r} "
+                             f"is not one of {SCHEDULER_POLICIES}")
+        _at_least("serving.triton_max_batch_size", self.triton_max_batch_size, 0)
+        _at_least("serving.preprocessing_instances", self.preprocessing_instances, 1)
+        _at_least("serving.max_queue_delay_microseconds", self.max_queue_delay_microseconds, 0)
+
+
+@dataclass(frozen=True)
+class BuildProfile:
+    """A whole build: see the module docstring. ``source`` (the YAML path) is not part of the
+    profile's identity and stays out of ``profile_hash``."""
+
+    name: str
+    model: ModelSpec = field(default_factory=ModelSpec)
+    dtype: str = "bfloat16"
+    quantization: QuantSpec = field(default_factory=QuantSpec)
+    parallel: ParallelSpec = field(default_factory=ParallelSpec)
+    limits: LimitsSpec = field(default_factory=LimitsSpec)
+    target: TargetSpec = field(default_factory=TargetSpec)
+    engine: EngineSpec = field(default_factory=EngineSpec)
+    serving: ServingSpec = field(default_factory=ServingSpec)
+    output_dir: str | None = None  # default: <tritonllm cache>/builds/<name>
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ValueError(f"name: must be non-empty letters, digits, '-', '_' or '.', "
+                             f"got {self.name!r}")
+        if self.dtype not in quant_modes.DTYPES:
+            raise ValueError(f"dtype: {self.dtype!r} is not one of {tuple(quant_modes.DTYPES)}")
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        return data
+
+    @property
+    def triton_max_batch_size(self) -> int:
+        return self.serving.triton_max_batch_size or self.limits.max_batch_size
+
+    @property
+    def output_path(self) -> Path:
+        if self.output_dir:
+            return expand_path(self.output_dir)
+        from tritonllm.model_source import cache_root
+
+        return cache_root() / "builds" / self.name
+
+    def model_path(self) -> Path | None:
+        """The checkpoint directory, or None for ``default`` (resolved by model_source)."""
+        return None if self.model.dir == "default" else expand_path(self.model.dir)
+
+
+def expand_path(text: str) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(text)))
+
+
+def profile_hash(profile: BuildProfile, sections: tuple[str, ...] | None = None) -> str:
+    """sha256 (16 hex digits) of the profile's canonical JSON, or of some top-level keys."""
+    data = profile.to_dict()
+    if sections is not None:
+        data = {key: data[key] for key in sections}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Which top-level profile keys each stage's output depends on (its stamp hashes only these, so
+# changing a serving option does not redo the quantization).
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "quantize": ("model", "dtype", "quantization", "parallel"),
+    "engine": ("model", "dtype", "quantization", "parallel", "limits", "target", "engine"),
+    "repo": ("name", "model", "dtype", "quantization", "parallel", "limits", "target", "engine",
+             "serving"),
+}
+
+
+def stage_hash(profile: BuildProfile, stage: str) -> str:
+    return profile_hash(profile, STAGE_SECTIONS[stage])
+
+
+def engine_hash(profile: BuildProfile) -> str:
+    """The hash an engine manifest records (tritonllm.build.manifest)."""
+    return stage_hash(profile, "engine")
+
+
+def load_profile(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> BuildProfile:
+    """Read a YAML profile; ``overrides`` are ``section.key=value`` strings (value in YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"profile: {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"profile: {path} must hold a mapping, got {type(data).__name__}")
+    for item in overrides:
+        apply_override(data, item)
+    return from_dict({**data, "source": str(path)})
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Set ``data[section][key]`` from ``section.key=value`` (the value parsed as YAML)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set: expected section.key=value, got {item!r}")
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set: {part!r} in {key!r} is not a section")
+    node[leaf] = yaml.safe_load(value)
+
+
+def from_dict(data: dict) -> BuildProfile:
+    return _build(BuildProfile, data, "")
+
+
+def _build(cls, data, prefix: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"{prefix.rstrip('.') or 'profile'}: expected a mapping, got "
+                         f"{type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"{prefix}{unknown[0]}: unknown key; allowed: {', '.join(names)}")
+    kwargs = {k: _convert(hints[k], v, prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _convert(hint, value, where: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value or {}, where + ".")
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if kind is not type(None) and type(value) is kind:
+            return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
+    raise ValueError(f"{where}: expected {names}, got {value!r}")
+
+
+def _at_least(name: str, value: int, floor: int) -> None:
+    if value < floor:
+        raise ValueError(f"{name}: must be >= {floor}, got {value}")
