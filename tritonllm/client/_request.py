@@ -1,0 +1,60 @@
+"""One request to the ensemble, protocol-neutral: what both transports send."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._options import GenerationOptions, input_array
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """``inputs``: ensemble input name -> array with batch dimension 1 (dtypes per
+    :mod:`tritonllm.contract`). ``request_id`` is unique per request: the server's streaming
+    detokenizer keys its state on it. ``stream`` picks a streamed answer (many responses) or
+    exactly one response."""
+
+    model: str
+    request_id: str
+    inputs: dict[str, np.ndarray]
+    stream: bool
+
+    @property
+    def wants_log_probs(self) -> bool:
+        flag = self.inputs.get("return_log_probs")
+        return flag is not None and bool(flag.item())
+
+
+def build_request(model: str, text: str, options: GenerationOptions, *, stream: bool,
+                  chat: bool = False, request_id: str | None = None) -> InferRequest:
+    """The request for ``text`` (a prompt, or chat messages as JSON when ``chat``)."""
+    if not isinstance(text, str):
+        raise ValueError(f"prompt: must be a string, got {type(text).__name__}")
+    inputs = {"text_input": input_array("text_input", text), **options.inputs(),
+              "stream": input_array("stream", stream)}
+    if chat:  # our extension; left out otherwise so servers without it accept plain prompts
+        inputs["apply_chat_template"] = input_array("apply_chat_template", True)
+    return InferRequest(model, request_id or str(uuid.uuid4()), inputs, stream)
+
+
+def messages_to_text(messages: Sequence[Mapping[str, str]]) -> str:
+    """Chat messages as the JSON array ``text_input`` carries with ``apply_chat_template``:
+    ``[{"role": ..., "content": ...}, ...]``; ValueError naming the bad message otherwise."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+        raise ValueError("messages: must be a non-empty list of {'role', 'content'} mappings")
+    return json.dumps([_message(i, m) for i, m in enumerate(messages)], ensure_ascii=False)
+
+
+def _message(index: int, message: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(message, Mapping):
+        raise ValueError(f"messages[{index}]: must be a mapping with 'role' and 'content'")
+    for key in ("role", "content"):
+        if not isinstance(message.get(key), str):
+            raise ValueError(f"messages[{index}].{key}: must be a string, "
+                             f"got {message.get(key)!r}")
+    return {"role": message["role"], "content": message["content"]}

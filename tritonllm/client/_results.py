@@ -1,0 +1,107 @@
+"""What the client returns: a whole :class:`Completion` or streamed :class:`Chunk` s, built from
+the ensemble's outputs.
+
+A transport yields each server response as ``Outputs``: ensemble output name -> the tensor's
+values flattened to a list (STRING values decoded to ``str``). Outputs the server did not send
+are absent. Times are seconds on the client's monotonic clock, counted from sending the request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._errors import ServerError
+
+Outputs = dict[str, list]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One streamed response: ``text`` is the delta since the previous chunk, so the
+    concatenation of a stream's texts is the whole completion (including leading spaces and
+    characters that span tokens). ``index`` counts the request's responses from 0;
+    ``arrival_s`` is when it arrived. ``log_probs`` are this chunk's tokens' log probabilities
+    when ``return_log_probs`` was asked."""
+
+    text: str
+    index: int
+    arrival_s: float
+    log_probs: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished request.
+
+    ``text`` is the generated text (prompt + completion when ``exclude_input_in_output`` was
+    False). Token counts are None unless returned (``return_num_tokens``); ``cum_log_prob`` and
+    ``log_probs`` are None unless ``return_log_probs``. ``ttft_s``: time to the first response
+    (for a non-streamed request the first token arrives with the last, so it equals ``e2e_s``);
+    ``e2e_s``: time to the last response.
+    """
+
+    text: str
+    request_id: str
+    num_input_tokens: int | None
+    num_output_tokens: int | None
+    cum_log_prob: float | None
+    log_probs: tuple[float, ...] | None
+    ttft_s: float
+    e2e_s: float
+
+
+_LOG_PROB_OUTPUTS = ("cum_log_probs", "output_log_probs")
+
+
+def chunk_from(outputs: Outputs, index: int, arrival_s: float, *, log_probs: bool) -> Chunk:
+    """``log_probs``: whether they were asked for (the server may send them regardless)."""
+    values = outputs.get("output_log_probs") if log_probs else None
+    return Chunk(
+        text="".join(outputs.get("text_output", ())),
+        index=index,
+        arrival_s=arrival_s,
+        log_probs=None if values is None else tuple(float(p) for p in values),
+    )
+
+
+@dataclass
+class CompletionBuilder:
+    """Folds the responses of one request into a Completion: texts and log probs are joined in
+    order; counts and the cumulative log prob keep their last value. ``log_probs``: whether they
+    were asked for (the server may send them regardless; they are dropped then)."""
+
+    request_id: str
+    log_probs: bool = False
+    _texts: list[str] = field(default_factory=list)
+    _log_probs: list[float] | None = None
+    _last: dict[str, float] = field(default_factory=dict)
+    _times: list[float] = field(default_factory=list)
+
+    def add(self, outputs: Outputs, arrival_s: float) -> None:
+        if not self.log_probs:
+            outputs = {k: v for k, v in outputs.items() if k not in _LOG_PROB_OUTPUTS}
+        self._times.append(arrival_s)
+        self._texts.extend(outputs.get("text_output", ()))
+        if "output_log_probs" in outputs:
+            new = [float(p) for p in outputs["output_log_probs"]]
+            self._log_probs = (self._log_probs or []) + new
+        for name in ("num_input_tokens", "num_output_tokens", "cum_log_probs"):
+            if outputs.get(name):
+                self._last[name] = outputs[name][0]
+
+    def build(self) -> Completion:
+        if not self._times:
+            raise ServerError(f"request {self.request_id}: the server sent no response")
+        return Completion(
+            text="".join(self._texts),
+            request_id=self.request_id,
+            num_input_tokens=self._last_as(int, "num_input_tokens"),
+            num_output_tokens=self._last_as(int, "num_output_tokens"),
+            cum_log_prob=self._last_as(float, "cum_log_probs"),
+            log_probs=None if self._log_probs is None else tuple(self._log_probs),
+            ttft_s=self._times[0],
+            e2e_s=self._times[-1],
+        )
+
+    def _last_as(self, kind, name: str):
+        return None if name not in self._last else kind(self._last[name])
