@@ -231,10 +231,11 @@ class LLMEngine:
         self._drain_inbox()
         self._apply_cancellations()
         batch = self.scheduler.schedule()
-        running = len(self.scheduler.running)
         if batch is not None:
+            self._count_step(batch)  # before outputs go out, so callbacks see this step
             self._run_batch(batch)
-        self._update_stats(batch, running)
+        with self._cond:
+            self._refresh_cache_stats()
 
     def _drain_inbox(self) -> None:
         with self._cond:
@@ -364,15 +365,14 @@ class LLMEngine:
 
     # ---- stats ---------------------------------------------------------------------------
 
-    def _update_stats(self, batch: ScheduledBatch | None, running_in_step: int) -> None:
+    def _count_step(self, batch: ScheduledBatch) -> None:
         with self._cond:
             s = self._stats
-            if batch is not None:
-                s.steps += 1
-                s.decode_tokens += batch.num_decodes
-                s.prefill_tokens += batch.num_prefill_tokens
-                s.steps_with_multiple_decodes += batch.num_decodes > 1
-            s.max_running_seen = max(s.max_running_seen, running_in_step)
+            s.steps += 1
+            s.decode_tokens += batch.num_decodes
+            s.prefill_tokens += batch.num_prefill_tokens
+            s.steps_with_multiple_decodes += batch.num_decodes > 1
+            s.max_running_seen = max(s.max_running_seen, len(self.scheduler.running))
             self._refresh_cache_stats()
 
     def _refresh_cache_stats(self) -> None:
