@@ -124,7 +124,7 @@ class _ClientBase:
 
 
 class Client(_ClientBase):
-    """A synchronous client of the ``ensemble`` model; thread-safe.
+    """A synchronous client of the ``ensemble`` model.
 
     ``Client(protocol="grpc", url="host:8001")``. Every generation method takes keyword
     options: the fields of :class:`GenerationOptions` (``max_tokens``, ``temperature``,
@@ -132,6 +132,10 @@ class Client(_ClientBase):
     ``exclude_input_in_output`` defaults to True: texts hold the completion only.
     ``request_id`` (default: a fresh uuid4) must be unique among requests in flight.
     ``transport``: replaces the HTTP/gRPC transport (see ``Transport``).
+
+    Threads: over gRPC one Client may be shared (one channel, a stream per request); over HTTP
+    it holds one ``requests.Session``, which requests does not promise to be thread-safe: give
+    each thread its own Client, or use :class:`AsyncClient` for concurrency.
     """
 
     def __init__(self, *, protocol: str = "http", url: str | None = None,
@@ -156,7 +160,8 @@ class Client(_ClientBase):
 
     def stream(self, prompt: str, *, request_id: str | None = None, **options) -> Iterator[Chunk]:
         """Stream the completion of ``prompt`` as it is generated: text deltas whose
-        concatenation equals ``generate(...).text``. Leaving the loop early cancels the request."""
+        concatenation equals ``generate(...).text``. The request is sent when iteration starts;
+        leaving the loop early cancels it."""
         return self._chunks(self._request(prompt, options, stream=True, chat=False,
                                           request_id=request_id))
 
@@ -208,7 +213,8 @@ class Client(_ClientBase):
 class AsyncClient(_ClientBase):
     """The asyncio twin of :class:`Client`: same arguments, ``await`` the methods, and
     ``async for`` over :meth:`stream` / :meth:`chat_stream`. Many requests may run
-    concurrently on one client (``asyncio.gather``)."""
+    concurrently on one client (``asyncio.gather``). Its connection is made on first use and
+    belongs to that event loop: use one AsyncClient per loop."""
 
     def __init__(self, *, protocol: str = "http", url: str | None = None,
                  model: str = "ensemble", timeout: float | None = 300.0,

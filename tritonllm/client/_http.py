@@ -22,7 +22,7 @@ import numpy as np
 
 from tritonllm.contract import ENSEMBLE
 
-from ._errors import ConnectionError, ServerError, TimeoutError, error_from_http
+from ._errors import ConnectionError, ServerError, TimeoutError, TritonLLMError, error_from_http
 from ._request import InferRequest
 from ._results import Outputs
 from ._sse import aiter_events, iter_events
@@ -93,9 +93,9 @@ def _parse_json(text: str | bytes, status: int) -> dict:
 
 
 class HttpTransport:
-    """Sync HTTP transport over one ``requests.Session`` (connection pooling, thread-safe for
-    concurrent requests). ``timeout``: seconds a request may take in all (None: no limit);
-    ``connect_timeout``: seconds to connect."""
+    """Sync HTTP transport over one ``requests.Session`` (kept-alive connections).
+    ``timeout``: seconds a request may take in all (None: no limit; a stream is checked between
+    events); ``connect_timeout``: seconds to connect."""
 
     def __init__(self, url: str, *, timeout: float | None, connect_timeout: float):
         import requests
@@ -208,6 +208,8 @@ class AsyncHttpTransport:
     async def _mapped_errors(self):
         try:
             yield
+        except TritonLLMError:
+            raise
         except asyncio.TimeoutError as exc:  # aiohttp's timeouts are asyncio.TimeoutError
             raise TimeoutError(f"{self._base}: the request took longer than "
                                f"{self._timeout.total} s") from exc
