@@ -84,9 +84,17 @@ def test_a_bad_request_is_refused_naming_the_field_and_serving_goes_on(
         with pytest.raises(InvalidRequestError, match=field):
             list(client.stream(PROMPT, **bad))
         assert client.generate(PROMPT, max_tokens=2).text
+    asyncio.run(_async_refusal(triton_server, protocol, bad, field))
     error = refused.value
     assert (error.http_status, error.grpc_code) == (
         (400, None) if protocol == "http" else (None, "INVALID_ARGUMENT"))
+
+
+async def _async_refusal(server, protocol, bad, field):
+    async with AsyncClient(protocol=protocol, url=_url(server, protocol)) as client:
+        with pytest.raises(InvalidRequestError, match=field):
+            await client.generate(PROMPT, **bad)
+        assert (await client.generate(PROMPT, max_tokens=2)).text
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
