@@ -30,13 +30,13 @@ from tritonllm.loadtest.metrics import summarize
 from tritonllm.loadtest.options import RunOptions, add_arguments
 from tritonllm.loadtest.report import write_report
 from tritonllm.loadtest.session import LoadTestSession
+from tritonllm.loadtest.slo import SLO_FAILED_EXIT_CODE
 
 log = logging.getLogger("tritonllm.loadtest")
 
 RECORDS_KEY = "tritonllm_records"
 FLUSH = "tritonllm_flush"
 FINAL = "tritonllm_final"
-SLO_FAILED_EXIT_CODE = 3
 FLUSH_GRACE_S = 30.0
 
 

@@ -111,8 +111,13 @@ def plot_throughput_over_time(ok: list[RequestRecord], t0: float, path: Path) ->
                label="requests/s")
     right.set_ylabel("completed requests/s")
     ax.set_title("Throughput over time (1 s bins)")
-    fig.legend(loc="upper right")
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="lower left")
     return _save(fig, path)
+
+
+def _num(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def plot_throughput_vs_latency(points: list[dict], path: Path) -> Path:
@@ -123,9 +128,9 @@ def plot_throughput_vs_latency(points: list[dict], path: Path) -> Path:
     x = [p["output_token_throughput"] for p in points]
     for ax, (key, title) in zip(axes, (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E"))):
         for q, marker in (("p50", "o-"), ("p90", "s--"), ("p99", "^:")):
-            ax.plot(x, [p["latency_ms"][key][q] for p in points], marker, label=q)
+            ax.plot(x, [_num(p["latency_ms"][key][q]) for p in points], marker, label=q)
         for xi, p in zip(x, points):
-            ax.annotate(p["label"], (xi, p["latency_ms"][key]["p50"] or 0),
+            ax.annotate(p["label"], (xi, _num(p["latency_ms"][key]["p50"])),
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel("output tokens/s")
         ax.set_ylabel(f"{title} (ms)")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from tritonllm.loadtest.metrics import LATENCY_METRICS, RequestRecord
 
 DEFAULT_ATTAINMENT = 0.9
+SLO_FAILED_EXIT_CODE = 3  # what a load-test process exits with when its SLO is missed
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(us|ms|s|m)\s*$")
 
