@@ -6,7 +6,7 @@ Combine it with any user locustfile (Locust merges comma-separated files):
         --shape-params users=4,ramp=30s,hold=30s
 """
 
-from tritonllm.loadtest.shapes import RampShape
+from tritonllm.loadtest.locust_shapes import RampShape
 
 
 class Ramp(RampShape):

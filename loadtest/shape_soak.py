@@ -6,7 +6,7 @@ Combine it with any user locustfile (Locust merges comma-separated files):
         --shape-params users=4,ramp=60s,duration=60m
 """
 
-from tritonllm.loadtest.shapes import SoakShape
+from tritonllm.loadtest.locust_shapes import SoakShape
 
 
 class Soak(SoakShape):

@@ -6,7 +6,7 @@ Combine it with any user locustfile (Locust merges comma-separated files):
         --shape-params base=1,peak=8,at=20s,length=10s,duration=60s
 """
 
-from tritonllm.loadtest.shapes import SpikeShape
+from tritonllm.loadtest.locust_shapes import SpikeShape
 
 
 class Spike(SpikeShape):

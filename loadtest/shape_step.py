@@ -6,7 +6,7 @@ Combine it with any user locustfile (Locust merges comma-separated files):
         --shape-params start=1,step=1,every=20s,users=4,hold=20s
 """
 
-from tritonllm.loadtest.shapes import StepShape
+from tritonllm.loadtest.locust_shapes import StepShape
 
 
 class Step(StepShape):

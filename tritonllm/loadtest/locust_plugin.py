@@ -84,8 +84,8 @@ def _add_options(parser, **_kw) -> None:
 def _on_init(environment, **_kw) -> None:
     environment.tritonllm = RunController(environment, _options(environment))
     runner = environment.runner
-    if isinstance(runner, MasterRunner):
-        # Build the prompt pool here, before workers start: they then only read the file.
+    if not isinstance(runner, WorkerRunner):
+        # Build the prompt pool before the run-time clock starts; workers then only read it.
         _load_pool(environment.tritonllm.session)
     if isinstance(runner, WorkerRunner):
         events_ = environment.events

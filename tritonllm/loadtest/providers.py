@@ -144,11 +144,6 @@ def _is_final(result) -> bool:
     return _FINAL_PARAMETER in params and params[_FINAL_PARAMETER].bool_param
 
 
-def _output(result, name: str):
-    """An output as numpy, or None when the response does not carry it."""
-    return result.as_numpy(name)
-
-
 @dataclass(frozen=True)
 class GrpcEnsembleProvider:
     """The ensemble over gRPC's bidirectional stream; ``stream`` picks per-token responses."""
@@ -167,7 +162,7 @@ class GrpcEnsembleProvider:
                 for name, value in fields.items()]
 
     def parse(self, result) -> Chunk:
-        text = _output(result, "text_output")
+        text = result.as_numpy("text_output")
         return Chunk(
             text=_decode(text.reshape(-1)[0]) if text is not None and text.size else "",
             input_tokens=_int_output(result, "num_input_tokens"),
@@ -185,7 +180,7 @@ def _decode(value) -> str:
 
 
 def _int_output(result, name: str) -> int | None:
-    array = _output(result, name)
+    array = result.as_numpy(name)
     return int(array.reshape(-1)[0]) if array is not None and array.size else None
 
 
@@ -224,8 +219,8 @@ class GrpcEngineProvider:
         return [_infer_input(contract.TENSORRT_LLM, name, v) for name, v in values.items()]
 
     def parse(self, result) -> Chunk:
-        ids = _output(result, "output_ids")
-        lengths = _output(result, "sequence_length")
+        ids = result.as_numpy("output_ids")
+        lengths = result.as_numpy("sequence_length")
         tokens: tuple[int, ...] = ()
         if ids is not None and ids.size:
             count = int(lengths.reshape(-1)[0]) if lengths is not None else ids.shape[-1]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonllm.loadtest.pool import ensure_pool
+from tritonllm.loadtest.shapes import Ramp, Soak, Spike, Step, parse_params
 from tritonllm.loadtest.slo import Slo
 from tritonllm.loadtest.workloads import parse_spec
 from tritonllm.model_source import resolve_model_dir
@@ -24,7 +25,8 @@ USERS = {  # --user -> the thin locustfile at the repository's top level
     "grpc": "grpc_stream.py",
     "engine": "engine_direct.py",
 }
-SHAPES = ("ramp", "step", "spike", "soak")
+SHAPE_CONFIGS = {"ramp": Ramp, "step": Step, "spike": Spike, "soak": Soak}
+SHAPES = tuple(SHAPE_CONFIGS)
 GRPC_USERS = ("grpc", "engine")
 
 
@@ -64,6 +66,8 @@ class LocustRun:
             raise ValueError(f"processes: must be >= 0, got {self.processes}")
         if self.stop_timeout < 0:
             raise ValueError(f"stop_timeout: must be >= 0 s, got {self.stop_timeout}")
+        if self.shape:
+            parse_params(SHAPE_CONFIGS[self.shape], self.shape_params)
         parse_spec(self.workload)  # fail here, not in every Locust process
         if self.slo:
             Slo.parse(self.slo)

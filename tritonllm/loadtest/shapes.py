@@ -2,8 +2,8 @@
 
 Each shape is a pure function of elapsed seconds (``users_at``), configured by a frozen
 dataclass parsed from ``--shape-params`` (``key=value`` pairs; durations take a unit:
-``30s``, ``2m``, ``500ms``). The Locust classes at the bottom adapt them to ``LoadTestShape``;
-the thin files ``loadtest/shape_*.py`` expose one each (Locust uses the one it finds).
+``30s``, ``2m``, ``500ms``). ``tritonllm.loadtest.locust_shapes`` adapts them to Locust's
+``LoadTestShape``; the thin files ``loadtest/shape_*.py`` expose one each. No Locust import here.
 
 - ramp: 0 -> ``users`` linearly over ``ramp``, then ``hold``.
 - step: ``start`` users, plus ``step`` users every ``every``, up to ``users``, then ``hold``.
@@ -14,8 +14,6 @@ the thin files ``loadtest/shape_*.py`` expose one each (Locust uses the one it f
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-
-from locust import LoadTestShape
 
 from tritonllm.loadtest.slo import parse_duration
 
@@ -28,8 +26,8 @@ def parse_params(cls, spec: str):
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or key not in known:
-            raise ValueError(f"shape_params: {item!r} is not one of {', '.join(known)}=value "
-                             f"for the {cls.__name__} shape")
+            raise ValueError(f"shape_params: {item!r} is not key=value with a key of the "
+                             f"{cls.__name__} shape: {', '.join(known)}")
         values[key] = _value(cls.__name__, key, value.strip(), known[key])
     return cls(**values)
 
@@ -125,39 +123,3 @@ class Soak:
 
     def users_at(self, t: float) -> int | None:
         return Ramp(self.users, self.ramp, self.duration - self.ramp).users_at(t)
-
-
-class ParamShape(LoadTestShape):
-    """Adapts a shape dataclass (``config_class``) to Locust; parameters from --shape-params.
-    Users are started or stopped at once (spawn rate = the change in users per tick)."""
-
-    abstract = True
-    config_class: type = Ramp
-
-    def config(self):
-        spec = getattr(self.runner.environment.parsed_options, "shape_params", "") or ""
-        return parse_params(self.config_class, spec)
-
-    def tick(self):
-        users = self.config().users_at(self.get_run_time())
-        return None if users is None else (users, max(users, 1))
-
-
-class RampShape(ParamShape):
-    abstract = True
-    config_class = Ramp
-
-
-class StepShape(ParamShape):
-    abstract = True
-    config_class = Step
-
-
-class SpikeShape(ParamShape):
-    abstract = True
-    config_class = Spike
-
-
-class SoakShape(ParamShape):
-    abstract = True
-    config_class = Soak

@@ -1,0 +1,113 @@
+"""Payload building and response parsing, against the contract and real protocol messages."""
+
+import json
+
+import numpy as np
+import pytest
+from tritonclient.grpc import InferResult, service_pb2
+from tritonclient.utils import serialize_byte_tensor
+
+from tritonllm import contract
+from tritonllm.loadtest.providers import (GrpcEngineProvider, GrpcEnsembleProvider,
+                                          HttpGenerateProvider, HttpStreamProvider,
+                                          ServerReportedError)
+from tritonllm.loadtest.workloads import Prompt
+
+PROMPT = Prompt(text=" alpha beta", token_ids=(10, 11), max_tokens=4, min_tokens=4)
+
+
+def test_http_bodies_use_contract_names_and_carry_the_request_id():
+    body = HttpGenerateProvider().body(PROMPT, "rid-1")
+    assert body == {"id": "rid-1", "text_input": " alpha beta", "max_tokens": 4, "min_tokens": 4,
+                    "stream": False, "exclude_input_in_output": True,
+                    "return_num_input_tokens": True, "return_num_output_tokens": True}
+    ensemble_inputs = {t.name for t in contract.ENSEMBLE.inputs}
+    assert set(body) - {"id"} <= ensemble_inputs
+    stream = HttpStreamProvider().body(PROMPT, "rid-2")
+    assert stream["stream"] is True and stream["id"] == "rid-2"
+    assert HttpStreamProvider(model="m").path == "/v2/models/m/generate_stream"
+
+
+def test_unforced_and_chat_prompts():
+    chat = Prompt(text='[{"role": "user", "content": "hi"}]', token_ids=(1,), max_tokens=8,
+                  chat=True)
+    body = HttpGenerateProvider().body(chat, "r")
+    assert "min_tokens" not in body and body["apply_chat_template"] is True
+
+
+def test_generate_response_parsing():
+    data = {"model_name": "ensemble", "text_output": "Paris.", "num_input_tokens": 7,
+            "num_output_tokens": [3]}
+    chunk = HttpGenerateProvider().parse(data)
+    assert (chunk.text, chunk.input_tokens, chunk.output_tokens, chunk.final) == ("Paris.", 7, 3,
+                                                                                   True)
+    with pytest.raises(ServerReportedError, match="max_tokens"):
+        HttpGenerateProvider().parse({"error": "max_tokens: must be >= 1"})
+
+
+def test_sse_lines():
+    provider = HttpStreamProvider()
+    event = {"text_output": " is", "num_output_tokens": 5, "num_input_tokens": 7}
+    chunk = provider.parse_line(("data: " + json.dumps(event)).encode())
+    assert (chunk.text, chunk.output_tokens, chunk.input_tokens) == (" is", 5, 7)
+    assert provider.parse_line(b"") is None and provider.parse_line(": keep-alive") is None
+    with pytest.raises(ServerReportedError, match="boom"):
+        provider.parse_line('data: {"error": "boom"}')
+    with pytest.raises(ServerReportedError, match="unparseable"):
+        provider.parse_line("data: {not json")
+
+
+def _by_name(inputs):
+    return {i.name(): i for i in inputs}
+
+
+def test_grpc_ensemble_inputs_match_the_contract():
+    inputs = _by_name(GrpcEnsembleProvider(stream=True).inputs(PROMPT))
+    assert set(inputs) == {"text_input", "max_tokens", "min_tokens", "stream",
+                           "exclude_input_in_output", "return_num_input_tokens",
+                           "return_num_output_tokens"}
+    for name, infer_input in inputs.items():
+        assert infer_input.datatype() == contract.ENSEMBLE.input(name).client_dtype
+        assert infer_input.shape() == [1, 1]
+
+
+def test_grpc_engine_inputs_carry_token_ids():
+    inputs = _by_name(GrpcEngineProvider(stream=False, end_id=2).inputs(PROMPT))
+    assert inputs["input_ids"].shape() == [1, 2]
+    assert inputs["input_ids"].datatype() == "INT32"
+    assert inputs["streaming"].datatype() == "BOOL"
+    for name in ("input_lengths", "request_output_len", "min_tokens", "end_id"):
+        assert inputs[name].datatype() == contract.TENSORRT_LLM.input(name).client_dtype
+
+
+def _result(outputs: dict, final: bool) -> InferResult:
+    """A real ModelInferResponse, as the server sends it, wrapped by tritonclient."""
+    response = service_pb2.ModelInferResponse(model_name="m", id="rid")
+    for name, array in outputs.items():
+        out = response.outputs.add(name=name, shape=list(array.shape))
+        if array.dtype == np.object_:
+            out.datatype = "BYTES"
+            response.raw_output_contents.append(serialize_byte_tensor(array).item())
+        else:
+            out.datatype = {np.int32: "INT32"}[array.dtype.type]
+            response.raw_output_contents.append(array.tobytes())
+    response.parameters["triton_final_response"].bool_param = final
+    return InferResult(response)
+
+
+def test_grpc_ensemble_parse():
+    result = _result({"text_output": np.array([[" Paris"]], dtype=np.object_),
+                      "num_output_tokens": np.array([[2]], dtype=np.int32)}, final=False)
+    chunk = GrpcEnsembleProvider().parse(result)
+    assert (chunk.text, chunk.output_tokens, chunk.input_tokens, chunk.final) == (" Paris", 2,
+                                                                                 None, False)
+    empty_final = GrpcEnsembleProvider().parse(_result({}, final=True))
+    assert empty_final.empty and empty_final.final
+
+
+def test_grpc_engine_parse_trims_to_sequence_length():
+    result = _result({"output_ids": np.array([[[5, 6, 0]]], dtype=np.int32),
+                      "sequence_length": np.array([[2]], dtype=np.int32),
+                      "num_output_tokens": np.array([[2]], dtype=np.int32)}, final=True)
+    chunk = GrpcEngineProvider().parse(result)
+    assert chunk.token_ids == (5, 6) and chunk.output_tokens == 2 and chunk.final
