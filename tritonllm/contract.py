@@ -309,6 +309,11 @@ ENSEMBLE = ModelContract(
     ),
 )
 
+# Request parameter (not a tensor): ask postprocessing for exact streamed text. Postprocessing
+# cannot see the ``stream`` input (Triton refuses an ensemble step fed both by the decoupled
+# engine and by ensemble inputs), so streaming clients send this with a unique request id.
+INCREMENTAL_DETOKENIZE = "incremental_detokenize"
+
 MODELS: tuple[ModelContract, ...] = (PREPROCESSING, TENSORRT_LLM, POSTPROCESSING, ENSEMBLE)
 
 ENGINE_NAME_FOR = {name: engine for name, engine, _ in SAMPLING_INPUTS}

@@ -65,7 +65,10 @@ class TextCodec:
         return list(ids)
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        # No clean-up of spaces before punctuation: it would make a decoded prefix differ from
+        # the same ids decoded with what follows, breaking exact streaming.
+        return self.tokenizer.decode(ids, skip_special_tokens=True,
+                                     clean_up_tokenization_spaces=False)
 
     def word_variants(self, word: str) -> list[list[int]]:
         """Token sequences that spell ``word`` in generated text.
@@ -145,32 +148,43 @@ def from_word_list_format(word_list: np.ndarray) -> list[list[int]]:
 class IncrementalDetokenizer:
     """Token ids in, text deltas out, exact under concatenation.
 
-    Keeps all ids seen; each ``add`` decodes from a short prefix window so the cost per token
-    stays constant, and holds back text that ends in an incomplete character (U+FFFD).
+    Decodes a sliding window of recent ids and counts the characters of that window already
+    emitted, so each ``add`` costs O(window), not O(sequence). Text ending in an incomplete
+    character (U+FFFD from a partial UTF-8 sequence) is held back until the character completes.
+    The window slides only when nothing is held back, so emitted text never changes.
+
+    Non-streamed text is ``IncrementalDetokenizer(codec).add(all_ids)``: the same rule, so a
+    response cut mid-character ends before that character in both modes.
     """
 
-    _WINDOW = 6  # tokens of left context re-decoded to get spacing right
+    _WINDOW = 8  # tokens of left context kept so spacing decodes as it does in context
 
     def __init__(self, codec: TextCodec):
         self._codec = codec
         self._ids: list[int] = []
-        self._prefix_offset = 0
-        self._read_offset = 0
+        self._start = 0  # first id of the decode window
+        self._emitted = 0  # characters of decode(ids[start:]) already returned
 
     def add(self, new_ids: list[int]) -> str:
         self._ids.extend(new_ids)
-        prefix_text = self._codec.decode(self._ids[self._prefix_offset:self._read_offset])
-        full_text = self._codec.decode(self._ids[self._prefix_offset:])
-        if full_text.endswith("\ufffd") or len(full_text) <= len(prefix_text):
-            return ""  # wait for the rest of a multi-token character
-        delta = full_text[len(prefix_text):]
-        self._prefix_offset = max(self._read_offset, len(self._ids) - self._WINDOW)
-        self._read_offset = len(self._ids)
+        text = self._codec.decode(self._ids[self._start:])
+        stable = len(text.rstrip("\ufffd"))
+        if stable <= self._emitted:
+            return ""
+        delta = text[self._emitted:stable]
+        self._emitted = stable
+        if stable == len(text):
+            self._slide()
         return delta
 
     def flush(self) -> str:
         """Whatever is still held back (an incomplete character at the very end)."""
-        prefix_text = self._codec.decode(self._ids[self._prefix_offset:self._read_offset])
-        full_text = self._codec.decode(self._ids[self._prefix_offset:])
-        self._read_offset = len(self._ids)
-        return full_text[len(prefix_text):]
+        text = self._codec.decode(self._ids[self._start:])
+        delta, self._emitted = text[self._emitted:], len(text)
+        return delta
+
+    def _slide(self) -> None:
+        start = max(self._start, len(self._ids) - self._WINDOW)
+        if start != self._start:
+            self._start = start
+            self._emitted = len(self._codec.decode(self._ids[start:]))

@@ -34,6 +34,8 @@ def request_proto(request: InferRequest):
     from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
 
     proto = service_pb2.ModelInferRequest(model_name=request.model, id=request.request_id)
+    for key, value in request.parameters.items():
+        proto.parameters[key].bool_param = value
     for name, array in request.inputs.items():
         dtype = np_to_triton_dtype(array.dtype)
         proto.inputs.add(name=name, datatype=dtype, shape=array.shape)

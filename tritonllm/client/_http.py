@@ -42,7 +42,7 @@ def generate_path(model: str, stream: bool) -> str:
 def json_body(request: InferRequest) -> dict:
     """The generate body: ``{"id": ..., input name: value}``; [1, 1] inputs are sent as a JSON
     scalar, the variable-length word lists as a JSON array."""
-    body = {"id": request.request_id}
+    body = {"id": request.request_id, **request.parameters}  # non-input keys are parameters
     for name, array in request.inputs.items():
         values = [_json_value(v) for v in array.reshape(-1)]
         body[name] = values if ENSEMBLE.input(name).dims == (-1,) else values[0]

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tritonllm.contract import INCREMENTAL_DETOKENIZE
+
 from ._options import GenerationOptions, input_array
 
 
@@ -23,6 +25,11 @@ class InferRequest:
     request_id: str
     inputs: dict[str, np.ndarray]
     stream: bool
+
+    @property
+    def parameters(self) -> dict[str, bool]:
+        """Request parameters: streams ask the server for exact incremental detokenization."""
+        return {INCREMENTAL_DETOKENIZE: True} if self.stream else {}
 
     @property
     def wants_log_probs(self) -> bool:

@@ -2,7 +2,7 @@
 
 - ``tritonllm_engine_<counter>`` gauges: every field of ``EngineStats`` (steps, shared decode
   steps, KV-cache free/total blocks and tokens, running/waiting ...), refreshed when a request
-  finishes.
+  finishes and twice a second.
 - ``tritonllm_time_to_first_token_seconds`` and ``tritonllm_time_per_output_token_seconds``
   histograms, one observation per finished request: TTFT = first token - arrival;
   TPOT = (last token - first token) / (output tokens - 1). The reference deployment has neither.
@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 TPOT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
@@ -41,9 +42,23 @@ class EngineMetrics:
         self._families.append(family)
         return family.Metric(labels=labels, **kwargs)
 
-    def request_finished(self, output, stats) -> None:
+    def refresh_every(self, period_s: float, stats_fn) -> threading.Event:
+        """Refresh the gauges from ``stats_fn()`` on a daemon thread; set the event to stop."""
+        stop = threading.Event()
+
+        def loop():
+            while not stop.wait(period_s):
+                self.set_stats(stats_fn())
+
+        threading.Thread(target=loop, name="tritonllm-metrics", daemon=True).start()
+        return stop
+
+    def set_stats(self, stats) -> None:
         for name, gauge in self._gauges.items():
             gauge.set(float(getattr(stats, name)))
+
+    def request_finished(self, output, stats) -> None:
+        self.set_stats(stats)
         if self._ttft is None or not output.first_token_time_ns:
             return
         self._ttft.observe((output.first_token_time_ns - output.arrival_time_ns) / 1e9)

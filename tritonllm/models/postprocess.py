@@ -20,15 +20,15 @@ from collections import OrderedDict
 
 import numpy as np
 
+from tritonllm.contract import INCREMENTAL_DETOKENIZE
 from tritonllm.tokenizer import IncrementalDetokenizer, TextCodec
 
 MAX_LIVE_STREAMS = 4096
-INCREMENTAL_PARAMETER = "incremental_detokenize"
 
 
 def wants_incremental(parameters: dict) -> bool:
     """True when the request parameters ask for exact streamed text (bool or "true")."""
-    value = parameters.get(INCREMENTAL_PARAMETER, False)
+    value = parameters.get(INCREMENTAL_DETOKENIZE, False)
     return value is True or str(value).lower() in ("true", "1", "yes")
 
 
@@ -52,7 +52,7 @@ class Postprocessor:
 
     def _text(self, key: tuple | None, ids: list[int]) -> str:
         if key is None:
-            return self.codec.decode(ids)
+            return IncrementalDetokenizer(self.codec).add(ids)
         detok = self._streams.pop(key, None) or IncrementalDetokenizer(self.codec)
         self._streams[key] = detok  # most recently used last
         while len(self._streams) > self.max_live_streams:

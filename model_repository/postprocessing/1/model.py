@@ -1,14 +1,13 @@
 """Triton adapter for postprocessing: token ids -> text (logic: tritonllm.models.postprocess).
 
-Inputs (batch first): TOKENS_BATCH INT32 [beam, len], SEQUENCE_LENGTH INT32 [beam], optional
-STREAM BOOL [1]. Output: OUTPUT BYTES [beam], UTF-8 text. For streams, each OUTPUT is the text
+Inputs (batch first): TOKENS_BATCH INT32 [beam, len], SEQUENCE_LENGTH INT32 [beam].
+Output: OUTPUT BYTES [beam], UTF-8 text. For streams, each OUTPUT is the text
 delta of that response; the deltas concatenate to the non-streamed text (state keyed by request
 id when the request parameter ``incremental_detokenize`` is true, so this model runs as a single
 instance).
 """
 
 import json
-
 
 import triton_python_backend_utils as pb_utils
 

@@ -27,6 +27,8 @@ class TritonPythonModel:
         params = triton.parameters(args)
         self.engine = LLMEngine(params["model_dir"], engine_step.engine_config(params)).start()
         self.metrics = EngineMetrics(pb_utils, args["model_name"])
+        self.metrics.set_stats(self.engine.stats())
+        self.stop_metrics = self.metrics.refresh_every(0.5, self.engine.stats)
         self.live = {}  # Triton request id -> engine request id, for the ``stop`` input
 
     def execute(self, requests):
@@ -65,4 +67,5 @@ class TritonPythonModel:
         self.engine.submit(generation, on_output, is_cancelled=sender.is_cancelled)
 
     def finalize(self):
+        self.stop_metrics.set()
         self.engine.shutdown()
