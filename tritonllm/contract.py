@@ -316,4 +316,12 @@ INCREMENTAL_DETOKENIZE = "incremental_detokenize"
 
 MODELS: tuple[ModelContract, ...] = (PREPROCESSING, TENSORRT_LLM, POSTPROCESSING, ENSEMBLE)
 
+MODEL_CONTRACTS = {m.name: m for m in MODELS}
+
+
+def contract_of(model_name: str) -> ModelContract:
+    """The contract of a model by name; any other name is taken to be an ensemble."""
+    return MODEL_CONTRACTS.get(model_name, ENSEMBLE)
+
+
 ENGINE_NAME_FOR = {name: engine for name, engine, _ in SAMPLING_INPUTS}

@@ -95,11 +95,20 @@ def test_stream_yields_indexed_deltas_in_arrival_order():
     assert transport.requests[0].stream is True
 
 
-def test_leaving_a_stream_early_closes_the_transport_stream():
+def test_leaving_a_stream_early_closes_it_and_stops_the_engine_request():
     transport = RecordingTransport()
     for _chunk in Client(transport=transport).stream("x"):
         break
-    assert transport.closed_streams == 1
+    stream, stop = transport.requests
+    assert (stop.model, stop.request_id) == ("tensorrt_llm", stream.request_id)
+    assert stop.inputs["stop"].tolist() == [[True]]
+    assert transport.closed_streams == 2  # the abandoned stream, then the stop request
+
+
+def test_a_stream_read_to_the_end_sends_no_stop():
+    transport = RecordingTransport()
+    list(Client(transport=transport).stream("x"))
+    assert len(transport.requests) == 1
 
 
 def test_call_options_override_client_options_and_bad_names_are_type_errors():
@@ -182,8 +191,10 @@ def test_async_client_mirrors_the_sync_client():
     completion, chunks, reply, live, ready = asyncio.run(scenario())
     assert completion.text == reply.text == "".join(c.text for c in chunks) == " Paris."
     assert [c.index for c in chunks] == [0, 1]
-    assert [r.stream for r in transport.requests] == [False, True, False, True]
-    assert transport.closed_streams == 4 and transport.closed and live and ready
+    assert [r.stream for r in transport.requests] == [False, True, False, True, False]
+    stop = transport.requests[-1]  # leaving chat_stream early stopped its engine request
+    assert (stop.model, stop.request_id) == ("tensorrt_llm", transport.requests[3].request_id)
+    assert transport.closed_streams == 5 and transport.closed and live and ready
 
 
 def test_async_requests_run_concurrently_on_one_client():

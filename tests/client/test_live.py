@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import wait_for_idle_cache
 
 from tritonllm.client import AsyncClient, Client, InvalidRequestError
 
@@ -100,9 +101,14 @@ async def _async_refusal(server, protocol, bad, field):
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_leaving_a_stream_early_then_asking_again(triton_server, protocol):
     with Client(protocol=protocol, url=_url(triton_server, protocol)) as client:
-        for chunk in client.stream("Tell me a long story.", max_tokens=200):
+        before = wait_for_idle_cache(triton_server)
+        for chunk in client.stream("Tell me a long story.", max_tokens=200, min_tokens=200):
             if chunk.index == 2:
                 break
+        # The client told the engine to stop: the cache is free again, long before 200 tokens.
+        metrics = wait_for_idle_cache(triton_server, before["cancelled"] + 1)
+        assert metrics["free_kv_tokens"] == metrics["total_kv_tokens"]
+        assert metrics["cancelled"] == before["cancelled"] + 1
         assert client.generate(PROMPT, max_tokens=2).text
 
 

@@ -11,7 +11,6 @@ import json
 import queue
 import threading
 import time
-import urllib.request
 import uuid
 
 import numpy as np
@@ -20,6 +19,7 @@ import requests
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import triton_to_np_dtype
 
+from helpers import engine_metrics, wait_for_idle_cache
 from tritonllm.tokenizer import TextCodec
 
 PROMPTS = [
@@ -131,16 +131,6 @@ def grpc_collect(stream: GrpcStream, n_requests: int, timeout: float = 300.0) ->
         texts.setdefault(response.id, []).append((time.monotonic(), text, final))
         done += final
     return texts
-
-
-def engine_metrics(server) -> dict[str, float]:
-    body = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-    values = {}
-    for line in body.splitlines():
-        if line.startswith("tritonllm_engine_"):
-            name, value = line.rsplit(" ", 1)
-            values[name.split("{")[0][len("tritonllm_engine_"):]] = float(value)
-    return values
 
 
 # --- correctness -----------------------------------------------------------------------------
@@ -258,19 +248,6 @@ def test_request_arriving_mid_flight_starts_before_others_finish(triton_server):
     short_end = texts["short"][-1][0]
     long_end = texts["long"][-1][0]
     assert short_end < long_end
-
-
-def wait_for_idle_cache(server, min_cancelled: float = 0, timeout_s: float = 60.0) -> dict:
-    """Engine metrics once nothing runs, the cache is all free and ``cancelled`` has reached
-    ``min_cancelled`` (or the timeout passed: the caller's asserts then say what is wrong)."""
-    deadline = time.monotonic() + timeout_s
-    metrics = engine_metrics(server)
-    while time.monotonic() < deadline and not (
-            metrics.get("running") == 0 and metrics["cancelled"] >= min_cancelled
-            and metrics["free_kv_tokens"] == metrics["total_kv_tokens"]):
-        time.sleep(0.25)
-        metrics = engine_metrics(server)
-    return metrics
 
 
 def start_long_stream(server, model: str, request_id: str) -> GrpcStream:

@@ -7,6 +7,7 @@ run without a server), and folds the transport's ``Outputs`` into a Completion o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import time
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._options import GenerationOptions
-from ._request import InferRequest, build_request, messages_to_text
+from ._errors import TritonLLMError
+from ._request import InferRequest, build_request, messages_to_text, stop_request
 from ._results import Chunk, Completion, CompletionBuilder, Outputs, chunk_from
 
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
@@ -197,17 +199,31 @@ class Client(_ClientBase):
     def _complete(self, request: InferRequest) -> Completion:
         builder = CompletionBuilder(request.request_id, log_probs=request.wants_log_probs)
         start = time.perf_counter()
-        with _closing(self._transport.infer(request)) as responses:
+        with self._stop_if_abandoned(request), _closing(self._transport.infer(request)) as responses:
             for outputs in responses:
                 builder.add(outputs, time.perf_counter() - start)
         return builder.build()
 
     def _chunks(self, request: InferRequest) -> Iterator[Chunk]:
         start = time.perf_counter()
-        with _closing(self._transport.infer(request)) as responses:
+        with self._stop_if_abandoned(request), _closing(self._transport.infer(request)) as responses:
             for index, outputs in enumerate(responses):
                 yield chunk_from(outputs, index, time.perf_counter() - start,
                                  log_probs=request.wants_log_probs)
+
+    @contextlib.contextmanager
+    def _stop_if_abandoned(self, request: InferRequest):
+        """When the caller leaves before the last response (break, timeout, Ctrl-C), tell the
+        engine to stop the request so its KV cache is freed (see ``stop_request``)."""
+        finished = False
+        try:
+            yield
+            finished = True
+        finally:
+            if not finished:
+                with contextlib.suppress(TritonLLMError):  # best effort: the request may be done
+                    for _ in self._transport.infer(stop_request(request.request_id)):
+                        pass
 
 
 class AsyncClient(_ClientBase):
@@ -223,6 +239,7 @@ class AsyncClient(_ClientBase):
         super().__init__(protocol=protocol, url=url, model=model, timeout=timeout,
                          connect_timeout=connect_timeout, options=options)
         self._transport = transport or self._make_transport()
+        self._pending_stops: set[asyncio.Task] = set()
 
     def _make_transport(self) -> AsyncTransport:
         if self.protocol == "grpc":
@@ -262,6 +279,7 @@ class AsyncClient(_ClientBase):
         return await self._transport.ready(self.model)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._pending_stops)
         await self._transport.close()
 
     async def __aenter__(self) -> "AsyncClient":
@@ -273,14 +291,36 @@ class AsyncClient(_ClientBase):
     async def _complete(self, request: InferRequest) -> Completion:
         builder = CompletionBuilder(request.request_id, log_probs=request.wants_log_probs)
         start = time.perf_counter()
-        async with _aclosing(self._transport.infer(request)) as responses:
+        async with self._stop_if_abandoned(request), \
+                _aclosing(self._transport.infer(request)) as responses:
             async for outputs in responses:
                 builder.add(outputs, time.perf_counter() - start)
         return builder.build()
 
+    @contextlib.asynccontextmanager
+    async def _stop_if_abandoned(self, request: InferRequest):
+        """As :meth:`Client._stop_if_abandoned`. The stop runs as a task (awaited by
+        :meth:`close`): an abandoned async generator is finalized by the event loop, where
+        awaiting more network calls would race the loop's own ``aclose``."""
+        finished = False
+        try:
+            yield
+            finished = True
+        finally:
+            if not finished:
+                task = asyncio.get_running_loop().create_task(self._stop(request.request_id))
+                self._pending_stops.add(task)
+                task.add_done_callback(self._pending_stops.discard)
+
+    async def _stop(self, request_id: str) -> None:
+        with contextlib.suppress(TritonLLMError):  # best effort: the request may be done
+            async for _ in self._transport.infer(stop_request(request_id)):
+                pass
+
     async def _chunks(self, request: InferRequest) -> AsyncIterator[Chunk]:
         start = time.perf_counter()
-        async with _aclosing(self._transport.infer(request)) as responses:
+        async with self._stop_if_abandoned(request), \
+                _aclosing(self._transport.infer(request)) as responses:
             index = 0
             async for outputs in responses:
                 yield chunk_from(outputs, index, time.perf_counter() - start,

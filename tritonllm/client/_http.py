@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 
-from tritonllm.contract import ENSEMBLE
+from tritonllm.contract import ENSEMBLE, contract_of
 
 from ._errors import ConnectionError, ServerError, TimeoutError, TritonLLMError, error_from_http
 from ._request import InferRequest
@@ -45,7 +45,8 @@ def json_body(request: InferRequest) -> dict:
     body = {"id": request.request_id, **request.parameters}  # non-input keys are parameters
     for name, array in request.inputs.items():
         values = [_json_value(v) for v in array.reshape(-1)]
-        body[name] = values if ENSEMBLE.input(name).dims == (-1,) else values[0]
+        variable = contract_of(request.model).input(name).dims[0] == -1
+        body[name] = values if variable else values[0]
     return body
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tritonllm.contract import INCREMENTAL_DETOKENIZE
+from tritonllm.contract import INCREMENTAL_DETOKENIZE, TENSORRT_LLM
 
 from ._options import GenerationOptions, input_array
 
@@ -47,6 +47,19 @@ def build_request(model: str, text: str, options: GenerationOptions, *, stream: 
     if chat:  # our extension; left out otherwise so servers without it accept plain prompts
         inputs["apply_chat_template"] = input_array("apply_chat_template", True)
     return InferRequest(model, request_id or str(uuid.uuid4()), inputs, stream)
+
+
+def stop_request(request_id: str) -> InferRequest:
+    """TensorRT-LLM's way to stop a running request: ``stop`` sent to the engine step with the
+    request's id. The CPU engine honours it too; it frees the request's KV cache at once.
+
+    Needed for ensembles: Triton 2.51 does not pass an ensemble's cancellation (a closed stream)
+    to its running engine step, which would otherwise generate up to ``max_tokens``.
+    """
+    one = lambda value, dtype: np.array([[value]], dtype=dtype)  # noqa: E731
+    inputs = {"input_ids": one(0, np.int32), "input_lengths": one(1, np.int32),
+              "request_output_len": one(1, np.int32), "stop": one(True, np.bool_)}
+    return InferRequest(TENSORRT_LLM.name, request_id, inputs, stream=False)
 
 
 def messages_to_text(messages: Sequence[Mapping[str, str]]) -> str:

@@ -46,7 +46,8 @@ class TritonPythonModel:
         inputs = triton.read_inputs(pb_utils, request, TENSORRT_LLM)
         if engine_step.stop_requested(inputs):
             self.engine.cancel(self.live.get(request.request_id(), ""))
-            sender.send(flags=FINAL)
+            # Exactly one response: HTTP generate refuses a model that sends none.
+            sender.send(pb_utils.InferenceResponse(output_tensors=[]), flags=FINAL)
             return
         engine_id = uuid.uuid4().hex  # Triton ids are often reused ("1"); ours must be unique
         generation, wants = engine_step.parse_request(engine_id, inputs)
