@@ -87,7 +87,8 @@ def test_llama_1b_int8wo_l4():
 
 def test_smollm2_cpu():
     p = _plan("smollm2-cpu")
-    weights = 30 * (SMOL_GEMM * 4 + 2 * 576 * 4) + 2 * 49152 * 576 * 4 + 576 * 4  # fp32
+    # The CPU twin holds float32 whatever the checkpoint dtype.
+    weights = 30 * (SMOL_GEMM * 4 + 2 * 576 * 4) + 2 * 49152 * 576 * 4 + 576 * 4
     assert p.weight_bytes_per_gpu == weights == 651_306_240
     assert p.kv_bytes_per_token == 2 * 30 * 3 * 64 * 4 == 46_080
     activations = 512 * (3 * 576 + 576 + 2 * 192 + 2 * 1536) * 4 + 8 * 49152 * 4
@@ -214,9 +215,9 @@ def test_rule_prompt_longer_than_a_step_without_chunked_context():
 
 
 def test_rule_cpu_target_is_full_precision_single_process():
-    _only(_problems("smollm2-135m", target={"gpu": "cpu"}, dtype="float32",
+    _only(_problems("smollm2-135m", target={"gpu": "cpu"},
                     quantization={"mode": "int8_sq"}), "cpu target serves full precision")
-    _only(_problems("smollm2-135m", target={"gpu": "cpu"}, dtype="float32",
+    _only(_problems("smollm2-135m", target={"gpu": "cpu"},
                     parallel={"tp_size": 3}), "cpu target runs one process")
 
 

@@ -103,13 +103,15 @@ def test_headless_stream_run_matches_the_server(triton_server, tmp_path, pool_ca
     assert latency["itl"]["count"] == sum(len(r.itl) for r in read_samples(out / "samples.jsonl"))
 
 
-@pytest.mark.parametrize("user, kind, model", [("http", "http_generate", "ensemble"),
-                                                ("engine", "grpc_engine", "tensorrt_llm")])
-def test_generate_and_engine_users(triton_server, tmp_path, pool_cache, user, kind, model):
+@pytest.mark.parametrize("user, kind, model, rate", [
+    ("http", "http_generate", "ensemble", 1.5),      # open loop: Poisson arrivals
+    ("engine", "grpc_engine", "tensorrt_llm", 0.0),  # closed loop
+])
+def test_generate_and_engine_users(triton_server, tmp_path, pool_cache, user, kind, model, rate):
     host = loopback(triton_server.grpc_url if user == "engine" else
                     "http://" + triton_server.http_url)
     run = LocustRun(out_dir=str(tmp_path), user=user, host=host, users=2, run_time="6s",
-                    workload=WORKLOAD, model_dir=str(triton_server.model_dir),
+                    workload=WORKLOAD, request_rate=rate, model_dir=str(triton_server.model_dir),
                     slo="e2e=10m", extra_args=("--only-summary",))
     counts = ServerCounts(triton_server, model)
     done = subprocess.run(run.command(), capture_output=True, text=True, timeout=180)

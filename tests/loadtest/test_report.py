@@ -66,7 +66,7 @@ def test_sweep_steps_table_and_values(tmp_path):
         steps(base, [1], [1.0])
     doc = write_report(records(), {"label": "u1"}, tmp_path / "x", plots=False)
     table = sweep_markdown([point("u1", runs[0][1], doc)])
-    assert "| u1 | 1 | closed | 7 | 1 |" in table
+    assert "| u1 | 1 | closed | 7 | 1 |" in table and "| – |" in table
     assert parse_values("1,2,4", "concurrency", int) == [1, 2, 4]
     with pytest.raises(ValueError, match="rates"):
         parse_values("1,-2", "rates")

@@ -23,6 +23,8 @@ def test_command_line(tmp_path):
     pairs = {cmd[i]: cmd[i + 1] for i in range(len(cmd) - 1) if cmd[i].startswith("-")}
     assert pairs["-u"] == "3" and pairs["-r"] == "3" and pairs["-t"] == "20s"
     assert pairs["--processes"] == "2" and pairs["--request-rate"] == "1.5"
+    assert pairs["--master-bind-host"] == "127.0.0.1"
+    assert pairs["--master-bind-port"] == pairs["--master-port"]
     assert pairs["--csv"] == str(tmp_path / "locust") and pairs["--report-dir"] == str(tmp_path)
     shaped = LocustRun(out_dir="o", shape="step", shape_params="users=2").command()
     assert "-u" not in shaped and shaped[shaped.index("-f") + 1].endswith(

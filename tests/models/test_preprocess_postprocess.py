@@ -1,0 +1,108 @@
+"""Pre/postprocessing logic as the Triton adapters call it: numpy in, numpy out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tritonllm.models.postprocess import Postprocessor, wants_incremental
+from tritonllm.models.preprocess import Limits, Preprocessor
+from tritonllm.tokenizer import InvalidInputError, TextCodec, from_word_list_format
+
+
+@pytest.fixture(scope="module")
+def codec(model_dir):
+    return TextCodec.from_dir(model_dir)
+
+
+def query(*texts: str, max_tokens: int = 8, **extra) -> dict:
+    inputs = {"QUERY": np.array([[t.encode()] for t in texts], dtype=np.object_),
+              "REQUEST_OUTPUT_LEN": np.array([[max_tokens]] * len(texts), dtype=np.int32)}
+    return {**inputs, **extra}
+
+
+def test_prompt_to_ids_and_defaults(codec):
+    out = Preprocessor(codec)(query("Hello world"))
+    ids = codec.encode("Hello world")
+    assert out["INPUT_ID"].tolist() == [ids]
+    assert out["REQUEST_INPUT_LEN"].tolist() == [[len(ids)]]
+    assert out["REQUEST_OUTPUT_LEN"].tolist() == [[8]]
+    assert out["OUT_END_ID"].tolist() == [[codec.end_id]]
+    assert out["STOP_WORDS_IDS"].shape == (1, 2, 1) and out["STOP_WORDS_IDS"][0, 1, 0] == -1
+    assert out["INPUT_ID"].dtype == np.int32
+
+
+def test_batch_rows_are_padded_with_pad_id(codec):
+    out = Preprocessor(codec)(query("Hi", "A much longer prompt than the first"))
+    short, long_ = codec.encode("Hi"), codec.encode("A much longer prompt than the first")
+    assert out["INPUT_ID"].shape == (2, len(long_))
+    assert out["INPUT_ID"][0, len(short):].tolist() == [codec.pad_id] * (len(long_) - len(short))
+    assert out["REQUEST_INPUT_LEN"].reshape(-1).tolist() == [len(short), len(long_)]
+
+
+def test_stop_words_and_explicit_end_id(codec):
+    stop = np.array([[b"Paris", b"\n"]], dtype=np.object_)
+    out = Preprocessor(codec)(query("x", STOP_WORDS_DICT=stop,
+                                    END_ID=np.array([[7]], dtype=np.int32)))
+    words = from_word_list_format(out["STOP_WORDS_IDS"][0])
+    assert codec.word_variants("Paris")[0] in words
+    assert out["OUT_END_ID"].tolist() == [[7]]
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (query("   "), "text_input: the prompt is empty"),
+    (query("hi", max_tokens=0), "max_tokens: must be >= 1, got 0"),
+    (query("word " * 50), "text_input: the prompt is .* over max_input_len \\(16\\)"),
+    (query("hi", max_tokens=40), "max_tokens: prompt .* over max_seq_len \\(32\\)"),
+    ({"QUERY": np.array([[b"\xff\xfe"]], dtype=np.object_),
+      "REQUEST_OUTPUT_LEN": np.array([[4]], dtype=np.int32)}, "text_input: not valid UTF-8"),
+])
+def test_bad_requests_name_the_field_and_limit(codec, inputs, message):
+    with pytest.raises(InvalidInputError, match=message):
+        Preprocessor(codec, Limits(max_input_len=16, max_seq_len=32))(inputs)
+
+
+def test_limits_come_from_model_parameters():
+    assert Limits.from_parameters({"max_input_len": "16", "max_seq_len": "32"}) == Limits(16, 32)
+    assert Limits.from_parameters({}) is None
+
+
+def tokens(ids: list[int]) -> dict:
+    return {"TOKENS_BATCH": np.array([[ids]], dtype=np.int32),
+            "SEQUENCE_LENGTH": np.array([[len(ids)]], dtype=np.int32)}
+
+
+def test_postprocessing_streams_exactly_per_request(codec):
+    post = Postprocessor(codec)
+    ids = codec.tokenizer.encode(" 你好 🎉 world", add_special_tokens=False)
+    chunks = [post(tokens([i]), "req-1", incremental=True)["OUTPUT"][0, 0].decode() for i in ids]
+    whole = post(tokens(ids))["OUTPUT"][0, 0].decode()
+    assert "".join(chunks) == whole == " 你好 🎉 world"
+    assert post.live_streams == 1
+
+
+def test_postprocessing_keeps_streams_apart_and_bounded(codec):
+    post = Postprocessor(codec, max_live_streams=2)
+    a, b = codec.tokenizer.encode(" one two", add_special_tokens=False), \
+        codec.tokenizer.encode(" three four", add_special_tokens=False)
+    out = {rid: "" for rid in ("a", "b")}
+    for x, y in zip(a, b):
+        out["a"] += post(tokens([x]), "a", True)["OUTPUT"][0, 0].decode()
+        out["b"] += post(tokens([y]), "b", True)["OUTPUT"][0, 0].decode()
+    assert out == {"a": " one two", "b": " three four"}
+    post(tokens([a[0]]), "c", True)
+    assert post.live_streams == 2
+
+
+def test_sequence_length_trims_padding(codec):
+    ids = codec.tokenizer.encode("Hello", add_special_tokens=False)
+    inputs = {"TOKENS_BATCH": np.array([[ids + [0, 0, 0]]], dtype=np.int32),
+              "SEQUENCE_LENGTH": np.array([[len(ids)]], dtype=np.int32)}
+    assert Postprocessor(codec)(inputs)["OUTPUT"][0, 0] == b"Hello"
+
+
+def test_incremental_parameter_parsing():
+    assert wants_incremental({"incremental_detokenize": True})
+    assert wants_incremental({"incremental_detokenize": "true"})
+    assert not wants_incremental({"incremental_detokenize": False})
+    assert not wants_incremental({})
