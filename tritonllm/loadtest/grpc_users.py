@@ -87,8 +87,10 @@ class GrpcUser(LlmUser):
         trace = RequestTrace(request_id, self.kind, streamed=self._provider.streamed)
         error = self._exchange(stream, prompt, request_id, trace)
         record = trace.finish(error)
-        # A stream that failed may still deliver responses for that request: do not reuse it.
-        (self._idle.append if error is None else _close_quietly)(stream)
+        if error is None:
+            self._idle.append(stream)
+        else:  # it may still deliver responses for the failed request: do not reuse it
+            gevent.spawn(stream.close)
         self._fire_request(record)
         return record
 
@@ -122,10 +124,6 @@ class GrpcUser(LlmUser):
             request_type="gRPC", name=f"{self._provider.model} stream_infer",
             response_time=record.e2e * 1000.0, response_length=record.output_tokens or 0,
             exception=RuntimeError(record.error) if record.error else None, context={})
-
-
-def _close_quietly(stream: ResponseStream) -> None:
-    gevent.spawn(stream.close)
 
 
 class GrpcStreamUser(GrpcUser):

@@ -84,20 +84,28 @@ def _add_options(parser, **_kw) -> None:
 def _on_init(environment, **_kw) -> None:
     environment.tritonllm = RunController(environment, _options(environment))
     runner = environment.runner
-    if not isinstance(runner, WorkerRunner):
-        # Build the prompt pool before the run-time clock starts; workers then only read it.
-        _load_pool(environment.tritonllm.session)
     if isinstance(runner, WorkerRunner):
-        events_ = environment.events
-        events_.report_to_master.add_listener(lambda client_id, data, **kw: _ship(environment, data))
-        runner.register_message(FLUSH, lambda environment, msg, **kw: _flush(environment),
-                                concurrent=True)
-    elif isinstance(runner, MasterRunner):
-        events_ = environment.events
-        events_.worker_report.add_listener(
-            lambda client_id, data, **kw: environment.tritonllm.session.merge(
-                data.get(RECORDS_KEY, [])))
-        runner.register_message(FINAL, lambda environment, msg, **kw: _on_final(environment, msg))
+        _wire_worker(environment)
+        return
+    # Build the prompt pool before the run-time clock starts; workers then only read it.
+    _load_pool(environment.tritonllm.session)
+    if isinstance(runner, MasterRunner):
+        _wire_master(environment)
+
+
+def _wire_worker(environment) -> None:
+    environment.events.report_to_master.add_listener(
+        lambda client_id, data, **kw: _ship(environment, data))
+    environment.runner.register_message(
+        FLUSH, lambda environment, msg, **kw: _flush(environment), concurrent=True)
+
+
+def _wire_master(environment) -> None:
+    environment.events.worker_report.add_listener(
+        lambda client_id, data, **kw: environment.tritonllm.session.merge(
+            data.get(RECORDS_KEY, [])))
+    environment.runner.register_message(
+        FINAL, lambda environment, msg, **kw: _on_final(environment, msg))
 
 
 def _ship(environment, data: dict) -> None:

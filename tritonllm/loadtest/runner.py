@@ -7,6 +7,7 @@ built here first (``tritonllm.loadtest.pool``), so no Locust process spends time
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -93,11 +94,21 @@ class LocustRun:
         if not self.shape:
             cmd += ["-u", str(self.users), "-r", f"{self.spawn_rate or self.users:g}",
                     "-t", self.run_time]
+        if self.processes:  # master <-> workers on loopback only, on a free port
+            port = str(free_loopback_port())
+            cmd += ["--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+                    "--master-port", port]
         cmd += _optional(("--request-rate", self.request_rate), ("--slo", self.slo),
                          ("--processes", self.processes), ("--shape-params", self.shape_params),
                          ("--label", self.label), ("--model", self.model),
                          ("--model-dir", self.model_dir))
         return cmd + list(self.extra_args)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _optional(*pairs) -> list[str]:

@@ -66,17 +66,19 @@ def run_sweep(base: LocustRun, concurrency=None, rates=None) -> list[dict]:
 
 
 def sweep_markdown(points: list[dict]) -> str:
-    lines = ["| step | users | req rate | requests | failed | req/s | output tok/s | "
+    lines = ["| step | users | req rate | requests | failed | req/s | goodput | output tok/s | "
              "TTFT p50 | TTFT p90 | TPOT p50 | TPOT p90 | E2E p50 | E2E p90 |",
-             "|---" * 13 + "|"]
+             "|---" * 14 + "|"]
     for p in points:
         lat = p["latency_ms"]
         cells = [lat[m][q] for m in ("ttft", "tpot", "e2e") for q in ("p50", "p90")]
+        goodput = "–" if p["goodput"] is None else f"{p['goodput']:.3f}"
         lines.append(
             f"| {p['label']} | {p['users']} | {p['request_rate'] or 'closed'} | {p['requests']} | "
-            f"{p['failed']} | {p['request_throughput']:.3f} | {p['output_token_throughput']:.2f} | "
+            f"{p['failed']} | {p['request_throughput']:.3f} | {goodput} | "
+            f"{p['output_token_throughput']:.2f} | "
             + " | ".join("–" if c is None else f"{c:.1f}" for c in cells) + " |")
-    return "Latencies in ms.\n\n" + "\n".join(lines) + "\n"
+    return "Latencies in ms; goodput in requests/s meeting the SLO.\n\n" + "\n".join(lines) + "\n"
 
 
 def write_sweep(points: list[dict], out_dir: Path) -> None:
