@@ -160,7 +160,7 @@ class Summary:
     output_tokens_total: int
     latency_ms: dict[str, Distribution]
     tokens: dict[str, Distribution]
-    users: dict[str, int] = field(default_factory=dict)
+    requests_by_user: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,5 +205,5 @@ def summarize(records: list[RequestRecord]) -> Summary:
             "input": Distribution.of(r.input_tokens for r in ok),
             "output": Distribution.of(r.output_tokens for r in ok),
         },
-        users=dict(Counter(r.user for r in records)),
+        requests_by_user=dict(Counter(r.user for r in records)),
     )
