@@ -28,7 +28,27 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     model = LlamaForCausalLM(LlamaConfig(**TINY)).eval()
     path = tmp_path_factory.mktemp("tiny-llama")
     model.save_pretrained(path)
+    _tiny_tokenizer().save_pretrained(path)
     return path
+
+
+def _tiny_tokenizer():
+    """A byte-level BPE with the tiny model's 512-token vocabulary, trained on the bundled
+    corpus (calibration needs a tokenizer whose ids fit the model)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from tritonllm.build.corpus import CALIBRATION, HELDOUT
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=TINY["vocab_size"], special_tokens=["<unk>", "<s>",
+                                                                                 "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator([CALIBRATION, HELDOUT], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>",
+                                   bos_token="<s>", eos_token="</s>")
 
 
 def _build_profile(model_dir: Path | str, tp: int = 1, pp: int = 1, dtype: str = "float16",

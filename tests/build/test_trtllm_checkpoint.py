@@ -111,8 +111,8 @@ def test_cpu_engine_serves_a_smollm2_tp3_export_like_the_source(export, model_di
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     chat = tokenizer.apply_chat_template([{"role": "user",
                                            "content": "What is the capital of France?"}],
-                                         add_generation_prompt=True)
-    prompts = [list(chat["input_ids"] if isinstance(chat, dict) else chat),
+                                         add_generation_prompt=True, tokenize=False)
+    prompts = [tokenizer(chat, add_special_tokens=False).input_ids,
                tokenizer("The water cycle moves water").input_ids]
     reference = _greedy_reference(_fp16_rounded_model(model_dir), prompts, 10)
     assert _greedy_engine(hf_config, state, prompts, 10) == reference

@@ -98,14 +98,22 @@ def plan(profile: BuildProfile, arch: ModelArch) -> Plan:
 
 # ---- sizes -----------------------------------------------------------------------------------
 
+def _dtype_bytes(profile: BuildProfile) -> int:
+    if get_device(profile.target.gpu).is_cpu:
+        return quant_modes.CPU_DTYPE_BYTES
+    return quant_modes.DTYPES[profile.dtype]
+
+
 def _gemm_bytes(profile: BuildProfile, params: float) -> float:
     q = profile.quantization
+    if q.quant_mode.weight_bits is None:
+        return params * _dtype_bytes(profile)
     return params * quant_modes.weight_bits(q.quant_mode, profile.dtype, q.group_size) / 8
 
 
 def weight_bytes_total(profile: BuildProfile, arch: ModelArch) -> int:
     """The whole model at the profile's precision, counted once (no TP replication)."""
-    dtype_bytes = quant_modes.DTYPES[profile.dtype]
+    dtype_bytes = _dtype_bytes(profile)
     gemm = _gemm_bytes(profile, arch.num_layers * arch.linear_params_per_layer)
     rest = arch.num_params - arch.num_layers * arch.linear_params_per_layer
     return int(gemm + rest * dtype_bytes)
@@ -114,7 +122,7 @@ def weight_bytes_total(profile: BuildProfile, arch: ModelArch) -> int:
 def weight_bytes_per_gpu(profile: BuildProfile, arch: ModelArch) -> int:
     """Bytes on the fullest rank (first or last pipeline stage)."""
     tp, pp = profile.parallel.tp_size, profile.parallel.pp_size
-    dtype_bytes = quant_modes.DTYPES[profile.dtype]
+    dtype_bytes = _dtype_bytes(profile)
     layers = math.ceil(arch.num_layers / pp)
     per_layer = _gemm_bytes(profile, arch.linear_params_per_layer) / tp
     per_layer += 2 * arch.hidden_size * dtype_bytes
@@ -126,7 +134,7 @@ def weight_bytes_per_gpu(profile: BuildProfile, arch: ModelArch) -> int:
 
 def kv_bytes_per_token(profile: BuildProfile, arch: ModelArch) -> int:
     tp, pp = profile.parallel.tp_size, profile.parallel.pp_size
-    element = quant_modes.kv_bytes_per_element(profile.quantization.kv_cache, profile.dtype)
+    element = quant_modes.KV_MODES[profile.quantization.kv_cache][1] or _dtype_bytes(profile)
     kv_heads = max(1, math.ceil(arch.num_kv_heads / tp))
     return 2 * math.ceil(arch.num_layers / pp) * kv_heads * arch.head_dim * element
 
@@ -135,7 +143,7 @@ def activation_bytes(profile: BuildProfile, arch: ModelArch) -> int:
     tp = profile.parallel.tp_size
     per_token = (3 * arch.hidden_size + (arch.q_size + 2 * arch.kv_size) // tp
                  + 2 * arch.intermediate_size // tp)
-    tokens = profile.limits.max_num_tokens * per_token * quant_modes.DTYPES[profile.dtype]
+    tokens = profile.limits.max_num_tokens * per_token * _dtype_bytes(profile)
     logits = profile.limits.max_batch_size * arch.vocab_size * LOGITS_BYTES
     return tokens + logits
 

@@ -154,6 +154,7 @@ class ServingSpec:
     decoupled: bool = True
     preprocessing_instances: int = 1
     max_queue_delay_microseconds: int = 0
+    engine_dir: str = ""  # the engines' path as the server sees it; "" = the build's engine dir
 
     def __post_init__(self) -> None:
         if not 0.0 < self.kv_cache_free_gpu_mem_fraction <= 1.0:

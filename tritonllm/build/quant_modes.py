@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DTYPES = {"float16": 2, "bfloat16": 2, "float32": 4}
+# Checkpoint/engine dtypes (ModelOpt's TensorRT-LLM export writes float32 requests as float16).
+DTYPES = {"float16": 2, "bfloat16": 2}
+CPU_DTYPE_BYTES = 4  # the CPU twin computes in float32 whatever the checkpoint dtype
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,3 @@ def weight_bits(mode: QuantMode, dtype: str, group_size: int) -> float:
     if mode.needs_fp4:
         return mode.weight_bits + 8.0 / NVFP4_BLOCK
     return float(mode.weight_bits)
-
-
-def kv_bytes_per_element(kv_mode: str, dtype: str) -> int:
-    return KV_MODES[kv_mode][1] or DTYPES[dtype]

@@ -1,0 +1,164 @@
+"""Accuracy of each quantization mode, measured on CPU before any GPU is spent.
+
+For each mode the model is quantized with ModelOpt's simulated (fake) quantization, calibrated
+on the bundled corpus like the export is (``modelopt_configs.for_simulation``), and compared
+with the unquantized float32 model:
+
+- perplexity on ``corpus.HELDOUT`` (never used for calibration), and its change in percent;
+- top-1 agreement: share of held-out positions where both models predict the same next token;
+- greedy agreement: share of the first ``new_tokens`` greedy tokens, position by position,
+  that equal the reference's, over ``corpus.PROMPTS``.
+
+Mode ``none`` is the 16-bit checkpoint: float32 weights rounded through float16.
+Written as ``accuracy.json`` and ``accuracy.md`` (a Markdown table).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from tritonllm.build import corpus, modelopt_configs
+from tritonllm.build.profile import QuantSpec
+
+WINDOW = 512  # tokens per perplexity window
+
+
+@dataclass(frozen=True)
+class ModeAccuracy:
+    mode: str
+    kv_cache: str
+    perplexity: float
+    perplexity_change_pct: float
+    top1_agreement: float
+    greedy_agreement: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AccuracyReport:
+    model: str
+    reference_perplexity: float
+    heldout_tokens: int
+    new_tokens: int
+    prompts: int
+    rows: tuple[ModeAccuracy, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        head = [f"Accuracy on CPU, {self.model}: perplexity on {self.heldout_tokens} held-out "
+                f"tokens; greedy agreement over {self.prompts} prompts x {self.new_tokens} "
+                "tokens; reference: the float32 model.", "",
+                "| mode | KV cache | perplexity | change | top-1 agreement | greedy agreement |",
+                "|---|---|---:|---:|---:|---:|",
+                f"| float32 (reference) | - | {self.reference_perplexity:.3f} | - | - | - |"]
+        rows = [f"| {r.mode} | {r.kv_cache} | {r.perplexity:.3f} | "
+                f"{r.perplexity_change_pct:+.2f} % | {100 * r.top1_agreement:.1f} % | "
+                f"{100 * r.greedy_agreement:.1f} % |" for r in self.rows]
+        return "\n".join(head + rows) + "\n"
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    nll: float  # mean negative log-likelihood per held-out token
+    argmax: torch.Tensor  # predicted next token at every held-out position
+    greedy: list[list[int]]
+
+
+def evaluate(model, heldout: list[torch.Tensor], prompts: list[list[int]], new_tokens: int
+             ) -> _Outputs:
+    total, count, argmax = 0.0, 0, []
+    with torch.no_grad():
+        for ids in heldout:
+            logits = model(ids[None]).logits[0, :-1].float()
+            total += torch.nn.functional.cross_entropy(logits, ids[1:], reduction="sum").item()
+            count += len(ids) - 1
+            argmax.append(logits.argmax(-1))
+        greedy = [_greedy(model, p, new_tokens) for p in prompts]
+    return _Outputs(total / count, torch.cat(argmax), greedy)
+
+
+def _greedy(model, prompt: list[int], new_tokens: int) -> list[int]:
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=new_tokens,
+                         min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+def agreement(a: list[list[int]], b: list[list[int]]) -> float:
+    pairs = [(x, y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)]
+    return sum(x == y for x, y in pairs) / len(pairs)
+
+
+def simulated(model, tokenizer, q: QuantSpec):
+    """A copy of ``model`` with ``q``'s rounding simulated (ModelOpt fake quantization)."""
+    import modelopt.torch.quantization as mtq
+
+    from tritonllm.build.quantize import calibration_windows
+
+    copy_ = copy.deepcopy(model)
+    if q.mode == "none":
+        copy_ = copy_.half().float()
+    config = modelopt_configs.for_simulation(q)
+    if config is None:
+        return copy_
+    windows = calibration_windows(tokenizer, q)
+
+    def forward_loop(m) -> None:
+        with torch.no_grad():
+            for window in tqdm(windows, desc=f"calibrating {q.mode}", leave=False):
+                m(window)
+
+    return mtq.quantize(copy_, config, forward_loop)
+
+
+def run_report(model_dir: Path, modes: list[str], kv_cache: str = "none", group_size: int = 64,
+               new_tokens: int = 32, out_dir: Path | None = None, calibration_samples: int = 16,
+               calibration_max_len: int = 256, prompts: tuple[str, ...] = corpus.PROMPTS,
+               heldout_text: str = corpus.HELDOUT) -> AccuracyReport:
+    """Measure every mode in ``modes`` (see the module docstring); write JSON + Markdown when
+    ``out_dir`` is given."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    ids = tokenizer(heldout_text, return_tensors="pt").input_ids[0]
+    heldout = list(ids.split(WINDOW))
+    prompt_ids = [tokenizer(p).input_ids for p in prompts]
+    reference = evaluate(model, heldout, prompt_ids, new_tokens)
+    rows = []
+    for mode in tqdm(modes, desc="modes", unit="mode"):
+        start = time.monotonic()
+        q = QuantSpec(mode=mode, kv_cache=kv_cache, group_size=group_size,
+                      calibration_samples=calibration_samples,
+                      calibration_max_len=calibration_max_len)
+        result = evaluate(simulated(model, tokenizer, q), heldout, prompt_ids, new_tokens)
+        rows.append(_row(q, reference, result, time.monotonic() - start))
+    report = AccuracyReport(Path(model_dir).name, math.exp(reference.nll), len(ids), new_tokens,
+                            len(prompts), tuple(rows))
+    if out_dir is not None:
+        _write(report, Path(out_dir))
+    return report
+
+
+def _row(q: QuantSpec, reference: _Outputs, result: _Outputs, seconds: float) -> ModeAccuracy:
+    ppl, ref_ppl = math.exp(result.nll), math.exp(reference.nll)
+    return ModeAccuracy(
+        mode=q.mode, kv_cache=q.kv_cache, perplexity=ppl,
+        perplexity_change_pct=100 * (ppl / ref_ppl - 1),
+        top1_agreement=(result.argmax == reference.argmax).float().mean().item(),
+        greedy_agreement=agreement(result.greedy, reference.greedy), seconds=seconds)
+
+
+def _write(report: AccuracyReport, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "accuracy.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    (out_dir / "accuracy.md").write_text(report.markdown())

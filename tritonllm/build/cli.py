@@ -1,0 +1,146 @@
+"""Build subcommands: ``plan``, ``quantize``, ``verify``, ``engine``, ``build``, ``accuracy``.
+
+Each takes a profile (YAML, see ``tritonllm.build.profile``) and ``--set section.key=value``
+overrides; every default shown in ``--help`` is read from the profile dataclasses. Exit
+statuses: 0 done, 1 rejected plan / failed verification, 2 bad input, 3 engine commands printed
+but not run (no TensorRT-LLM or no GPU here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    _plan_parser(subparsers)
+    for stage, text in (("quantize", "quantize with ModelOpt and export the TensorRT-LLM "
+                                     "checkpoint (CPU is fine)"),
+                        ("verify", "check the exported checkpoint against the profile, "
+                                   "TensorRT-LLM 1.2.1's layout and the source weights"),
+                        ("engine", "run trtllm-build, or print its exact command lines "
+                                   "(exit 3) where TensorRT-LLM or a GPU is missing")):
+        p = _profile_parser(subparsers, stage, text)
+        p.add_argument("--force", action="store_true", help="run even if up to date")
+        p.set_defaults(handler=_stage_handler(stage))
+    p = _profile_parser(subparsers, "build", "plan -> quantize -> verify -> engine -> "
+                        "repository; stages already up to date are skipped")
+    p.add_argument("--force", action="store_true", help="re-run every stage")
+    p.add_argument("--stages", default=",".join(_stages()),
+                   help="comma-separated subset, in order (default: all)")
+    p.set_defaults(handler=_build)
+    _accuracy_parser(subparsers)
+
+
+def _stages() -> tuple[str, ...]:
+    from tritonllm.build.pipeline import STAGES
+
+    return STAGES
+
+
+def profile_defaults() -> str:
+    """``section.key=default`` for every profile field: the dataclasses are the only source."""
+    from tritonllm.build.profile import BuildProfile
+
+    lines = []
+    for f in dataclasses.fields(BuildProfile):
+        if f.name in ("name", "source"):
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+            else f.default
+        if dataclasses.is_dataclass(default):
+            lines += [f"  {f.name}.{k}={v}" for k, v in dataclasses.asdict(default).items()]
+        else:
+            lines.append(f"  {f.name}={default}")
+    return "profile keys and their defaults (override with --set KEY=VALUE):\n" + "\n".join(lines)
+
+
+def _profile_parser(subparsers, name: str, text: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help=text, description=text, epilog=profile_defaults(),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("profile", type=Path, help="build profile YAML (see build/*.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile value, e.g. --set parallel.tp_size=2")
+    p.add_argument("--output-dir", type=Path, default=None,
+                   help="build directory (default: the profile's output_dir, else "
+                        "<tritonllm cache>/builds/<name>)")
+    return p
+
+
+def _plan_parser(subparsers) -> None:
+    p = _profile_parser(subparsers, "plan", "memory plan and rule checks for a profile, "
+                        "before anything expensive")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(handler=_plan)
+
+
+def _load(args):
+    from tritonllm.build.pipeline import Build
+    from tritonllm.build.profile import load_profile
+
+    return Build(load_profile(args.profile, args.overrides), args.output_dir)
+
+
+def _plan(args) -> int:
+    from tritonllm.build.planner import format_plan
+
+    plan = _load(args).plan()
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
+    return 0 if plan.ok else 1
+
+
+def _stage_handler(stage: str):
+    def handler(args) -> int:
+        result = _load(args).run(stage, force=args.force)
+        print(f"[{stage}] {result.status}: {result.detail}")
+        return result.exit_code
+
+    return handler
+
+
+def _build(args) -> int:
+    from tritonllm.build.pipeline import STAGES, build
+
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"--stages: unknown {unknown}; choose from {', '.join(STAGES)}")
+    b = _load(args)
+    code = build(b.profile, stages, force=args.force, root=b.root)
+    if code == 3:
+        print("[build] engines not built here: run the printed trtllm-build command on a GPU "
+              "node, then `tritonllm build PROFILE` again (finished stages are skipped)")
+    return code
+
+
+def _accuracy_parser(subparsers) -> None:
+    from tritonllm.build.quant_modes import MODES
+
+    p = subparsers.add_parser(
+        "accuracy", help="perplexity and greedy agreement of each quantization mode on CPU "
+        "(ModelOpt simulated quantization); writes JSON and a Markdown table")
+    p.add_argument("--model", default=None,
+                   help="Hugging Face Llama dir (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--modes", default=",".join(MODES),
+                   help=f"comma-separated modes (default: all: {','.join(MODES)})")
+    p.add_argument("--kv-cache", default="none", choices=("none", "int8", "fp8"))
+    p.add_argument("--group-size", type=int, default=64,
+                   help="AWQ group (SmolLM2 needs 64: 576 %% 128 != 0)")
+    p.add_argument("--new-tokens", type=int, default=32, help="greedy tokens per prompt")
+    p.add_argument("--output-dir", type=Path, default=Path("."),
+                   help="where accuracy.json and accuracy.md go (default: .)")
+    p.set_defaults(handler=_accuracy)
+
+
+def _accuracy(args) -> int:
+    from tritonllm.build.accuracy import run_report
+    from tritonllm.model_source import resolve_model_dir
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    report = run_report(resolve_model_dir(args.model), modes, kv_cache=args.kv_cache,
+                        group_size=args.group_size, new_tokens=args.new_tokens,
+                        out_dir=args.output_dir)
+    print(report.markdown())
+    return 0

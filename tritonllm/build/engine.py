@@ -1,0 +1,143 @@
+"""The engine stage: ``trtllm-build`` (TensorRT-LLM 1.2.1) command lines from a profile, run when
+TensorRT-LLM and a GPU are present, printed otherwise.
+
+Flags are TensorRT-LLM 1.2.1's (``tensorrt_llm/commands/build.py`` and the plugin options it adds
+from ``tensorrt_llm/plugin/plugin.py``). Every option that matters is passed explicitly rather
+than left to a default that moved between releases (1.2 defaults ``tokens_per_block`` to 32 and
+``use_paged_context_fmha`` to enable; older releases did not):
+
+- limits: ``--max_batch_size --max_input_len --max_seq_len --max_num_tokens``, beam width 1;
+- ``--kv_cache_type paged`` with ``--tokens_per_block``;
+- ``--use_paged_context_fmha enable`` when KV-cache reuse or chunked context is on (both need it);
+- ``--use_fp8_context_fmha enable`` for FP8 models with an FP8 KV cache on FP8-capable GPUs;
+- ``--gemm_plugin`` (``auto``: the model dtype), ``--multiple_profiles``, ``--workers`` (ranks
+  built in parallel; trtllm-build caps it at the visible GPU count).
+
+One invocation builds every rank (``rank<N>.engine`` for N < tp x pp) into ``--output_dir``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tritonllm.build import quant_modes
+from tritonllm.build.gpus import get_device
+from tritonllm.build.manifest import EngineManifest, write_manifest
+from tritonllm.build.profile import BuildProfile, engine_hash
+
+TENSORRT_LLM_VERSION = "1.2.1"
+EXIT_ENGINE_DEFERRED = 3  # commands printed, not run: no TensorRT-LLM or no GPU here
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """``built``: the engines exist now; otherwise ``reason`` says why the commands were not
+    run (``None`` reason and not built: nothing to build, the cpu target)."""
+
+    built: bool
+    commands: tuple[tuple[str, ...], ...] = ()
+    reason: str | None = None
+    engine_dir: Path | None = None
+    manifest: EngineManifest | None = field(default=None, compare=False)
+
+    @property
+    def deferred(self) -> bool:
+        return not self.built and bool(self.commands)
+
+    def shell(self) -> str:
+        return "\n".join(shlex.join(cmd) for cmd in self.commands)
+
+
+def _switch(on: bool) -> str:
+    return "enable" if on else "disable"
+
+
+def trtllm_build_command(profile: BuildProfile, checkpoint_dir: Path, engine_dir: Path
+                         ) -> list[str]:
+    """The exact ``trtllm-build`` argv for ``profile`` (see the module docstring)."""
+    limits, engine, serving = profile.limits, profile.engine, profile.serving
+    q = profile.quantization
+    fp8_fmha = (q.mode == "fp8" and q.kv_cache == "fp8"
+                and get_device(profile.target.gpu).supports_fp8)
+    paged_context = serving.enable_kv_cache_reuse or serving.enable_chunked_context
+    return [
+        "trtllm-build",
+        "--checkpoint_dir", str(checkpoint_dir),
+        "--output_dir", str(engine_dir),
+        "--max_batch_size", str(limits.max_batch_size),
+        "--max_input_len", str(limits.max_input_len),
+        "--max_seq_len", str(limits.max_seq_len),
+        "--max_num_tokens", str(limits.max_num_tokens),
+        "--max_beam_width", "1",
+        "--gemm_plugin", engine.gemm_plugin,
+        "--gpt_attention_plugin", "auto",
+        "--kv_cache_type", "paged",
+        "--tokens_per_block", str(engine.tokens_per_block),
+        "--remove_input_padding", "enable",
+        "--context_fmha", "enable",
+        "--use_paged_context_fmha", _switch(paged_context),
+        "--use_fp8_context_fmha", _switch(fp8_fmha),
+        "--multiple_profiles", _switch(engine.multiple_profiles),
+        "--workers", str(engine.workers or profile.parallel.world_size),
+    ]
+
+
+def environment_problem() -> str | None:
+    """Why engines cannot be built here (None when they can)."""
+    if importlib.util.find_spec("tensorrt_llm") is None:
+        return (f"TensorRT-LLM is not installed here; run the commands on a GPU node with "
+                f"TensorRT-LLM {TENSORRT_LLM_VERSION} (e.g. the "
+                "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3 container)")
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible; trtllm-build needs the GPU type the engine will serve on"
+    return None
+
+
+def build_engine(profile: BuildProfile, checkpoint_dir: Path, engine_dir: Path,
+                 run=subprocess.run) -> EngineResult:
+    """Run trtllm-build (or explain why not) and write the manifest beside the engines."""
+    if get_device(profile.target.gpu).is_cpu:
+        return EngineResult(built=False, reason=None)
+    command = trtllm_build_command(profile, checkpoint_dir, engine_dir)
+    problem = environment_problem()
+    if problem:
+        return EngineResult(built=False, commands=(tuple(command),), reason=problem,
+                            engine_dir=engine_dir)
+    engine_dir.mkdir(parents=True, exist_ok=True)
+    print(f"[tritonllm] {shlex.join(command)}", file=sys.stderr, flush=True)
+    run(command, check=True)
+    manifest = make_manifest(profile, *_runtime())
+    write_manifest(engine_dir, manifest)
+    return EngineResult(built=True, commands=(tuple(command),), engine_dir=engine_dir,
+                        manifest=manifest)
+
+
+def _runtime() -> tuple[str, str, str]:
+    """(TensorRT-LLM version, GPU name, compute capability) of this machine."""
+    import tensorrt_llm
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(0)
+    return tensorrt_llm.__version__, torch.cuda.get_device_name(0), f"{major}.{minor}"
+
+
+def make_manifest(profile: BuildProfile, trtllm_version: str, gpu_name: str,
+                  compute_capability: str) -> EngineManifest:
+    q, limits = profile.quantization, profile.limits
+    return EngineManifest(
+        profile_name=profile.name, profile_hash=engine_hash(profile),
+        tensorrt_llm_version=trtllm_version, gpu_name=gpu_name,
+        compute_capability=compute_capability, tp_size=profile.parallel.tp_size,
+        pp_size=profile.parallel.pp_size, dtype=profile.dtype,
+        quant_algo=q.quant_mode.quant_algo, kv_cache_quant_algo=quant_modes.KV_MODES[q.kv_cache][0],
+        max_batch_size=limits.max_batch_size, max_input_len=limits.max_input_len,
+        max_seq_len=limits.max_seq_len, max_num_tokens=limits.max_num_tokens,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

@@ -1,0 +1,66 @@
+"""The repository stage: the profile's serving values, rendered by the one model-repository
+renderer (``tritonllm.repo.render``) that the CPU deployment uses too.
+
+Mapping (profile -> ``RepoSettings``): ``limits.max_input_len/max_seq_len`` -> preprocessing
+limits; ``triton_max_batch_size`` (0 = ``limits.max_batch_size``); ``serving.decoupled``,
+``serving.preprocessing_instances``. GPU targets fill ``GpuEngineSettings`` (the ``tensorrtllm``
+backend's parameters): ``engine_dir`` (``serving.engine_dir`` or the build's engine dir),
+``batch_scheduler_policy``, ``kv_cache_free_gpu_mem_fraction``, ``enable_kv_cache_reuse``,
+``enable_chunked_context``, ``max_queue_delay_microseconds``. The ``cpu`` target fills the CPU
+engine's parameters from the same limits, with the planner's KV capacity as its cache size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tritonllm.build.gpus import get_device
+from tritonllm.build.profile import BuildProfile
+
+
+def repo_settings(profile: BuildProfile, engine_dir: Path, tokenizer_dir: Path,
+                  kv_cache_tokens: int, model_dir: Path | None = None):
+    """``RepoSettings`` for ``profile``. ``kv_cache_tokens`` (from the plan) sizes the CPU
+    engine's cache; ``model_dir`` is the checkpoint the CPU engine loads (cpu target only)."""
+    from tritonllm.repo.render import GpuEngineSettings, RepoSettings
+
+    common = dict(tokenizer_dir=str(tokenizer_dir), max_input_len=profile.limits.max_input_len,
+                  max_seq_len=profile.limits.max_seq_len,
+                  triton_max_batch_size=profile.triton_max_batch_size,
+                  preprocessing_instances=profile.serving.preprocessing_instances,
+                  decoupled=profile.serving.decoupled)
+    if get_device(profile.target.gpu).is_cpu:
+        return RepoSettings(target="cpu", cpu_engine_parameters=cpu_engine_parameters(
+            profile, kv_cache_tokens, model_dir or tokenizer_dir), **common)
+    serving = profile.serving
+    gpu = GpuEngineSettings(
+        engine_dir=serving.engine_dir or str(engine_dir),
+        batch_scheduler_policy=serving.batch_scheduler_policy,
+        kv_cache_free_gpu_mem_fraction=serving.kv_cache_free_gpu_mem_fraction,
+        enable_kv_cache_reuse=serving.enable_kv_cache_reuse,
+        enable_chunked_context=serving.enable_chunked_context,
+        max_queue_delay_microseconds=serving.max_queue_delay_microseconds)
+    return RepoSettings(target="gpu", gpu_engine=gpu, **common)
+
+
+def cpu_engine_parameters(profile: BuildProfile, kv_cache_tokens: int, model_dir: Path
+                          ) -> dict[str, str]:
+    """The CPU engine step's string parameters (tritonllm.models.engine_step)."""
+    from tritonllm.engine import EngineConfig
+    from tritonllm.models.engine_step import engine_parameters
+
+    limits = profile.limits
+    config = EngineConfig(
+        max_batch_size=limits.max_batch_size, max_num_tokens=limits.max_num_tokens,
+        max_input_len=limits.max_input_len, max_seq_len=limits.max_seq_len,
+        kv_cache_tokens=kv_cache_tokens, block_size=profile.engine.tokens_per_block,
+        scheduler_policy=profile.serving.batch_scheduler_policy,
+        enable_chunked_context=profile.serving.enable_chunked_context)
+    return {"model_dir": str(model_dir), **engine_parameters(config)}
+
+
+def render(profile: BuildProfile, out_dir: Path, **kwargs) -> Path:
+    """Write the filled model repository into ``out_dir`` (see ``repo_settings``)."""
+    from tritonllm.repo.render import render_repository
+
+    return render_repository(repo_settings(profile, **kwargs), out_dir)
