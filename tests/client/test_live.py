@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import wait_for_idle_cache
+from tests.helpers import wait_for_idle_cache
 
 from tritonllm.client import AsyncClient, Client, InvalidRequestError
 

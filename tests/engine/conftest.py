@@ -7,7 +7,7 @@ modules stay importable without them (their no-torch checks run in a fresh inter
 from __future__ import annotations
 
 import pytest
-from engine_helpers import tiny_llama
+from tests.engine.engine_helpers import tiny_llama
 
 
 @pytest.fixture(scope="session")

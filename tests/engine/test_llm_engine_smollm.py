@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from engine_helpers import hf_greedy
+from tests.engine.engine_helpers import hf_greedy
 
 from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine, SamplingParams
 

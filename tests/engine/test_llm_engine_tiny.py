@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from engine_helpers import TINY_VOCAB, hf_greedy, tiny_engine, tiny_runner
+from tests.engine.engine_helpers import TINY_VOCAB, hf_greedy, tiny_engine, tiny_runner
 
 from tritonllm.engine import GenerationOutput, GenerationRequest, LLMEngine, SamplingParams
 

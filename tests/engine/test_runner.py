@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine_helpers import TINY_VOCAB, tiny_engine_config, tiny_llama
+from tests.engine.engine_helpers import TINY_VOCAB, tiny_engine_config, tiny_llama
 from tritonllm.engine.request import GenerationRequest, Sequence
 from tritonllm.engine.runner import ModelRunner
 from tritonllm.engine.scheduler import Scheduler

@@ -19,7 +19,7 @@ import requests
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import triton_to_np_dtype
 
-from helpers import engine_metrics, wait_for_idle_cache
+from tests.helpers import engine_metrics, wait_for_idle_cache
 from tritonllm.tokenizer import TextCodec
 
 PROMPTS = [
