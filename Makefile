@@ -8,8 +8,9 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
 
-.PHONY: serve test install model bench clean
+.PHONY: serve test install model bench loadtest loadtest-sweep clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,14 @@ test: model
 
 bench: model
 	$(BIN)/tritonllm bench serving
+
+# Against a running server (make serve in another terminal).
+loadtest: model
+	$(BIN)/tritonllm loadtest run $(LOADTEST_ARGS)
+
+loadtest-sweep: model
+	$(BIN)/tritonllm loadtest sweep --concurrency 1,2,4,8 -t 40s --workload 128/64 \
+		--slo ttft=2s,tpot=200ms
 
 clean:
 	rm -rf $(VENV) out
