@@ -1,0 +1,299 @@
+"""The container entrypoint: a build profile in, a serving tritonserver out.
+
+``tritonllm deploy entrypoint`` reads the profile (``--profile`` or ``$TRITONLLM_PROFILE``):
+
+- CPU (no profile, or ``target.gpu: cpu``): the CPU twin, exactly what ``tritonllm serve`` /
+  ``make serve`` runs (tritonllm.serve.cpu), with the profile's engine limits.
+- GPU: check the node (TensorRT-LLM installed, enough GPUs of one architecture) → fetch the
+  checkpoint if it is missing and ``$TRITONLLM_HF_REPO`` is set → under the cache lock, decide
+  reuse/build/rebuild from the engine manifest (tritonllm.deploy.cache), run ``tritonllm build``
+  when needed, render the model repository → on a LeaderWorkerSet, wait for the worker pods →
+  launch tritonserver with world size tp x pp through mpirun (tritonllm.deploy.launch),
+  forwarding SIGTERM so in-flight requests drain (tritonllm.deploy.supervise).
+
+``--dry-run`` prints every decision and command line and starts nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tritonllm.build.profile import BuildProfile, engine_hash, load_profile
+from tritonllm.deploy import cache
+from tritonllm.deploy.launch import LaunchSpec
+from tritonllm.deploy.multinode import RSH_AGENT, PodGroup, group_from_env
+from tritonllm.deploy.node import NodeFacts
+from tritonllm.serve.launcher import Ports
+
+PROFILE_ENV = "TRITONLLM_PROFILE"
+HF_REPO_ENV = "TRITONLLM_HF_REPO"
+
+
+class DeployError(RuntimeError):
+    """The node cannot serve this profile (no TensorRT-LLM, too few GPUs, a failed build)."""
+
+
+@dataclass(frozen=True)
+class EntrypointOptions:
+    """``gpus_per_pod``: GPUs in each pod of a multi-node group (0: one node holds them all).
+    ``build_command``: argv prefix that builds a profile file (the build pipeline's CLI)."""
+
+    profile: str | None = None
+    ports: Ports = Ports()
+    exit_timeout_s: int = 60
+    gpus_per_pod: int = 0
+    hf_repo: str | None = None
+    worker_wait_s: int = 900
+    repo_dir: Path | None = None  # CPU path only; GPU repositories live beside their engine
+    log_file: Path | None = None
+    dry_run: bool = False
+    build_command: tuple[str, ...] = (sys.executable, "-m", "tritonllm.cli", "build")
+
+    def __post_init__(self) -> None:
+        if self.exit_timeout_s < 0:
+            raise ValueError(f"exit_timeout_s: must be >= 0 seconds, got {self.exit_timeout_s}")
+        if self.gpus_per_pod < 0:
+            raise ValueError(f"gpus_per_pod: must be >= 0, got {self.gpus_per_pod}")
+        if self.worker_wait_s < 1:
+            raise ValueError(f"worker_wait_s: must be >= 1 second, got {self.worker_wait_s}")
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """Everything the GPU path will do, decided before anything runs."""
+
+    profile: BuildProfile
+    facts: NodeFacts
+    group: PodGroup | None
+    root: Path
+    launch: LaunchSpec
+    decision: cache.CacheDecision = field(compare=False)
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.root / "model_repository"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
+
+
+def run(options: EntrypointOptions, env: dict[str, str] | None = None) -> int:
+    env = dict(os.environ if env is None else env)
+    profile = _load(options, env)
+    if profile is None or profile.target.gpu.lower() == "cpu":
+        return serve_cpu(profile, options)
+    from tritonllm.deploy.node import detect
+
+    return serve_gpu(plan_gpu(profile, detect(), options, env), options, env)
+
+
+def _load(options: EntrypointOptions, env: dict[str, str]) -> BuildProfile | None:
+    path = options.profile or env.get(PROFILE_ENV)
+    if not path:
+        return None
+    _log(f"profile: {path}")
+    return load_profile(path)
+
+
+# --- CPU --------------------------------------------------------------------------------------
+
+def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
+    """The CpuDeployment ``tritonllm serve`` would run, with the profile's engine limits. The
+    KV cache holds ``max_batch_size`` full sequences: what guaranteed_no_evict can ever use."""
+    from tritonllm.engine import EngineConfig
+    from tritonllm.serve.cpu import CpuDeployment
+
+    deployment = CpuDeployment()
+    if profile is not None:
+        limits, serving = profile.limits, profile.serving
+        engine = EngineConfig(max_batch_size=limits.max_batch_size,
+                              max_num_tokens=limits.max_num_tokens,
+                              max_input_len=limits.max_input_len, max_seq_len=limits.max_seq_len,
+                              kv_cache_tokens=limits.max_batch_size * limits.max_seq_len,
+                              block_size=profile.engine.tokens_per_block,
+                              scheduler_policy=serving.batch_scheduler_policy,
+                              enable_chunked_context=serving.enable_chunked_context)
+        deployment = CpuDeployment(model=profile.model.dir, engine=engine,
+                                   triton_max_batch_size=profile.triton_max_batch_size)
+    if repo_dir is not None:
+        deployment = dataclasses.replace(deployment, repo_dir=Path(repo_dir))
+    return deployment
+
+
+def serve_cpu(profile: BuildProfile | None, options: EntrypointOptions) -> int:
+    """Render the CPU repository and run tritonserver as ``tritonllm serve`` does (the same
+    launcher: its command line and environment), under the signal-forwarding supervisor."""
+    from tritonllm.deploy.supervise import run_forwarding_signals
+    from tritonllm.serve.launcher import TritonServer, server_env
+
+    deployment = cpu_deployment(profile, options.repo_dir)
+    if options.dry_run:
+        print(f"CPU twin: {deployment}\nports: {options.ports}")
+        return 0
+    extra = [f"--exit-timeout-secs={options.exit_timeout_s}"]
+    if options.log_file:
+        extra.append(f"--log-file={options.log_file}")
+    server = TritonServer(deployment.prepare(), options.ports, extra_args=tuple(extra))
+    _log(f"CPU twin on HTTP :{options.ports.http}, gRPC :{options.ports.grpc}, "
+         f"metrics :{options.ports.metrics}")
+    return run_forwarding_signals(server.command(), server_env(), options.exit_timeout_s + 15)
+
+
+# --- GPU --------------------------------------------------------------------------------------
+
+def plan_gpu(profile: BuildProfile, facts: NodeFacts, options: EntrypointOptions,
+             env: dict[str, str]) -> GpuPlan:
+    """Check the node against the profile and decide what to run; raises DeployError."""
+    if not facts.tensorrt_llm_version:
+        raise DeployError("TensorRT-LLM is not installed here: run the GPU image (Dockerfile "
+                          "target gpu), or use target.gpu: cpu for the CPU twin")
+    group = group_from_env(env, options.gpus_per_pod) if options.gpus_per_pod else None
+    _check_gpus(profile, facts, group, options)
+    from tritonllm.model_source import cache_root
+
+    root = cache.engine_root(cache_root(), profile.name, facts.tensorrt_llm_version,
+                             facts.sm_tag)
+    launch = LaunchSpec(model_repository=str(root / "model_repository"),
+                        tp_size=profile.parallel.tp_size, pp_size=profile.parallel.pp_size,
+                        ports=options.ports, exit_timeout_s=options.exit_timeout_s,
+                        hosts=group.hosts if group else (),
+                        rsh_agent=RSH_AGENT if group else None,
+                        log_file=str(options.log_file) if options.log_file else None)
+    return GpuPlan(profile, facts, group, root, launch, _decide(profile, facts, root / "build"))
+
+
+def _check_gpus(profile: BuildProfile, facts: NodeFacts, group: PodGroup | None,
+                options: EntrypointOptions) -> None:
+    world = profile.parallel.world_size
+    if group is not None and facts.gpu_count < options.gpus_per_pod:
+        raise DeployError(f"gpus_per_pod is {options.gpus_per_pod} but this pod sees "
+                          f"{facts.gpu_count} GPUs")
+    available = group.gpu_count if group else facts.gpu_count
+    if available < world:
+        where = f"{group.size} pods x {group.gpus_per_pod}" if group else "this node"
+        raise DeployError(f"the engine needs {world} GPUs (tp_size={profile.parallel.tp_size} "
+                          f"x pp_size={profile.parallel.pp_size}) but {where} has {available}")
+
+
+def _decide(profile: BuildProfile, facts: NodeFacts, build_dir: Path) -> cache.CacheDecision:
+    return cache.decide(build_dir, profile_hash=engine_hash(profile),
+                        tensorrt_llm_version=facts.tensorrt_llm_version,
+                        compute_capability=facts.compute_capability,
+                        world_size=profile.parallel.world_size)
+
+
+def serve_gpu(plan: GpuPlan, options: EntrypointOptions, env: dict[str, str]) -> int:
+    if options.dry_run:
+        print(describe(plan, options))
+        return 0
+    fetch_model(plan.profile, options.hf_repo or env.get(HF_REPO_ENV))
+    with cache.exclusive(plan.lock_path):
+        prepare_engine(plan, options.build_command)
+    if plan.group is not None:
+        _wait_for_workers(plan.group, options.worker_wait_s)
+    return launch(plan.launch, env)
+
+
+def fetch_model(profile: BuildProfile, hf_repo: str | None) -> None:
+    """Download the checkpoint once when it is missing (one replica at a time)."""
+    from tritonllm.deploy.model_fetch import ensure_model, has_checkpoint
+
+    model_dir = profile.model_path()
+    if model_dir is None or has_checkpoint(model_dir):
+        return
+    with cache.exclusive(model_dir.with_name(f".{model_dir.name}.lock")):
+        ensure_model(model_dir, hf_repo)
+
+
+def prepare_engine(plan: GpuPlan, build_command: tuple[str, ...]) -> Path:
+    """Under the lock: reuse, or (re)build and check the result; then render the repository.
+    Returns the engine directory."""
+    decision = _decide(plan.profile, plan.facts, plan.build_dir)
+    _log(f"engine cache: {decision.action}: {decision.reason}")
+    if decision.action != cache.REUSE:
+        cache.discard(decision)
+        build(plan, build_command)
+        decision = _decide(plan.profile, plan.facts, plan.build_dir)
+        if decision.action != cache.REUSE:
+            raise DeployError(f"the build finished but its engine cannot be used: "
+                              f"{decision.reason}")
+    render_gpu_repository(plan.profile, decision.engine_dir, plan.repo_dir)
+    return decision.engine_dir
+
+
+def build_argv(plan: GpuPlan, build_command: tuple[str, ...]) -> list[str]:
+    """``tritonllm build PROFILE --output-dir <cache build dir>``."""
+    if not plan.profile.source:
+        raise DeployError("profile: the build needs the profile's YAML file (load_profile)")
+    return [*build_command, plan.profile.source, "--output-dir", str(plan.build_dir)]
+
+
+def build(plan: GpuPlan, build_command: tuple[str, ...]) -> None:
+    """Run the build pipeline on the profile, its output directory in the engine cache."""
+    argv = build_argv(plan, build_command)
+    _log(f"building: {shlex.join(argv)}")
+    result = subprocess.run(argv)
+    if result.returncode != 0:
+        raise DeployError(f"engine build failed with status {result.returncode}: "
+                          f"{shlex.join(argv)}")
+
+
+def render_gpu_repository(profile: BuildProfile, engine_dir: Path, repo_dir: Path) -> Path:
+    """The build pipeline's repository values (tritonllm.build.repo_values), pointed at the
+    cached engine and rendered by the one renderer."""
+    from tritonllm.build.repo_values import repo_settings
+    from tritonllm.repo.render import render_repository
+
+    tokenizer = Path(profile.model.tokenizer_dir or profile.model.dir)
+    # serving.engine_dir is for engines built elsewhere; here the engine is where we found it.
+    profile = dataclasses.replace(profile, serving=dataclasses.replace(profile.serving,
+                                                                       engine_dir=""))
+    settings = repo_settings(profile, engine_dir=engine_dir, tokenizer_dir=tokenizer,
+                             kv_cache_tokens=0)  # sizes the CPU engine only
+    return render_repository(settings, repo_dir)
+
+
+def _wait_for_workers(group: PodGroup, timeout_s: int) -> None:
+    argv = group.wait_command(timeout_s)
+    _log(f"waiting for worker pods: {shlex.join(argv)}")
+    if subprocess.run(argv).returncode != 0:
+        raise DeployError(f"worker pods {', '.join(group.pods[1:])} not Ready after "
+                          f"{timeout_s} s")
+
+
+def launch(spec: LaunchSpec, env: dict[str, str]) -> int:
+    from tritonllm.deploy.supervise import run_forwarding_signals
+
+    _log(f"world size {spec.world_size}: {shlex.join(spec.command())}")
+    return run_forwarding_signals(spec.command(), spec.env(env), spec.stop_timeout_s)
+
+
+def describe(plan: GpuPlan, options: EntrypointOptions) -> str:
+    """The dry-run report: facts, cache decision, build and launch command lines."""
+    f = plan.facts
+    lines = [f"profile: {plan.profile.name} (engine hash {engine_hash(plan.profile)})",
+             f"node: TensorRT-LLM {f.tensorrt_llm_version}, {f.gpu_count} x {f.gpu_name} "
+             f"(compute capability {f.compute_capability})",
+             f"group: {', '.join(plan.group.hosts) if plan.group else 'single node'}",
+             f"engine cache: {plan.decision.action}: {plan.decision.reason}"]
+    if plan.decision.action != cache.REUSE:
+        lines.append(f"build: {shlex.join(build_argv(plan, options.build_command))}")
+    lines.append(f"repository: {plan.repo_dir}")
+    lines.append(f"launch (world size {plan.launch.world_size}): "
+                 f"{shlex.join(plan.launch.command())}")
+    return "\n".join(lines)
+
+
+def _log(message: str) -> None:
+    print(f"[tritonllm] {message}", file=sys.stderr, flush=True)
