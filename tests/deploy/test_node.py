@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tritonllm.deploy.node import NodeFacts, detect, parse_nvidia_smi
+from tritonllm.deploy.node import NodeFacts, detect, parse_nvidia_smi, tensorrt_llm_version
 
 
 def test_parse_four_h100():
@@ -38,3 +38,14 @@ def test_detect_on_this_machine():
     """No GPU and no TensorRT-LLM here: detection says so instead of failing."""
     facts = detect()
     assert facts.gpu_count == 0 and facts.tensorrt_llm_version is None
+
+
+def test_version_read_without_importing(tmp_path, monkeypatch):
+    """The version the build records (``tensorrt_llm.__version__``), from version.py alone:
+    the package's __init__ here would fail if it were imported."""
+    package = tmp_path / "tensorrt_llm"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise ImportError('importing loads CUDA')\n")
+    (package / "version.py").write_text('__version__ = "1.2.1"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert tensorrt_llm_version() == "1.2.1"

@@ -17,6 +17,7 @@ def register(subparsers) -> None:
 
     deploy = subparsers.add_parser("deploy", help="containers and Kubernetes: entrypoint, "
                                                   "worker, k8s manifests")
+    deploy.set_defaults(handler=lambda _args: deploy.print_help() or 2)
     sub = deploy.add_subparsers(metavar="ACTION")
     defaults = EntrypointOptions()
 

@@ -2,16 +2,19 @@
 
 Both decide whether a cached engine can be loaded (TensorRT engines load only in the
 TensorRT-LLM version and on the GPU architecture that built them). Detection is cheap and
-imports nothing heavy: the version comes from the installed distribution's metadata, the GPUs
+imports nothing heavy: the version is read from TensorRT-LLM's ``version.py``, the GPUs
 from ``nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader``.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"]
 
@@ -53,6 +56,19 @@ def parse_nvidia_smi(text: str) -> tuple[str | None, str | None, int]:
 
 
 def tensorrt_llm_version() -> str | None:
+    """``tensorrt_llm.__version__`` (what the build writes into the manifest), read from the
+    package's ``version.py`` without importing it (an import loads CUDA); else the installed
+    distribution's version; None when TensorRT-LLM is absent."""
+    spec = importlib.util.find_spec("tensorrt_llm")
+    if spec is None:
+        return None
+    for location in spec.submodule_search_locations or ():
+        version_file = Path(location) / "version.py"
+        if version_file.is_file():
+            found = re.search(r"""^__version__\s*=\s*["']([^"']+)["']""",
+                              version_file.read_text(), re.M)
+            if found:
+                return found.group(1)
     try:
         return importlib.metadata.version("tensorrt_llm")
     except importlib.metadata.PackageNotFoundError:
