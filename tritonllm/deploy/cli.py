@@ -81,9 +81,13 @@ def _k8s(args: argparse.Namespace) -> int:
 
     out = args.out or manifests.REPO_ROOT / manifests.K8S_DIR
     files = manifests.render_all()
-    for rel, text in files.items():
-        for doc in manifests.documents(text):
-            validate(doc)
+    try:
+        for text in files.values():
+            for doc in manifests.documents(text):
+                validate(doc)
+    except ImportError as exc:
+        raise ValueError(f"deploy k8s validates offline with kubernetes-validate ({exc}); "
+                         "install the dev extras: pip install -e '.[dev]'") from None
     if args.check:
         problems = manifests.differences(out, files)
         print("\n".join(problems) or f"{len(files)} files in {out} match a fresh render")

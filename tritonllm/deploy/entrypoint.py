@@ -21,9 +21,10 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from tritonllm.build.gpus import get_device
 from tritonllm.build.profile import BuildProfile, engine_hash, load_profile
 from tritonllm.deploy import cache
 from tritonllm.deploy.launch import LaunchSpec
@@ -73,7 +74,7 @@ class GpuPlan:
     group: PodGroup | None
     root: Path
     launch: LaunchSpec
-    decision: cache.CacheDecision = field(compare=False)
+    decision: cache.CacheDecision  # as seen when planning; re-decided under the lock
 
     @property
     def build_dir(self) -> Path:
@@ -91,7 +92,7 @@ class GpuPlan:
 def run(options: EntrypointOptions, env: dict[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     profile = _load(options, env)
-    if profile is None or profile.target.gpu.lower() == "cpu":
+    if profile is None or get_device(profile.target.gpu).is_cpu:
         return serve_cpu(profile, options)
     from tritonllm.deploy.node import detect
 
