@@ -10,7 +10,7 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
 
-.PHONY: serve test install model bench loadtest loadtest-sweep clean
+.PHONY: serve test install model bench loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ loadtest: model
 loadtest-sweep: model
 	$(BIN)/tritonllm loadtest sweep --concurrency 1,2,4,8 -t 40s --workload 128/64 \
 		--slo ttft=2s,tpot=200ms
+
+# Re-render deploy/k8s/ from the build profiles.
+k8s: $(STAMP)
+	$(BIN)/tritonllm deploy k8s
 
 clean:
 	rm -rf $(VENV) out

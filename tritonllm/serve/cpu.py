@@ -47,13 +47,14 @@ def serve(deployment: CpuDeployment, ports: Ports, log_file: Path | None = None)
     print("[tritonllm] starting tritonserver (loading the model takes a few seconds) ...",
           file=sys.stderr)
     server = TritonServer(repo, ports, log_file=log_file)
+    # SIGTERM (docker stop, kill) takes the same path as Ctrl-C, during start-up too: stop the
+    # server, then exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.start()
     print(f"[tritonllm] ready\n  HTTP    http://localhost:{ports.http}  "
           f"(POST /v2/models/ensemble/generate, /generate_stream)\n"
           f"  gRPC    localhost:{ports.grpc}\n  metrics {server.metrics_url}\n"
           "  Ctrl-C stops the server", file=sys.stderr, flush=True)
-    # SIGTERM (docker stop, kill) takes the same path as Ctrl-C: stop the server, then exit.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         return server.wait()
     except KeyboardInterrupt:

@@ -136,7 +136,11 @@ class TritonServer:
             output = self._log_handle
         self._proc = subprocess.Popen(self.command(), env=server_env(), stdout=output,
                                       stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_ready(timeout_s)
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:  # not ready, Ctrl-C or SIGTERM while starting: leave nothing behind
+            self.stop()
+            raise
         return self
 
     def wait_ready(self, timeout_s: float) -> None:
@@ -149,15 +153,15 @@ class TritonServer:
             if _http_ok(url):
                 return
             time.sleep(0.5)
-        self.stop()
         raise ServerError(f"tritonserver not ready after {timeout_s:.0f} s{self._log_hint()}")
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM (Triton drains in-flight requests), then SIGKILL the group if it hangs."""
+        """SIGTERM to tritonserver alone (it drains in-flight requests and stops its backend
+        stubs itself), then SIGKILL its whole process group if it hangs."""
         if self._proc is None:
             return
         if self._proc.poll() is None:
-            os.killpg(self._proc.pid, signal.SIGTERM)
+            self._proc.send_signal(signal.SIGTERM)
             try:
                 self._proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
