@@ -12,7 +12,7 @@ import torch
 
 from tests.engine.engine_helpers import TINY_VOCAB, tiny_engine_config, tiny_llama
 from tritonllm.engine.request import GenerationRequest, Sequence
-from tritonllm.engine.runner import ModelRunner
+from tritonllm.engine.runner import Linear, ModelRunner, onednn_linear_works
 from tritonllm.engine.scheduler import Scheduler
 
 # (prompt length, tokens generated after it): a long prompt chunked over steps, a 1-token
@@ -87,8 +87,8 @@ def test_from_hf_dir_loads_a_saved_checkpoint(tmp_path):
     config = tiny_engine_config()
     from_dir = ModelRunner.from_hf_dir(tmp_path, config)
     from_state = ModelRunner.from_state_dict(model.config, model.state_dict(), config)
-    assert torch.equal(from_dir.layers[1].qkv, from_state.layers[1].qkv)
-    assert torch.equal(from_dir.lm_head, model.model.embed_tokens.weight)
+    assert torch.equal(from_dir.layers[1].qkv.dense_weight(), from_state.layers[1].qkv.dense_weight())
+    assert torch.equal(from_dir.lm_head.dense_weight(), model.model.embed_tokens.weight)
     assert from_dir.eos_token_ids == [2] and from_dir.vocab_size == TINY_VOCAB
     kv = from_dir.kv_cache
     assert kv.shape == (2, 2, config.num_blocks, config.block_size, 2, 16)
@@ -112,3 +112,27 @@ def test_refuses_incomplete_state_dict_and_other_models():
     model.config.model_type = "gpt2"
     with pytest.raises(ValueError, match="model_type: 'gpt2' is not supported"):
         ModelRunner.from_state_dict(model.config, model.state_dict(), tiny_engine_config())
+
+
+def test_packed_and_plain_linear_agree():
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(96, 40, generator=generator)
+    bias = torch.randn(96, generator=generator)
+    x = torch.randn(33, 40, generator=generator)
+    packed, plain = Linear(weight, bias), Linear(weight, bias, pack=False)
+    assert packed.packed == onednn_linear_works() and not plain.packed
+    for rows in (1, 3, 8, 33):
+        expected = torch.nn.functional.linear(x[:rows], weight, bias)
+        assert torch.allclose(packed(x[:rows]), expected, atol=1e-4)
+        assert torch.equal(plain(x[:rows]), expected)
+    assert torch.equal(packed.dense_weight(), weight)
+    assert (packed.out_features, packed.in_features) == (96, 40)
+
+
+def test_refuses_tensors_of_the_wrong_shape():
+    model = tiny_llama()
+    state = dict(model.state_dict())
+    state["model.layers.1.self_attn.o_proj.weight"] = torch.zeros(64, 32)
+    with pytest.raises(ValueError, match=r"state_dict: layers.1.o_proj has shape \(64, 32\), "
+                                         r"the config implies \(64, 64\)"):
+        ModelRunner.from_state_dict(model.config, state, tiny_engine_config())
