@@ -27,7 +27,8 @@ SMOL_CASES = [
 @pytest.mark.parametrize("mode, kv, tp, algo, kv_algo", SMOL_CASES,
                          ids=[f"{c[0]}-kv{c[1]}-tp{c[2]}" for c in SMOL_CASES])
 def test_smollm2_export_verifies(export, make_profile, model_dir, mode, kv, tp, algo, kv_algo):
-    options = {"group_size": 64} if mode == "int4_awq" else {}
+    # A coarse AWQ search grid keeps the test quick; the accuracy report uses the default 0.1.
+    options = {"group_size": 64, "awq_alpha_step": 0.5} if mode == "int4_awq" else {}
     ckpt = export(model_dir, f"smol-{mode}", tp=tp, mode=mode, kv_cache=kv, **options)
     config = read_config(ckpt)
     assert config["quantization"]["quant_algo"] == algo
@@ -46,12 +47,6 @@ def test_smollm2_export_verifies(export, make_profile, model_dir, mode, kv, tp, 
         assert report.worst_bound_ratio == 0.0  # stored exactly
 
 
-def test_awq_group_128_fails_on_smollm2_as_the_planner_says(export, model_dir):
-    # Measured (DESIGN §4): 576 is not divisible by 128; the planner rejects it before this.
-    with pytest.raises(Exception, match="128|divisible|block"):
-        export(model_dir, "smol-awq128", mode="int4_awq", group_size=128)
-
-
 @pytest.fixture(scope="module")
 def tiny_fp16(export, tiny_llama_dir):
     return export(tiny_llama_dir, "tiny-fp16-tp2", tp=2)
@@ -59,7 +54,7 @@ def tiny_fp16(export, tiny_llama_dir):
 
 @pytest.fixture(scope="module")
 def tiny_awq(export, tiny_llama_dir):
-    return export(tiny_llama_dir, "tiny-awq", mode="int4_awq", group_size=64)
+    return export(tiny_llama_dir, "tiny-awq", mode="int4_awq", group_size=64, awq_alpha_step=0.5)
 
 
 def _copy(src, tmp_path):

@@ -99,7 +99,8 @@ def agreement(a: list[list[int]], b: list[list[int]]) -> float:
 
 
 def simulated(model, tokenizer, q: QuantSpec):
-    """A copy of ``model`` with ``q``'s rounding simulated (ModelOpt fake quantization)."""
+    """A copy of ``model`` with ``q``'s rounding simulated (ModelOpt fake quantization; the
+    weights' rounding folded into the weights once, activations rounded on every forward)."""
     import modelopt.torch.quantization as mtq
 
     from tritonllm.build.quantize import calibration_windows
@@ -117,12 +118,15 @@ def simulated(model, tokenizer, q: QuantSpec):
             for window in tqdm(windows, desc=f"calibrating {q.mode}", leave=False):
                 m(window)
 
-    return mtq.quantize(copy_, config, forward_loop)
+    quantized = mtq.quantize(copy_, config, forward_loop)
+    mtq.fold_weight(quantized)  # weights rounded once, not on every forward (same numbers)
+    return quantized
 
 
 def run_report(model_dir: Path, modes: list[str], kv_cache: str = "none", group_size: int = 64,
                new_tokens: int = 32, out_dir: Path | None = None, calibration_samples: int = 16,
-               calibration_max_len: int = 256, prompts: tuple[str, ...] = corpus.PROMPTS,
+               calibration_max_len: int = 256, awq_alpha_step: float = 0.1,
+               prompts: tuple[str, ...] = corpus.PROMPTS,
                heldout_text: str = corpus.HELDOUT) -> AccuracyReport:
     """Measure every mode in ``modes`` (see the module docstring); write JSON + Markdown when
     ``out_dir`` is given."""
@@ -139,7 +143,7 @@ def run_report(model_dir: Path, modes: list[str], kv_cache: str = "none", group_
         start = time.monotonic()
         q = QuantSpec(mode=mode, kv_cache=kv_cache, group_size=group_size,
                       calibration_samples=calibration_samples,
-                      calibration_max_len=calibration_max_len)
+                      calibration_max_len=calibration_max_len, awq_alpha_step=awq_alpha_step)
         result = evaluate(simulated(model, tokenizer, q), heldout, prompt_ids, new_tokens)
         rows.append(_row(q, reference, result, time.monotonic() - start))
     report = AccuracyReport(Path(model_dir).name, math.exp(reference.nll), len(ids), new_tokens,

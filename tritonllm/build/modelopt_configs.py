@@ -58,6 +58,7 @@ def _preset(q: QuantSpec) -> dict:
     cfg = copy.deepcopy(getattr(_mtq(), mode.modelopt_config))
     if mode.grouped:
         _edit_weight_quantizer(cfg, lambda w: _set_block(w, q.group_size))
+        cfg["algorithm"] = {"method": "awq_lite", "alpha_step": q.awq_alpha_step}
     if mode.name == "int8_sq":
         cfg["algorithm"] = {"method": "smoothquant", "alpha": q.smoothquant_alpha}
     return cfg

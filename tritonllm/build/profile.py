@@ -57,6 +57,7 @@ class QuantSpec:
     mode: str = "none"
     kv_cache: str = "none"
     group_size: int = 128  # AWQ modes only
+    awq_alpha_step: float = 0.1  # AWQ's scale search grid (ModelOpt's default; 1.0 = coarse)
     smoothquant_alpha: float = 0.5  # int8_sq only
     calibration_samples: int = 32  # text chunks of the bundled calibration corpus
     calibration_max_len: int = 256  # tokens per chunk
@@ -69,6 +70,9 @@ class QuantSpec:
         if self.group_size not in AWQ_GROUP_SIZES:
             raise ValueError(f"quantization.group_size: {self.group_size} is not one of "
                              f"{AWQ_GROUP_SIZES}")
+        if not 0.0 < self.awq_alpha_step <= 1.0:
+            raise ValueError(f"quantization.awq_alpha_step: must be in (0, 1], got "
+                             f"{self.awq_alpha_step}")
         if not 0.0 <= self.smoothquant_alpha <= 1.0:
             raise ValueError(f"quantization.smoothquant_alpha: must be in [0, 1], got "
                              f"{self.smoothquant_alpha}")
