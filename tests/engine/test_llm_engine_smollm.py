@@ -16,8 +16,10 @@ from tests.engine.engine_helpers import hf_greedy
 from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine, SamplingParams
 
 EOS = 2
+# One torch thread (process-wide, so transformers' references use it too): the fastest choice
+# for these decode shapes on a 2-core machine shared with other work.
 CONFIG = EngineConfig(max_batch_size=8, max_num_tokens=128, max_input_len=256, max_seq_len=512,
-                      kv_cache_tokens=4096)
+                      kv_cache_tokens=4096, num_threads=1)
 PLAIN_PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time",
                  "1, 2, 3, 4,", "In machine learning, a transformer is"]
 CHAT_PROMPTS = ["What is the capital of France?", "Name three colors.",

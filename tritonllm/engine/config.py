@@ -14,6 +14,10 @@ describe both the GPU engine and this CPU twin:
   admitted running request (its cache is freed; it resumes later by recomputing its tokens).
 - ``enable_chunked_context``: split long prompts over several steps so running streams keep
   decoding while a long prompt is prefilled.
+- ``num_threads``: torch intra-op threads (process-wide in torch). Default: the cores this
+  process may use. On a machine shared with other busy processes, 1 is often faster: OpenMP
+  threads that wait for a descheduled peer stall every step.
+- ``max_stop_words``: most stop words, and most bad words, per request.
 """
 
 from __future__ import annotations
