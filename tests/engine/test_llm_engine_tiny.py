@@ -205,3 +205,43 @@ def test_runner_config_must_match(tiny_model):
     with pytest.raises(ValueError, match="config: differs"):
         LLMEngine(runner, runner.config.__class__(max_batch_size=2, num_threads=1))
     assert torch.get_num_threads() == 1
+
+
+def test_stop_words_wait_for_min_tokens(tiny_model, references):
+    reference = references[1]
+    stop = [reference[1]]  # would stop at the 2nd token
+    later = next((i for i in range(4, len(reference)) if reference[i] == stop[0]), None)
+    engine = tiny_engine(tiny_model)
+    try:
+        requests = [GenerationRequest(name, PROMPTS[1], NEW_TOKENS[1], stop_words=[stop],
+                                      exclude_input_in_output=True,
+                                      sampling=SamplingParams(min_tokens=min_tokens))
+                    for name, min_tokens in (("early", 0), ("late", 4))]
+        early, late = (o[-1] for o in engine.generate(requests, timeout=60))
+    finally:
+        engine.shutdown()
+    assert early.finish_reason == "stop_words" and early.token_ids == reference[:2]
+    if later is None:
+        assert late.finish_reason == "length" and late.token_ids == reference
+    else:
+        assert late.finish_reason == "stop_words" and late.token_ids == reference[:later + 1]
+
+
+def test_a_failing_step_fails_its_requests_and_the_loop_survives(tiny_model, references):
+    engine = tiny_engine(tiny_model)
+    schedule = engine.scheduler.schedule
+
+    def broken_once():
+        engine.scheduler.schedule = schedule
+        raise RuntimeError("scheduler bug")
+
+    outputs = []
+    try:
+        engine.scheduler.schedule = broken_once
+        engine.submit(GenerationRequest("victim", PROMPTS[0], 5), outputs.append)
+        wait_for(lambda: outputs and outputs[-1].finished)
+        after = engine.generate(greedy_requests()[:1], timeout=60)
+    finally:
+        engine.shutdown()
+    assert outputs[-1].finish_reason == "error" and "scheduler bug" in outputs[-1].error
+    assert after[0][-1].token_ids == references[0]

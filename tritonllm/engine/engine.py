@@ -217,8 +217,10 @@ class LLMEngine:
                     return
             try:
                 self.step()
-            except Exception:  # a bug in the step itself: log it, keep serving
+            except Exception as exc:  # a bug in the step itself: fail what it held, keep serving
                 log.exception("engine step failed")
+                for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
+                    self._finish(seq, "error", error=f"engine step failed: {exc!r}")
 
     def _has_work_locked(self) -> bool:
         return bool(self._inbox or self._cancel_ids or self.scheduler.has_work())
