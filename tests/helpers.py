@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import time
-import urllib.request
+
+from tritonllm.serve.metrics import engine_stats
 
 
 def engine_metrics(server) -> dict[str, float]:
-    body = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-    values = {}
-    for line in body.splitlines():
-        if line.startswith("tritonllm_engine_"):
-            name, value = line.rsplit(" ", 1)
-            values[name.split("{")[0][len("tritonllm_engine_"):]] = float(value)
-    return values
+    return engine_stats(server.metrics_url)
 
 
 def wait_for_idle_cache(server, min_cancelled: float = 0, timeout_s: float = 60.0) -> dict:

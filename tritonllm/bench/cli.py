@@ -1,4 +1,4 @@
-"""``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine benchmark)."""
+"""``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine; ``serving``: through a real tritonserver)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ def register(subparsers) -> None:
 
     add_arguments(engine)
     engine.set_defaults(handler=_engine)
+    serving = targets.add_parser(
+        "serving", help="a real tritonserver vs transformers on the mixed workload")
+    from tritonllm.bench import serving_bench
+
+    serving_bench.add_arguments(serving)
+    serving.set_defaults(handler=serving_bench.run)
 
 
 def _engine(args) -> int:
