@@ -21,6 +21,7 @@ import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from tritonllm.bench import engine_bench
 from tritonllm.bench.engine_bench import RunResult, _baselines, format_table
 from tritonllm.bench.workload import WorkItem, mixed_workload
 
@@ -55,18 +56,8 @@ def _stream_times(client, item: WorkItem) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tritonllm.cli import add_dataclass_options
-    from tritonllm.engine import EngineConfig
-
-    parser.add_argument("--model", default=None,
-                        help="a local Hugging Face Llama checkpoint dir (default: SmolLM2)")
-    parser.add_argument("--requests", type=int, default=16, help="workload size (default 16)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8],
-                        help="client concurrency levels to measure (default: 1 8)")
-    parser.add_argument("--static-batch-size", type=int, default=8)
-    parser.add_argument("--skip-transformers", action="store_true",
-                        help="measure only the server (no baselines, no ratios)")
-    add_dataclass_options(parser, EngineConfig, "engine")
+    """The engine benchmark's options: the same workload, levels and engine settings."""
+    engine_bench.add_arguments(parser)
 
 
 def run(args) -> int:
