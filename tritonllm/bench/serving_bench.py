@@ -102,6 +102,7 @@ def _served(model_dir, config, items, levels, tqdm) -> tuple[list[RunResult], in
                                    repo_dir=Path(tmp) / "model_repository")
         with TritonServer(deployment.prepare(), Ports.free()) as server:
             _served_warmup(server.grpc_url)
+            time.sleep(1.0)  # the engine gauges refresh twice a second
             before = engine_stats(server.metrics_url)["generated_tokens"]
             results = []
             for level in levels:
