@@ -10,7 +10,7 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
 
-.PHONY: serve test install model bench loadtest loadtest-sweep k8s clean
+.PHONY: serve test install model bench bench-engine loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,13 @@ serve: model
 test: model
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# One torch thread for the engine and the baselines alike: on 2 shared cores it is the faster
+# and the steadier setting (see README, Performance).
 bench: model
-	$(BIN)/tritonllm bench serving
+	$(BIN)/tritonllm bench serving --num-threads 1
+
+bench-engine: model
+	$(BIN)/tritonllm bench engine --num-threads 1 --kv-cache-tokens 8192
 
 # Against a running server (make serve in another terminal).
 loadtest: model
