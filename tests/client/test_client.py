@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tritonllm.client import AsyncClient, Client, GenerationOptions, InvalidRequestError
+from tritonllm.client import (AsyncClient, Client, GenerationOptions, InvalidRequestError,
+                              TimeoutError)
 
 RESPONSES = [{"text_output": [" Paris"], "num_output_tokens": [1]},
              {"text_output": ["."], "num_output_tokens": [2], "num_input_tokens": [9]}]
@@ -153,6 +154,14 @@ def test_a_server_error_mid_stream_reaches_the_caller_after_the_chunks():
         for chunk in Client(transport=transport).stream("x"):
             received.append(chunk.text)
     assert received == [" Paris", "."]
+    assert len(transport.requests) == 1  # the server ended the request: nothing to stop
+
+
+def test_a_timeout_still_stops_the_engine_request():
+    transport = RecordingTransport(error=TimeoutError("the stream took longer than 1 s"))
+    with pytest.raises(TimeoutError):
+        Client(transport=transport).generate("x")
+    assert [r.model for r in transport.requests] == ["ensemble", "tensorrt_llm"]
 
 
 def test_health_and_ready_ask_the_transport_for_the_clients_model():

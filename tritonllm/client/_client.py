@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._options import GenerationOptions
-from ._errors import TritonLLMError
+from ._errors import ServerError, TritonLLMError
 from ._request import InferRequest, build_request, messages_to_text, stop_request
 from ._results import Chunk, Completion, CompletionBuilder, Outputs, chunk_from
 
@@ -219,6 +219,9 @@ class Client(_ClientBase):
         try:
             yield
             finished = True
+        except ServerError:
+            finished = True  # the server ended the request itself
+            raise
         finally:
             if not finished:
                 with contextlib.suppress(TritonLLMError):  # best effort: the request may be done
@@ -306,6 +309,9 @@ class AsyncClient(_ClientBase):
         try:
             yield
             finished = True
+        except ServerError:
+            finished = True  # the server ended the request itself
+            raise
         finally:
             if not finished:
                 task = asyncio.get_running_loop().create_task(self._stop(request.request_id))
