@@ -30,11 +30,16 @@ def test_http_status_picks_the_class_and_keeps_message_and_status(status, cls):
     assert str(error) == f"[{status}] top_p: must be in (0, 1], got 2.0"
 
 
+def test_an_in_band_internal_error_is_the_servers_fault():
+    error = error_from_grpc(None, "in ensemble 'ensemble', internal error: RuntimeError('x')")
+    assert type(error) is ServerError
+
+
 @pytest.mark.parametrize("code, cls", [
     ("INVALID_ARGUMENT", InvalidRequestError), ("OUT_OF_RANGE", InvalidRequestError),
     ("INTERNAL", ServerError), ("NOT_FOUND", ServerError), ("UNIMPLEMENTED", ServerError),
     ("UNAVAILABLE", ConnectionError), ("DEADLINE_EXCEEDED", TimeoutError),
-    (None, InvalidRequestError),  # in-band: refused while Triton admitted the request
+    (None, InvalidRequestError),  # in-band: the request's fault (admission or a named field)
 ])
 def test_grpc_code_picks_the_class(code, cls):
     error = error_from_grpc(code, "message")

@@ -20,8 +20,8 @@ Exceptions (nothing from tritonclient, grpc, requests or aiohttp leaks out)::
     TritonLLMError
      ├── ServerError            the server answered with an error: .message (the server's),
      │    │                     .http_status or .grpc_code
-     │    └── InvalidRequestError   HTTP 400 / gRPC INVALID_ARGUMENT: the request is at fault,
-     │                              the message names the field and the limit
+     │    └── InvalidRequestError   HTTP 400 / gRPC INVALID_ARGUMENT or an in-band stream error:
+     │                              the request is at fault; the message names the field
      ├── ConnectionError        cannot reach the server / connection lost (also a builtin
      │                          ConnectionError)
      └── TimeoutError           the request outlived ``timeout`` (also a builtin TimeoutError)

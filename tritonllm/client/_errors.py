@@ -48,6 +48,7 @@ class TimeoutError(TritonLLMError, builtins.TimeoutError):
 
 _INVALID_HTTP_STATUSES = frozenset({400, 422})
 _INVALID_GRPC_CODES = frozenset({"INVALID_ARGUMENT", "OUT_OF_RANGE"})
+_INTERNAL_MARK = "internal error"  # tritonllm.models.triton.error() marks our own failures
 
 
 def error_from_http(status: int, message: str) -> ServerError:
@@ -59,14 +60,17 @@ def error_from_http(status: int, message: str) -> ServerError:
 def error_from_grpc(code: str | None, message: str) -> TritonLLMError:
     """The exception for a gRPC failure, given the status code's name (None: in-band error).
 
-    An in-band stream error carries no code: Triton sends those only for requests it refused
-    while admitting them (unknown input, wrong dtype or shape, unknown model), so they are
-    reported as InvalidRequestError.
+    Errors of a request on a stream come in-band, without a code: Triton's opt-in status mode
+    (the ``triton_grpc_error`` header) crashed Triton 2.51 here, so it is not used. In-band
+    errors are the request's fault (Triton refusing it at admission, or our models' messages
+    naming a field), except our server's own failures, which it marks ``internal error``.
     """
     if code == "UNAVAILABLE":
         return ConnectionError(message)
     if code == "DEADLINE_EXCEEDED":
         return TimeoutError(message)
+    if code is None and _INTERNAL_MARK in message:
+        return ServerError(message)
     if code is None or code in _INVALID_GRPC_CODES:
         return InvalidRequestError(message, grpc_code=code)
     return ServerError(message, grpc_code=code)

@@ -3,8 +3,9 @@
 The engine step is decoupled, so Triton refuses unary ``ModelInfer``; every request, streamed
 or not, goes over the stream. Each request opens its own stream and half-closes it at once;
 Triton ends the stream after the request's last response, which is how the end is seen.
-Streams carry the ``triton_grpc_error: true`` header, so an error raised by a model ends the
-stream with a real status code (INVALID_ARGUMENT, ...) instead of an in-band message.
+A model's error for the request arrives in-band on the stream, as a message without a status
+code (Triton's opt-in ``triton_grpc_error`` status mode crashed Triton 2.51 here; see
+``_errors.error_from_grpc`` for how in-band errors are classified).
 
 The protocol pieces are tritonclient's (generated stubs and messages, byte-tensor
 serialization, ``InferResult`` for decoding outputs). Its ``start_stream`` wrapper is not used:
@@ -25,7 +26,6 @@ from ._results import Outputs
 _MAX_MESSAGE = 2**31 - 1  # Triton's own limit (tritonclient uses the same)
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", _MAX_MESSAGE),
                     ("grpc.max_receive_message_length", _MAX_MESSAGE)]
-_STREAM_METADATA = (("triton_grpc_error", "true"),)
 
 
 def request_proto(request: InferRequest):
@@ -106,7 +106,7 @@ class GrpcTransport:
         decoder = TextDecoder()
         with _mapped_errors():
             call = self._stub.ModelStreamInfer(
-                iter([request_proto(request)]), metadata=_STREAM_METADATA, timeout=self._timeout)
+                iter([request_proto(request)]), timeout=self._timeout)
             try:
                 for response in call:
                     if (outputs := outputs_from_stream_response(response, decoder)) is not None:
@@ -157,7 +157,7 @@ class AsyncGrpcTransport:
         decoder = TextDecoder()
         with _mapped_errors():
             call = self._client().ModelStreamInfer(
-                iter([request_proto(request)]), metadata=_STREAM_METADATA, timeout=self._timeout)
+                iter([request_proto(request)]), timeout=self._timeout)
             try:
                 async for response in call:
                     if (outputs := outputs_from_stream_response(response, decoder)) is not None:
