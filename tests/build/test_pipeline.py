@@ -140,3 +140,12 @@ def test_cpu_profile_builds_the_cpu_deployment(tmp_path, capsys):
     assert int(params["kv_cache_tokens"]) == json.loads((out / "plan.json").read_text())[
         "kv_tokens"]
     assert (out / "model_repository" / "tensorrt_llm" / "1" / "model.py").is_file()
+
+
+def test_quantize_refuses_a_rejected_plan(tmp_path, capsys):
+    code = main(["quantize", str(PROFILES / "smollm2-cpu.yaml"), "--output-dir", str(tmp_path),
+                 "--set", "target.gpu=L4", "--set", "quantization.mode=int4_awq"])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "[quantize] failed: the plan is rejected" in out and "group_size: 64" in out
+    assert not (tmp_path / "checkpoint").exists()

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from tritonllm.build import corpus, modelopt_configs
 from tritonllm.build.profile import QuantSpec
+from tritonllm.build.quant_modes import MODES
 
 WINDOW = 512  # tokens per perplexity window
 
@@ -34,6 +35,7 @@ WINDOW = 512  # tokens per perplexity window
 @dataclass(frozen=True)
 class ModeAccuracy:
     mode: str
+    settings: str  # the mode's knobs that matter: AWQ group size, SmoothQuant alpha
     kv_cache: str
     perplexity: float
     perplexity_change_pct: float
@@ -58,10 +60,11 @@ class AccuracyReport:
         head = [f"Accuracy on CPU, {self.model}: perplexity on {self.heldout_tokens} held-out "
                 f"tokens; greedy agreement over {self.prompts} prompts x {self.new_tokens} "
                 "tokens; reference: the float32 model.", "",
-                "| mode | KV cache | perplexity | change | top-1 agreement | greedy agreement |",
-                "|---|---|---:|---:|---:|---:|",
-                f"| float32 (reference) | - | {self.reference_perplexity:.3f} | - | - | - |"]
-        rows = [f"| {r.mode} | {r.kv_cache} | {r.perplexity:.3f} | "
+                "| mode | settings | KV cache | perplexity | change | top-1 agreement "
+                "| greedy agreement |",
+                "|---|---|---|---:|---:|---:|---:|",
+                f"| float32 (reference) | - | - | {self.reference_perplexity:.3f} | - | - | - |"]
+        rows = [f"| {r.mode} | {r.settings or '-'} | {r.kv_cache} | {r.perplexity:.3f} | "
                 f"{r.perplexity_change_pct:+.2f} % | {100 * r.top1_agreement:.1f} % | "
                 f"{100 * r.greedy_agreement:.1f} % |" for r in self.rows]
         return "\n".join(head + rows) + "\n"
@@ -126,12 +129,13 @@ def simulated(model, tokenizer, q: QuantSpec):
 def run_report(model_dir: Path, modes: list[str], kv_cache: str = "none", group_size: int = 64,
                new_tokens: int = 32, out_dir: Path | None = None, calibration_samples: int = 16,
                calibration_max_len: int = 256, awq_alpha_step: float = 0.1,
-               prompts: tuple[str, ...] = corpus.PROMPTS,
+               smoothquant_alpha: float = 0.5, prompts: tuple[str, ...] = corpus.PROMPTS,
                heldout_text: str = corpus.HELDOUT) -> AccuracyReport:
     """Measure every mode in ``modes`` (see the module docstring); write JSON + Markdown when
     ``out_dir`` is given."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_simulable(modes)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     ids = tokenizer(heldout_text, return_tensors="pt").input_ids[0]
@@ -143,7 +147,8 @@ def run_report(model_dir: Path, modes: list[str], kv_cache: str = "none", group_
         start = time.monotonic()
         q = QuantSpec(mode=mode, kv_cache=kv_cache, group_size=group_size,
                       calibration_samples=calibration_samples,
-                      calibration_max_len=calibration_max_len, awq_alpha_step=awq_alpha_step)
+                      calibration_max_len=calibration_max_len, awq_alpha_step=awq_alpha_step,
+                      smoothquant_alpha=smoothquant_alpha)
         result = evaluate(simulated(model, tokenizer, q), heldout, prompt_ids, new_tokens)
         rows.append(_row(q, reference, result, time.monotonic() - start))
     report = AccuracyReport(Path(model_dir).name, math.exp(reference.nll), len(ids), new_tokens,
@@ -153,13 +158,35 @@ def run_report(model_dir: Path, modes: list[str], kv_cache: str = "none", group_
     return report
 
 
+def simulable_modes() -> list[str]:
+    """The modes ModelOpt can simulate here: NVFP4's fake quantization runs on CUDA only."""
+    return [m for m in MODES if torch.cuda.is_available() or not MODES[m].needs_fp4]
+
+
+def check_simulable(modes: list[str]) -> None:
+    for mode in modes:
+        QuantSpec(mode=mode)  # names the field for an unknown mode
+        if MODES[mode].needs_fp4 and not torch.cuda.is_available():
+            raise ValueError(f"--modes: {mode} cannot be simulated without a CUDA GPU "
+                             "(ModelOpt's FP4 block quantization is CUDA-only); its export and "
+                             "verification do run on CPU")
+
+
 def _row(q: QuantSpec, reference: _Outputs, result: _Outputs, seconds: float) -> ModeAccuracy:
     ppl, ref_ppl = math.exp(result.nll), math.exp(reference.nll)
     return ModeAccuracy(
-        mode=q.mode, kv_cache=q.kv_cache, perplexity=ppl,
+        mode=q.mode, settings=_settings(q), kv_cache=q.kv_cache, perplexity=ppl,
         perplexity_change_pct=100 * (ppl / ref_ppl - 1),
         top1_agreement=(result.argmax == reference.argmax).float().mean().item(),
         greedy_agreement=agreement(result.greedy, reference.greedy), seconds=seconds)
+
+
+def _settings(q: QuantSpec) -> str:
+    if q.quant_mode.grouped:
+        return f"group {q.group_size}"
+    if q.mode == "int8_sq":
+        return f"alpha {q.smoothquant_alpha}"
+    return ""
 
 
 def _write(report: AccuracyReport, out_dir: Path) -> None:

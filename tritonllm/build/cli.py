@@ -116,18 +116,22 @@ def _build(args) -> int:
 
 
 def _accuracy_parser(subparsers) -> None:
-    from tritonllm.build.quant_modes import MODES
+    from tritonllm.build.profile import QuantSpec
 
     p = subparsers.add_parser(
         "accuracy", help="perplexity and greedy agreement of each quantization mode on CPU "
         "(ModelOpt simulated quantization); writes JSON and a Markdown table")
     p.add_argument("--model", default=None,
                    help="Hugging Face Llama dir (default: SmolLM2-135M-Instruct)")
-    p.add_argument("--modes", default=",".join(MODES),
-                   help=f"comma-separated modes (default: all: {','.join(MODES)})")
+    p.add_argument("--modes", default=None,
+                   help="comma-separated modes (default: every mode this machine can simulate; "
+                        "nvfp4 needs CUDA)")
     p.add_argument("--kv-cache", default="none", choices=("none", "int8", "fp8"))
     p.add_argument("--group-size", type=int, default=64,
                    help="AWQ group (SmolLM2 needs 64: 576 %% 128 != 0)")
+    p.add_argument("--smoothquant-alpha", type=float, default=QuantSpec().smoothquant_alpha,
+                   help="int8_sq migration strength (default from the profile dataclass; "
+                        "SmolLM2 does best near 0.8)")
     p.add_argument("--new-tokens", type=int, default=32, help="greedy tokens per prompt")
     p.add_argument("--output-dir", type=Path, default=Path("."),
                    help="where accuracy.json and accuracy.md go (default: .)")
@@ -135,12 +139,13 @@ def _accuracy_parser(subparsers) -> None:
 
 
 def _accuracy(args) -> int:
-    from tritonllm.build.accuracy import run_report
+    from tritonllm.build.accuracy import simulable_modes, run_report
     from tritonllm.model_source import resolve_model_dir
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else simulable_modes()
     report = run_report(resolve_model_dir(args.model), modes, kv_cache=args.kv_cache,
                         group_size=args.group_size, new_tokens=args.new_tokens,
+                        smoothquant_alpha=args.smoothquant_alpha,
                         out_dir=args.output_dir)
     print(report.markdown())
     return 0

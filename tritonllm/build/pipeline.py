@@ -113,6 +113,10 @@ class Build:
     def _run_quantize(self) -> StageResult:
         from tritonllm.build.quantize import quantize
 
+        plan = self.plan()  # cheap, and it catches what would fail deep inside ModelOpt
+        if not plan.ok:
+            return StageResult("quantize", "failed", "the plan is rejected:\n"
+                               + "\n".join(plan.problems))
         result = quantize(self.profile, self.checkpoint)
         return StageResult("quantize", "done", f"{self.checkpoint} (quant_algo "
                            f"{result.quant_algo}, kv {result.kv_cache_quant_algo}, "
