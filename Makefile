@@ -8,9 +8,10 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
 
-.PHONY: serve test install model bench bench-engine loadtest loadtest-sweep k8s clean
+.PHONY: serve test install model plan build-engines accuracy bench bench-engine loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,16 @@ serve: model
 
 test: model
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Build pipeline (see README): plan anywhere; quantize/verify on CPU; engines on a GPU node.
+plan: $(STAMP)
+	$(BIN)/tritonllm plan $(PROFILE)
+
+build-engines: $(STAMP)
+	$(BIN)/tritonllm build $(PROFILE)
+
+accuracy: model
+	$(BIN)/tritonllm accuracy --output-dir build/accuracy/smollm2-defaults
 
 # One torch thread for the engine and the baselines alike: on 2 shared cores it is the faster
 # and the steadier setting (see README, Performance).
