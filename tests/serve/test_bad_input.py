@@ -120,3 +120,19 @@ def test_engine_direct_bad_lengths(triton_server, still_serving):
               _tensor("request_output_len", np.array([[4]], dtype=np.int32), "INT32")]
     message = _stream_error(triton_server, inputs, model="tensorrt_llm")
     assert "input_lengths" in message
+
+
+def test_stop_without_a_request_id_is_refused(triton_server, still_serving):
+    body = {"input_ids": [0], "input_lengths": 1, "request_output_len": 1, "stop": True}
+    resp = requests.post(f"http://{triton_server.http_url}/v2/models/tensorrt_llm/generate",
+                         json=body, timeout=60)
+    assert resp.status_code == 400
+    assert "stop: send it with the id" in resp.json()["error"]
+
+
+def test_stop_for_a_finished_request_is_answered(triton_server, still_serving):
+    body = {"id": "long-gone", "input_ids": [0], "input_lengths": 1, "request_output_len": 1,
+            "stop": True}
+    resp = requests.post(f"http://{triton_server.http_url}/v2/models/tensorrt_llm/generate",
+                         json=body, timeout=60)
+    assert resp.status_code == 200, resp.text

@@ -18,6 +18,7 @@ from tritonllm.contract import TENSORRT_LLM
 from tritonllm.engine import LLMEngine
 from tritonllm.models import engine_step, triton
 from tritonllm.models.metrics import EngineMetrics
+from tritonllm.tokenizer import InvalidInputError
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -45,24 +46,29 @@ class TritonPythonModel:
     def _submit(self, request, sender):
         inputs = triton.read_inputs(pb_utils, request, TENSORRT_LLM)
         if engine_step.stop_requested(inputs):
+            if not request.request_id():
+                raise InvalidInputError("stop: send it with the id of the request to stop")
             self.engine.cancel(self.live.get(request.request_id(), ""))
             # Exactly one response: HTTP generate refuses a model that sends none.
             sender.send(pb_utils.InferenceResponse(output_tensors=[]), flags=FINAL)
             return
         engine_id = uuid.uuid4().hex  # Triton ids are often reused ("1"); ours must be unique
         generation, wants = engine_step.parse_request(engine_id, inputs)
-        self.live[request.request_id()] = engine_id
+        if request.request_id():
+            self.live[request.request_id()] = engine_id
 
         def on_output(output):
             if output.error and output.finish_reason == "error":
-                error = pb_utils.TritonError(output.error, pb_utils.TritonError.INTERNAL)
+                error = pb_utils.TritonError(f"internal error: {output.error}",
+                                             pb_utils.TritonError.INTERNAL)
                 sender.send(pb_utils.InferenceResponse(output_tensors=[], error=error), flags=FINAL)
             else:
                 tensors = triton.to_tensors(pb_utils, engine_step.output_tensors(output, wants))
                 sender.send(pb_utils.InferenceResponse(output_tensors=tensors),
                             flags=FINAL if output.finished else 0)
             if output.finished:
-                self.live.pop(request.request_id(), None)
+                if self.live.get(request.request_id()) == engine_id:
+                    self.live.pop(request.request_id(), None)
                 self.metrics.request_finished(output, self.engine.stats())
 
         self.engine.submit(generation, on_output, is_cancelled=sender.is_cancelled)
