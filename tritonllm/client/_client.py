@@ -70,6 +70,23 @@ class ClientSettings:
 
 
 @contextlib.contextmanager
+def _when_abandoned(action):
+    """Run ``action()`` when the caller leaves before the last response (break, timeout,
+    Ctrl-C) so the engine can free the request's KV cache; not when the server itself ended
+    the request with an error."""
+    finished = False
+    try:
+        yield
+        finished = True
+    except ServerError:
+        finished = True
+        raise
+    finally:
+        if not finished:
+            action()
+
+
+@contextlib.contextmanager
 def _closing(responses: Iterator[Outputs]):
     """Close the transport's generator when the caller stops early: that cancels the request."""
     try:
@@ -211,22 +228,13 @@ class Client(_ClientBase):
                 yield chunk_from(outputs, index, time.perf_counter() - start,
                                  log_probs=request.wants_log_probs)
 
-    @contextlib.contextmanager
     def _stop_if_abandoned(self, request: InferRequest):
-        """When the caller leaves before the last response (break, timeout, Ctrl-C), tell the
-        engine to stop the request so its KV cache is freed (see ``stop_request``)."""
-        finished = False
-        try:
-            yield
-            finished = True
-        except ServerError:
-            finished = True  # the server ended the request itself
-            raise
-        finally:
-            if not finished:
-                with contextlib.suppress(TritonLLMError):  # best effort: the request may be done
-                    for _ in self._transport.infer(stop_request(request.request_id)):
-                        pass
+        return _when_abandoned(lambda: self._stop(request.request_id))
+
+    def _stop(self, request_id: str) -> None:
+        with contextlib.suppress(TritonLLMError):  # best effort: the request may be done
+            for _ in self._transport.infer(stop_request(request_id)):
+                pass
 
 
 class AsyncClient(_ClientBase):
@@ -294,29 +302,22 @@ class AsyncClient(_ClientBase):
     async def _complete(self, request: InferRequest) -> Completion:
         builder = CompletionBuilder(request.request_id, log_probs=request.wants_log_probs)
         start = time.perf_counter()
-        async with self._stop_if_abandoned(request), \
-                _aclosing(self._transport.infer(request)) as responses:
-            async for outputs in responses:
-                builder.add(outputs, time.perf_counter() - start)
+        with self._stop_if_abandoned(request):
+            async with _aclosing(self._transport.infer(request)) as responses:
+                async for outputs in responses:
+                    builder.add(outputs, time.perf_counter() - start)
         return builder.build()
 
-    @contextlib.asynccontextmanager
-    async def _stop_if_abandoned(self, request: InferRequest):
-        """As :meth:`Client._stop_if_abandoned`. The stop runs as a task (awaited by
-        :meth:`close`): an abandoned async generator is finalized by the event loop, where
-        awaiting more network calls would race the loop's own ``aclose``."""
-        finished = False
-        try:
-            yield
-            finished = True
-        except ServerError:
-            finished = True  # the server ended the request itself
-            raise
-        finally:
-            if not finished:
-                task = asyncio.get_running_loop().create_task(self._stop(request.request_id))
-                self._pending_stops.add(task)
-                task.add_done_callback(self._pending_stops.discard)
+    def _stop_if_abandoned(self, request: InferRequest):
+        """The stop runs as a task (awaited by :meth:`close`): an abandoned async generator is
+        finalized by the event loop, where awaiting more network calls would race the loop's
+        own ``aclose``."""
+        def schedule() -> None:
+            task = asyncio.get_running_loop().create_task(self._stop(request.request_id))
+            self._pending_stops.add(task)
+            task.add_done_callback(self._pending_stops.discard)
+
+        return _when_abandoned(schedule)
 
     async def _stop(self, request_id: str) -> None:
         with contextlib.suppress(TritonLLMError):  # best effort: the request may be done
@@ -325,10 +326,10 @@ class AsyncClient(_ClientBase):
 
     async def _chunks(self, request: InferRequest) -> AsyncIterator[Chunk]:
         start = time.perf_counter()
-        async with self._stop_if_abandoned(request), \
-                _aclosing(self._transport.infer(request)) as responses:
-            index = 0
-            async for outputs in responses:
-                yield chunk_from(outputs, index, time.perf_counter() - start,
-                                 log_probs=request.wants_log_probs)
-                index += 1
+        with self._stop_if_abandoned(request):
+            async with _aclosing(self._transport.infer(request)) as responses:
+                index = 0
+                async for outputs in responses:
+                    yield chunk_from(outputs, index, time.perf_counter() - start,
+                                     log_probs=request.wants_log_probs)
+                    index += 1
