@@ -20,7 +20,7 @@ from tritonllm import contract
 from tritonllm.engine import EngineConfig, GenerationOutput, GenerationRequest, SamplingParams
 from tritonllm.tokenizer import InvalidInputError, from_word_list_format
 
-# Per-request batch size: the CPU engine takes one sequence per Triton request.
+# tensorrt_llm input -> SamplingParams field.
 _SAMPLING_FIELDS = {
     "temperature": "temperature",
     "runtime_top_k": "top_k",
@@ -149,8 +149,6 @@ def _sampling_values(inputs: dict[str, np.ndarray]) -> dict:
         value = _scalar(inputs, tensor_name)
         if value is not None:
             values[field_name] = value.item()
-    if values.get("min_tokens") is None:
-        values.pop("min_tokens", None)
     return values
 
 
