@@ -25,6 +25,7 @@ def test_http_bodies_use_contract_names_and_carry_the_request_id():
     assert set(body) - {"id"} <= ensemble_inputs
     stream = HttpStreamProvider().body(PROMPT, "rid-2")
     assert stream["stream"] is True and stream["id"] == "rid-2"
+    assert stream["incremental_detokenize"] is True  # a request parameter, not an input
     assert HttpStreamProvider(model="m").path == "/v2/models/m/generate_stream"
 
 
@@ -69,6 +70,12 @@ def test_grpc_ensemble_inputs_match_the_contract():
     for name, infer_input in inputs.items():
         assert infer_input.datatype() == contract.ENSEMBLE.input(name).client_dtype
         assert infer_input.shape() == [1, 1]
+
+
+def test_streamed_grpc_ensemble_requests_ask_for_exact_detokenization():
+    assert GrpcEnsembleProvider(stream=True).parameters == {"incremental_detokenize": True}
+    assert GrpcEnsembleProvider(stream=False).parameters == {}
+    assert GrpcEngineProvider().parameters == {}
 
 
 def test_grpc_engine_inputs_carry_token_ids():

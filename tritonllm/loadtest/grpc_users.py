@@ -100,7 +100,7 @@ class GrpcUser(LlmUser):
         try:
             stream.client.async_stream_infer(
                 self._provider.model, self._provider.inputs(prompt), request_id=request_id,
-                enable_empty_final_response=True)
+                parameters=self._provider.parameters or None, enable_empty_final_response=True)
             return self._collect(stream, trace, timeout)
         except Exception as exc:  # tritonclient raises its own exception types
             return error_kind(exc)

@@ -69,6 +69,12 @@ def ensemble_fields(prompt: Prompt, stream: bool) -> dict:
     return fields
 
 
+def request_parameters(stream: bool) -> dict:
+    """Request parameters (not tensors): a streamed ensemble request asks postprocessing for
+    exact incremental detokenization (see ``contract.INCREMENTAL_DETOKENIZE``)."""
+    return {contract.INCREMENTAL_DETOKENIZE: True} if stream else {}
+
+
 def parse_json_response(data: dict) -> Chunk:
     """One ``generate`` / ``generate_stream`` JSON object to a :class:`Chunk`."""
     if "error" in data:
@@ -113,7 +119,9 @@ class HttpStreamProvider:
         return f"/v2/models/{self.model}/generate_stream"
 
     def body(self, prompt: Prompt, request_id: str) -> dict:
-        return {"id": request_id, **ensemble_fields(prompt, stream=True)}
+        # Keys that are not inputs become request parameters in Triton's generate endpoint.
+        return {"id": request_id, **ensemble_fields(prompt, stream=True),
+                **request_parameters(stream=True)}
 
     def parse_line(self, line: str | bytes) -> Chunk | None:
         if isinstance(line, bytes):
@@ -154,6 +162,10 @@ class GrpcEnsembleProvider:
     @property
     def streamed(self) -> bool:
         return self.stream
+
+    @property
+    def parameters(self) -> dict:
+        return request_parameters(self.stream)
 
     def inputs(self, prompt: Prompt) -> list:
         """``[1, 1]`` tensors for each field (batch of one request)."""
@@ -197,6 +209,7 @@ class GrpcEngineProvider:
     stream: bool = True
     end_id: int | None = None
     model: str = contract.TENSORRT_LLM.name
+    parameters = {}  # token ids out: nothing to detokenize
 
     @property
     def streamed(self) -> bool:
