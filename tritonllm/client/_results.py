@@ -21,12 +21,16 @@ class Chunk:
     concatenation of a stream's texts is the whole completion (including leading spaces and
     characters that span tokens). ``index`` counts the request's responses from 0;
     ``arrival_s`` is when it arrived. ``log_probs`` are this chunk's tokens' log probabilities
-    when ``return_log_probs`` was asked."""
+    when ``return_log_probs`` was asked. ``num_input_tokens`` / ``num_output_tokens``: the
+    prompt's tokens and the tokens generated so far (end_id not counted), when the server
+    returned them (``return_num_tokens``)."""
 
     text: str
     index: int
     arrival_s: float
     log_probs: tuple[float, ...] | None = None
+    num_input_tokens: int | None = None
+    num_output_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,14 @@ def chunk_from(outputs: Outputs, index: int, arrival_s: float, *, log_probs: boo
         index=index,
         arrival_s=arrival_s,
         log_probs=None if values is None else tuple(float(p) for p in values),
+        num_input_tokens=_first_int(outputs, "num_input_tokens"),
+        num_output_tokens=_first_int(outputs, "num_output_tokens"),
     )
+
+
+def _first_int(outputs: Outputs, name: str) -> int | None:
+    values = outputs.get(name)
+    return int(values[0]) if values else None
 
 
 @dataclass

@@ -1,0 +1,219 @@
+"""The ASGI app: OpenAI's routes over the Triton ``ensemble``, a thin Starlette adapter.
+
+    POST /v1/chat/completions   POST /v1/completions
+    GET  /v1/models             GET  /v1/models/{id}
+    GET  /health                200 when Triton and the ensemble are ready, else 503
+    GET  /metrics               Prometheus text (see :mod:`tritonllm.openai.metrics`)
+
+Parsing is :mod:`.protocol`, the engine call :mod:`.generation`, the bodies :mod:`.responses`.
+A client that disconnects ends its engine request: a stream when the next chunk cannot be
+sent, a non-streamed request as soon as the disconnect arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tritonllm.client import AsyncClient, TritonLLMError
+
+from .errors import OpenAIError, invalid, model_not_found, unavailable
+from .generation import Delta, Finish, generate
+from .metrics import FrontendMetrics, RequestTimer
+from .protocol import CHAT, COMPLETIONS, GenerationCall, parse_body, parse_chat, parse_completion
+from .responses import DONE, ResponseHead, model_card, model_list, sse
+from .settings import FrontendSettings
+
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection"
+
+
+def create_app(settings: FrontendSettings) -> Starlette:
+    """A new app; its gRPC client is made at start-up and closed at shutdown."""
+    frontend = Frontend(settings)
+    routes = [
+        Route("/v1/chat/completions", frontend.chat_completions, methods=["POST"]),
+        Route("/v1/completions", frontend.completions, methods=["POST"]),
+        Route("/v1/models", frontend.models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", frontend.model, methods=["GET"]),
+        Route("/health", frontend.health, methods=["GET"]),
+        Route("/metrics", frontend.metrics_text, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=frontend.lifespan)
+    app.state.frontend = frontend
+    return app
+
+
+def error_response(exc: OpenAIError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+class _ClosingStream(StreamingResponse):
+    """Closes its body iterator however streaming ends (a disconnect included), so the engine
+    request is stopped at once rather than when the generator is collected."""
+
+    async def stream_response(self, send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            await self.body_iterator.aclose()
+
+
+class Frontend:
+    """The handlers and what they share: settings, one AsyncClient (gRPC), the metrics."""
+
+    def __init__(self, settings: FrontendSettings):
+        self.settings = settings
+        self.metrics = FrontendMetrics()
+        self.created = int(time.time())
+        self.client: AsyncClient | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        self.client = AsyncClient(protocol="grpc", url=self.settings.triton_url,
+                                  model=self.settings.triton_model,
+                                  timeout=self.settings.request_timeout_s)
+        try:
+            yield
+        finally:
+            await self.client.close()
+
+    # --- routes ------------------------------------------------------------------------------
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._generation(request, CHAT, parse_chat)
+
+    async def completions(self, request: Request) -> Response:
+        return await self._generation(request, COMPLETIONS, parse_completion)
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse(model_list(self.settings.model_name, self.created))
+
+    async def model(self, request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        if model_id != self.settings.model_name:
+            return error_response(model_not_found(model_id, self.settings.model_name))
+        return JSONResponse(model_card(model_id, self.created))
+
+    async def health(self, request: Request) -> Response:
+        try:
+            ready = await self.client.ready()
+        except TritonLLMError as exc:
+            return error_response(unavailable(f"the inference server cannot be reached: {exc}"))
+        if not ready:
+            return error_response(unavailable(
+                f"the inference server or its model {self.settings.triton_model!r} is not "
+                "ready"))
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_text(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type=self.metrics.content_type)
+
+    # --- generation --------------------------------------------------------------------------
+
+    async def _generation(self, request: Request, endpoint: str, parse) -> Response:
+        try:
+            call = _parsed(parse, await request.body(), self.settings.default_max_tokens)
+            if call.model != self.settings.model_name:
+                raise model_not_found(call.model, self.settings.model_name)
+            response = await (self._streamed(call) if call.stream
+                              else self._whole(call, request))
+        except OpenAIError as exc:
+            response = error_response(exc)
+        self.metrics.answered(endpoint, response.status_code)
+        return response
+
+    async def _whole(self, call: GenerationCall, request: Request) -> Response:
+        timer = self.metrics.timer(call.endpoint)
+        with timer:
+            work = asyncio.ensure_future(_collect(generate(self.client, call), timer))
+            gone = asyncio.ensure_future(_disconnected(request))
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+            gone.cancel()
+            if not work.done():  # the client left: stop the engine request
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                timer.abort()
+                return Response(status_code=CLIENT_CLOSED)
+            text, finish = work.result()
+        timer.finish(finish.reason, finish.prompt_tokens, finish.completion_tokens)
+        head = ResponseHead(call.endpoint, call.model)
+        return JSONResponse(head.body(call.prompt + text if call.echo else text, finish))
+
+    async def _streamed(self, call: GenerationCall) -> Response:
+        """Waits for the first event, so that a refused request still gets its HTTP 400."""
+        timer = self.metrics.timer(call.endpoint)
+        events = generate(self.client, call)
+        first = await anext(events)
+        return _ClosingStream(_sse_events(call, first, events, timer),
+                              media_type="text/event-stream")
+
+
+def _parsed(parse, raw: bytes, default_max_tokens: int) -> GenerationCall:
+    try:
+        return parse(parse_body(raw), default_max_tokens=default_max_tokens)
+    except ValueError as exc:  # a value the client library cannot encode; names the field
+        raise invalid(str(exc).split(":")[0], str(exc)) from None
+
+
+async def _collect(events, timer: RequestTimer) -> tuple[str, Finish]:
+    texts = []
+    async for event in events:
+        if isinstance(event, Delta):
+            timer.delta()
+            texts.append(event.text)
+        else:
+            return "".join(texts), event
+    raise RuntimeError("generate ended without a Finish event")
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the HTTP client has gone (the body was read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _sse_events(call: GenerationCall, first, events, timer: RequestTimer):
+    """The SSE stream: an opening chunk (chat: the role; completions with echo: the prompt),
+    the text deltas, a chunk with the finish reason, the usage chunk when asked, ``[DONE]``.
+    An error after the stream began is sent in-band as an OpenAI error event."""
+    head = ResponseHead(call.endpoint, call.model)
+    chunk = lambda **kw: sse(head.chunk(with_usage_field=call.include_usage, **kw))  # noqa: E731
+    done = False
+    try:
+        with timer:
+            if call.chat or call.echo:
+                yield chunk(text=call.prompt if call.echo else None, first=call.chat)
+            finish = None
+            async for event in _chain(first, events):
+                if isinstance(event, Finish):
+                    finish = event
+                    continue
+                timer.delta()
+                yield chunk(text=event.text)
+            yield chunk(finish_reason=finish.reason)
+            if call.include_usage:
+                yield sse(head.usage_chunk(finish))
+            timer.finish(finish.reason, finish.prompt_tokens, finish.completion_tokens)
+            done = True
+            yield DONE
+    except OpenAIError as exc:
+        done = True
+        yield sse(exc.body())
+        yield DONE
+    finally:
+        if not done:
+            timer.abort()
+        await events.aclose()
+
+
+async def _chain(first, events):
+    yield first
+    async for event in events:
+        yield event

@@ -1,0 +1,94 @@
+"""One OpenAI request run against the ensemble: the text as it may be sent, then how it ended.
+
+Always streamed from the ensemble (gRPC, exact incremental detokenization), whether or not
+the HTTP client streams: stop strings are found as the text arrives and end the engine
+request at once, and the frontend measures time to first token for every request.
+
+Leaving the iteration early (a stop string, a client that disconnected, a cancelled task)
+abandons the ensemble stream; :class:`tritonllm.client.AsyncClient` then sends TensorRT-LLM's
+``stop`` for the request, which frees its KV cache at the next engine step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from tritonllm.client import AsyncClient, TritonLLMError
+
+from .errors import from_client_error
+from .protocol import GenerationCall
+from .stops import StopScanner
+
+
+@dataclass(frozen=True)
+class Delta:
+    """Text to send, in order; the deltas of a request concatenate to its whole text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The last event: ``reason`` is ``"stop"`` (end of sequence or a stop string) or
+    ``"length"`` (``max_tokens`` reached); token counts are the engine's."""
+
+    reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+
+@dataclass
+class _Counts:
+    prompt: int = 0
+    completion: int = 0
+
+    def update(self, chunk) -> None:
+        if chunk.num_input_tokens is not None:
+            self.prompt = chunk.num_input_tokens
+        if chunk.num_output_tokens is not None:
+            self.completion = chunk.num_output_tokens
+
+
+async def generate(client: AsyncClient, call: GenerationCall) -> AsyncIterator[Delta | Finish]:
+    """Deltas (never empty), then one Finish. Errors of the ensemble request are raised as
+    :class:`~tritonllm.openai.errors.OpenAIError` naming the request's field."""
+    scanner, counts = StopScanner(call.options.stop), _Counts()
+    chunks = _stream(client, call)
+    try:
+        async for chunk in chunks:
+            counts.update(chunk)
+            text, matched = scanner.feed(chunk.text)
+            if text:
+                yield Delta(text)
+            if matched:
+                break
+    except TritonLLMError as exc:
+        raise from_client_error(exc, call.renames) from None
+    finally:
+        await chunks.aclose()  # before the end of the stream: stops the engine request
+    if tail := scanner.flush():
+        yield Delta(tail)
+    yield Finish(_reason(scanner.matched, counts.completion, call.max_tokens),
+                 counts.prompt, counts.completion)
+
+
+def _stream(client: AsyncClient, call: GenerationCall):
+    options = {f.name: getattr(call.options, f.name)
+               for f in dataclasses.fields(call.options)}
+    if call.chat:
+        return client.chat_stream(list(call.messages), **options)
+    return client.stream(call.prompt, **options)
+
+
+def _reason(matched_stop: bool, completion_tokens: int, max_tokens: int) -> str:
+    if matched_stop or completion_tokens < max_tokens:
+        return "stop"
+    return "length"

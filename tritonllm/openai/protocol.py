@@ -1,0 +1,306 @@
+"""OpenAI request bodies -> one :class:`GenerationCall`, validated field by field.
+
+Every field of a body is either used, accepted because it cannot change the answer (``user``,
+``metadata``), accepted only at its no-op value (``n: 1``, ``tools: []``, ...), or refused with
+a 400 naming it. A field this module does not know is refused too: an unknown field is never
+silently ignored. Ranges are OpenAI's (``temperature`` in [0, 2], penalties in [-2, 2]);
+limits that depend on the deployment (prompt length, ``max_tokens`` against ``max_seq_len``)
+are checked once, by the ensemble's preprocessing, and its refusal is passed on.
+
+Sampling follows OpenAI's meaning: ``temperature`` (default 1) and ``top_p`` (default 1)
+sample; ``temperature: 0`` is greedy. (The engine alone would decode greedily when nothing is
+given, so the frontend always says which.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from tritonllm.client import GenerationOptions
+
+from .errors import invalid, unsupported
+
+CHAT = "chat.completions"
+COMPLETIONS = "completions"
+
+# Fields accepted at their no-op value only: name -> predicate on the value.
+_NOOP_CHAT: dict[str, Callable[[object], bool]] = {
+    "n": lambda v: v in (None, 1),
+    "tools": lambda v: v in (None, []),
+    "tool_choice": lambda v: v in (None, "none"),
+    "functions": lambda v: v in (None, []),
+    "function_call": lambda v: v in (None, "none"),
+    "parallel_tool_calls": lambda v: v is None or isinstance(v, bool),  # no tools: no effect
+    "response_format": lambda v: v is None or v == {"type": "text"},
+    "logit_bias": lambda v: v in (None, {}),
+    "modalities": lambda v: v in (None, ["text"]),
+    "audio": lambda v: v is None,
+    "prediction": lambda v: v is None,
+    "reasoning_effort": lambda v: v is None,
+    "web_search_options": lambda v: v is None,
+    "service_tier": lambda v: v in (None, "auto", "default"),
+    "store": lambda v: v in (None, False),
+}
+_NOOP_COMPLETIONS: dict[str, Callable[[object], bool]] = {
+    "n": lambda v: v in (None, 1),
+    "best_of": lambda v: v in (None, 1),
+    "suffix": lambda v: v in (None, ""),
+    "logit_bias": lambda v: v in (None, {}),
+}
+# Fields that cannot change the answer: accepted whatever their (well-typed) value.
+_INERT = ("user", "metadata")
+_SAMPLING = ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty",
+             "max_tokens", "stream", "stream_options", "logprobs", "model",
+             # extensions that vLLM also accepts; the engine implements them
+             "top_k", "min_tokens", "repetition_penalty")
+_USED = {CHAT: frozenset((*_SAMPLING, "messages", "max_completion_tokens", "top_logprobs")),
+         COMPLETIONS: frozenset((*_SAMPLING, "prompt", "echo"))}
+_NOOP = {CHAT: _NOOP_CHAT, COMPLETIONS: _NOOP_COMPLETIONS}
+_ROLES = ("system", "developer", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class GenerationCall:
+    """One validated request. ``prompt``: the completion prompt; ``messages``: the chat
+    messages (``{"role", "content"}`` with text content), which the ensemble's preprocessing
+    renders with the model's chat template, once (``apply_chat_template``). ``renames``:
+    ensemble input -> the request field that set it, for naming fields in the server's
+    refusals."""
+
+    endpoint: str
+    model: str
+    options: GenerationOptions
+    prompt: str = ""
+    messages: tuple[dict[str, str], ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+    echo: bool = False
+    renames: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.endpoint not in _USED:
+            raise ValueError(f"endpoint: must be {CHAT!r} or {COMPLETIONS!r}, got "
+                             f"{self.endpoint!r}")
+        if self.include_usage and not self.stream:
+            raise ValueError("include_usage: only for streamed requests")
+        if bool(self.messages) != self.chat or bool(self.prompt) == self.chat:
+            raise ValueError("messages: required for chat, prompt for completions (not both)")
+
+    @property
+    def chat(self) -> bool:
+        return self.endpoint == CHAT
+
+    @property
+    def max_tokens(self) -> int:
+        return self.options.max_tokens
+
+
+def parse_body(raw: bytes) -> dict:
+    """The JSON object of a request body; 400 otherwise."""
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid(None, f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise invalid(None, "the request body must be a JSON object")
+    return body
+
+
+def parse_chat(body: Mapping, *, default_max_tokens: int) -> GenerationCall:
+    """A ``POST /v1/chat/completions`` body."""
+    _check_fields(body, CHAT)
+    if _get(body, "top_logprobs", int, 0, 20) not in (None, 0):
+        raise unsupported("top_logprobs", "the engine returns the chosen token's log "
+                                          "probability only")
+    max_tokens, source = _max_tokens(body, ("max_completion_tokens", "max_tokens"),
+                                     default_max_tokens)
+    return GenerationCall(
+        endpoint=CHAT, model=_model(body), messages=chat_messages(body.get("messages")),
+        options=_options(body, max_tokens), stream=_stream(body),
+        include_usage=_include_usage(body),
+        renames={"text_input": "messages", "max_tokens": source, "stop_words": "stop"})
+
+
+def parse_completion(body: Mapping, *, default_max_tokens: int) -> GenerationCall:
+    """A ``POST /v1/completions`` body."""
+    _check_fields(body, COMPLETIONS)
+    max_tokens, source = _max_tokens(body, ("max_tokens",), default_max_tokens)
+    return GenerationCall(
+        endpoint=COMPLETIONS, model=_model(body), prompt=prompt_text(body.get("prompt")),
+        options=_options(body, max_tokens), stream=_stream(body),
+        include_usage=_include_usage(body), echo=bool(_get(body, "echo", bool)),
+        renames={"text_input": "prompt", "max_tokens": source, "stop_words": "stop"})
+
+
+# --- fields ----------------------------------------------------------------------------------
+
+def _check_fields(body: Mapping, endpoint: str) -> None:
+    for name, value in body.items():
+        if name in _USED[endpoint] or name in _INERT:
+            continue
+        noop = _NOOP[endpoint].get(name)
+        if noop is None:
+            raise invalid(name, f"{name}: unknown field for /v1/{endpoint}", "unknown_parameter")
+        if not noop(value):
+            raise unsupported(name, f"got {value!r}")
+    for name in _INERT:
+        if name == "user":
+            _get(body, "user", str)
+        elif body.get(name) is not None and not isinstance(body[name], dict):
+            raise invalid(name, f"{name}: must be an object")
+    _check_logprobs(body, endpoint)
+
+
+def _check_logprobs(body: Mapping, endpoint: str) -> None:
+    if endpoint == CHAT and _get(body, "logprobs", bool):
+        raise unsupported("logprobs", "token log probabilities are not returned yet")
+    if endpoint == COMPLETIONS and _get(body, "logprobs", int, 0, 5) is not None:
+        raise unsupported("logprobs", "token log probabilities are not returned yet")
+
+
+def _model(body: Mapping) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("model", "model: required, a model id from GET /v1/models")
+    return model
+
+
+def _stream(body: Mapping) -> bool:
+    return bool(_get(body, "stream", bool))
+
+
+def _include_usage(body: Mapping) -> bool:
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not _stream(body):
+        raise invalid("stream_options", "stream_options: only allowed when stream is true")
+    if not isinstance(options, dict):
+        raise invalid("stream_options", "stream_options: must be an object")
+    unknown = sorted(set(options) - {"include_usage"})
+    if unknown:
+        raise unsupported(f"stream_options.{unknown[0]}")
+    return bool(_get(options, "include_usage", bool, param="stream_options.include_usage"))
+
+
+def _max_tokens(body: Mapping, names: tuple[str, ...], default: int) -> tuple[int, str]:
+    """The first of ``names`` present wins; ``(value, the field it came from)``."""
+    for name in names:
+        value = _get(body, name, int, 1, 2**31 - 1)
+        if value is not None:
+            return value, name
+    return default, names[-1]
+
+
+def _options(body: Mapping, max_tokens: int) -> GenerationOptions:
+    temperature = _get(body, "temperature", float, 0.0, 2.0)
+    top_p = _get(body, "top_p", float, 0.0, 1.0)
+    if top_p == 0:
+        raise invalid("top_p", "top_p: must be in (0, 1], got 0")
+    greedy = temperature == 0
+    return GenerationOptions(
+        max_tokens=max_tokens,
+        temperature=0.0 if greedy else (1.0 if temperature is None else temperature),
+        top_p=None if greedy else (1.0 if top_p is None else top_p),
+        seed=_get(body, "seed", int, 0, 2**64 - 1),
+        stop=stop_words(body.get("stop")),
+        presence_penalty=_get(body, "presence_penalty", float, -2.0, 2.0),
+        frequency_penalty=_get(body, "frequency_penalty", float, -2.0, 2.0),
+        top_k=_get(body, "top_k", int, 0, 2**31 - 1),
+        min_tokens=_get(body, "min_tokens", int, 0, 2**31 - 1),
+        repetition_penalty=_get(body, "repetition_penalty", float, 0.0, math.inf),
+        return_num_tokens=True,
+    )
+
+
+def stop_words(value) -> tuple[str, ...]:
+    """``stop``: a string or a list of non-empty strings."""
+    words = [value] if isinstance(value, str) else value
+    if words is None:
+        return ()
+    if not isinstance(words, list) or not all(isinstance(w, str) and w for w in words):
+        raise invalid("stop", "stop: must be a non-empty string or a list of them")
+    return tuple(words)
+
+
+_TYPES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def _get(body: Mapping, name: str, kind: type, low=None, high=None, *, param: str | None = None):
+    """``body[name]`` checked to be ``kind`` within [low, high]; None when absent or null."""
+    value, param = body.get(name), param or name
+    if value is None:
+        return None
+    if not _is(value, kind):
+        raise invalid(param, f"{param}: must be {_TYPES[kind]}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise invalid(param, f"{param}: must be in [{low}, {high}], got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _is(value, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, numbers.Real) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+# --- prompts and messages --------------------------------------------------------------------
+
+def prompt_text(prompt) -> str:
+    """``prompt``: a string, or a list holding one string. Several prompts (a list of more
+    than one) and token-id prompts are refused: one request, one choice."""
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        if not prompt:
+            raise invalid("prompt", "prompt: must not be empty")
+        return prompt
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        raise unsupported("prompt", f"a list of {len(prompt)} prompts; send one prompt per "
+                                    "request")
+    if isinstance(prompt, list) and prompt and not all(isinstance(p, str) for p in prompt):
+        raise unsupported("prompt", "token-id prompts; send the prompt as text")
+    raise invalid("prompt", "prompt: required, a non-empty string")
+
+
+def chat_messages(messages) -> tuple[dict[str, str], ...]:
+    """``messages`` as ``{"role", "content"}`` dicts with string content."""
+    if not isinstance(messages, list) or not messages:
+        raise invalid("messages", "messages: required, a non-empty list of messages")
+    return tuple(_message(i, m) for i, m in enumerate(messages))
+
+
+def _message(index: int, message) -> dict[str, str]:
+    where = f"messages[{index}]"
+    if not isinstance(message, dict):
+        raise invalid("messages", f"{where}: must be an object with role and content")
+    for key in message:
+        if key not in ("role", "content"):
+            raise unsupported(f"{where}.{key}")
+    if message.get("role") not in _ROLES:
+        raise invalid("messages", f"{where}.role: must be one of {list(_ROLES)}, got "
+                                  f"{message.get('role')!r}")
+    return {"role": message["role"], "content": _content(where, message.get("content"))}
+
+
+def _content(where: str, content) -> str:
+    """A string, or a list of text parts (joined with newlines, as vLLM does)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise invalid("messages", f"{where}.content: must be a string or a list of text parts")
+    texts = []
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") != "text":
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise unsupported(f"{where}.content[{j}].type", f"only text parts, got {kind!r}")
+        if not isinstance(part.get("text"), str):
+            raise invalid("messages", f"{where}.content[{j}].text: must be a string")
+        texts.append(part["text"])
+    return "\n".join(texts)

@@ -1,0 +1,43 @@
+"""Where the frontend listens, which Triton it talks to, and what it serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tritonllm.model_source import DEFAULT_MODEL_NAME
+
+DEFAULT_PORT = 9000  # the port Triton's own OpenAI frontend uses
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrontendSettings:
+    """``triton_url``: Triton's gRPC ``host:port``; ``triton_model``: the ensemble to call;
+    ``model_name``: the model id clients send (``GET /v1/models`` lists it);
+    ``default_max_tokens``: new tokens at most when a request names no limit (OpenAI's own
+    default is the rest of the context; a CPU engine needs a bound); ``request_timeout_s``:
+    a request's limit in all (None: none)."""
+
+    triton_url: str = "localhost:8001"
+    triton_model: str = "ensemble"
+    model_name: str = DEFAULT_MODEL_NAME
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    default_max_tokens: int = 1024
+    request_timeout_s: float | None = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("triton_url", "triton_model", "model_name", "host"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: must not be empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port: must be in [1, 65535], got {self.port}")
+        if self.default_max_tokens < 1:
+            raise ValueError(f"default_max_tokens: must be >= 1, got {self.default_max_tokens}")
+        if self.request_timeout_s is not None and not self.request_timeout_s > 0:
+            raise ValueError(f"request_timeout_s: must be > 0 or None, got "
+                             f"{self.request_timeout_s}")
+
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
