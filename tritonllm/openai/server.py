@@ -38,7 +38,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     defaults = FrontendSettings()
     for f in fields(FrontendSettings):
         default = getattr(defaults, f.name)
-        kind = float if f.name == "request_timeout_s" else type(default)
+        kind = _optional_float if f.name == "request_timeout_s" else type(default)
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind,
                             default=default, help=f"default {default}")
 
@@ -51,9 +51,12 @@ def command(settings: FrontendSettings) -> list[str]:
     """The command line that runs ``settings`` in a child Python."""
     args = [sys.executable, "-m", "tritonllm.openai"]
     for f in fields(FrontendSettings):
-        if getattr(settings, f.name) is not None:
-            args += ["--" + f.name.replace("_", "-"), str(getattr(settings, f.name))]
+        args += ["--" + f.name.replace("_", "-"), str(getattr(settings, f.name))]
     return args
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
 
 
 class FrontendProcess:
