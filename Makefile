@@ -7,6 +7,7 @@ MODEL ?=
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
+OPENAI_PORT ?= 9000
 PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
@@ -27,7 +28,8 @@ model: $(STAMP)
 
 serve: model
 	$(BIN)/tritonllm serve $(if $(MODEL),--model $(MODEL)) \
-		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
+		--openai-port $(OPENAI_PORT)
 
 test: model
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -51,6 +51,7 @@ def _exists(module: str) -> bool:
 
 def register_serve(subparsers) -> None:
     from tritonllm.engine.config import EngineConfig
+    from tritonllm.openai.settings import DEFAULT_PORT as DEFAULT_OPENAI_PORT
     from tritonllm.serve.launcher import DEFAULT_PORTS
 
     p = subparsers.add_parser("serve", help="serve a Llama model on CPU behind a real tritonserver")
@@ -58,6 +59,9 @@ def register_serve(subparsers) -> None:
                    help="a local Hugging Face Llama checkpoint dir (default: SmolLM2-135M-Instruct)")
     for name, port in DEFAULT_PORTS.items():
         p.add_argument(f"--{name}-port", type=int, default=port)
+    p.add_argument("--openai-port", type=int, default=DEFAULT_OPENAI_PORT,
+                   help=f"the OpenAI-compatible frontend's port (default {DEFAULT_OPENAI_PORT}; "
+                        "0: no frontend)")
     p.add_argument("--repo-dir", type=Path, default=None,
                    help="where to render the model repository (default: the tritonllm cache)")
     p.add_argument("--log-file", type=Path, default=None, help="tritonserver's log (default: none)")
@@ -101,7 +105,7 @@ def _serve(args) -> int:
     if args.repo_dir:
         deployment = dataclasses.replace(deployment, repo_dir=args.repo_dir)
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
-    return serve(deployment, ports, log_file=args.log_file)
+    return serve(deployment, ports, log_file=args.log_file, openai_port=args.openai_port)
 
 
 if __name__ == "__main__":
