@@ -3,11 +3,13 @@ and what does answers 503 in OpenAI's error shape (nothing mocked: the port is j
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import requests
 
 from tritonllm.openai import FrontendProcess, FrontendSettings
-from tritonllm.openai.server import command
+from tritonllm.openai.server import add_options, command, settings_from_args
 from tritonllm.serve.launcher import free_port
 
 
@@ -50,9 +52,6 @@ def test_settings_are_validated_and_round_trip_through_the_command_line():
         FrontendSettings(port=0)
     with pytest.raises(ValueError, match="default_max_tokens"):
         FrontendSettings(default_max_tokens=0)
-    from tritonllm.openai.server import add_options, settings_from_args
-    import argparse
-
     for settings in (FrontendSettings(request_timeout_s=None, port=9100), FrontendSettings()):
         parser = argparse.ArgumentParser()
         add_options(parser)
