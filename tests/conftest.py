@@ -35,6 +35,23 @@ def model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def codec(model_dir):
+    from tritonllm.tokenizer import TextCodec
+
+    return TextCodec.from_dir(model_dir)
+
+
+@pytest.fixture(scope="session")
+def hf_model(model_dir):
+    """transformers' own model on the default checkpoint: the reference for greedy answers."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(2)
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="session")
 def triton_server(tmp_path_factory, model_dir) -> ServerInfo:
     work = tmp_path_factory.mktemp("triton")
     deployment = CpuDeployment(model=str(model_dir), engine=TEST_ENGINE,

@@ -1,4 +1,4 @@
-"""Helpers shared by tests that read the live server's engine metrics."""
+"""Helpers shared by live tests: the server's engine metrics, transformers' greedy answer."""
 
 from __future__ import annotations
 
@@ -22,3 +22,15 @@ def wait_for_idle_cache(server, min_cancelled: float = 0, timeout_s: float = 60.
         time.sleep(0.25)
         metrics = engine_metrics(server)
     return metrics
+
+
+def hf_greedy(hf_model, ids: list[int], max_new_tokens: int) -> list[int]:
+    """transformers' greedy ``generate``: the new ids, end-of-sequence dropped."""
+    import torch
+
+    with torch.inference_mode():
+        out = hf_model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids)),
+                                max_new_tokens=max_new_tokens, do_sample=False)
+    eos = hf_model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    return [t for t in out[0, len(ids):].tolist() if t not in eos]

@@ -66,6 +66,10 @@ def register_serve(subparsers) -> None:
                    help="where to render the model repository (default: the tritonllm cache)")
     p.add_argument("--log-file", type=Path, default=None, help="tritonserver's log (default: none)")
     p.add_argument("--triton-max-batch-size", type=int, default=64)
+    p.add_argument("--decoupled", action=argparse.BooleanOptionalAction, default=True,
+                   help="tensorrtllm_backend's decoupled_mode: --decoupled (default) streams "
+                        "(gRPC stream, HTTP generate_stream) and refuses unary infer; "
+                        "--no-decoupled serves unary infer/generate and refuses stream=true")
     add_dataclass_options(p, EngineConfig, "engine")
     p.set_defaults(handler=_serve)
 
@@ -101,7 +105,8 @@ def _serve(args) -> int:
 
     deployment = CpuDeployment(model=args.model,
                                engine=dataclass_from_args(EngineConfig, args, "engine"),
-                               triton_max_batch_size=args.triton_max_batch_size)
+                               triton_max_batch_size=args.triton_max_batch_size,
+                               decoupled=args.decoupled)
     if args.repo_dir:
         deployment = dataclasses.replace(deployment, repo_dir=args.repo_dir)
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)

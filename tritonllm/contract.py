@@ -46,6 +46,31 @@ NUMPY_DTYPES = {
 # tritonclient spells the string type "BYTES"; config.pbtxt spells it "TYPE_STRING".
 CLIENT_DTYPES = {"STRING": "BYTES"}
 
+# Boolean text, as TensorRT-LLM's backend reads its config parameters (``GetParameter<bool>``)
+# and as request parameters and workload files spell it. One parser, one writer.
+_TRUE_TEXT = ("true", "1")
+_FALSE_TEXT = ("false", "0")
+
+
+def parse_bool(value, name: str) -> bool:
+    """``True``/``False`` or the text ``true``/``false``/``1``/``0`` (any case) -> bool.
+
+    Anything else raises ValueError naming ``name``: a typo must not quietly mean False.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE_TEXT:
+        return True
+    if text in _FALSE_TEXT:
+        return False
+    raise ValueError(f"{name}: expected true or false, got {value!r}")
+
+
+def format_bool(value: bool) -> str:
+    """The spelling :func:`parse_bool` reads and config.pbtxt parameters carry."""
+    return "true" if value else "false"
+
 
 @dataclass(frozen=True)
 class Tensor:
@@ -155,17 +180,32 @@ UNSUPPORTED_ENGINE_INPUTS: tuple[Tensor, ...] = (
            supported=False),
 )
 
+# Accepted and unused, as TensorRT-LLM's backend does for decoder-only models.
+IGNORED_ENGINE_INPUTS: tuple[Tensor, ...] = (
+    Tensor("decoder_input_ids", "INT32", (-1,), optional=True, allow_ragged_batch=True),
+    _scalar("decoder_input_lengths", "INT32"),
+)
+
 # Inputs whose values we accept only in the range TensorRT-LLM's defaults cover.
 # (beam search and multiple return sequences are not implemented by the CPU engine.)
 SINGLE_VALUE_ONLY = {"beam_width": 1, "num_return_sequences": 1}
 FALSE_ONLY = ("return_context_logits", "return_generation_logits")
 
-PERF_OUTPUTS: tuple[str, ...] = (
-    "arrival_time_ns",
-    "first_scheduled_time_ns",
-    "first_token_time_ns",
-    "last_token_time_ns",
+# ``return_perf_metrics``: every response of the request carries all of these, as TensorRT-LLM's
+# backend sends them (clients read each one as ``[0][0]`` in every streamed response).
+PERF_OUTPUTS: tuple[tuple[str, str], ...] = (
+    ("kv_cache_alloc_new_blocks", "INT32"),
+    ("kv_cache_reused_blocks", "INT32"),
+    ("kv_cache_alloc_total_blocks", "INT32"),
+    ("arrival_time_ns", "INT64"),
+    ("first_scheduled_time_ns", "INT64"),
+    ("first_token_time_ns", "INT64"),
+    ("last_token_time_ns", "INT64"),
+    ("acceptance_rate", "FP32"),
+    ("total_accepted_draft_tokens", "INT32"),
+    ("total_draft_tokens", "INT32"),
 )
+# Our additive extension (``return_num_input_tokens`` / ``return_num_output_tokens``).
 COUNT_OUTPUTS: tuple[str, ...] = ("num_input_tokens", "num_output_tokens")
 
 # --- preprocessing -------------------------------------------------------------------------
@@ -189,6 +229,10 @@ PREPROCESSING = ModelContract(
         Tensor("STOP_WORDS_IDS", "INT32", (2, -1)),
         Tensor("OUT_END_ID", "INT32", (1,)),
         Tensor("OUT_PAD_ID", "INT32", (1,)),
+        # Encoder-decoder outputs of the reference, for decoder-only models [pad_id] and 1:
+        # clients that call the models one by one pass them on to ``tensorrt_llm``.
+        Tensor("DECODER_INPUT_ID", "INT32", (-1,)),
+        Tensor("REQUEST_DECODER_INPUT_LEN", "INT32", (1,)),
     ),
 )
 
@@ -206,6 +250,8 @@ TENSORRT_LLM = ModelContract(
         Tensor("bad_words_list", "INT32", (2, -1), optional=True, allow_ragged_batch=True),
         _scalar("stop", "BOOL"),
         *(_scalar(engine, dtype) for _, engine, dtype in SAMPLING_INPUTS),
+        *IGNORED_ENGINE_INPUTS,
+        Tensor("embedding_bias", "FP32", (-1,), optional=True, allow_ragged_batch=True),
         *UNSUPPORTED_ENGINE_INPUTS,
     ),
     outputs=(
@@ -215,7 +261,7 @@ TENSORRT_LLM = ModelContract(
         Tensor("output_log_probs", "FP32", (-1, -1)),
         Tensor("batch_index", "INT32", (1,)),
         Tensor("sequence_index", "INT32", (1,)),
-        *(Tensor(name, "INT64", (1,)) for name in PERF_OUTPUTS),
+        *(Tensor(name, dtype, (1,)) for name, dtype in PERF_OUTPUTS),
         *(Tensor(name, "INT32", (1,)) for name in COUNT_OUTPUTS),
     ),
 )
@@ -235,7 +281,7 @@ POSTPROCESSING = ModelContract(
 
 _ENGINE_PASSTHROUGH_OUTPUTS = (
     "cum_log_probs", "output_log_probs", "batch_index", "sequence_index",
-    *PERF_OUTPUTS, *COUNT_OUTPUTS,
+    *(name for name, _ in PERF_OUTPUTS), *COUNT_OUTPUTS,
 )
 
 ENSEMBLE = ModelContract(

@@ -77,7 +77,7 @@ def test_sampling_errors_name_field_and_limit(fields, message):
     (dict(stop_words="stop"), "stop_words: must be a list of token-id lists"),
     (dict(bad_words=[[3, "x"]]), "bad_words: must be a list of integer token ids"),
     (dict(bad_words=[[-1]]), "bad_words: token ids must be >= 0"),
-    (dict(end_id=-2), "end_id: must be >= 0"),
+    (dict(end_id=-2), "end_id: must be >= -1"),
 ])
 def test_request_errors_name_field(fields, message):
     base = dict(request_id="r", prompt_ids=[1, 2, 3], max_new_tokens=4)

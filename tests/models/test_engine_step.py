@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tritonllm import contract
 from tritonllm.engine import EngineConfig, GenerationOutput
-from tritonllm.models.engine_step import (Wants, engine_config, engine_parameters, output_tensors,
-                                          parse_request, stop_requested)
+from tritonllm.models.engine_step import (StepSettings, Wants, output_tensors, parse_request,
+                                          stop_requested)
 from tritonllm.tokenizer import InvalidInputError, to_word_list_format
 
 
@@ -59,27 +60,85 @@ def test_batch_of_two_in_one_request_is_refused():
 def test_output_tensors_shapes_and_optional_outputs():
     out = GenerationOutput("e1", [4, 5, 6], log_probs=[-0.1, -0.2, -0.3], cum_log_prob=-0.6,
                            finished=True, arrival_time_ns=1, first_token_time_ns=2,
-                           num_input_tokens=3, num_output_tokens=3)
+                           num_input_tokens=3, num_output_tokens=3, kv_cache_blocks=2)
     plain = output_tensors(out, Wants())
+    # As TensorRT-LLM's backend: only output_ids and sequence_length unless asked; no
+    # batch_index / sequence_index for one sequence in a batch of one.
+    assert set(plain) == {"output_ids", "sequence_length"}
     assert plain["output_ids"].tolist() == [[[4, 5, 6]]] and plain["output_ids"].dtype == np.int32
     assert plain["sequence_length"].tolist() == [[3]]
-    assert plain["output_log_probs"].shape == (1, 1, 0)
-    assert "arrival_time_ns" not in plain and "num_output_tokens" not in plain
     full = output_tensors(out, Wants(log_probs=True, perf=True, num_input_tokens=True,
                                      num_output_tokens=True))
     assert full["output_log_probs"].shape == (1, 1, 3)
+    assert full["cum_log_probs"].tolist() == [[pytest.approx(-0.6)]]
     assert full["first_token_time_ns"].tolist() == [[2]]
+    assert full["first_token_time_ns"].dtype == np.int64
+    assert full["kv_cache_alloc_total_blocks"].tolist() == [[2]]
+    assert full["kv_cache_reused_blocks"].tolist() == [[0]]
+    assert full["acceptance_rate"].dtype == np.float32
     assert full["num_output_tokens"].tolist() == [[3]]
+    perf = {name for name, _ in contract.PERF_OUTPUTS}
+    assert len(perf) == 10 and perf <= set(full)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    # (sampling inputs, (greedy, top_k, top_p)) as TensorRT-LLM's backend reads them
+    ({}, (True, None, None)),
+    ({"runtime_top_k": np.int32(1), "runtime_top_p": np.float32(0.0)}, (True, 1, None)),
+    ({"runtime_top_p": np.float32(-0.5)}, (True, None, None)),  # top_p <= 0: unset
+    ({"temperature": np.float32(0.7)}, (True, None, None)),  # no cut: greedy anyway
+    ({"temperature": np.float32(0.7), "runtime_top_k": np.int32(0)}, (True, 0, None)),
+    ({"temperature": np.float32(0.7), "runtime_top_p": np.float32(0.9)}, (False, None, 0.9)),
+    ({"runtime_top_k": np.int32(40)}, (False, 40, None)),
+])
+def test_sampling_follows_the_backend(extra, expected):
+    request, _ = parse_request("e1", inputs(**extra))
+    s = request.sampling
+    assert (s.greedy, s.top_k, s.top_p) == (expected[0], expected[1],
+                                             None if expected[2] is None else pytest.approx(0.9))
+
+
+def test_absent_inputs_take_the_backend_defaults():
+    request, _ = parse_request("e1", inputs())
+    assert request.sampling.seed == 0 and request.sampling.min_tokens == 0
+    assert request.end_id == -1  # no end_id: no token ends generation
+    assert not request.exclude_input_in_output  # the model parameter's default
+    excluded, _ = parse_request("e1", inputs(), StepSettings(exclude_input_in_output=True))
+    assert excluded.exclude_input_in_output
+
+
+def test_streaming_needs_a_decoupled_model():
+    assert parse_request("e1", inputs(streaming=True), StepSettings(decoupled=True))[0].streaming
+    with pytest.raises(InvalidInputError, match="streaming: .*decoupled mode"):
+        parse_request("e1", inputs(streaming=True), StepSettings(decoupled=False))
+    assert not parse_request("e1", inputs(streaming=False), StepSettings(decoupled=False))[0].streaming
+
+
+def test_step_settings_from_the_model_config():
+    config = {"model_transaction_policy": {"decoupled": False},
+              "parameters": {"exclude_input_in_output": {"string_value": "True"}}}
+    assert StepSettings.from_model_config(config) == StepSettings(False, True)
+    assert StepSettings.from_model_config({}) == StepSettings(False, False)
+
+
+def test_empty_embedding_bias_is_accepted_and_a_real_one_refused():
+    empty = {**inputs(), "embedding_bias": np.zeros((1, 0), dtype=np.float32)}
+    assert parse_request("e1", empty)[0].prompt_ids == [5, 6, 7]
+    bias = {**inputs(), "embedding_bias": np.ones((1, 8), dtype=np.float32)}
+    with pytest.raises(InvalidInputError, match="embedding_bias: not supported"):
+        parse_request("e1", bias)
 
 
 def test_engine_config_round_trips_through_string_parameters():
     config = EngineConfig(max_batch_size=4, scheduler_policy="max_utilization",
                           enable_chunked_context=False, max_num_tokens=2048,
                           kv_cache_tokens=8192)
-    assert engine_config(engine_parameters(config)) == config
-    assert engine_config({}) == EngineConfig()
+    assert EngineConfig.from_parameters(config.to_parameters()) == config
+    assert EngineConfig.from_parameters({}) == EngineConfig()
     with pytest.raises(ValueError, match="parameter max_batch_size: expected int"):
-        engine_config({"max_batch_size": "many"})
+        EngineConfig.from_parameters({"max_batch_size": "many"})
+    with pytest.raises(ValueError, match="parameter enable_chunked_context: expected true"):
+        EngineConfig.from_parameters({"enable_chunked_context": "yes"})
 
 
 def test_stop_flag():

@@ -75,8 +75,8 @@ def tokens(ids: list[int]) -> dict:
 def test_postprocessing_streams_exactly_per_request(codec):
     post = Postprocessor(codec)
     ids = codec.tokenizer.encode(" 你好 🎉 world", add_special_tokens=False)
-    chunks = [post(tokens([i]), "req-1", incremental=True)["OUTPUT"][0, 0].decode() for i in ids]
-    whole = post(tokens(ids))["OUTPUT"][0, 0].decode()
+    chunks = [post(tokens([i]), "req-1", incremental=True)["OUTPUT"][0].decode() for i in ids]
+    whole = post(tokens(ids))["OUTPUT"][0].decode()
     assert "".join(chunks) == whole == " 你好 🎉 world"
     assert post.live_streams == 1
 
@@ -87,8 +87,8 @@ def test_postprocessing_keeps_streams_apart_and_bounded(codec):
         codec.tokenizer.encode(" three four", add_special_tokens=False)
     out = {rid: "" for rid in ("a", "b")}
     for x, y in zip(a, b):
-        out["a"] += post(tokens([x]), "a", True)["OUTPUT"][0, 0].decode()
-        out["b"] += post(tokens([y]), "b", True)["OUTPUT"][0, 0].decode()
+        out["a"] += post(tokens([x]), "a", True)["OUTPUT"][0].decode()
+        out["b"] += post(tokens([y]), "b", True)["OUTPUT"][0].decode()
     assert out == {"a": " one two", "b": " three four"}
     post(tokens([a[0]]), "c", True)
     assert post.live_streams == 2
@@ -98,7 +98,7 @@ def test_sequence_length_trims_padding(codec):
     ids = codec.tokenizer.encode("Hello", add_special_tokens=False)
     inputs = {"TOKENS_BATCH": np.array([[ids + [0, 0, 0]]], dtype=np.int32),
               "SEQUENCE_LENGTH": np.array([[len(ids)]], dtype=np.int32)}
-    assert Postprocessor(codec)(inputs)["OUTPUT"][0, 0] == b"Hello"
+    assert Postprocessor(codec)(inputs)["OUTPUT"][0] == b"Hello"
 
 
 def test_incremental_parameter_parsing():
@@ -106,3 +106,15 @@ def test_incremental_parameter_parsing():
     assert wants_incremental({"incremental_detokenize": "true"})
     assert not wants_incremental({"incremental_detokenize": False})
     assert not wants_incremental({})
+    with pytest.raises(ValueError, match="incremental_detokenize: expected true or false"):
+        wants_incremental({"incremental_detokenize": "yes"})
+
+
+def test_output_is_one_dimensional_batch_times_beams(codec):
+    # tensorrtllm_backend's postprocessing returns np.array(list of strings): clients read
+    # text_output[0].decode().
+    ids = codec.tokenizer.encode("Hi", add_special_tokens=False)
+    inputs = {"TOKENS_BATCH": np.array([[ids], [ids]], dtype=np.int32),
+              "SEQUENCE_LENGTH": np.array([[len(ids)], [len(ids)]], dtype=np.int32)}
+    out = Postprocessor(codec)(inputs)["OUTPUT"]
+    assert out.shape == (2,) and out[0].decode() == "Hi"

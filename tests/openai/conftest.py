@@ -35,32 +35,6 @@ def sdk(openai_frontend):
         yield client
 
 
-@pytest.fixture(scope="session")
-def codec(model_dir) -> TextCodec:
-    return TextCodec.from_dir(model_dir)
-
-
-@pytest.fixture(scope="session")
-def hf_model(model_dir):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.set_num_threads(2)
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-
-
-def hf_greedy(hf_model, ids: list[int], max_new_tokens: int) -> list[int]:
-    """transformers' greedy ``generate``: the new ids, end-of-sequence dropped."""
-    import torch
-
-    with torch.inference_mode():
-        out = hf_model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids)),
-                                max_new_tokens=max_new_tokens, do_sample=False)
-    eos = hf_model.generation_config.eos_token_id
-    eos = set(eos if isinstance(eos, list) else [eos])
-    return [t for t in out[0, len(ids):].tolist() if t not in eos]
-
-
 def chat_ids(codec: TextCodec, messages: list[dict]) -> list[int]:
     """The chat-templated prompt exactly as transformers renders it."""
     return list(codec.tokenizer.apply_chat_template(messages, add_generation_prompt=True,

@@ -10,9 +10,9 @@ import openai
 import pytest
 import requests
 
-from tests.helpers import wait_for_idle_cache
+from tests.helpers import hf_greedy, wait_for_idle_cache
 
-from .conftest import chat_ids, hf_greedy
+from .conftest import chat_ids
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 HAIKU = [{"role": "system", "content": "You are a poet."},

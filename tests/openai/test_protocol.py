@@ -39,6 +39,13 @@ def test_temperature_zero_is_greedy():
     assert (options.temperature, options.top_p) == (0.0, None)
 
 
+def test_a_sampled_request_without_seed_gets_a_fresh_one():
+    # The engine treats an absent seed as 0 (TensorRT-LLM's default): same text every time.
+    seeds = {completion(temperature=0.8).options.seed for _ in range(3)}
+    assert len(seeds) == 3 and None not in seeds
+    assert chat(temperature=0).options.seed is None  # greedy needs none
+
+
 def test_fields_map_onto_generation_options():
     options = completion(max_tokens=7, temperature=0.5, top_p=0.9, seed=3, stop="\n",
                          presence_penalty=1, frequency_penalty=-1, top_k=5, min_tokens=2,

@@ -3,6 +3,7 @@ unfilled, and the ensemble's wiring agrees with each model's declared tensors.""
 
 from __future__ import annotations
 
+import dataclasses
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
@@ -42,6 +43,8 @@ def test_engine_step_targets_the_right_backend():
     gpu = parse(render_configs(GPU)["tensorrt_llm"])
     assert (cpu.backend, gpu.backend) == ("python", "tensorrtllm")
     assert cpu.model_transaction_policy.decoupled and gpu.model_transaction_policy.decoupled
+    unary = parse(render_configs(dataclasses.replace(CPU, decoupled=False))["tensorrt_llm"])
+    assert not unary.model_transaction_policy.decoupled  # decoupled_mode: false
     assert cpu.parameters["model_dir"].string_value == "/models/tok"
     assert gpu.parameters["gpt_model_path"].string_value == "/engines/llama"
     assert gpu.parameters["batch_scheduler_policy"].string_value == "max_utilization"
@@ -107,7 +110,6 @@ def test_repository_on_disk(tmp_path):
     ({"target": "gpu"}, "gpu_engine"),
     ({"triton_max_batch_size": 0}, "triton_max_batch_size"),
     ({"max_input_len": 4096}, "max_input_len"),
-    ({"decoupled": False}, "decoupled"),
 ])
 def test_bad_settings_name_the_field(kwargs, field):
     base = dict(tokenizer_dir="/t", max_input_len=1024, max_seq_len=2048)

@@ -19,8 +19,7 @@ import requests
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import triton_to_np_dtype
 
-from tests.helpers import engine_metrics, wait_for_idle_cache
-from tritonllm.tokenizer import TextCodec
+from tests.helpers import engine_metrics, hf_greedy, wait_for_idle_cache
 
 PROMPTS = [
     "The capital of France is",
@@ -29,32 +28,6 @@ PROMPTS = [
     "List three primary colors:",
     "Explain in one sentence why the sky is blue.",
 ]
-
-
-@pytest.fixture(scope="module")
-def codec(model_dir):
-    return TextCodec.from_dir(model_dir)
-
-
-@pytest.fixture(scope="module")
-def hf_model(model_dir):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.set_num_threads(2)
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-
-
-def hf_greedy(hf_model, ids: list[int], max_new_tokens: int) -> list[int]:
-    import torch
-
-    with torch.inference_mode():
-        out = hf_model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids)),
-                                max_new_tokens=max_new_tokens, do_sample=False)
-    generated = out[0, len(ids):].tolist()
-    eos = hf_model.generation_config.eos_token_id
-    eos = set(eos if isinstance(eos, list) else [eos])
-    return [t for t in generated if t not in eos]
 
 
 # --- request helpers -------------------------------------------------------------------------
@@ -154,6 +127,8 @@ def test_greedy_http_and_grpc_equal_transformers(triton_server, codec, hf_model,
             "input_ids": (codec.encode(prompt), "INT32"),
             "input_lengths": ([len(codec.encode(prompt))], "INT32"),
             "request_output_len": ([max_tokens], "INT32"),
+            # Without end_id TensorRT-LLM (and so the CPU step) stops on no token.
+            "end_id": ([codec.end_id], "INT32"),
             "exclude_input_in_output": ([True], "BOOL")}, request_id="direct")
         stream.send("ensemble", ensemble_values(prompt, max_tokens), request_id="ens")
         received = {}

@@ -36,8 +36,8 @@ import yaml
 
 from tritonllm.build import quant_modes
 from tritonllm.build.gpus import get_device
+from tritonllm.engine.config import SCHEDULER_POLICIES
 
-SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
 GEMM_PLUGINS = ("auto", "float16", "bfloat16", "float32", "fp8", "nvfp4", "disable")
 AWQ_GROUP_SIZES = (32, 64, 128)
 

@@ -47,7 +47,6 @@ def cpu_engine_parameters(profile: BuildProfile, kv_cache_tokens: int, model_dir
                           ) -> dict[str, str]:
     """The CPU engine step's string parameters (tritonllm.models.engine_step)."""
     from tritonllm.engine import EngineConfig
-    from tritonllm.models.engine_step import engine_parameters
 
     limits = profile.limits
     config = EngineConfig(
@@ -56,7 +55,7 @@ def cpu_engine_parameters(profile: BuildProfile, kv_cache_tokens: int, model_dir
         kv_cache_tokens=kv_cache_tokens, block_size=profile.engine.tokens_per_block,
         scheduler_policy=profile.serving.batch_scheduler_policy,
         enable_chunked_context=profile.serving.enable_chunked_context)
-    return {"model_dir": str(model_dir), **engine_parameters(config)}
+    return {"model_dir": str(model_dir), **config.to_parameters()}
 
 
 def render(profile: BuildProfile, out_dir: Path, **kwargs) -> Path:

@@ -1,7 +1,7 @@
 """gRPC transports: Triton's bidirectional ``ModelStreamInfer``, one stream per request.
 
-The engine step is decoupled, so Triton refuses unary ``ModelInfer``; every request, streamed
-or not, goes over the stream. Each request opens its own stream and half-closes it at once;
+Every request, streamed or not, goes over the stream: it works in both deployment modes
+(a decoupled deployment refuses unary ``ModelInfer``). Each request opens its own stream and half-closes it at once;
 Triton ends the stream after the request's last response, which is how the end is seen.
 A model's error for the request arrives in-band on the stream, as a message without a status
 code (Triton's opt-in ``triton_grpc_error`` status mode crashed Triton 2.51 here; see

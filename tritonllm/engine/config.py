@@ -22,9 +22,13 @@ describe both the GPU engine and this CPU twin:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from tritonllm.contract import format_bool, parse_bool
+
+# TensorRT-LLM's batch_scheduler_policy values; the build profile and the renderer read them here.
 SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
 
 
@@ -85,3 +89,30 @@ class EngineConfig:
                 f"max_num_tokens: {self.max_num_tokens} must be >= max_input_len "
                 f"({self.max_input_len}) when enable_chunked_context is False"
             )
+
+    @classmethod
+    def from_parameters(cls, params: dict[str, str]) -> "EngineConfig":
+        """From a Triton model's string parameters; absent keys keep their defaults, other keys
+        are ignored (the model has parameters of its own)."""
+        defaults = cls()
+        values = {f.name: _parse(params[f.name], type(getattr(defaults, f.name)), f.name)
+                  for f in dataclasses.fields(cls) if f.init and f.name in params}
+        return cls(**values)
+
+    def to_parameters(self) -> dict[str, str]:
+        """The inverse of :meth:`from_parameters`: what the renderer writes into config.pbtxt."""
+        return {f.name: _format(getattr(self, f.name))
+                for f in dataclasses.fields(self) if f.init}
+
+
+def _parse(text: str, kind: type, name: str):
+    if kind is bool:
+        return parse_bool(text, f"parameter {name}")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"parameter {name}: expected {kind.__name__}, got {text!r}") from None
+
+
+def _format(value) -> str:
+    return format_bool(value) if isinstance(value, bool) else str(value)

@@ -283,7 +283,9 @@ class LLMEngine:
         return self.sampler.sample(logits, seqs, ends)
 
     def _end_ids(self, request: GenerationRequest) -> list[int]:
-        return self.runner.eos_token_ids if request.end_id is None else [request.end_id]
+        if request.end_id is None:
+            return self.runner.eos_token_ids
+        return [] if request.end_id == -1 else [request.end_id]
 
     # ---- postprocess ---------------------------------------------------------------------
 
@@ -353,6 +355,8 @@ class LLMEngine:
             if not request.exclude_input_in_output:
                 tokens = seq.token_ids[:]
         seq.num_emitted_tokens = seq.num_generated
+        held = len(self.scheduler.block_manager.block_table(seq.seq_id))
+        seq.kv_cache_blocks = max(seq.kv_cache_blocks, held)
         return GenerationOutput(
             request_id=request.request_id, token_ids=tokens,
             log_probs=log_probs if request.return_log_probs else [],
@@ -363,7 +367,8 @@ class LLMEngine:
             first_scheduled_time_ns=seq.first_scheduled_time_ns,
             first_token_time_ns=seq.first_token_time_ns,
             last_token_time_ns=seq.last_token_time_ns,
-            num_input_tokens=seq.num_prompt_tokens, num_output_tokens=seq.num_generated)
+            num_input_tokens=seq.num_prompt_tokens, num_output_tokens=seq.num_generated,
+            kv_cache_blocks=seq.kv_cache_blocks)
 
     # ---- stats ---------------------------------------------------------------------------
 

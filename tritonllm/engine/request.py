@@ -112,7 +112,8 @@ class GenerationRequest:
     """One generation request, as the engine's step model receives it.
 
     ``prompt_ids``: the tokenized prompt. ``max_new_tokens``: most tokens to generate.
-    ``end_id``: the token that ends generation (not output); None means the model's EOS ids.
+    ``end_id``: the token that ends generation (not output); None means the model's EOS ids,
+    -1 that no token does (TensorRT-LLM's meaning of an absent end_id).
     ``pad_id``: kept for the adapter's padding; the engine never emits it.
     ``stop_words`` / ``bad_words``: token-id sequences; a stop word ends generation once the
     generated tokens end with it; a bad word's last token is banned whenever the tokens before
@@ -147,10 +148,10 @@ class GenerationRequest:
             raise ValueError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
         object.__setattr__(self, "stop_words", _word_lists("stop_words", self.stop_words))
         object.__setattr__(self, "bad_words", _word_lists("bad_words", self.bad_words))
-        for name in ("end_id", "pad_id"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name}: must be >= 0, got {value}")
+        if self.end_id is not None and self.end_id < -1:
+            raise ValueError(f"end_id: must be >= -1 (-1: no end id), got {self.end_id}")
+        if self.pad_id is not None and self.pad_id < 0:
+            raise ValueError(f"pad_id: must be >= 0, got {self.pad_id}")
 
 
 @dataclass
@@ -161,6 +162,8 @@ class GenerationOutput:
     they were drawn from (empty unless ``return_log_probs``); ``cum_log_prob``: their sum over
     all tokens generated so far. Times are ``time.time_ns()`` wall-clock nanoseconds (0 when the
     event has not happened). ``num_output_tokens``: generated so far (end_id not counted).
+    ``kv_cache_blocks``: the most KV-cache blocks the request has held so far (all newly
+    allocated: the CPU engine reuses no prefix blocks).
     """
 
     request_id: str
@@ -176,6 +179,7 @@ class GenerationOutput:
     last_token_time_ns: int = 0
     num_input_tokens: int = 0
     num_output_tokens: int = 0
+    kv_cache_blocks: int = 0
 
 
 class SequenceStatus(Enum):
@@ -212,6 +216,7 @@ class Sequence:
         self.first_scheduled_time_ns = 0
         self.first_token_time_ns = 0
         self.last_token_time_ns = 0
+        self.kv_cache_blocks = 0  # the most blocks held so far
 
     def __repr__(self) -> str:
         return (f"Sequence({self.seq_id}, {self.status.value}, len={len(self.token_ids)}, "

@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from tritonllm.contract import parse_bool
+
 KINDS = ("synthetic", "file", "shared_prefix")
 _WORD = re.compile(r"Ġ[a-z]{3,10}")  # byte-level BPE spells a leading space as "Ġ"
 _MAX_ATTEMPTS = 20
@@ -151,8 +153,8 @@ def _coerce(name: str, value, type_name: str):
         if type_name == "float":
             return float(value)
         if type_name == "bool":
-            return {"true": True, "1": True, "false": False, "0": False}[value.lower()]
-    except (ValueError, KeyError):
+            return parse_bool(value, f"workload.{name}")
+    except ValueError:
         raise ValueError(f"workload.{name}: {value!r} is not a valid {type_name}") from None
     return value
 

@@ -1,12 +1,18 @@
 """The CPU ``tensorrt_llm`` step: Triton tensors <-> :mod:`tritonllm.engine`.
 
 Inputs and outputs are those of ``tritonllm.contract.TENSORRT_LLM`` (the names of TensorRT-LLM's
-Triton backend), one request at a time, as numpy arrays with the batch dimension first. Outputs:
-``output_ids`` INT32 [1, beam=1, len] (new tokens when streaming; prompt + generated otherwise,
-or generated only with ``exclude_input_in_output``), ``sequence_length`` INT32 [1, 1],
-``cum_log_probs`` FP32 [1, 1], ``output_log_probs`` FP32 [1, 1, len], ``batch_index`` and
-``sequence_index`` INT32 [1, 1] (always 0: one sequence per request), and, when asked,
-``*_time_ns`` INT64 [1, 1] and ``num_input_tokens`` / ``num_output_tokens`` INT32 [1, 1].
+Triton backend), one request at a time, as numpy arrays with the batch dimension first. Values
+mean what the backend makes of them (``docs/compatibility.md`` has the audit): ``top_p <= 0``
+and ``top_k == 0`` are unset, and with neither set decoding is greedy whatever the
+temperature; ``seed`` defaults to 0; an absent ``end_id`` means no token ends generation; ``exclude_input_in_output`` defaults to the model parameter (false).
+
+Outputs, as the backend sends them: ``output_ids`` INT32 [1, beam=1, len] (new tokens when
+streaming; prompt + generated otherwise, or generated only with ``exclude_input_in_output``),
+``sequence_length`` INT32 [1, 1]; with ``return_log_probs``, ``cum_log_probs`` FP32 [1, 1] and
+``output_log_probs`` FP32 [1, 1, len]; with ``return_perf_metrics``, every response carries the
+ten perf outputs [1, 1] (times are wall-clock ns); ``num_input_tokens`` / ``num_output_tokens``
+INT32 [1, 1] when asked (our extension). ``batch_index`` / ``sequence_index`` are not sent: the
+backend sends them only for batch > 1 / several sequences, which the CPU engine refuses.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tritonllm import contract
-from tritonllm.engine import EngineConfig, GenerationOutput, GenerationRequest, SamplingParams
+from tritonllm.engine import GenerationOutput, GenerationRequest, SamplingParams
 from tritonllm.tokenizer import InvalidInputError, from_word_list_format
 
 # tensorrt_llm input -> SamplingParams field.
@@ -33,32 +39,33 @@ _SAMPLING_FIELDS = {
 }
 _TO_ENSEMBLE = {engine: name for name, engine in contract.ENGINE_NAME_FOR.items()}
 
-
-def engine_config(params: dict[str, str]) -> EngineConfig:
-    """An EngineConfig from the model's string parameters; absent keys keep their defaults."""
-    values = {}
-    for f in dataclasses.fields(EngineConfig):
-        if f.init and f.name in params:
-            values[f.name] = _parse(params[f.name], type(getattr(EngineConfig(), f.name)), f.name)
-    return EngineConfig(**values)
+# TensorRT-LLM's defaults for absent inputs (its executor's DefaultDecodingParams).
+# ``min_tokens`` keeps our default of 0, not the executor's 1 (docs/compatibility.md: greedy
+# output then equals transformers', which may end on the first token).
+DEFAULT_SEED = 0
+NO_END_ID = -1  # the backend's value when end_id is absent: no token ends generation
 
 
-def engine_parameters(config: EngineConfig) -> dict[str, str]:
-    """The inverse of :func:`engine_config`: what the renderer writes into config.pbtxt."""
-    return {f.name: str(getattr(config, f.name)).lower() if isinstance(getattr(config, f.name), bool)
-            else str(getattr(config, f.name))
-            for f in dataclasses.fields(EngineConfig) if f.init}
+STREAMING_NEEDS_DECOUPLED = ("streaming: streaming is only supported if the model is deployed "
+                             "in decoupled mode (tritonllm serve --decoupled)")
 
 
-def _parse(text: str, kind: type, name: str):
-    if kind is bool:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"parameter {name}: expected true or false, got {text!r}")
-        return text.lower() in ("true", "1")
-    try:
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"parameter {name}: expected {kind.__name__}, got {text!r}") from None
+@dataclass(frozen=True)
+class StepSettings:
+    """Per-deployment facts the step needs: whether the model is decoupled (responses may
+    stream) and the ``exclude_input_in_output`` model parameter (the default for requests)."""
+
+    decoupled: bool = True
+    exclude_input_in_output: bool = False
+
+    @classmethod
+    def from_model_config(cls, config: dict) -> "StepSettings":
+        """From the model config as Triton hands it to ``initialize`` (parsed JSON)."""
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        policy = config.get("model_transaction_policy", {})
+        return cls(decoupled=bool(policy.get("decoupled", False)),
+                   exclude_input_in_output=contract.parse_bool(
+                       params.get("exclude_input_in_output", "false"), "exclude_input_in_output"))
 
 
 @dataclass(frozen=True)
@@ -71,9 +78,13 @@ class Wants:
     num_output_tokens: bool = False
 
 
-def parse_request(engine_request_id: str, inputs: dict[str, np.ndarray]) -> tuple[GenerationRequest, Wants]:
+def parse_request(engine_request_id: str, inputs: dict[str, np.ndarray],
+                  settings: StepSettings = StepSettings()) -> tuple[GenerationRequest, Wants]:
     """Validate one Triton request's inputs and build the engine request."""
     _refuse_unsupported(inputs)
+    streaming = bool(_scalar(inputs, "streaming", False))
+    if streaming and not settings.decoupled:
+        raise InvalidInputError(STREAMING_NEEDS_DECOUPLED)
     if len(_flat(inputs["input_lengths"])) != 1:
         raise InvalidInputError("input_ids: the CPU engine takes one sequence per request "
                                 f"(batch size 1), got {len(_flat(inputs['input_lengths']))}")
@@ -86,13 +97,14 @@ def parse_request(engine_request_id: str, inputs: dict[str, np.ndarray]) -> tupl
         request_id=engine_request_id,
         prompt_ids=ids[:length].tolist(),
         max_new_tokens=int(_scalar(inputs, "request_output_len")),
-        sampling=SamplingParams(**_sampling_values(inputs)),
-        end_id=_optional_int(inputs, "end_id"),
+        sampling=_sampling(inputs),
+        end_id=int(_scalar(inputs, "end_id", NO_END_ID)),
         pad_id=_optional_int(inputs, "pad_id"),
         stop_words=_words(inputs, "stop_words_list"),
         bad_words=_words(inputs, "bad_words_list"),
-        streaming=bool(_scalar(inputs, "streaming", False)),
-        exclude_input_in_output=bool(_scalar(inputs, "exclude_input_in_output", False)),
+        streaming=streaming,
+        exclude_input_in_output=bool(_scalar(inputs, "exclude_input_in_output",
+                                             settings.exclude_input_in_output)),
         return_log_probs=bool(_scalar(inputs, "return_log_probs", False)),
     )
     wants = Wants(
@@ -106,23 +118,38 @@ def parse_request(engine_request_id: str, inputs: dict[str, np.ndarray]) -> tupl
 
 def output_tensors(output: GenerationOutput, wants: Wants) -> dict[str, np.ndarray]:
     ids = np.asarray(output.token_ids, dtype=np.int32).reshape(1, 1, -1)
-    log_probs = np.asarray(output.log_probs if wants.log_probs else [], dtype=np.float32)
     tensors = {
         "output_ids": ids,
         "sequence_length": np.array([[ids.shape[-1]]], dtype=np.int32),
-        "cum_log_probs": np.array([[output.cum_log_prob]], dtype=np.float32),
-        "output_log_probs": log_probs.reshape(1, 1, -1),
-        "batch_index": np.zeros((1, 1), dtype=np.int32),
-        "sequence_index": np.zeros((1, 1), dtype=np.int32),
     }
+    if wants.log_probs:
+        tensors["cum_log_probs"] = np.array([[output.cum_log_prob]], dtype=np.float32)
+        tensors["output_log_probs"] = np.asarray(output.log_probs,
+                                                 dtype=np.float32).reshape(1, 1, -1)
     if wants.perf:
-        for name in contract.PERF_OUTPUTS:
-            tensors[name] = np.array([[getattr(output, name)]], dtype=np.int64)
+        tensors.update(_perf_tensors(output))
     if wants.num_input_tokens:
         tensors["num_input_tokens"] = np.array([[output.num_input_tokens]], dtype=np.int32)
     if wants.num_output_tokens:
         tensors["num_output_tokens"] = np.array([[output.num_output_tokens]], dtype=np.int32)
     return tensors
+
+
+def _perf_tensors(output: GenerationOutput) -> dict[str, np.ndarray]:
+    values = {
+        "kv_cache_alloc_new_blocks": output.kv_cache_blocks,
+        "kv_cache_reused_blocks": 0,  # no prefix reuse in the CPU engine
+        "kv_cache_alloc_total_blocks": output.kv_cache_blocks,
+        "arrival_time_ns": output.arrival_time_ns,
+        "first_scheduled_time_ns": output.first_scheduled_time_ns,
+        "first_token_time_ns": output.first_token_time_ns,
+        "last_token_time_ns": output.last_token_time_ns,
+        "acceptance_rate": 0.0,  # no speculative decoding
+        "total_accepted_draft_tokens": 0,
+        "total_draft_tokens": 0,
+    }
+    return {name: np.array([[values[name]]], dtype=contract.NUMPY_DTYPES[dtype])
+            for name, dtype in contract.PERF_OUTPUTS}
 
 
 def stop_requested(inputs: dict[str, np.ndarray]) -> bool:
@@ -134,6 +161,9 @@ def _refuse_unsupported(inputs: dict[str, np.ndarray]) -> None:
     for name in contract.TENSORRT_LLM.unsupported_inputs:
         if name in inputs:
             raise InvalidInputError(f"{_public(name)}: not supported by this deployment yet")
+    if np.asarray(inputs.get("embedding_bias", ())).size:
+        raise InvalidInputError("embedding_bias: not supported by the CPU engine "
+                                "(an empty tensor, as preprocessing sends, is accepted)")
     for name, only in contract.SINGLE_VALUE_ONLY.items():
         value = _scalar(inputs, name, only)
         if int(value) != only:
@@ -143,13 +173,20 @@ def _refuse_unsupported(inputs: dict[str, np.ndarray]) -> None:
             raise InvalidInputError(f"{_public(name)}: not supported by the CPU engine")
 
 
-def _sampling_values(inputs: dict[str, np.ndarray]) -> dict:
-    values = {}
+def _sampling(inputs: dict[str, np.ndarray]) -> SamplingParams:
+    """The request's sampling, with the backend's meaning of absent and zero values."""
+    values = {"seed": DEFAULT_SEED}
     for tensor_name, field_name in _SAMPLING_FIELDS.items():
         value = _scalar(inputs, tensor_name)
         if value is not None:
             values[field_name] = value.item()
-    return values
+    if values.get("top_p") is not None and values["top_p"] <= 0:
+        values["top_p"] = None  # the backend treats top_p <= 0 as unset
+    params = SamplingParams(**values)  # validates every value, temperature included
+    if not params.top_k and params.top_p is None:
+        # Neither top-k nor top-p: the backend decodes greedily whatever the temperature.
+        params = dataclasses.replace(params, temperature=None)
+    return params
 
 
 def _words(inputs: dict[str, np.ndarray], name: str) -> list[list[int]]:

@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from tritonllm.contract import INCREMENTAL_DETOKENIZE
+from tritonllm.contract import INCREMENTAL_DETOKENIZE, parse_bool
 from tritonllm.tokenizer import IncrementalDetokenizer, TextCodec
 
 MAX_LIVE_STREAMS = 4096
@@ -28,8 +28,7 @@ MAX_LIVE_STREAMS = 4096
 
 def wants_incremental(parameters: dict) -> bool:
     """True when the request parameters ask for exact streamed text (bool or "true")."""
-    value = parameters.get(INCREMENTAL_DETOKENIZE, False)
-    return value is True or str(value).lower() in ("true", "1", "yes")
+    return parse_bool(parameters.get(INCREMENTAL_DETOKENIZE, False), INCREMENTAL_DETOKENIZE)
 
 
 class Postprocessor:
@@ -48,7 +47,9 @@ class Postprocessor:
                 ids = tokens[b, beam, : lengths[b, beam]].tolist()
                 key = (request_id, b, beam) if incremental and request_id else None
                 texts[b, beam] = self._text(key, ids).encode("utf-8")
-        return {"OUTPUT": texts}
+        # 1-D, batch x beams, as the reference postprocessing returns it (np.array of strings):
+        # clients read ``text_output[0].decode()``.
+        return {"OUTPUT": texts.reshape(-1)}
 
     def _text(self, key: tuple | None, ids: list[int]) -> str:
         if key is None:

@@ -53,6 +53,9 @@ class Preprocessor:
             "STOP_WORDS_IDS": self._words(inputs, "STOP_WORDS_DICT", index, "stop_words"),
             "OUT_END_ID": np.int32(_row_value(inputs, "END_ID", index, self.codec.end_id)),
             "OUT_PAD_ID": np.int32(_row_value(inputs, "PAD_ID", index, self.codec.pad_id)),
+            # Decoder-only: the reference's encoder-decoder outputs are [pad_id] and 1.
+            "DECODER_INPUT_ID": np.asarray([self.codec.pad_id], dtype=np.int32),
+            "REQUEST_DECODER_INPUT_LEN": np.int32(1),
         }
 
     def _encode(self, query, chat: bool) -> list[int]:

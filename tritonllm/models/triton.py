@@ -54,3 +54,28 @@ def respond(pb_utils, request, model: ModelContract,
         return pb_utils.InferenceResponse(output_tensors=to_tensors(pb_utils, outputs))
     except Exception as exc:  # noqa: BLE001 - every failure must reach the client, not the server
         return pb_utils.InferenceResponse(output_tensors=[], error=error(pb_utils, exc))
+
+
+def engine_output_sender(pb_utils, sender, to_outputs: Callable, on_finished: Callable):
+    """An engine ``on_output`` callback that answers one Triton request through ``sender``.
+
+    Each engine output becomes one response (``to_outputs`` turns it into named arrays); the
+    last carries the FINAL flag. An engine failure becomes an INTERNAL error response (the
+    request's fault never reaches here: bad input is refused before it is queued).
+    ``on_finished(output)`` runs after the final response.
+    """
+    final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+    def on_output(output) -> None:
+        if output.error and output.finish_reason == "error":
+            error = pb_utils.TritonError(f"internal error: {output.error}",
+                                         pb_utils.TritonError.INTERNAL)
+            sender.send(pb_utils.InferenceResponse(output_tensors=[], error=error), flags=final)
+        else:
+            tensors = to_tensors(pb_utils, to_outputs(output))
+            sender.send(pb_utils.InferenceResponse(output_tensors=tensors),
+                        flags=final if output.finished else 0)
+        if output.finished:
+            on_finished(output)
+
+    return on_output

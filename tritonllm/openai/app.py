@@ -131,7 +131,7 @@ class Frontend:
     async def _whole(self, call: GenerationCall, request: Request) -> Response:
         timer = self.metrics.timer(call.endpoint)
         with timer:
-            work = asyncio.ensure_future(_collect(generate(self.client, call), timer))
+            work = asyncio.ensure_future(_collect(generate(self.client, call, decoupled=self.settings.decoupled), timer))
             gone = asyncio.ensure_future(_disconnected(request))
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
             gone.cancel()
@@ -149,7 +149,7 @@ class Frontend:
     async def _streamed(self, call: GenerationCall) -> Response:
         """Waits for the first event, so that a refused request still gets its HTTP 400."""
         timer = self.metrics.timer(call.endpoint)
-        events = generate(self.client, call)
+        events = generate(self.client, call, decoupled=self.settings.decoupled)
         first = await anext(events)
         return _ClosingStream(_sse_events(call, first, events, timer),
                               media_type="text/event-stream")

@@ -1,8 +1,10 @@
 """One OpenAI request run against the ensemble: the text as it may be sent, then how it ended.
 
-Always streamed from the ensemble (gRPC, exact incremental detokenization), whether or not
-the HTTP client streams: stop strings are found as the text arrives and end the engine
-request at once, and the frontend measures time to first token for every request.
+Streamed from the ensemble (gRPC, exact incremental detokenization) whether or not the HTTP
+client streams, when the deployment is decoupled: stop strings are found as the text arrives
+and end the engine request at once, and the frontend measures time to first token for every
+request. A deployment that is not decoupled answers each request once: its whole text is
+then the only delta.
 
 Leaving the iteration early (a stop string, a client that disconnected, a cancelled task)
 abandons the ensemble stream; :class:`tritonllm.client.AsyncClient` then sends TensorRT-LLM's
@@ -15,7 +17,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from tritonllm.client import AsyncClient, TritonLLMError
+from tritonllm.client import AsyncClient, Chunk, TritonLLMError
 
 from .errors import from_client_error
 from .protocol import GenerationCall
@@ -57,11 +59,12 @@ class _Counts:
             self.completion = chunk.num_output_tokens
 
 
-async def generate(client: AsyncClient, call: GenerationCall) -> AsyncIterator[Delta | Finish]:
+async def generate(client: AsyncClient, call: GenerationCall, *,
+                   decoupled: bool = True) -> AsyncIterator[Delta | Finish]:
     """Deltas (never empty), then one Finish. Errors of the ensemble request are raised as
     :class:`~tritonllm.openai.errors.OpenAIError` naming the request's field."""
     scanner, counts = StopScanner(call.options.stop), _Counts()
-    chunks = _stream(client, call)
+    chunks = _stream(client, call) if decoupled else _whole(client, call)
     try:
         async for chunk in chunks:
             counts.update(chunk)
@@ -86,6 +89,18 @@ def _stream(client: AsyncClient, call: GenerationCall):
     if call.chat:
         return client.chat_stream(list(call.messages), **options)
     return client.stream(call.prompt, **options)
+
+
+async def _whole(client: AsyncClient, call: GenerationCall):
+    """One request, one response (a deployment that is not decoupled), as a one-chunk stream."""
+    options = {f.name: getattr(call.options, f.name) for f in dataclasses.fields(call.options)}
+    if call.chat:
+        completion = await client.chat(list(call.messages), **options)
+    else:
+        completion = await client.generate(call.prompt, **options)
+    yield Chunk(text=completion.text, index=0, arrival_s=completion.e2e_s,
+                num_input_tokens=completion.num_input_tokens,
+                num_output_tokens=completion.num_output_tokens)
 
 
 def _reason(matched_stop: bool, completion_tokens: int, max_tokens: int) -> str:

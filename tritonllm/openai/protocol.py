@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -206,7 +207,7 @@ def _options(body: Mapping, max_tokens: int) -> GenerationOptions:
         max_tokens=max_tokens,
         temperature=0.0 if greedy else (1.0 if temperature is None else temperature),
         top_p=None if greedy else (1.0 if top_p is None else top_p),
-        seed=_get(body, "seed", int, 0, 2**64 - 1),
+        seed=_seed(body, greedy),
         stop=stop_words(body.get("stop")),
         presence_penalty=_get(body, "presence_penalty", float, -2.0, 2.0),
         frequency_penalty=_get(body, "frequency_penalty", float, -2.0, 2.0),
@@ -215,6 +216,16 @@ def _options(body: Mapping, max_tokens: int) -> GenerationOptions:
         repetition_penalty=_get(body, "repetition_penalty", float, 0.0, math.inf),
         return_num_tokens=True,
     )
+
+
+def _seed(body: Mapping, greedy: bool) -> int | None:
+    """The client's seed; else a fresh one for a sampled request. TensorRT-LLM's backend (and
+    the CPU engine step, which follows it) treats an absent seed as 0, so identical requests
+    would sample identical text; OpenAI clients expect fresh samples."""
+    seed = _get(body, "seed", int, 0, 2**64 - 1)
+    if seed is None and not greedy:
+        seed = secrets.randbits(63)
+    return seed
 
 
 def stop_words(value) -> tuple[str, ...]:

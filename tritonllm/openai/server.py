@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import fields
 from pathlib import Path
 
+from tritonllm.contract import parse_bool
+
 from .settings import FrontendSettings
 
 
@@ -39,6 +41,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     for f in fields(FrontendSettings):
         default = getattr(defaults, f.name)
         kind = _optional_float if f.name == "request_timeout_s" else type(default)
+        if kind is bool:
+            kind = _bool
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind,
                             default=default, help=f"default {default}")
 
@@ -53,6 +57,10 @@ def command(settings: FrontendSettings) -> list[str]:
     for f in fields(FrontendSettings):
         args += ["--" + f.name.replace("_", "-"), str(getattr(settings, f.name))]
     return args
+
+
+def _bool(text: str) -> bool:
+    return parse_bool(text, "option")
 
 
 def _optional_float(text: str) -> float | None:

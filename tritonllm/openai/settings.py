@@ -15,7 +15,9 @@ class FrontendSettings:
     ``model_name``: the model id clients send (``GET /v1/models`` lists it);
     ``default_max_tokens``: new tokens at most when a request names no limit (OpenAI's own
     default is the rest of the context; a CPU engine needs a bound); ``request_timeout_s``:
-    a request's limit in all (None: none)."""
+    a request's limit in all (None: none); ``decoupled``: whether the deployment streams
+    (tensorrtllm_backend's ``decoupled_mode``); when false, each request asks the ensemble for
+    one whole response and a streamed request gets its text in one chunk."""
 
     triton_url: str = "localhost:8001"
     triton_model: str = "ensemble"
@@ -24,6 +26,7 @@ class FrontendSettings:
     port: int = DEFAULT_PORT
     default_max_tokens: int = 1024
     request_timeout_s: float | None = 600.0
+    decoupled: bool = True
 
     def __post_init__(self) -> None:
         for name in ("triton_url", "triton_model", "model_name", "host"):

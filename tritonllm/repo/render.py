@@ -22,7 +22,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonllm import contract
-from tritonllm.contract import ModelContract, Tensor
+from tritonllm.contract import ModelContract, Tensor, format_bool
+from tritonllm.engine.config import SCHEDULER_POLICIES
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "model_repository"
 PYTHON_MODELS = ("preprocessing", "postprocessing")
@@ -44,10 +45,9 @@ class GpuEngineSettings:
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.batch_scheduler_policy not in ("guaranteed_no_evict", "max_utilization"):
-            raise ValueError(
-                "batch_scheduler_policy: must be guaranteed_no_evict or max_utilization, "
-                f"got {self.batch_scheduler_policy!r}")
+        if self.batch_scheduler_policy not in SCHEDULER_POLICIES:
+            raise ValueError(f"batch_scheduler_policy: must be one of {SCHEDULER_POLICIES}, "
+                             f"got {self.batch_scheduler_policy!r}")
         if not 0.0 < self.kv_cache_free_gpu_mem_fraction <= 1.0:
             raise ValueError("kv_cache_free_gpu_mem_fraction: must be in (0, 1], got "
                              f"{self.kv_cache_free_gpu_mem_fraction}")
@@ -58,10 +58,10 @@ class GpuEngineSettings:
             "gpt_model_path": self.engine_dir,
             "batch_scheduler_policy": self.batch_scheduler_policy,
             "kv_cache_free_gpu_mem_fraction": str(self.kv_cache_free_gpu_mem_fraction),
-            "enable_kv_cache_reuse": _bool(self.enable_kv_cache_reuse),
-            "enable_chunked_context": _bool(self.enable_chunked_context),
+            "enable_kv_cache_reuse": format_bool(self.enable_kv_cache_reuse),
+            "enable_chunked_context": format_bool(self.enable_chunked_context),
             "max_beam_width": str(self.max_beam_width),
-            "exclude_input_in_output": _bool(self.exclude_input_in_output),
+            "exclude_input_in_output": format_bool(self.exclude_input_in_output),
         }
         if self.max_tokens_in_paged_kv_cache is not None:
             params["max_tokens_in_paged_kv_cache"] = str(self.max_tokens_in_paged_kv_cache)
@@ -72,6 +72,9 @@ class GpuEngineSettings:
 class RepoSettings:
     """Everything the model repository needs besides the contract.
 
+    ``decoupled`` is tensorrtllm_backend's ``decoupled_mode``: true lets responses stream (gRPC
+    stream / HTTP generate_stream) and refuses unary ModelInfer and HTTP infer on the engine and
+    the ensemble; false serves unary calls and refuses ``stream=true``.
     ``max_input_len`` / ``max_seq_len`` are the engine's limits; preprocessing checks them so
     that errors name the ensemble's fields. ``cpu_engine_parameters`` (target ``cpu``) are handed
     to the CPU engine adapter as string parameters; ``gpu_engine`` (target ``gpu``) fills the
@@ -102,9 +105,6 @@ class RepoSettings:
         if self.preprocessing_instances < 1:
             raise ValueError(f"preprocessing_instances: must be >= 1, got "
                              f"{self.preprocessing_instances}")
-        if not self.decoupled:
-            # Streaming and HTTP generate_stream need the decoupled engine step (DESIGN §2).
-            raise ValueError("decoupled: the engine step must be decoupled for streaming")
 
 
 def render_configs(settings: RepoSettings) -> dict[str, str]:
@@ -201,6 +201,3 @@ def _set_parameters(cfg: pb.ModelConfig, params: dict[str, str]) -> None:
     for key, value in params.items():
         cfg.parameters[key].string_value = str(value)
 
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from tritonllm.engine import EngineConfig
 from tritonllm.model_source import cache_root, resolve_model_dir
-from tritonllm.models.engine_step import engine_parameters
 from tritonllm.openai.server import FrontendProcess
 from tritonllm.openai.settings import DEFAULT_PORT, FrontendSettings
 from tritonllm.repo.render import RepoSettings, render_repository
@@ -24,20 +23,22 @@ from tritonllm.serve.launcher import Ports, TritonServer
 
 @dataclass(frozen=True)
 class CpuDeployment:
-    """What ``tritonllm serve`` deploys; ``model=None`` means the default SmolLM2 model."""
+    """What ``tritonllm serve`` deploys; ``model=None`` means the default SmolLM2 model.
+    ``decoupled``: tensorrtllm_backend's ``decoupled_mode`` (see :class:`RepoSettings`)."""
 
     model: str | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
     triton_max_batch_size: int = 64
+    decoupled: bool = True
     repo_dir: Path = field(default_factory=lambda: cache_root() / "model_repository")
 
     def repo_settings(self, model_dir: Path) -> RepoSettings:
-        params = {"model_dir": str(model_dir), **engine_parameters(self.engine)}
+        params = {"model_dir": str(model_dir), **self.engine.to_parameters()}
         return RepoSettings(tokenizer_dir=str(model_dir),
                             max_input_len=self.engine.max_input_len,
                             max_seq_len=self.engine.max_seq_len,
                             triton_max_batch_size=self.triton_max_batch_size,
-                            cpu_engine_parameters=params)
+                            decoupled=self.decoupled, cpu_engine_parameters=params)
 
     def prepare(self) -> Path:
         """Resolve (or create) the model checkpoint and render the repository; returns it."""
@@ -80,6 +81,7 @@ def _start_frontend(deployment: CpuDeployment, ports: Ports, port: int,
     if not port:
         return None
     settings = FrontendSettings(triton_url=f"localhost:{ports.grpc}", port=port,
+                                decoupled=deployment.decoupled,
                                 model_name=resolve_model_dir(deployment.model).name)
     log = log_file.with_name(log_file.name + ".openai") if log_file else None
     return FrontendProcess(settings, log_file=log).start()

@@ -1,7 +1,8 @@
 """Triton adapter for postprocessing: token ids -> text (logic: tritonllm.models.postprocess).
 
 Inputs (batch first): TOKENS_BATCH INT32 [beam, len], SEQUENCE_LENGTH INT32 [beam].
-Output: OUTPUT BYTES [beam], UTF-8 text. For streams, each OUTPUT is the text
+Output: OUTPUT BYTES [batch x beam] (1-D, as tensorrtllm_backend's postprocessing sends it),
+UTF-8 text. For streams, each OUTPUT is the text
 delta of that response; the deltas concatenate to the non-streamed text (state keyed by request
 id when the request parameter ``incremental_detokenize`` is true, so this model runs as a single
 instance).
@@ -26,5 +27,7 @@ class TritonPythonModel:
         return [triton.respond(pb_utils, r, POSTPROCESSING, self._handler(r)) for r in requests]
 
     def _handler(self, request):
-        incremental = wants_incremental(json.loads(request.parameters() or "{}"))
-        return lambda inputs: self.postprocess(inputs, request.request_id(), incremental)
+        def handle(inputs):
+            incremental = wants_incremental(json.loads(request.parameters() or "{}"))
+            return self.postprocess(inputs, request.request_id(), incremental)
+        return handle

@@ -2,20 +2,27 @@
 tritonllm.models.engine_step). On GPU this model is TensorRT-LLM's own ``tensorrtllm`` backend
 with the same tensors; this file is not used there.
 
-Decoupled: ``execute`` queues each request on the inflight-batching engine and returns at once;
-responses go through the request's response sender from the engine thread. Streaming requests
-get one response per step that produced tokens (new tokens only) and the last carries the FINAL
-flag; non-streaming requests get exactly one response with the FINAL flag. Inputs and outputs:
-see ``tritonllm.models.engine_step``. A bad request gets INVALID_ARG naming the field and the
-limit; a cancelled request (client gone, or ``stop``) frees its KV cache at the next step.
+``execute`` queues each request on the inflight-batching engine and returns at once; responses
+go through the request's response sender from the engine thread, so requests that arrive while
+others run join the running batch in both deployment modes:
+
+- decoupled (default): streaming requests get one response per step that produced tokens (new
+  tokens only), the last with the FINAL flag; non-streaming requests get exactly one response.
+- not decoupled (``decoupled_mode`` false, for unary ModelInfer / HTTP ``infer``): exactly one
+  response per request; ``streaming=true`` is refused, as TensorRT-LLM's backend refuses it.
+
+Inputs and outputs: see ``tritonllm.models.engine_step``. A bad request gets INVALID_ARG naming
+the field and the limit; a cancelled request (client gone, or ``stop``) frees its KV cache at
+the next step.
 """
 
+import json
 import uuid
 
 import triton_python_backend_utils as pb_utils
 
 from tritonllm.contract import TENSORRT_LLM
-from tritonllm.engine import LLMEngine
+from tritonllm.engine import EngineConfig, LLMEngine
 from tritonllm.models import engine_step, triton
 from tritonllm.models.metrics import EngineMetrics
 from tritonllm.tokenizer import InvalidInputError
@@ -26,7 +33,8 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 class TritonPythonModel:
     def initialize(self, args):
         params = triton.parameters(args)
-        self.engine = LLMEngine(params["model_dir"], engine_step.engine_config(params)).start()
+        self.settings = engine_step.StepSettings.from_model_config(json.loads(args["model_config"]))
+        self.engine = LLMEngine(params["model_dir"], EngineConfig.from_parameters(params)).start()
         self.metrics = EngineMetrics(pb_utils, args["model_name"])
         self.metrics.set_stats(self.engine.stats())
         self.stop_metrics = self.metrics.refresh_every(0.5, self.engine.stats)
@@ -53,24 +61,17 @@ class TritonPythonModel:
             sender.send(pb_utils.InferenceResponse(output_tensors=[]), flags=FINAL)
             return
         engine_id = uuid.uuid4().hex  # Triton ids are often reused ("1"); ours must be unique
-        generation, wants = engine_step.parse_request(engine_id, inputs)
+        generation, wants = engine_step.parse_request(engine_id, inputs, self.settings)
         if request.request_id():
             self.live[request.request_id()] = engine_id
 
-        def on_output(output):
-            if output.error and output.finish_reason == "error":
-                error = pb_utils.TritonError(f"internal error: {output.error}",
-                                             pb_utils.TritonError.INTERNAL)
-                sender.send(pb_utils.InferenceResponse(output_tensors=[], error=error), flags=FINAL)
-            else:
-                tensors = triton.to_tensors(pb_utils, engine_step.output_tensors(output, wants))
-                sender.send(pb_utils.InferenceResponse(output_tensors=tensors),
-                            flags=FINAL if output.finished else 0)
-            if output.finished:
-                if self.live.get(request.request_id()) == engine_id:
-                    self.live.pop(request.request_id(), None)
-                self.metrics.request_finished(output, self.engine.stats())
+        def finished(output):
+            if self.live.get(request.request_id()) == engine_id:
+                self.live.pop(request.request_id(), None)
+            self.metrics.request_finished(output, self.engine.stats())
 
+        on_output = triton.engine_output_sender(
+            pb_utils, sender, lambda output: engine_step.output_tensors(output, wants), finished)
         self.engine.submit(generation, on_output, is_cancelled=sender.is_cancelled)
 
     def finalize(self):
