@@ -163,12 +163,13 @@ class EngineMetrics:
             self._kv_usage.set(kv_cache_usage(stats))
 
     def request_finished(self, output, stats) -> None:
-        """Count a finished request (its final output) and time it; publish ``stats``."""
-        self.set_stats(stats)
-        reason = output.finish_reason if output.finish_reason in self._finished else "error"
-        self._finished[reason].increment(1.0)
+        """Time a finished request (its final output), publish ``stats``, then count it: once
+        the finished counter shows the request, its histograms and counters already do."""
         for name, seconds in request_timings(output, time.time_ns()).items():
             if name in self._histograms:
                 gaps = output.num_output_tokens - 1 if "inter_token" in name else 1
                 for _ in range(gaps):
                     self._histograms[name].observe(seconds)
+        self.set_stats(stats)
+        reason = output.finish_reason if output.finish_reason in self._finished else "error"
+        self._finished[reason].increment(1.0)
