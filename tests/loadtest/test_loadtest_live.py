@@ -2,7 +2,7 @@
 
 Each run is short (seconds, a few users, a few output tokens: the CPU model makes ~20 tok/s in
 total here). The server's own counters are the reference: Triton's
-``nv_inference_request_success`` and the CPU engine's ``tritonllm_engine_generated_tokens``.
+``nv_inference_request_success`` and the CPU engine's ``tritonllm_generation_tokens_total``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ServerCounts:
 
     def _read(self):
         return (counter(self.url, "nv_inference_request_success", self.model),
-                counter(self.url, "tritonllm_engine_generated_tokens", "tensorrt_llm"))
+                counter(self.url, "tritonllm_generation_tokens_total", "tensorrt_llm"))
 
     def delta(self, expected_requests: int) -> tuple[int, int]:
         deadline = time.monotonic() + 10

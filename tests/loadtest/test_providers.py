@@ -10,7 +10,7 @@ from tritonclient.utils import serialize_byte_tensor
 from tritonllm import contract
 from tritonllm.loadtest.providers import (GrpcEngineProvider, GrpcEnsembleProvider,
                                           HttpGenerateProvider, HttpStreamProvider,
-                                          ServerReportedError)
+                                          OpenAIStreamProvider, ServerReportedError)
 from tritonllm.loadtest.workloads import Prompt
 
 PROMPT = Prompt(text=" alpha beta", token_ids=(10, 11), max_tokens=4, min_tokens=4)
@@ -20,7 +20,8 @@ def test_http_bodies_use_contract_names_and_carry_the_request_id():
     body = HttpGenerateProvider().body(PROMPT, "rid-1")
     assert body == {"id": "rid-1", "text_input": " alpha beta", "max_tokens": 4, "min_tokens": 4,
                     "stream": False, "exclude_input_in_output": True,
-                    "return_num_input_tokens": True, "return_num_output_tokens": True}
+                    "return_num_input_tokens": True, "return_num_output_tokens": True,
+                    "return_log_probs": False}  # what the client sends
     ensemble_inputs = {t.name for t in contract.ENSEMBLE.inputs}
     assert set(body) - {"id"} <= ensemble_inputs
     stream = HttpStreamProvider().body(PROMPT, "rid-2")
@@ -49,13 +50,66 @@ def test_generate_response_parsing():
 def test_sse_lines():
     provider = HttpStreamProvider()
     event = {"text_output": " is", "num_output_tokens": 5, "num_input_tokens": 7}
-    chunk = provider.parse_line(("data: " + json.dumps(event)).encode())
+    assert provider.parse_line(("data: " + json.dumps(event)).encode()) is None
+    chunk = provider.parse_line(b"")  # the blank line ends the event
     assert (chunk.text, chunk.output_tokens, chunk.input_tokens) == (" is", 5, 7)
     assert provider.parse_line(b"") is None and provider.parse_line(": keep-alive") is None
+    provider.parse_line('data: {"error": "boom"}')
     with pytest.raises(ServerReportedError, match="boom"):
-        provider.parse_line('data: {"error": "boom"}')
+        provider.parse_line("")
+    provider.parse_line("data: {not json")
     with pytest.raises(ServerReportedError, match="unparseable"):
-        provider.parse_line("data: {not json")
+        provider.parse_line("\r\n")
+
+
+def test_the_providers_send_what_the_client_sends():
+    from tritonllm.client import GenerationOptions
+    from tritonllm.client._http import json_body
+    from tritonllm.client._request import build_request
+
+    client = build_request("ensemble", PROMPT.text, GenerationOptions(max_tokens=4, min_tokens=4),
+                           stream=True, request_id="r")
+    assert HttpStreamProvider().body(PROMPT, "r") == json_body(client)
+
+
+def openai_events(provider, events):
+    chunks = []
+    for event in events:
+        for line in (f"data: {event}", ""):
+            if (chunk := provider.parse_line(line)) is not None:
+                chunks.append(chunk)
+    return chunks
+
+
+def test_openai_completions_stream():
+    provider = OpenAIStreamProvider(model="ensemble")
+    body = provider.body(PROMPT, "rid-3")
+    assert provider.path == "/v1/completions" and body["prompt"] == " alpha beta"
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert (body["max_tokens"], body["min_tokens"], body["temperature"]) == (4, 4, 0)
+    chunks = openai_events(provider, [
+        json.dumps({"choices": [{"index": 0, "text": " gamma", "finish_reason": None}]}),
+        json.dumps({"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}),
+        json.dumps({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 4,
+                                             "total_tokens": 6}}),
+        "[DONE]"])
+    assert [c.text for c in chunks] == [" gamma", "", "", ""]
+    assert (chunks[2].input_tokens, chunks[2].output_tokens) == (2, 4)
+    assert chunks[-1].final and not any(c.final for c in chunks[:-1])
+
+
+def test_openai_chat_stream_and_errors():
+    chat = Prompt(text='[{"role": "user", "content": "hi"}]', token_ids=(1,), max_tokens=8,
+                  chat=True)
+    provider = OpenAIStreamProvider(chat=True)
+    body = provider.body(chat, "r")
+    assert provider.path == "/v1/chat/completions"
+    assert body["messages"] == [{"role": "user", "content": "hi"}] and "min_tokens" not in body
+    delta = {"choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
+    assert openai_events(provider, [json.dumps(delta)])[0].text == "Hello"
+    error = {"error": {"message": "max_tokens: too large", "type": "invalid_request_error"}}
+    with pytest.raises(ServerReportedError, match="max_tokens: too large"):
+        openai_events(provider, [json.dumps(error)])
 
 
 def _by_name(inputs):
@@ -66,7 +120,7 @@ def test_grpc_ensemble_inputs_match_the_contract():
     inputs = _by_name(GrpcEnsembleProvider(stream=True).inputs(PROMPT))
     assert set(inputs) == {"text_input", "max_tokens", "min_tokens", "stream",
                            "exclude_input_in_output", "return_num_input_tokens",
-                           "return_num_output_tokens"}
+                           "return_num_output_tokens", "return_log_probs"}
     for name, infer_input in inputs.items():
         assert infer_input.datatype() == contract.ENSEMBLE.input(name).client_dtype
         assert infer_input.shape() == [1, 1]

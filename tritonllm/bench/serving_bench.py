@@ -11,7 +11,7 @@ outputs of exactly 16/32/64/128 tokens forced with ``min_tokens``):
   until its longest member is done; only the tokens each request asked for count), measured
   after the server has stopped, on the same threads.
 
-The server's own ``tritonllm_engine_generated_tokens`` counter is checked against the tokens
+The server's own ``tritonllm_generation_tokens_total`` counter is checked against the tokens
 the workload asked for, so the throughput is not taken on trust.
 """
 

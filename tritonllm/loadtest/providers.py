@@ -1,90 +1,67 @@
 """Providers: build one request's payload and parse its responses. No Locust, no I/O.
 
-Tensor names come from ``tritonllm.contract`` (tensorrtllm_backend's inflight_batcher_llm
-names). Every request carries a unique id (``"id"`` in HTTP bodies, ``request_id`` over gRPC):
-the server's streaming detokenizer keys its state on it. Every request asks the server for its
-token counts (``return_num_input_tokens`` / ``return_num_output_tokens``), which are what the
-metrics report.
+The wire code is the client's (:mod:`tritonllm.client`), one implementation for both: requests
+are built by ``client._request.build_request`` (tensor names from ``tritonllm.contract``, the
+request id, the streaming detokenizer's parameter), HTTP bodies by ``client._http.json_body``,
+responses parsed by ``client._http.outputs_from_json`` and server-sent events decoded by
+``client._sse.SSEDecoder``. Every request asks the server for its token counts
+(``return_num_input_tokens`` / ``return_num_output_tokens``), which are what the metrics report.
 
 - :class:`HttpGenerateProvider`: ``POST /v2/models/{model}/generate``, one JSON response.
 - :class:`HttpStreamProvider`: ``POST /v2/models/{model}/generate_stream``, Server-Sent Events,
   one ``data: {json}`` line per response.
+- :class:`OpenAIStreamProvider`: ``POST /v1/completions`` (or ``/v1/chat/completions`` for chat
+  prompts) with ``stream: true``: OpenAI's SSE chunks, ending with ``data: [DONE]``; the
+  token counts come with the last chunk (``stream_options.include_usage``).
 - :class:`GrpcEnsembleProvider`: the ``ensemble`` over gRPC's bidirectional stream (decoupled
   models answer only there, even with ``stream=false``).
 - :class:`GrpcEngineProvider`: the engine model ``tensorrt_llm`` directly, with token ids, to
   separate pre/post-processing cost from the engine's.
 
-Errors the server reports inside a response raise :class:`ServerReportedError`.
+Errors the server reports inside a response raise the client's ``ServerError``
+(:class:`ServerReportedError` here).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tritonllm import contract
+from tritonllm.client import GenerationOptions, ServerError
+from tritonllm.client._http import generate_path, json_body, outputs_from_json
+from tritonllm.client._request import InferRequest, build_request
+from tritonllm.client._sse import SSEDecoder
 from tritonllm.loadtest.trace import Chunk
 from tritonllm.loadtest.workloads import Prompt
 
 _FINAL_PARAMETER = "triton_final_response"
 
-
-class ServerReportedError(RuntimeError):
-    """The server answered with an error message instead of outputs."""
+ServerReportedError = ServerError  # the server answered with an error instead of outputs
 
 
-def _scalar(value):
-    """Triton's JSON gives a one-element output as a scalar or a (nested) one-element list."""
-    while isinstance(value, list):
-        if len(value) != 1:
-            raise ValueError(f"expected a single value, got a list of {len(value)}")
-        value = value[0]
-    return value
+def ensemble_request(prompt: Prompt, model: str, stream: bool, request_id: str) -> InferRequest:
+    """The client's request for ``prompt``: greedy, the completion only, token counts asked."""
+    options = GenerationOptions(max_tokens=prompt.max_tokens, min_tokens=prompt.min_tokens)
+    return build_request(model, prompt.text, options, stream=stream, chat=prompt.chat,
+                         request_id=request_id)
 
 
-def _optional_int(data: dict, name: str) -> int | None:
-    return int(_scalar(data[name])) if name in data else None
+def _first(outputs: dict, name: str):
+    values = outputs.get(name)
+    return values[0] if values else None
 
 
-def ensemble_fields(prompt: Prompt, stream: bool) -> dict:
-    """The ensemble's inputs for ``prompt`` as plain Python values (names from the contract)."""
-    names = {t.name for t in contract.ENSEMBLE.inputs}
-    fields = {
-        "text_input": prompt.text,
-        "max_tokens": prompt.max_tokens,
-        "stream": stream,
-        "exclude_input_in_output": True,
-        "return_num_input_tokens": True,
-        "return_num_output_tokens": True,
-    }
-    if prompt.min_tokens is not None:
-        fields["min_tokens"] = prompt.min_tokens
-    if prompt.chat:
-        fields["apply_chat_template"] = True
-    missing = set(fields) - names
-    if missing:  # the contract moved: fail loudly rather than send unknown tensors
-        raise RuntimeError(f"ensemble contract lacks inputs {sorted(missing)}")
-    return fields
-
-
-def request_parameters(stream: bool) -> dict:
-    """Request parameters (not tensors): a streamed ensemble request asks postprocessing for
-    exact incremental detokenization (see ``contract.INCREMENTAL_DETOKENIZE``)."""
-    return {contract.INCREMENTAL_DETOKENIZE: True} if stream else {}
-
-
-def parse_json_response(data: dict) -> Chunk:
-    """One ``generate`` / ``generate_stream`` JSON object to a :class:`Chunk`."""
-    if "error" in data:
-        raise ServerReportedError(str(data["error"]))
-    text = _scalar(data.get("text_output", ""))
-    return Chunk(
-        text=text if isinstance(text, str) else str(text),
-        input_tokens=_optional_int(data, "num_input_tokens"),
-        output_tokens=_optional_int(data, "num_output_tokens"),
-    )
+def chunk_from_outputs(outputs: dict, final: bool = False) -> Chunk:
+    """The client's ``Outputs`` (output name -> values) as a load-test :class:`Chunk`."""
+    input_tokens, output_tokens = (_first(outputs, n) for n in ("num_input_tokens",
+                                                                "num_output_tokens"))
+    return Chunk(text="".join(outputs.get("text_output", ())),
+                 input_tokens=None if input_tokens is None else int(input_tokens),
+                 output_tokens=None if output_tokens is None else int(output_tokens),
+                 final=final)
 
 
 @dataclass(frozen=True)
@@ -96,45 +73,102 @@ class HttpGenerateProvider:
 
     @property
     def path(self) -> str:
-        return f"/v2/models/{self.model}/generate"
+        return generate_path(self.model, stream=False)
 
     def body(self, prompt: Prompt, request_id: str) -> dict:
-        return {"id": request_id, **ensemble_fields(prompt, stream=False)}
+        return json_body(ensemble_request(prompt, self.model, False, request_id))
 
-    def parse(self, data: dict) -> Chunk:
-        chunk = parse_json_response(data)
-        return Chunk(chunk.text, (), chunk.input_tokens, chunk.output_tokens, final=True)
+    def parse(self, data: dict, status: int = 200) -> Chunk:
+        return chunk_from_outputs(outputs_from_json(data, status), final=True)
 
 
 @dataclass(frozen=True)
 class HttpStreamProvider:
-    """Streaming HTTP ``generate_stream`` (SSE). :meth:`parse_line` takes one text line of the
-    event stream and returns ``None`` for lines that carry no event (blank lines, comments)."""
+    """Streaming HTTP ``generate_stream`` (SSE). :meth:`parse_line` takes the event stream one
+    text line at a time and returns a :class:`Chunk` when a line ends an event, else ``None``
+    (data lines, comments). One provider per request: it holds that stream's decoder."""
 
     model: str = contract.ENSEMBLE.name
     streamed = True
+    _sse: SSEDecoder = field(default_factory=SSEDecoder, compare=False, repr=False)
 
     @property
     def path(self) -> str:
-        return f"/v2/models/{self.model}/generate_stream"
+        return generate_path(self.model, stream=True)
 
     def body(self, prompt: Prompt, request_id: str) -> dict:
-        # Keys that are not inputs become request parameters in Triton's generate endpoint.
-        return {"id": request_id, **ensemble_fields(prompt, stream=True),
-                **request_parameters(stream=True)}
+        return json_body(ensemble_request(prompt, self.model, True, request_id))
 
     def parse_line(self, line: str | bytes) -> Chunk | None:
-        if isinstance(line, bytes):
-            line = line.decode("utf-8")
-        line = line.rstrip("\r\n")
-        if not line.startswith("data:"):
-            return None
-        payload = line[len("data:"):].strip()
+        data = self._sse.feed(line)
+        return None if data is None else self.parse_event(data)
+
+    def finish(self) -> Chunk | None:
+        """The event left pending when the stream ended without a blank line."""
+        data = self._sse.flush()
+        return None if data is None else self.parse_event(data)
+
+    @staticmethod
+    def parse_event(data: str, status: int = 200) -> Chunk:
         try:
-            data = json.loads(payload)
+            obj = json.loads(data)
         except json.JSONDecodeError:
-            raise ServerReportedError(f"unparseable event: {payload[:120]}") from None
-        return parse_json_response(data)
+            raise ServerReportedError(f"unparseable event: {data[:120]}") from None
+        return chunk_from_outputs(outputs_from_json(obj, status))
+
+
+@dataclass(frozen=True)
+class OpenAIStreamProvider:
+    """The OpenAI API, streamed: ``/v1/completions`` for plain prompts, ``/v1/chat/completions``
+    for chat prompts (``Prompt.text`` then holds the messages as JSON). Each chunk with text is a
+    :class:`Chunk`; the usage chunk carries the token counts; ``[DONE]`` is the final chunk.
+    One provider per request (it holds the stream's SSE decoder)."""
+
+    model: str = contract.ENSEMBLE.name
+    chat: bool = False
+    streamed = True
+    _sse: SSEDecoder = field(default_factory=SSEDecoder, compare=False, repr=False)
+
+    @property
+    def path(self) -> str:
+        return "/v1/chat/completions" if self.chat else "/v1/completions"
+
+    def body(self, prompt: Prompt, request_id: str) -> dict:
+        """``request_id`` goes in ``user`` (the API has no request id field)."""
+        body = {"model": self.model, "max_tokens": prompt.max_tokens, "temperature": 0,
+                "stream": True, "stream_options": {"include_usage": True}, "user": request_id}
+        if prompt.min_tokens is not None:
+            body["min_tokens"] = prompt.min_tokens  # vLLM's extension, accepted by ours
+        if self.chat:
+            body["messages"] = json.loads(prompt.text)
+        else:
+            body["prompt"] = prompt.text
+        return body
+
+    def parse_line(self, line: str | bytes) -> Chunk | None:
+        data = self._sse.feed(line)
+        return None if data is None else self.parse_event(data)
+
+    @staticmethod
+    def parse_event(data: str) -> Chunk:
+        if data.strip() == "[DONE]":
+            return Chunk(final=True)
+        try:
+            obj = json.loads(data)
+        except json.JSONDecodeError:
+            raise ServerReportedError(f"unparseable event: {data[:120]}") from None
+        if "error" in obj:
+            raise ServerReportedError(str(obj["error"].get("message", obj["error"])))
+        usage = obj.get("usage") or {}
+        return Chunk(text="".join(_choice_text(c) for c in obj.get("choices", ())),
+                     input_tokens=usage.get("prompt_tokens"),
+                     output_tokens=usage.get("completion_tokens"))
+
+
+def _choice_text(choice: dict) -> str:
+    if "text" in choice:
+        return choice["text"] or ""
+    return (choice.get("delta") or {}).get("content") or ""
 
 
 def _infer_input(model: contract.ModelContract, name: str, value: np.ndarray):
@@ -165,13 +199,13 @@ class GrpcEnsembleProvider:
 
     @property
     def parameters(self) -> dict:
-        return request_parameters(self.stream)
+        return InferRequest(self.model, "", {}, self.stream).parameters
 
     def inputs(self, prompt: Prompt) -> list:
-        """``[1, 1]`` tensors for each field (batch of one request)."""
-        fields = ensemble_fields(prompt, stream=self.stream)
-        return [_infer_input(contract.ENSEMBLE, name, np.array([[_as_wire(value)]]))
-                for name, value in fields.items()]
+        """The client's request tensors (``[1, 1]`` each: a batch of one request)."""
+        request = ensemble_request(prompt, self.model, self.stream, request_id="")
+        return [_infer_input(contract.ENSEMBLE, name, value)
+                for name, value in request.inputs.items()]
 
     def parse(self, result) -> Chunk:
         text = result.as_numpy("text_output")
@@ -181,10 +215,6 @@ class GrpcEnsembleProvider:
             output_tokens=_int_output(result, "num_output_tokens"),
             final=_is_final(result),
         )
-
-
-def _as_wire(value):
-    return value.encode("utf-8") if isinstance(value, str) else value
 
 
 def _decode(value) -> str:

@@ -25,6 +25,7 @@ USERS = {  # --user -> the thin locustfile at the repository's top level
     "http-stream": "http_stream.py",
     "grpc": "grpc_stream.py",
     "engine": "engine_direct.py",
+    "openai": "openai_stream.py",
 }
 SHAPE_CONFIGS = {"ramp": Ramp, "step": Step, "spike": Spike, "soak": Soak}
 SHAPES = tuple(SHAPE_CONFIGS)
@@ -77,6 +78,8 @@ class LocustRun:
     def resolved_host(self) -> str:
         if self.host:
             return self.host
+        if self.user == "openai":
+            return "http://127.0.0.1:9000"
         return "127.0.0.1:8001" if self.user in GRPC_USERS else "http://127.0.0.1:8000"
 
     def locustfiles(self) -> str:

@@ -1,4 +1,5 @@
-"""Locust users over HTTP: ``generate`` (FastHttpUser) and ``generate_stream`` (SSE).
+"""Locust users over HTTP: ``generate`` (FastHttpUser), ``generate_stream`` (SSE) and the
+OpenAI API's streamed completions (SSE, the frontend on :9000).
 
 Every user draws prompts from the process's :class:`~tritonllm.loadtest.session.LoadTestSession`
 (``environment.tritonllm``), times the request with a :class:`RequestTrace` and hands the record
@@ -19,7 +20,7 @@ from locust import FastHttpUser, HttpUser, User, task
 
 from tritonllm.loadtest.metrics import RequestRecord
 from tritonllm.loadtest.providers import (HttpGenerateProvider, HttpStreamProvider,
-                                          ServerReportedError)
+                                          OpenAIStreamProvider, ServerReportedError)
 from tritonllm.loadtest.trace import RequestTrace
 from tritonllm.loadtest.workloads import Prompt
 
@@ -127,12 +128,16 @@ class HttpStreamUser(LlmUser, HttpUser):
     """
 
     kind = "http_stream"
+    request_name = "generate_stream"
+
+    def make_provider(self, prompt: Prompt):
+        return HttpStreamProvider(self.environment.tritonllm.options.model or "ensemble")
 
     def send(self, prompt: Prompt, request_id: str) -> RequestRecord:
-        provider = HttpStreamProvider(self.environment.tritonllm.options.model or "ensemble")
+        provider = self.make_provider(prompt)
         trace = RequestTrace(request_id, self.kind, streamed=True)
         with self.client.post(provider.path, json=provider.body(prompt, request_id),
-                              name="generate_stream", stream=True, catch_response=True,
+                              name=self.request_name or provider.path, stream=True, catch_response=True,
                               timeout=self.environment.tritonllm.options.request_timeout) as resp:
             error = http_error(resp) or self._read_events(resp, provider, trace)
             record = trace.finish(error)
@@ -140,12 +145,27 @@ class HttpStreamUser(LlmUser, HttpUser):
         return record
 
     @staticmethod
-    def _read_events(resp, provider: HttpStreamProvider, trace: RequestTrace) -> str | None:
+    def _read_events(resp, provider, trace: RequestTrace) -> str | None:
         try:
             for line in resp.iter_lines(chunk_size=None):
                 chunk = provider.parse_line(line)
                 if chunk is not None:
                     trace.add(chunk)
+            if (chunk := provider.parse_line(b"")) is not None:  # no blank line at the end
+                trace.add(chunk)
         except (ServerReportedError, OSError, ValueError) as exc:  # requests' errors are OSErrors
             return error_kind(exc)
         return None
+
+
+class OpenAIStreamUser(HttpStreamUser):
+    """The OpenAI API streamed (``/v1/completions``; ``/v1/chat/completions`` for chat
+    workloads), timed per SSE chunk like :class:`HttpStreamUser`. ``--model`` is the served
+    model id (default ``ensemble``); the host is the frontend (``make serve``: port 9000)."""
+
+    kind = "openai"
+    request_name = None  # the path
+
+    def make_provider(self, prompt: Prompt):
+        return OpenAIStreamProvider(self.environment.tritonllm.options.model or "ensemble",
+                                    chat=prompt.chat)

@@ -1,0 +1,24 @@
+"""The OpenAI Locust user (``--user openai``) against the real frontend and tritonserver: every
+request it sent is one the server served, with the server's token counts, TTFT from SSE."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.loadtest.test_loadtest_live import WORKLOAD, ServerCounts, check_run, loopback
+from tritonllm.loadtest.runner import LocustRun
+
+
+def test_openai_user_matches_the_server(triton_server, openai_frontend, served_model, tmp_path,
+                                        monkeypatch):
+    monkeypatch.setenv("TRITONLLM_CACHE", str(tmp_path / "cache"))
+    run = LocustRun(out_dir=str(tmp_path), user="openai", host=loopback(openai_frontend.url),
+                    users=2, run_time="8s", workload=WORKLOAD, model=served_model,
+                    model_dir=str(triton_server.model_dir), slo="e2e=10m",
+                    extra_args=("--only-summary",))
+    counts = ServerCounts(triton_server)
+    done = subprocess.run(run.command(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = check_run(tmp_path, counts, "openai")
+    assert doc["slo"]["passed"]
+    assert doc["summary"]["latency_ms"]["ttft"]["count"] == doc["summary"]["requests"]
