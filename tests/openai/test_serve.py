@@ -49,7 +49,7 @@ def test_serve_starts_the_frontend_and_stops_it_on_sigterm(tmp_path):
             proc.kill()
             proc.wait()
     banner = proc.stderr.read()
-    assert f"OpenAI  http://localhost:{openai_port}/v1" in banner
+    assert f"OpenAI  http://127.0.0.1:{openai_port}/v1" in banner  # loopback by default
     for port in (openai_port, ports.http):
         try:
             requests.get(f"http://localhost:{port}/", timeout=2)

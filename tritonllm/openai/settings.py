@@ -20,7 +20,7 @@ class FrontendSettings:
     triton_url: str = "localhost:8001"
     triton_model: str = "ensemble"
     model_name: str = DEFAULT_MODEL_NAME
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     default_max_tokens: int = 1024
     request_timeout_s: float | None = 600.0
