@@ -24,8 +24,8 @@ from tritonllm.openai.server import FrontendProcess
 from tritonllm.openai.settings import DEFAULT_PORT, FrontendSettings
 from tritonllm.repo.render import RepoSettings, render_repository
 from tritonllm.serve.launcher import (ADMIN_HEADER, DEFAULT_GRACE_PERIOD_S, DEFAULT_HOST,
-                                      RESTRICTED_APIS, Ports, TritonServer, is_loopback,
-                                      new_admin_key)
+                                      RESTRICTED_APIS, Ports, ServerError, TritonServer,
+                                      is_loopback,                                       new_admin_key)
 
 ADMIN_KEY_ENV = "TRITONLLM_ADMIN_KEY"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -83,6 +83,9 @@ def serve(deployment: CpuDeployment, ports: Ports, log_file: Path | None = None,
         print(f"[tritonllm] stopping (in-flight requests get up to {grace_period_s} s) ...",
               file=sys.stderr, flush=True)
         return 0
+    except ServerError as exc:
+        print(f"[tritonllm] error: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
         _ignore_further_signals()
         if frontend is not None:
