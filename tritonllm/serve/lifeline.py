@@ -45,7 +45,9 @@ def die_with_parent(signum: int = signal.SIGTERM):
 def exit_when_orphaned(poll_s: float = 1.0) -> threading.Event:
     """Start a daemon thread that SIGKILLs this process once its parent has died (checked every
     ``poll_s`` seconds, through a change of ``os.getppid()``). Returns an event; set it to stop
-    watching (e.g. in ``finalize``). Cheap: one ``getppid`` per poll."""
+    watching (e.g. in ``finalize``). Call it while the parent is alive (a stub's
+    ``initialize``): the parent is whatever ``getppid()`` says at the call. Cheap: one
+    ``getppid`` per poll."""
     if poll_s <= 0:
         raise ValueError(f"poll_s: must be > 0 seconds, got {poll_s}")
     parent, stop = os.getppid(), threading.Event()
