@@ -23,11 +23,10 @@ from tritonllm.models.engine_step import engine_parameters
 from tritonllm.openai.server import FrontendProcess
 from tritonllm.openai.settings import DEFAULT_PORT, FrontendSettings
 from tritonllm.repo.render import RepoSettings, render_repository
-from tritonllm.serve.launcher import (ADMIN_HEADER, DEFAULT_GRACE_PERIOD_S, DEFAULT_HOST,
+from tritonllm.serve.launcher import (ADMIN_HEADER, ADMIN_KEY_ENV, DEFAULT_GRACE_PERIOD_S, DEFAULT_HOST,
                                       RESTRICTED_APIS, Ports, ServerError, TritonServer,
                                       is_loopback,                                       new_admin_key)
 
-ADMIN_KEY_ENV = "TRITONLLM_ADMIN_KEY"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 

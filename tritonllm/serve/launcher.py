@@ -43,6 +43,7 @@ KILL_MARGIN_S = 15  # after the grace period, how long tritonserver gets to exit
 # Closed to clients without the admin key: they change server state or map memory.
 RESTRICTED_APIS = ("shared-memory", "model-repository", "logging", "trace")
 ADMIN_HEADER = "triton-admin-key"  # lower case: gRPC metadata keys must be
+ADMIN_KEY_ENV = "TRITONLLM_ADMIN_KEY"  # where deployments take the admin key from
 LOG_TAIL_LINES = 20
 
 
