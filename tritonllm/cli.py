@@ -52,7 +52,7 @@ def _exists(module: str) -> bool:
 def register_serve(subparsers) -> None:
     from tritonllm.engine.config import EngineConfig
     from tritonllm.openai.settings import DEFAULT_PORT as DEFAULT_OPENAI_PORT
-    from tritonllm.serve.launcher import DEFAULT_PORTS
+    from tritonllm.serve.launcher import DEFAULT_GRACE_PERIOD_S, DEFAULT_HOST, DEFAULT_PORTS
 
     p = subparsers.add_parser("serve", help="serve a Llama model on CPU behind a real tritonserver")
     p.add_argument("--model", default=None,
@@ -62,6 +62,12 @@ def register_serve(subparsers) -> None:
     p.add_argument("--openai-port", type=int, default=DEFAULT_OPENAI_PORT,
                    help=f"the OpenAI-compatible frontend's port (default {DEFAULT_OPENAI_PORT}; "
                         "0: no frontend)")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help=f"address every port binds to (default {DEFAULT_HOST}; 0.0.0.0 exposes "
+                        "the server: see SECURITY.md)")
+    p.add_argument("--grace-period", type=int, default=DEFAULT_GRACE_PERIOD_S,
+                   help="seconds in-flight requests get to finish on SIGTERM / Ctrl-C "
+                        f"(Triton's --exit-timeout-secs; default {DEFAULT_GRACE_PERIOD_S})")
     p.add_argument("--repo-dir", type=Path, default=None,
                    help="where to render the model repository (default: the tritonllm cache)")
     p.add_argument("--log-file", type=Path, default=None, help="tritonserver's log (default: none)")
@@ -110,7 +116,8 @@ def _serve(args) -> int:
     if args.repo_dir:
         deployment = dataclasses.replace(deployment, repo_dir=args.repo_dir)
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
-    return serve(deployment, ports, log_file=args.log_file, openai_port=args.openai_port)
+    return serve(deployment, ports, log_file=args.log_file, openai_port=args.openai_port,
+                 host=args.host, grace_period_s=args.grace_period)
 
 
 if __name__ == "__main__":

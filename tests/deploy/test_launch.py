@@ -98,3 +98,14 @@ def test_bad_specs_name_the_field(kwargs, field):
 
 def test_host_slots():
     assert host_slots(("a:4", "b:4", "c")) == 9
+
+
+def test_an_admin_key_closes_the_admin_apis_on_every_rank():
+    spec = LaunchSpec(model_repository="/r", tp_size=2, admin_key="k3y")
+    for rank in (0, 1):
+        argv = spec.rank_args(rank)
+        assert ("--http-restricted-api=shared-memory,model-repository,logging,trace:"
+                "triton-admin-key=k3y") in argv
+        assert ("--grpc-restricted-protocol=shared-memory,model-repository,logging,trace:"
+                "triton-admin-key=k3y") in argv
+    assert not any("restricted" in a for a in LaunchSpec(model_repository="/r").rank_args(0))

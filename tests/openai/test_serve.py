@@ -10,6 +10,7 @@ import time
 import requests
 
 from tests.conftest import TEST_ENGINE
+from tests.serve.processes import wait_for_line
 from tritonllm.serve.launcher import Ports, free_port
 
 
@@ -39,6 +40,8 @@ def test_serve_starts_the_frontend_and_stops_it_on_sigterm(tmp_path):
     proc = subprocess.Popen(_serve_command(ports, openai_port, tmp_path / "repo"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+        # The banner, not /health: the frontend answers just before serve prints it.
+        banner = wait_for_line(proc.stderr, "Ctrl-C stops the server")
         _wait_ready(proc, f"http://localhost:{openai_port}/health")
         models = requests.get(f"http://localhost:{openai_port}/v1/models", timeout=10).json()
         assert models["data"][0]["id"] == "SmolLM2-135M-Instruct"
@@ -48,8 +51,8 @@ def test_serve_starts_the_frontend_and_stops_it_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    banner = proc.stderr.read()
-    assert f"OpenAI  http://localhost:{openai_port}/v1" in banner
+    banner += proc.stderr.read()
+    assert f"OpenAI  http://127.0.0.1:{openai_port}/v1" in banner  # loopback by default
     for port in (openai_port, ports.http):
         try:
             requests.get(f"http://localhost:{port}/", timeout=2)

@@ -30,7 +30,7 @@ from tritonllm.deploy import cache
 from tritonllm.deploy.launch import LaunchSpec
 from tritonllm.deploy.multinode import RSH_AGENT, PodGroup, group_from_env
 from tritonllm.deploy.node import NodeFacts
-from tritonllm.serve.launcher import Ports
+from tritonllm.serve.launcher import ADMIN_KEY_ENV, Ports, new_admin_key
 
 PROFILE_ENV = "TRITONLLM_PROFILE"
 HF_REPO_ENV = "TRITONLLM_HF_REPO"
@@ -142,10 +142,12 @@ def serve_cpu(profile: BuildProfile | None, options: EntrypointOptions) -> int:
     if options.dry_run:
         print(f"CPU twin: {deployment}\nports: {options.ports}")
         return 0
-    extra = [f"--exit-timeout-secs={options.exit_timeout_s}"]
-    if options.log_file:
-        extra.append(f"--log-file={options.log_file}")
-    server = TritonServer(deployment.prepare(), options.ports, extra_args=tuple(extra))
+    extra = [f"--log-file={options.log_file}"] if options.log_file else []
+    # In a container the pod network is the boundary: bind all interfaces (a Service must reach
+    # the ports); the admin APIs stay closed without $TRITONLLM_ADMIN_KEY (SECURITY.md).
+    server = TritonServer(deployment.prepare(), options.ports, extra_args=tuple(extra),
+                          host="0.0.0.0", grace_period_s=options.exit_timeout_s,
+                          admin_key=os.environ.get(ADMIN_KEY_ENV))
     _log(f"CPU twin on HTTP :{options.ports.http}, gRPC :{options.ports.grpc}, "
          f"metrics :{options.ports.metrics}")
     return run_forwarding_signals(server.command(), server_env(), options.exit_timeout_s + 15)
@@ -170,7 +172,8 @@ def plan_gpu(profile: BuildProfile, facts: NodeFacts, options: EntrypointOptions
                         ports=options.ports, exit_timeout_s=options.exit_timeout_s,
                         hosts=group.hosts if group else (),
                         rsh_agent=RSH_AGENT if group else None,
-                        log_file=str(options.log_file) if options.log_file else None)
+                        log_file=str(options.log_file) if options.log_file else None,
+                        admin_key=env.get(ADMIN_KEY_ENV) or new_admin_key())
     return GpuPlan(profile, facts, group, root, launch, _decide(profile, facts, root / "build"))
 
 
@@ -276,7 +279,9 @@ def _wait_for_workers(group: PodGroup, timeout_s: int) -> None:
 def launch(spec: LaunchSpec, env: dict[str, str]) -> int:
     from tritonllm.deploy.supervise import run_forwarding_signals
 
-    _log(f"world size {spec.world_size}: {shlex.join(spec.command())}")
+    command = shlex.join(spec.command())
+    _log(f"world size {spec.world_size}: "
+         f"{command.replace(spec.admin_key, '<admin key>') if spec.admin_key else command}")
     return run_forwarding_signals(spec.command(), spec.env(env), spec.stop_timeout_s)
 
 
@@ -291,8 +296,10 @@ def describe(plan: GpuPlan, options: EntrypointOptions) -> str:
     if plan.decision.action != cache.REUSE:
         lines.append(f"build: {shlex.join(build_argv(plan, options.build_command))}")
     lines.append(f"repository: {plan.repo_dir}")
-    lines.append(f"launch (world size {plan.launch.world_size}): "
-                 f"{shlex.join(plan.launch.command())}")
+    command = shlex.join(plan.launch.command())
+    if plan.launch.admin_key:  # never print the secret itself
+        command = command.replace(plan.launch.admin_key, "<admin key>")
+    lines.append(f"launch (world size {plan.launch.world_size}): {command}")
     return "\n".join(lines)
 
 

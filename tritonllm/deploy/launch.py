@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tritonllm.serve.launcher import Ports
+from tritonllm.serve.launcher import Ports, restricted_api_args
 
 TRITONSERVER = "/opt/tritonserver/bin/tritonserver"
 ENGINE_MODEL = "tensorrt_llm"
@@ -36,6 +36,9 @@ class LaunchSpec:
     ``hosts``: for a multi-node world, ``"pod:slots"`` entries (rank 0's host first); empty on
     one node. ``rsh_agent``: what mpirun uses instead of ssh to start ranks on other hosts.
     ``exit_timeout_s``: seconds tritonserver waits for in-flight requests on shutdown.
+    ``admin_key``: when set, Triton's shared-memory, model-repository, logging and trace APIs
+    answer only requests with the header ``triton-admin-key: <admin_key>``
+    (tritonllm.serve.launcher.restricted_api_args).
     """
 
     model_repository: str
@@ -49,6 +52,7 @@ class LaunchSpec:
     hosts: tuple[str, ...] = ()
     rsh_agent: str | None = None
     log_file: str | None = None
+    admin_key: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("tp_size", "pp_size"):
@@ -88,6 +92,8 @@ class LaunchSpec:
                  f"--metrics-port={self.ports.metrics}"]
         if self.log_file and rank == 0:
             argv.append(f"--log-file={self.log_file}")
+        if self.admin_key:
+            argv += restricted_api_args(self.admin_key)
         if rank != 0:
             argv += ["--model-control-mode=explicit", f"--load-model={self.engine_model}"]
         argv += ["--disable-auto-complete-config",

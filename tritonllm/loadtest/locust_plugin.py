@@ -13,6 +13,10 @@ remaining records. The master writes the report once every worker has answered (
 
 The report is written when a test stops (on the master, or on the single process). With
 ``--slo`` the process exits with code 3 when the SLO fails.
+
+Every run ends (tritonllm.loadtest.guard): ``--max-connection-failures`` consecutive requests
+that cannot reach the server stop it with the reason and exit code 4; and once Locust fires
+``quit`` a backstop thread ends the process if interpreter shutdown hangs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import gevent
 from locust import events
 from locust.runners import STATE_STOPPED, MasterRunner, WorkerRunner
 
+from tritonllm.loadtest.guard import (CONNECTION_FAILED_EXIT_CODE,
+                                     DEFAULT_MAX_CONNECTION_FAILURES, ConnectionGuard,
+                                     arm_exit_backstop)
 from tritonllm.loadtest.metrics import summarize
 from tritonllm.loadtest.options import RunOptions, add_arguments
 from tritonllm.loadtest.report import write_report
@@ -50,6 +57,10 @@ class RunController:
         self.final_workers: set[str] = set()
         self.progress = None
         self.exit_code: int | None = None
+        parsed = environment.parsed_options
+        self.guard = ConnectionGuard(int(getattr(parsed, "max_connection_failures",
+                                                 DEFAULT_MAX_CONNECTION_FAILURES)))
+        self.abort_reason: str | None = None
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.report_dir = Path(options.report_dir or f"out/loadtest/run-{stamp}")
 
@@ -78,11 +89,34 @@ def _options(environment) -> RunOptions:
 @events.init_command_line_parser.add_listener
 def _add_options(parser, **_kw) -> None:
     add_arguments(parser)
+    parser.add_argument("--max-connection-failures", type=int,
+                        default=DEFAULT_MAX_CONNECTION_FAILURES,
+                        help="stop the run (exit code 4) after this many consecutive requests "
+                             "that cannot reach the server; 0: never")
+
+
+def _on_request(environment, request_type, exception=None, **_kw) -> None:
+    """Feed every request's outcome to the connection guard; stop the run when it trips."""
+    controller = environment.tritonllm
+    if request_type == "METRIC":
+        return
+    reason = controller.guard.record(exception)
+    if reason is not None:
+        log.error("%s", reason)
+        controller.abort_reason = reason
+        gevent.spawn(environment.runner.quit)
+
+
+@events.quit.add_listener
+def _on_quit(exit_code, **_kw) -> None:
+    arm_exit_backstop(exit_code)
 
 
 @events.init.add_listener
 def _on_init(environment, **_kw) -> None:
     environment.tritonllm = RunController(environment, _options(environment))
+    environment.events.request.add_listener(
+        lambda **kw: _on_request(environment, **kw))
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         _wire_worker(environment)
@@ -246,5 +280,8 @@ def _write(environment) -> None:
 @events.quitting.add_listener
 def _on_quitting(environment, **_kw) -> None:
     controller = getattr(environment, "tritonllm", None)
-    if controller is not None and controller.exit_code is not None:
+    if controller is not None and controller.abort_reason is not None:
+        log.error("run stopped early: %s", controller.abort_reason)
+        environment.process_exit_code = CONNECTION_FAILED_EXIT_CODE
+    elif controller is not None and controller.exit_code is not None:
         environment.process_exit_code = controller.exit_code

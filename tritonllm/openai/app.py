@@ -5,6 +5,8 @@
     GET  /health                200 when Triton and the ensemble are ready, else 503
     GET  /metrics               Prometheus text (see :mod:`tritonllm.openai.metrics`)
 
+A body over ``settings.max_body_bytes`` gets 413 (:mod:`.limits`), chunked or not.
+
 Parsing is :mod:`.protocol`, the engine call :mod:`.generation`, the bodies :mod:`.responses`.
 A client that disconnects ends its engine request: a stream when the next chunk cannot be
 sent, a non-streamed request as soon as the disconnect arrives.
@@ -17,6 +19,7 @@ import contextlib
 import time
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -25,6 +28,7 @@ from tritonllm.client import AsyncClient, TritonLLMError
 
 from .errors import OpenAIError, invalid, model_not_found, unavailable
 from .generation import Delta, Finish, generate
+from .limits import BodySizeLimit
 from .metrics import FrontendMetrics, RequestTimer
 from .protocol import CHAT, COMPLETIONS, GenerationCall, parse_body, parse_chat, parse_completion
 from .responses import DONE, ResponseHead, model_card, model_list, sse
@@ -44,7 +48,8 @@ def create_app(settings: FrontendSettings) -> Starlette:
         Route("/health", frontend.health, methods=["GET"]),
         Route("/metrics", frontend.metrics_text, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=frontend.lifespan)
+    limit = Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app = Starlette(routes=routes, lifespan=frontend.lifespan, middleware=[limit])
     app.state.frontend = frontend
     return app
 

@@ -17,6 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from tritonllm.contract import parse_bool
+from tritonllm.serve.lifeline import die_with_parent
 
 from .settings import FrontendSettings
 
@@ -69,7 +70,8 @@ def _optional_float(text: str) -> float | None:
 
 class FrontendProcess:
     """The frontend as a child process; a context manager. ``start`` waits until it answers
-    ``GET /v1/models``; ``stop`` sends SIGTERM and, after ``timeout_s``, SIGKILL."""
+    ``GET /v1/models``; ``stop`` sends SIGTERM and, after ``timeout_s``, SIGKILL. The child gets
+    SIGTERM if the thread that started it dies (:func:`tritonllm.serve.lifeline.die_with_parent`)."""
 
     def __init__(self, settings: FrontendSettings, log_file: str | Path | None = None):
         self.settings = settings
@@ -84,7 +86,8 @@ class FrontendProcess:
     def start(self, timeout_s: float = 60.0) -> "FrontendProcess":
         self._log = open(self.log_file, "ab") if self.log_file else None
         self._proc = subprocess.Popen(command(self.settings), stdout=self._log or subprocess.DEVNULL,
-                                      stderr=subprocess.STDOUT, env=dict(os.environ))
+                                      stderr=subprocess.STDOUT, env=dict(os.environ),
+                                      preexec_fn=die_with_parent(signal.SIGTERM))
         try:
             self._wait_ready(timeout_s)
         except BaseException:

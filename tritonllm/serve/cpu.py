@@ -2,12 +2,16 @@
 
 ``prepare`` renders the model repository for the CPU engine; ``serve`` starts the server and
 the OpenAI-compatible frontend in front of it (a child process, :mod:`tritonllm.openai`), prints
-the endpoints and waits until Ctrl-C / SIGTERM, then stops the frontend and the server (Triton
-drains in-flight requests).
+the endpoints and waits until Ctrl-C / SIGTERM / SIGHUP, then stops the frontend and the server
+(Triton drains in-flight requests for up to the grace period). Repeated signals (GNU make
+forwards its SIGTERM to us while ``kill -- -PGID`` sends one too) do not cut the stop short.
+If tritonserver dies on its own, ``serve`` prints its status or signal and the last lines of its
+log, and returns non-zero.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -18,7 +22,15 @@ from tritonllm.model_source import cache_root, resolve_model_dir
 from tritonllm.openai.server import FrontendProcess
 from tritonllm.openai.settings import DEFAULT_PORT, FrontendSettings
 from tritonllm.repo.render import RepoSettings, render_repository
-from tritonllm.serve.launcher import Ports, TritonServer
+from tritonllm.serve.launcher import (ADMIN_HEADER, ADMIN_KEY_ENV, DEFAULT_GRACE_PERIOD_S, DEFAULT_HOST,
+                                      RESTRICTED_APIS, Ports, ServerError, TritonServer,
+                                      is_loopback,                                       new_admin_key)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class _StopRequested(BaseException):
+    """Raised in the main thread by the first SIGTERM / SIGHUP."""
 
 
 @dataclass(frozen=True)
@@ -47,40 +59,100 @@ class CpuDeployment:
 
 
 def serve(deployment: CpuDeployment, ports: Ports, log_file: Path | None = None, *,
-          openai_port: int = DEFAULT_PORT) -> int:
-    """Serve until Ctrl-C / SIGTERM or until tritonserver exits. ``openai_port``: where the
-    OpenAI frontend listens, on all interfaces as Triton does (0: no frontend)."""
+          openai_port: int = DEFAULT_PORT, host: str = DEFAULT_HOST,
+          grace_period_s: int = DEFAULT_GRACE_PERIOD_S) -> int:
+    """Serve until Ctrl-C / SIGTERM (returns 0) or until tritonserver dies (returns its status,
+    128 + its signal, or 1). ``host``: the address Triton's three ports and the OpenAI frontend
+    bind to. ``openai_port``: the frontend's port (0: no frontend). ``log_file``: tritonserver's
+    log (default: one in the tritonllm cache, so a crash can be reported)."""
     repo = deployment.prepare()
     print(f"[tritonllm] model repository: {repo}", file=sys.stderr)
+    _warn_if_exposed(host)
+    server = TritonServer(repo, ports, log_file=log_file or _default_log(ports), host=host,
+                          grace_period_s=grace_period_s, admin_key=_admin_key(ports))
     print("[tritonllm] starting tritonserver (loading the model takes a few seconds) ...",
           file=sys.stderr)
-    server = TritonServer(repo, ports, log_file=log_file)
-    # SIGTERM (docker stop, kill) takes the same path as Ctrl-C, during start-up too: stop the
-    # server, then exit.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    previous = {sig: signal.signal(sig, _request_stop) for sig in STOP_SIGNALS}
     frontend = None
     try:
         server.start()
-        frontend = _start_frontend(deployment, ports, openai_port, log_file)
-        print(f"[tritonllm] ready\n  HTTP    http://localhost:{ports.http}  "
-              f"(POST /v2/models/ensemble/generate, /generate_stream)\n"
-              f"  gRPC    localhost:{ports.grpc}\n  metrics {server.metrics_url}\n"
-              f"{_frontend_line(frontend)}  Ctrl-C stops the server", file=sys.stderr,
-              flush=True)
-        return server.wait()
-    except KeyboardInterrupt:
+        frontend = _start_frontend(deployment, ports, openai_port, log_file, host)
+        _print_ready(server, frontend)
+        return _died(server, server.wait())
+    except (KeyboardInterrupt, _StopRequested):
+        print(f"[tritonllm] stopping (in-flight requests get up to {grace_period_s} s) ...",
+              file=sys.stderr, flush=True)
         return 0
+    except ServerError as exc:
+        print(f"[tritonllm] error: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
+        _ignore_further_signals()
         if frontend is not None:
             frontend.stop()
         server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _request_stop(signum, _frame) -> None:
+    _ignore_further_signals()
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def _ignore_further_signals() -> None:
+    """The stop is bounded by the grace period; a second signal must not abort it half-way."""
+    for sig in (*STOP_SIGNALS, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _died(server: TritonServer, code: int) -> int:
+    print(f"[tritonllm] error: {server.exit_report()}", file=sys.stderr, flush=True)
+    return 128 - code if code < 0 else code or 1
+
+
+def _warn_if_exposed(host: str) -> None:
+    if not is_loopback(host):
+        print(f"[tritonllm] WARNING: binding to {host}: Triton 2.51 (this CPU image) has "
+              "published vulnerabilities reachable by anyone who can connect "
+              "(see SECURITY.md); expose it only on a trusted network", file=sys.stderr)
+
+
+def _default_log(ports: Ports) -> Path:
+    path = cache_root() / "serve" / f"tritonserver-{ports.http}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    return path
+
+
+def _admin_key(ports: Ports) -> str:
+    """``$TRITONLLM_ADMIN_KEY``, or a new random key written to a file only we can read."""
+    key = os.environ.get(ADMIN_KEY_ENV) or new_admin_key()
+    path = cache_root() / "serve" / f"admin-key-{ports.http}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    print(f"[tritonllm] Triton's {', '.join(RESTRICTED_APIS)} APIs need the header "
+          f"{ADMIN_HEADER}: <the key in {path}> (set ${ADMIN_KEY_ENV} to choose it)",
+          file=sys.stderr)
+    return key
+
+
+def _print_ready(server: TritonServer, frontend) -> None:
+    print(f"[tritonllm] ready\n  HTTP    http://{server.http_url}  "
+          f"(POST /v2/models/ensemble/generate, /generate_stream)\n"
+          f"  gRPC    {server.grpc_url}\n  metrics {server.metrics_url}\n"
+          f"{_frontend_line(frontend)}  Ctrl-C stops the server", file=sys.stderr, flush=True)
 
 
 def _start_frontend(deployment: CpuDeployment, ports: Ports, port: int,
-                    log_file: Path | None) -> FrontendProcess | None:
+                    log_file: Path | None, host: str = DEFAULT_HOST) -> FrontendProcess | None:
     if not port:
         return None
-    settings = FrontendSettings(triton_url=f"localhost:{ports.grpc}", port=port,
+    triton_host = "localhost" if host in ("0.0.0.0", "::") else host
+    settings = FrontendSettings(triton_url=f"{triton_host}:{ports.grpc}", host=host, port=port,
                                 decoupled=deployment.decoupled,
                                 model_name=resolve_model_dir(deployment.model).name)
     log = log_file.with_name(log_file.name + ".openai") if log_file else None

@@ -5,11 +5,21 @@ The server binary, the Python backend and a backend stub per Python version ship
 interpreter beside ``libtriton_python.so``, so a backend directory is assembled once in the cache.
 The server's child processes (the stubs) run the models in this virtualenv because its ``bin``
 comes first on ``PATH``.
+
+Process contract: tritonserver runs in its own session (a terminal's Ctrl-C reaches the
+launcher, which stops the server in order) and gets SIGTERM from the kernel if the thread that
+started it dies (:func:`tritonllm.serve.lifeline.die_with_parent`), so ``kill -9`` of the
+launcher never leaves a server behind. On SIGTERM tritonserver drains in-flight requests for up
+to ``grace_period_s`` (its ``--exit-timeout-secs``), then exits and stops its backend stubs.
+
+Surface: every port binds to ``host`` (127.0.0.1 by default) and Triton's restricted APIs
+(:data:`RESTRICTED_APIS`) answer only requests carrying the header ``ADMIN_HEADER: admin_key``.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,12 +33,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonllm.model_source import cache_root
+from tritonllm.serve.lifeline import die_with_parent
+from tritonllm.serve.ports import PortInUseError, check_free
 
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_GRACE_PERIOD_S = 10
+KILL_MARGIN_S = 15  # after the grace period, how long tritonserver gets to exit before SIGKILL
+# Closed to clients without the admin key: they change server state or map memory.
+RESTRICTED_APIS = ("shared-memory", "model-repository", "logging", "trace")
+ADMIN_HEADER = "triton-admin-key"  # lower case: gRPC metadata keys must be
+ADMIN_KEY_ENV = "TRITONLLM_ADMIN_KEY"  # where deployments take the admin key from
+LOG_TAIL_LINES = 20
 
 
 class ServerError(RuntimeError):
-    """tritonserver could not be started or did not become ready."""
+    """tritonserver could not be started, did not become ready, or died."""
+
+
+def new_admin_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def restricted_api_args(admin_key: str) -> list[str]:
+    """Triton 2.51+ flags closing :data:`RESTRICTED_APIS` on HTTP and gRPC to requests without
+    ``ADMIN_HEADER: admin_key`` (they get HTTP 403 / gRPC UNAVAILABLE)."""
+    if not admin_key or any(c in admin_key for c in ",:= "):
+        raise ValueError("admin_key: must be non-empty, without ',', ':', '=' or spaces")
+    spec = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={admin_key}"
+    return [f"--http-restricted-api={spec}", f"--grpc-restricted-protocol={spec}"]
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def pytriton_root() -> Path:
@@ -88,30 +125,50 @@ class Ports:
 
 
 class TritonServer:
-    """A tritonserver process over one model repository; a context manager."""
+    """A tritonserver process over one model repository; a context manager.
+
+    ``host``: the address all three ports bind to. ``grace_period_s``: how long a stop waits
+    for in-flight requests (Triton's ``--exit-timeout-secs``); a stop takes at most that plus
+    ``KILL_MARGIN_S``. ``admin_key``: the value of ``ADMIN_HEADER`` that opens the restricted
+    APIs (default: a new random key, see :attr:`admin_key`)."""
 
     def __init__(self, model_repository: str | Path, ports: Ports = Ports(),
                  log_file: str | Path | None = None, log_verbose: int = 0,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), *, host: str = DEFAULT_HOST,
+                 grace_period_s: int = DEFAULT_GRACE_PERIOD_S, admin_key: str | None = None):
+        if grace_period_s < 0:
+            raise ValueError(f"grace_period_s: must be >= 0 seconds, got {grace_period_s}")
         self.model_repository = Path(model_repository)
         self.ports = ports
         self.log_file = Path(log_file) if log_file else None
         self.log_verbose = log_verbose
         self.extra_args = extra_args
+        self.host = host
+        self.grace_period_s = grace_period_s
+        self.admin_key = admin_key or new_admin_key()
         self._proc: subprocess.Popen | None = None
         self._log_handle = None
+        self.stopping = False
+
+    @property
+    def _client_host(self) -> str:
+        return "localhost" if self.host in ("0.0.0.0", "::") else self.host
 
     @property
     def http_url(self) -> str:
-        return f"localhost:{self.ports.http}"
+        return f"{self._client_host}:{self.ports.http}"
 
     @property
     def grpc_url(self) -> str:
-        return f"localhost:{self.ports.grpc}"
+        return f"{self._client_host}:{self.ports.grpc}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://localhost:{self.ports.metrics}/metrics"
+        return f"http://{self._client_host}:{self.ports.metrics}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
 
     def command(self) -> list[str]:
         return [
@@ -119,23 +176,35 @@ class TritonServer:
             f"--model-repository={self.model_repository}",
             f"--backend-directory={backend_dir()}",
             f"--cache-directory={pytriton_root() / 'caches'}",
+            f"--http-address={self.host}",
             f"--http-port={self.ports.http}",
+            f"--grpc-address={self.host}",
             f"--grpc-port={self.ports.grpc}",
+            f"--metrics-address={self.host}",
             f"--metrics-port={self.ports.metrics}",
             "--allow-cpu-metrics=true",
+            f"--exit-timeout-secs={self.grace_period_s}",
+            *restricted_api_args(self.admin_key),
             f"--log-verbose={self.log_verbose}",
             *self.extra_args,
         ]
 
     def start(self, timeout_s: float = 300.0) -> "TritonServer":
+        """Start and wait until ready. Call it from a thread that outlives the server (the main
+        thread): the server gets SIGTERM when that thread ends."""
         for port in (self.ports.http, self.ports.grpc, self.ports.metrics):
-            _check_port_free(port)
+            try:
+                check_free(port, self.host)
+            except PortInUseError as exc:
+                raise ServerError(str(exc)) from None
         output = subprocess.DEVNULL
         if self.log_file:
             self._log_handle = open(self.log_file, "ab")
             output = self._log_handle
+        self.stopping = False
         self._proc = subprocess.Popen(self.command(), env=server_env(), stdout=output,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+                                      stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=die_with_parent(signal.SIGTERM))
         try:
             self.wait_ready(timeout_s)
         except BaseException:  # not ready, Ctrl-C or SIGTERM while starting: leave nothing behind
@@ -145,21 +214,24 @@ class TritonServer:
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        url = f"http://localhost:{self.ports.http}/v2/health/ready"
+        url = f"http://{self.http_url}/v2/health/ready"
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise ServerError(f"tritonserver exited with status {self._proc.returncode}"
-                                  f"{self._log_hint()}")
+                raise ServerError(self.exit_report())
             if _http_ok(url):
                 return
             time.sleep(0.5)
         raise ServerError(f"tritonserver not ready after {timeout_s:.0f} s{self._log_hint()}")
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM to tritonserver alone (it drains in-flight requests and stops its backend
-        stubs itself), then SIGKILL its whole process group if it hangs."""
+    def stop(self, timeout_s: float | None = None) -> None:
+        """SIGTERM to tritonserver alone (it drains in-flight requests for up to the grace
+        period and stops its backend stubs itself), then SIGKILL its whole process group if it
+        is still running ``timeout_s`` later (default: grace period + ``KILL_MARGIN_S``)."""
         if self._proc is None:
             return
+        self.stopping = True
+        if timeout_s is None:
+            timeout_s = self.grace_period_s + KILL_MARGIN_S
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
             try:
@@ -175,6 +247,26 @@ class TritonServer:
 
     def wait(self) -> int:
         return self._proc.wait()
+
+    def exit_report(self) -> str:
+        """Why tritonserver ended (status or signal) and the last lines of its log."""
+        code = self._proc.returncode if self._proc else None
+        if code is None:
+            return "tritonserver is running"
+        how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
+               else f"exited with status {code}")
+        return f"tritonserver (pid {self._proc.pid}) {how}{self._log_tail()}"
+
+    def _log_tail(self) -> str:
+        if not self.log_file:
+            return " (no log file: pass --log-file to keep its log)"
+        if self._log_handle:
+            self._log_handle.flush()
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        except OSError:
+            return f"; see {self.log_file}"
+        return f"; last lines of {self.log_file}:\n  " + "\n  ".join(lines)
 
     def __enter__(self) -> "TritonServer":
         return self.start()
@@ -192,13 +284,6 @@ def _http_ok(url: str) -> bool:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _check_port_free(port: int) -> None:
-    with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            raise ServerError(f"port {port} is already in use; choose other ports "
-                              "(HTTP_PORT / GRPC_PORT / METRICS_PORT, or --http-port ...)")
 
 
 def _kill_group(pgid: int) -> None:

@@ -15,11 +15,13 @@ import triton_python_backend_utils as pb_utils
 from tritonllm.contract import POSTPROCESSING
 from tritonllm.models import triton
 from tritonllm.models.postprocess import Postprocessor, wants_incremental
+from tritonllm.serve.lifeline import exit_when_orphaned
 from tritonllm.tokenizer import TextCodec
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        self.stop_watchdog = exit_when_orphaned()  # never outlive tritonserver
         params = triton.parameters(args)
         self.postprocess = Postprocessor(TextCodec.from_dir(params["tokenizer_dir"]))
 

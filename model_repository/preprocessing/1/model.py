@@ -13,11 +13,13 @@ import triton_python_backend_utils as pb_utils
 from tritonllm.contract import PREPROCESSING
 from tritonllm.models import triton
 from tritonllm.models.preprocess import Limits, Preprocessor
+from tritonllm.serve.lifeline import exit_when_orphaned
 from tritonllm.tokenizer import TextCodec
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        self.stop_watchdog = exit_when_orphaned()  # never outlive tritonserver
         params = triton.parameters(args)
         codec = TextCodec.from_dir(params["tokenizer_dir"])
         self.preprocess = Preprocessor(codec, Limits.from_parameters(params))

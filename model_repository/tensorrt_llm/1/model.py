@@ -25,6 +25,7 @@ from tritonllm.contract import TENSORRT_LLM
 from tritonllm.engine import EngineConfig, LLMEngine
 from tritonllm.models import engine_step, triton
 from tritonllm.models.metrics import EngineMetrics
+from tritonllm.serve.lifeline import exit_when_orphaned
 from tritonllm.tokenizer import InvalidInputError
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -32,6 +33,7 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 class TritonPythonModel:
     def initialize(self, args):
+        self.stop_watchdog = exit_when_orphaned()  # never outlive tritonserver
         params = triton.parameters(args)
         self.settings = engine_step.StepSettings.from_model_config(json.loads(args["model_config"]))
         self.engine = LLMEngine(params["model_dir"], EngineConfig.from_parameters(params)).start()

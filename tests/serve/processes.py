@@ -1,0 +1,80 @@
+"""Process-tree helpers for the lifecycle tests: who descends from a pid, and waiting (with a
+generous deadline that only detects a hang) until given pids are gone."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import TEST_ENGINE
+
+
+def serve_command(ports, repo_dir, openai_port: int = 0, *extra: str) -> list[str]:
+    """``tritonllm serve`` with the small test engine on the given ports."""
+    e = TEST_ENGINE
+    return [sys.executable, "-m", "tritonllm.cli", "serve", "--http-port", str(ports.http),
+            "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics),
+            "--openai-port", str(openai_port), "--repo-dir", str(repo_dir),
+            "--kv-cache-tokens", str(e.kv_cache_tokens), "--max-seq-len", str(e.max_seq_len),
+            "--max-input-len", str(e.max_input_len), "--num-threads", "1", *extra]
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, ppid) from /proc/<pid>/stat, or None when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every living descendant of ``root``: pid -> command line."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[0] != "Z":
+            children.setdefault(stat[1], []).append(int(entry.name))
+    found, todo = {}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = cmdline(child)
+            todo.append(child)
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def wait_gone(pids, timeout_s: float = 120.0) -> list[int]:
+    """Wait until none of ``pids`` lives; returns those still alive at the deadline (a hang)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = [pid for pid in pids if alive(pid)]
+        if not left:
+            return []
+        time.sleep(0.5)
+    return [pid for pid in pids if alive(pid)]
+
+
+def wait_for_line(stream, needle: str, timeout_s: float = 300.0) -> str:
+    """Read ``stream`` until a line contains ``needle``; returns what was read."""
+    deadline, seen = time.monotonic() + timeout_s, []
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} never came; output:\n{''.join(seen)}")
