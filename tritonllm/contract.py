@@ -360,6 +360,17 @@ ENSEMBLE = ModelContract(
 # engine and by ensemble inputs), so streaming clients send this with a unique request id.
 INCREMENTAL_DETOKENIZE = "incremental_detokenize"
 
+# How a full queue is worded: our engine's refusal (``tritonllm.engine.QueueFullError``) and
+# Triton core's / TensorRT-LLM's. Triton 2.51's HTTP generate endpoint answers every model
+# error with 400, so clients tell "retry later" from "fix the request" by these words.
+BUSY_MARKS: tuple[str, ...] = ("server busy", "Exceeds maximum queue size",
+                               "Maximum queue size of")
+
+
+def is_busy_message(message: str) -> bool:
+    return any(mark in message for mark in BUSY_MARKS)
+
+
 MODELS: tuple[ModelContract, ...] = (PREPROCESSING, TENSORRT_LLM, POSTPROCESSING, ENSEMBLE)
 
 MODEL_CONTRACTS = {m.name: m for m in MODELS}

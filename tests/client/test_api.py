@@ -8,7 +8,7 @@ import tritonllm.client as client
 def test_exported_names_are_pinned():
     assert client.__all__ == [
         "AsyncClient", "Chunk", "Client", "Completion", "ConnectionError", "GenerationOptions",
-        "InvalidRequestError", "ServerError", "TimeoutError", "TritonLLMError",
+        "InvalidRequestError", "ServerBusyError", "ServerError", "TimeoutError", "TritonLLMError",
     ]
     for name in client.__all__:
         assert getattr(client, name).__module__.startswith("tritonllm.client")
@@ -17,12 +17,13 @@ def test_exported_names_are_pinned():
 def test_exception_tree_matches_the_docstring():
     assert issubclass(client.ServerError, client.TritonLLMError)
     assert issubclass(client.InvalidRequestError, client.ServerError)
+    assert issubclass(client.ServerBusyError, client.ServerError)
     assert issubclass(client.ConnectionError, client.TritonLLMError)
     assert issubclass(client.ConnectionError, builtins.ConnectionError)
     assert issubclass(client.TimeoutError, client.TritonLLMError)
     assert issubclass(client.TimeoutError, builtins.TimeoutError)
-    for name in ("TritonLLMError", "ServerError", "InvalidRequestError", "ConnectionError",
-                 "TimeoutError"):
+    for name in ("TritonLLMError", "ServerError", "InvalidRequestError", "ServerBusyError",
+                 "ConnectionError", "TimeoutError"):
         assert name in client.__doc__
 
 

@@ -11,6 +11,7 @@ from tritonllm.client import (
     Client,
     ConnectionError,
     InvalidRequestError,
+    ServerBusyError,
     ServerError,
     TimeoutError,
 )
@@ -20,7 +21,7 @@ from tritonllm.client._http import error_from_body
 
 @pytest.mark.parametrize("status, cls", [
     (400, InvalidRequestError), (422, InvalidRequestError), (404, ServerError),
-    (500, ServerError), (503, ServerError),
+    (500, ServerError), (503, ServerBusyError),
 ])
 def test_http_status_picks_the_class_and_keeps_message_and_status(status, cls):
     error = error_from_http(status, "top_p: must be in (0, 1], got 2.0")
@@ -28,6 +29,16 @@ def test_http_status_picks_the_class_and_keeps_message_and_status(status, cls):
     assert error.message == "top_p: must be in (0, 1], got 2.0"
     assert error.http_status == status and error.grpc_code is None
     assert str(error) == f"[{status}] top_p: must be in (0, 1], got 2.0"
+
+
+@pytest.mark.parametrize("code", [None, "UNAVAILABLE"])
+def test_a_full_queue_is_server_busy(code):
+    ours = "in ensemble 'ensemble', max_queue_size: server busy, 8 requests already waiting " \
+           "(Maximum queue size of 8 reached; Exceeds maximum queue size); retry later"
+    tritons = "Exceeds maximum queue size"
+    for message in (ours, tritons):
+        error = error_from_grpc(code, message)
+        assert type(error) is ServerBusyError and isinstance(error, ServerError)
 
 
 def test_an_in_band_internal_error_is_the_servers_fault():

@@ -11,7 +11,7 @@ from tritonllm.engine import EngineConfig, GenerationRequest, SamplingParams
 def test_public_api_is_pinned():
     assert sorted(tritonllm.engine.__all__) == [
         "EngineConfig", "EngineStats", "GenerationOutput", "GenerationRequest", "LLMEngine",
-        "SamplingParams"]
+        "QueueFullError", "SamplingParams"]
     for name in tritonllm.engine.__all__:
         assert getattr(tritonllm.engine, name).__name__ == name
 
@@ -92,3 +92,9 @@ def test_request_normalizes_token_ids():
                                 stop_words=[numpy.array([1, 2])])
     assert request.prompt_ids == [5, 6] and type(request.prompt_ids[0]) is int
     assert request.max_new_tokens == 3 and request.stop_words == [[1, 2]]
+
+
+def test_max_queue_size_is_validated():
+    assert EngineConfig(max_queue_size=0).max_queue_size == 0  # no limit
+    with pytest.raises(ValueError, match="max_queue_size: must be an integer >= 0"):
+        EngineConfig(max_queue_size=-1)

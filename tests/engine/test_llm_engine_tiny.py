@@ -245,3 +245,27 @@ def test_a_failing_step_fails_its_requests_and_the_loop_survives(tiny_model, ref
         engine.shutdown()
     assert outputs[-1].finish_reason == "error" and "scheduler bug" in outputs[-1].error
     assert after[0][-1].token_ids == references[0]
+
+
+def test_a_full_queue_refuses_at_once_and_the_admitted_finish(tiny_model, references):
+    from tritonllm.engine import QueueFullError
+
+    # One batch slot and one queue place: the third request waiting is refused.
+    engine = LLMEngine(tiny_runner(tiny_model, max_batch_size=1, max_num_tokens=64,
+                                   max_queue_size=1))  # not started yet: submits wait
+    outputs: list[list[GenerationOutput]] = [[], []]
+    requests = greedy_requests()
+    try:
+        for i in range(2):  # one takes the free slot, one the queue place
+            engine.submit(requests[i], outputs[i].append)
+        with pytest.raises(QueueFullError, match="max_queue_size: server busy.*Maximum queue "
+                                                 "size of 1.*retry later"):
+            engine.submit(requests[2], lambda output: None)
+        assert engine.stats().rejected == 1
+        engine.start()
+        wait_for(lambda: all(o and o[-1].finished for o in outputs))
+        stats = engine.stats()
+    finally:
+        engine.shutdown()
+    assert final_tokens(outputs) == references[:2]
+    assert stats.completed == 2 and stats.free_kv_tokens == stats.total_kv_tokens

@@ -83,3 +83,16 @@ def test_summary_of_nothing():
     s = summarize([])
     assert s.requests == 0 and s.window_s == 0 and s.request_throughput == 0
     assert s.latency_ms["e2e"].count == 0
+
+
+def test_busy_refusals_are_counted_apart_from_errors():
+    records = [
+        RequestRecord("a", "t", 0.0, 0.5, streamed=False, chunk_times=(0.5,), output_tokens=4),
+        RequestRecord("b", "t", 0.0, 0.1, streamed=False, error="HTTP 503: busy"),
+        RequestRecord("c", "t", 0.0, 0.1, streamed=False,
+                      error="HTTP 400: in ensemble 'ensemble', max_queue_size: server busy, 8"),
+        RequestRecord("d", "t", 0.0, 0.1, streamed=False, error="HTTP 400: max_tokens: must be"),
+    ]
+    summary = summarize(records)
+    assert (summary.succeeded, summary.failed, summary.rejected) == (1, 1, 2)
+    assert list(summary.errors) == ["HTTP 400: max_tokens: must be"]

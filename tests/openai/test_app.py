@@ -56,3 +56,13 @@ def test_settings_are_validated_and_round_trip_through_the_command_line():
         parser = argparse.ArgumentParser()
         add_options(parser)
         assert settings_from_args(parser.parse_args(command(settings)[3:])) == settings
+
+
+def test_a_busy_engine_is_503():
+    from tritonllm.client import ServerBusyError
+    from tritonllm.openai.errors import from_client_error
+
+    error = from_client_error(ServerBusyError(
+        "in ensemble 'ensemble', max_queue_size: server busy, 32 requests already waiting",
+        http_status=400))
+    assert error.status == 503 and "max_queue_size" in error.message

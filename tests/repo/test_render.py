@@ -122,3 +122,14 @@ def test_bad_gpu_settings_name_the_field():
         GpuEngineSettings(engine_dir="/e", batch_scheduler_policy="fifo")
     with pytest.raises(ValueError, match="kv_cache_free_gpu_mem_fraction"):
         GpuEngineSettings(engine_dir="/e", kv_cache_free_gpu_mem_fraction=1.5)
+
+
+def test_gpu_queue_policy_bounds_the_queue():
+    # Triton's default_queue_policy: the excess gets UNAVAILABLE "Exceeds maximum queue size"
+    # (and TensorRT-LLM's executor reads the same limit).
+    bounded = dataclasses.replace(GPU, gpu_engine=dataclasses.replace(GPU.gpu_engine,
+                                                                      max_queue_size=64))
+    cfg = parse(render_configs(bounded)["tensorrt_llm"])
+    assert cfg.dynamic_batching.default_queue_policy.max_queue_size == 64
+    unbounded = parse(render_configs(GPU)["tensorrt_llm"])
+    assert not unbounded.dynamic_batching.HasField("default_queue_policy")

@@ -158,6 +158,7 @@ class ServingSpec:
     decoupled: bool = True
     preprocessing_instances: int = 1
     max_queue_delay_microseconds: int = 0
+    max_queue_size: int = 32  # waiting requests beyond the batch; more get 503 (0: no limit)
     engine_dir: str = ""  # the engines' path as the server sees it; "" = the build's engine dir
 
     def __post_init__(self) -> None:
@@ -170,6 +171,7 @@ class ServingSpec:
         _at_least("serving.triton_max_batch_size", self.triton_max_batch_size, 0)
         _at_least("serving.preprocessing_instances", self.preprocessing_instances, 1)
         _at_least("serving.max_queue_delay_microseconds", self.max_queue_delay_microseconds, 0)
+        _at_least("serving.max_queue_size", self.max_queue_size, 0)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def repo_settings(profile: BuildProfile, engine_dir: Path, tokenizer_dir: Path,
         kv_cache_free_gpu_mem_fraction=serving.kv_cache_free_gpu_mem_fraction,
         enable_kv_cache_reuse=serving.enable_kv_cache_reuse,
         enable_chunked_context=serving.enable_chunked_context,
-        max_queue_delay_microseconds=serving.max_queue_delay_microseconds)
+        max_queue_delay_microseconds=serving.max_queue_delay_microseconds,
+        max_queue_size=serving.max_queue_size)
     return RepoSettings(target="gpu", gpu_engine=gpu, **common)
 
 
@@ -54,7 +55,8 @@ def cpu_engine_parameters(profile: BuildProfile, kv_cache_tokens: int, model_dir
         max_input_len=limits.max_input_len, max_seq_len=limits.max_seq_len,
         kv_cache_tokens=kv_cache_tokens, block_size=profile.engine.tokens_per_block,
         scheduler_policy=profile.serving.batch_scheduler_policy,
-        enable_chunked_context=profile.serving.enable_chunked_context)
+        enable_chunked_context=profile.serving.enable_chunked_context,
+        max_queue_size=profile.serving.max_queue_size)
     return {"model_dir": str(model_dir), **config.to_parameters()}
 
 

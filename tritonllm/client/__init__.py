@@ -20,8 +20,10 @@ Exceptions (nothing from tritonclient, grpc, requests or aiohttp leaks out)::
     TritonLLMError
      ├── ServerError            the server answered with an error: .message (the server's),
      │    │                     .http_status or .grpc_code
-     │    └── InvalidRequestError   HTTP 400 / gRPC INVALID_ARGUMENT or an in-band stream error:
-     │                              the request is at fault; the message names the field
+     │    ├── InvalidRequestError   HTTP 400 / gRPC INVALID_ARGUMENT or an in-band stream error:
+     │    │                         the request is at fault; the message names the field
+     │    └── ServerBusyError       HTTP 503 / a full queue ("Exceeds maximum queue size"):
+     │                              nothing ran; retry later
      ├── ConnectionError        cannot reach the server / connection lost (also a builtin
      │                          ConnectionError)
      └── TimeoutError           the request outlived ``timeout`` (also a builtin TimeoutError)
@@ -34,6 +36,7 @@ from ._client import AsyncClient, Client
 from ._errors import (
     ConnectionError,
     InvalidRequestError,
+    ServerBusyError,
     ServerError,
     TimeoutError,
     TritonLLMError,
@@ -49,6 +52,7 @@ __all__ = [
     "ConnectionError",
     "GenerationOptions",
     "InvalidRequestError",
+    "ServerBusyError",
     "ServerError",
     "TimeoutError",
     "TritonLLMError",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import builtins
 
+from tritonllm.contract import is_busy_message
+
 
 class TritonLLMError(Exception):
     """Base of every error the client raises; no tritonclient, grpc, requests or aiohttp
@@ -38,6 +40,11 @@ class InvalidRequestError(ServerError):
     the message names the field and the limit."""
 
 
+class ServerBusyError(ServerError):
+    """The server refused the request for now (its queue is full: HTTP 503, gRPC UNAVAILABLE or
+    an in-band "Exceeds maximum queue size"); nothing ran. Retry later, with backoff."""
+
+
 class ConnectionError(TritonLLMError, builtins.ConnectionError):
     """The server could not be reached, or the connection broke (gRPC UNAVAILABLE)."""
 
@@ -52,7 +59,11 @@ _INTERNAL_MARK = "internal error"  # tritonllm.models.triton.error() marks our o
 
 
 def error_from_http(status: int, message: str) -> ServerError:
-    """The exception for an HTTP error answer: 400/422 are the request's fault."""
+    """The exception for an HTTP error answer: 400/422 are the request's fault; 503 or a
+    busy message (a full queue; Triton 2.51's generate answers it with 400) means retry
+    later."""
+    if status == 503 or is_busy_message(message):
+        return ServerBusyError(message, http_status=status)
     cls = InvalidRequestError if status in _INVALID_HTTP_STATUSES else ServerError
     return cls(message, http_status=status)
 
@@ -65,6 +76,8 @@ def error_from_grpc(code: str | None, message: str) -> TritonLLMError:
     errors are the request's fault (Triton refusing it at admission, or our models' messages
     naming a field), except our server's own failures, which it marks ``internal error``.
     """
+    if is_busy_message(message):
+        return ServerBusyError(message, grpc_code=code)
     if code == "UNAVAILABLE":
         return ConnectionError(message)
     if code == "DEADLINE_EXCEEDED":

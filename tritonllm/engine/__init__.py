@@ -7,7 +7,7 @@ plain Python without torch — then ``runner`` and ``sampler`` (the only torch c
 """
 
 from tritonllm.engine.config import EngineConfig
-from tritonllm.engine.engine import EngineStats, LLMEngine
+from tritonllm.engine.engine import EngineStats, LLMEngine, QueueFullError
 from tritonllm.engine.request import GenerationOutput, GenerationRequest, SamplingParams
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "GenerationOutput",
     "GenerationRequest",
     "LLMEngine",
+    "QueueFullError",
     "SamplingParams",
 ]

@@ -18,6 +18,10 @@ describe both the GPU engine and this CPU twin:
   process may use. On a machine shared with other busy processes, 1 is often faster: OpenMP
   threads that wait for a descheduled peer stall every step.
 - ``max_stop_words``: most stop words, and most bad words, per request.
+- ``max_queue_size``: most requests waiting for a batch slot (beyond the free ones); one more is
+  refused at once with :class:`~tritonllm.engine.QueueFullError` (Triton's ``max_queue_size``;
+  0 = no limit, TensorRT-LLM's default). Bounding the queue keeps latency bounded under
+  overload: the excess is told to retry instead of timing out together with everyone else.
 """
 
 from __future__ import annotations
@@ -53,11 +57,15 @@ class EngineConfig:
     enable_chunked_context: bool = True
     num_threads: int = field(default_factory=available_cores)
     max_stop_words: int = 64  # per request, for stop words and for bad words each
+    max_queue_size: int = 32
     num_blocks: int = field(init=False)
 
     def __post_init__(self) -> None:
         self._check_positive()
         self._check_relations()
+        if not isinstance(self.max_queue_size, int) or self.max_queue_size < 0:
+            raise ValueError(f"max_queue_size: must be an integer >= 0 (0: no limit), got "
+                             f"{self.max_queue_size!r}")
         if self.scheduler_policy not in SCHEDULER_POLICIES:
             raise ValueError(
                 f"scheduler_policy: {self.scheduler_policy!r} is not one of {SCHEDULER_POLICIES}"

@@ -31,13 +31,27 @@ OutputCallback = Callable[[GenerationOutput], None]
 CancelCheck = Callable[[], bool]
 
 
+class QueueFullError(RuntimeError):
+    """The engine's waiting queue is full: the request was not queued; retry later.
+
+    The message names the limit and carries both phrasings clients look for: Triton core's
+    "Exceeds maximum queue size" and TensorRT-LLM's "Maximum queue size of N".
+    """
+
+    def __init__(self, limit: int, waiting: int):
+        super().__init__(f"max_queue_size: server busy, {waiting} requests already waiting "
+                         f"(Maximum queue size of {limit} reached; Exceeds maximum queue size); "
+                         "retry later")
+        self.limit = limit
+
+
 @dataclass
 class EngineStats:
     """Counters since start (first group) and the current state (second group).
 
     ``steps_with_multiple_decodes``: steps in which more than one request decoded together
     (shared decode steps: inflight batching observed). ``preempted``: pauses under
-    ``max_utilization``. ``*_kv_*``: KV-cache capacity, free vs total, in blocks and tokens.
+    ``max_utilization``. ``rejected``: requests refused because the queue was full. ``*_kv_*``: KV-cache capacity, free vs total, in blocks and tokens.
     """
 
     steps: int = 0
@@ -50,6 +64,7 @@ class EngineStats:
     cancelled: int = 0
     failed: int = 0
     preempted: int = 0
+    rejected: int = 0
     running: int = 0
     waiting: int = 0
     free_kv_blocks: int = 0
@@ -105,12 +120,14 @@ class LLMEngine:
         """Queue a request; outputs arrive through ``on_output`` on the engine thread.
 
         Raises ValueError (naming the field and the limit) when the request can never be
-        served, and RuntimeError once the engine is shut down.
+        served, :class:`QueueFullError` when ``max_queue_size`` requests already wait (retry
+        later), and RuntimeError once the engine is shut down.
         """
         self._validate(request)
         with self._cond:
             if self._stopping:
                 raise RuntimeError("engine: shut down, not accepting requests")
+            self._admit()
             if request.request_id in self._live:
                 raise ValueError(f"request_id: {request.request_id!r} is already in flight")
             seq = Sequence(self._next_seq_id, request, time.time_ns(), on_output, is_cancelled)
@@ -118,6 +135,16 @@ class LLMEngine:
             self._live[request.request_id] = seq
             self._inbox.append(seq)
             self._cond.notify()
+
+    def _admit(self) -> None:
+        """Refuse a request when the queue is full (caller holds the lock). Requests that will
+        take a free batch slot at the next step do not count as queued."""
+        limit = self.config.max_queue_size
+        free_slots = max(0, self.config.max_batch_size - len(self.scheduler.running))
+        waiting = max(0, len(self.scheduler.waiting) + len(self._inbox) - free_slots)
+        if limit and waiting >= limit:
+            self._stats.rejected += 1
+            raise QueueFullError(limit, waiting)
 
     def cancel(self, request_id: str) -> bool:
         """Cancel a request: its cache is freed before the next step and a final output with

@@ -207,7 +207,8 @@ def _progress_loop(controller: RunController) -> None:
 def progress_line(records) -> str:
     s = summarize(records)
     ttft, tpot = s.latency_ms["ttft"].p50, s.latency_ms["tpot"].p50
-    parts = [f"{s.succeeded} ok, {s.failed} failed", f"{s.output_token_throughput:.1f} out tok/s"]
+    parts = [f"{s.succeeded} ok, {s.failed} failed, {s.rejected} rejected (busy)",
+             f"{s.output_token_throughput:.1f} out tok/s"]
     if ttft is not None:
         parts.append(f"TTFT p50 {ttft:.0f} ms")
     if tpot is not None:

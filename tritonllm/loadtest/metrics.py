@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tritonllm.contract import is_busy_message
+
 PERCENTILES = (50, 90, 95, 99)
 LATENCY_METRICS = ("ttft", "tt2t", "itl", "tpot", "e2e")
 
@@ -52,7 +54,9 @@ class RequestRecord:
     ``start`` is wall-clock epoch seconds (``time.time()``), used only to place the request on
     a timeline; every duration comes from the monotonic offsets. ``chunk_tokens[i]`` is how many
     output tokens arrived with chunk ``i`` when the server reports running counts, else empty.
-    ``error`` is ``None`` on success, else a short kind such as ``"HTTP 400"``.
+    ``error`` is ``None`` on success, else a short kind such as ``"HTTP 400"``; a refusal
+    because the server was busy (HTTP 503, ``ServerBusyError``) is :attr:`rejected`, counted
+    apart from errors: it is the server shedding load, not a fault.
     """
 
     request_id: str
@@ -80,6 +84,11 @@ class RequestRecord:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def rejected(self) -> bool:
+        return self.error is not None and (self.error.startswith("HTTP 503")
+                                           or is_busy_message(self.error))
 
     @property
     def e2e(self) -> float:
@@ -147,7 +156,9 @@ class Distribution:
 
 @dataclass(frozen=True)
 class Summary:
-    """Aggregates of one run; latencies in ms, throughputs per second of the window."""
+    """Aggregates of one run; latencies in ms, throughputs per second of the window.
+    ``requests`` = ``succeeded`` + ``failed`` + ``rejected`` (refused because the server was
+    busy; not in ``errors``)."""
 
     requests: int
     succeeded: int
@@ -161,6 +172,7 @@ class Summary:
     latency_ms: dict[str, Distribution]
     tokens: dict[str, Distribution]
     requests_by_user: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,14 +199,15 @@ def latency_distributions(ok: list[RequestRecord]) -> dict[str, Distribution]:
 def summarize(records: list[RequestRecord]) -> Summary:
     """Aggregate ``records`` (every request of the run, failed ones included)."""
     ok = [r for r in records if r.ok]
+    rejected = [r for r in records if r.rejected]
     first, last = window(records)
     span = last - first
     out_total = sum(r.output_tokens or 0 for r in ok)
     return Summary(
         requests=len(records),
         succeeded=len(ok),
-        failed=len(records) - len(ok),
-        errors=dict(Counter(r.error for r in records if not r.ok)),
+        failed=len(records) - len(ok) - len(rejected),
+        errors=dict(Counter(r.error for r in records if not r.ok and not r.rejected)),
         window_s=span,
         request_throughput=len(ok) / span if span > 0 else 0.0,
         output_token_throughput=out_total / span if span > 0 else 0.0,
@@ -206,4 +219,5 @@ def summarize(records: list[RequestRecord]) -> Summary:
             "output": Distribution.of(r.output_tokens for r in ok),
         },
         requests_by_user=dict(Counter(r.user for r in records)),
+        rejected=len(rejected),
     )

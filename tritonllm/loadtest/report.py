@@ -84,9 +84,11 @@ def markdown(summary: Summary, run: dict, slo: SloResult | None) -> str:
     """The human-readable summary."""
     head = [f"# Load test: {run.get('label') or 'run'}", ""]
     head += [f"- {key}: {value}" for key, value in run.items() if value not in (None, "")]
-    head += ["", "| requests | succeeded | failed | window (s) | req/s | output tok/s |",
-             "|---|---|---|---|---|---|",
+    head += ["", "| requests | succeeded | failed | rejected (busy) | window (s) | req/s | "
+                 "output tok/s |",
+             "|---|---|---|---|---|---|---|",
              f"| {summary.requests} | {summary.succeeded} | {summary.failed} | "
+             f"{summary.rejected} | "
              f"{summary.window_s:.1f} | {summary.request_throughput:.3f} | "
              f"{summary.output_token_throughput:.2f} |", ""]
     body = [latency_table(summary.latency_ms, summary.tokens)]

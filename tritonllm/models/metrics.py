@@ -32,6 +32,7 @@ COUNTERS = {
     "prefill_tokens": "tritonllm_prompt_tokens_total",
     "generated_tokens": "tritonllm_generation_tokens_total",
     "preempted": "tritonllm_num_preemptions_total",
+    "rejected": "tritonllm_requests_rejected_total",
     "steps": "tritonllm_engine_steps_total",
     "steps_with_multiple_decodes": "tritonllm_engine_shared_decode_steps_total",
     "decode_tokens": "tritonllm_engine_decode_tokens_total",

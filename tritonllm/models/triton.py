@@ -13,9 +13,12 @@ from typing import Callable
 import numpy as np
 
 from tritonllm.contract import ModelContract
+from tritonllm.engine.engine import QueueFullError
 
-# Errors whose message is for the client (bad input); anything else is our fault.
+# Errors whose message is for the client (bad input); anything else is our fault, except a full
+# queue: UNAVAILABLE (HTTP 503), retry later.
 CLIENT_ERRORS = (ValueError,)
+BUSY_ERRORS = (QueueFullError,)
 
 
 def parameters(args: dict) -> dict[str, str]:
@@ -39,7 +42,10 @@ def to_tensors(pb_utils, outputs: dict[str, np.ndarray]) -> list:
 
 
 def error(pb_utils, exc: BaseException):
-    """A TritonError for this request only: INVALID_ARG for client errors, INTERNAL otherwise."""
+    """A TritonError for this request only: INVALID_ARG for client errors, UNAVAILABLE for a
+    full queue, INTERNAL otherwise."""
+    if isinstance(exc, BUSY_ERRORS):
+        return pb_utils.TritonError(str(exc), pb_utils.TritonError.UNAVAILABLE)
     if isinstance(exc, CLIENT_ERRORS):
         return pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
     return pb_utils.TritonError(f"internal error: {exc!r}\n{traceback.format_exc()}",

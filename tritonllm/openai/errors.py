@@ -6,7 +6,8 @@ Every error the frontend answers is an :class:`OpenAIError`, sent as
     400 invalid_request_error   bad JSON, a bad or unsupported field (``param`` names it),
                                 or the server refused the request (a limit, named)
     404 not_found_error         unknown model (``param`` = "model") or path
-    503 service_unavailable     Triton or the ensemble is not ready or cannot be reached
+    503 service_unavailable     Triton or the ensemble is not ready or cannot be reached, or
+                                the engine's queue is full (retry later)
     500 internal_error          the server failed while answering
 """
 
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import re
 
-from tritonllm.client import ConnectionError, InvalidRequestError, TimeoutError, TritonLLMError
+from tritonllm.client import (ConnectionError, InvalidRequestError, ServerBusyError, TimeoutError,
+                              TritonLLMError)
 
 
 class OpenAIError(Exception):
@@ -68,6 +70,8 @@ def from_client_error(exc: TritonLLMError, renames: dict[str, str] | None = None
     names the field the user sent."""
     if isinstance(exc, InvalidRequestError):
         return _refusal(exc.message, renames or {})
+    if isinstance(exc, ServerBusyError):
+        return unavailable(f"the inference server is busy: {exc.message}")
     if isinstance(exc, ConnectionError):
         return unavailable(f"the inference server cannot be reached: {exc}")
     if isinstance(exc, TimeoutError):

@@ -42,6 +42,7 @@ class GpuEngineSettings:
     max_beam_width: int = 1
     exclude_input_in_output: bool = False
     max_queue_delay_microseconds: int = 0
+    max_queue_size: int = 0  # Triton's queue policy; TensorRT-LLM's executor reads it too
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -159,6 +160,9 @@ def _engine_model(settings: RepoSettings) -> pb.ModelConfig:
         cfg.backend = "tensorrtllm"
         gpu = settings.gpu_engine
         cfg.dynamic_batching.max_queue_delay_microseconds = gpu.max_queue_delay_microseconds
+        if gpu.max_queue_size:
+            # Requests beyond it get UNAVAILABLE / HTTP 503 "Exceeds maximum queue size".
+            cfg.dynamic_batching.default_queue_policy.max_queue_size = gpu.max_queue_size
         params = gpu.parameters()
     _set_parameters(cfg, params)
     return cfg

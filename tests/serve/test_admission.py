@@ -1,0 +1,73 @@
+"""Admission control against a real tritonserver whose engine holds one running and one
+waiting request (``max_batch_size=1``, ``max_queue_size=1``): a burst beyond the queue is
+refused at once with a "server busy" error naming the limit (gRPC UNAVAILABLE; Triton 2.51's
+HTTP generate answers every model error with 400, so the client classifies by the message),
+the admitted requests complete with the right answer, the refusals are counted, and the
+server keeps serving."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import pytest
+import requests
+
+from tests.conftest import TEST_ENGINE
+from tests.helpers import wait_for_idle_cache
+from tritonllm.client import Client, ServerBusyError
+from tritonllm.serve.cpu import CpuDeployment
+from tritonllm.serve.launcher import Ports, TritonServer
+from tritonllm.serve.metrics import engine_stats
+
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory, model_dir):
+    import dataclasses
+
+    engine = dataclasses.replace(TEST_ENGINE, max_batch_size=1, max_num_tokens=256,
+                                 max_queue_size=1)
+    work = tmp_path_factory.mktemp("triton-admission")
+    deployment = CpuDeployment(model=str(model_dir), engine=engine,
+                               repo_dir=work / "model_repository")
+    with TritonServer(deployment.prepare(), Ports.free(), log_file=work / "log") as server:
+        yield server
+
+
+def generate(server, max_tokens: int) -> requests.Response:
+    body = {"text_input": PROMPT, "max_tokens": max_tokens, "exclude_input_in_output": True,
+            "min_tokens": max_tokens}
+    return requests.post(f"http://{server.http_url}/v2/models/ensemble/generate", json=body,
+                         timeout=300)
+
+
+def test_a_burst_beyond_the_queue_is_refused_and_the_rest_served(small_server):
+    before = engine_stats(small_server.metrics_url)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda _: generate(small_server, 96), range(6)))
+    served = [r for r in replies if r.status_code == 200]
+    refused = [r for r in replies if "max_queue_size: server busy" in r.text]
+    assert len(served) + len(refused) == 6, [r.text for r in replies]
+    assert len(served) >= 2 and refused, [r.status_code for r in replies]
+    assert all("Maximum queue size of 1" in r.text for r in refused)
+    assert len({r.json()["text_output"] for r in served}) == 1  # greedy: equal answers
+    after = wait_for_idle_cache(small_server)
+    assert after["rejected"] - before["rejected"] == len(refused)
+    assert after["completed"] - before["completed"] == len(served)
+    assert generate(small_server, 4).status_code == 200  # and it keeps serving
+
+
+def test_the_client_raises_server_busy_for_a_refusal(small_server):
+    def ask(_):
+        with Client(protocol="grpc", url=small_server.grpc_url) as client:
+            try:
+                return client.generate(PROMPT, max_tokens=96, min_tokens=96).text
+            except ServerBusyError as exc:
+                return exc
+
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(ask, range(5)))
+    busy = [r for r in results if isinstance(r, ServerBusyError)]
+    assert busy and len(busy) < 5
+    assert "max_queue_size" in busy[0].message
