@@ -56,7 +56,7 @@ RUN pip install --no-deps -e .
 USER 1000:1000
 RUN python -c "from tritonllm.model_source import default_model_dir; from tritonllm.serve.launcher import backend_dir; print(default_model_dir(), backend_dir())"
 
-EXPOSE 8000 8001 8002
+EXPOSE 8000 8001 8002 9000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('TRITONLLM_HTTP_PORT', '8000'), timeout=4)"]
 # What `make serve` runs. Triton listens on 0.0.0.0; SIGTERM drains in-flight requests.
@@ -103,13 +103,17 @@ RUN (getent passwd 1000 > /dev/null || useradd --uid 1000 --create-home --shell 
 WORKDIR /opt/tritonllm
 COPY . .
 COPY --chmod=0755 deploy/bin/kubectl-rsh /usr/local/bin/tritonllm-kubectl-rsh
+# The OpenAI frontend's web stack (tritonllm.openai) with its own small dependencies; nothing
+# from the container's inference stack is replaced.
 RUN pip install --no-deps -e . \
-    && pip install "tritonclient[grpc]==2.73.0" "pyyaml>=6.0" "tqdm>=4.66"
+    && pip install "tritonclient[grpc]==2.73.0" "pyyaml>=6.0" "tqdm>=4.66" \
+        "starlette==1.10.0" "uvicorn==0.54.0" "prometheus-client==0.26.0"
 
 USER 1000:1000
-EXPOSE 8000 8001 8002
+EXPOSE 8000 8001 8002 9000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('TRITONLLM_HTTP_PORT', '8000'), timeout=4)"]
 # The profile comes from --profile or $TRITONLLM_PROFILE (a mounted file). SIGTERM is forwarded
-# to tritonserver / mpirun so in-flight requests drain (docker stop -t 150).
+# to tritonserver / mpirun so in-flight requests drain (docker stop -t 150). The OpenAI frontend
+# listens on 9000 (serving.openai_port; 0: none) and stops after the server.
 ENTRYPOINT ["tritonllm", "deploy", "entrypoint"]

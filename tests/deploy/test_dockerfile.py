@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tritonllm.deploy.multinode import RSH_AGENT
+from tritonllm.openai.settings import DEFAULT_PORT as OPENAI_PORT
 from tritonllm.serve.launcher import DEFAULT_PORTS
 
 GPU_BASE = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
@@ -87,7 +88,8 @@ def test_runs_as_non_root_with_a_readiness_healthcheck(stages, target):
     assert last(stage, "USER") == "1000:1000"
     health = last(stage, "HEALTHCHECK")
     assert "/v2/health/ready" in health and "TRITONLLM_HTTP_PORT" in health
-    assert set(last(stage, "EXPOSE").split()) == {str(p) for p in DEFAULT_PORTS.values()}
+    ports = {*DEFAULT_PORTS.values(), OPENAI_PORT}
+    assert set(last(stage, "EXPOSE").split()) == {str(p) for p in ports}
     labels = " ".join(rest for w, rest in stage if w == "LABEL")
     for key in ("title", "description", "version", "revision", "base.name"):
         assert f"org.opencontainers.image.{key}=" in labels
@@ -104,6 +106,13 @@ def test_gpu_image_keeps_the_containers_own_stack(stages):
     runs = " ".join(rest for w, rest in stages["gpu"] if w == "RUN")
     assert "pip install --no-deps -e ." in runs
     assert "torch" not in runs and "transformers" not in runs and "tensorrt" not in runs
+
+
+def test_gpu_image_installs_the_openai_frontends_stack(stages):
+    """The entrypoint starts tritonllm.openai beside the server: its web stack must be there."""
+    runs = " ".join(rest for w, rest in stages["gpu"] if w == "RUN")
+    for package in ("starlette", "uvicorn", "prometheus-client"):
+        assert re.search(rf'"{package}==[0-9.]+"', runs), package
 
 
 def test_no_secrets_in_layers(stages):

@@ -130,16 +130,28 @@ def test_gpus_are_tp_times_pp(objects):
     assert seen == len(manifests.EXAMPLES)
 
 
-def test_ports_come_from_default_ports(objects):
+def test_ports_come_from_default_ports_and_the_profile(objects):
     for folder, template, _ in workload_pods(objects):
         container = template["spec"]["containers"][0]
-        assert {p["name"]: p["containerPort"] for p in container["ports"]} == DEFAULT_PORTS
+        expected = {**DEFAULT_PORTS, "openai": profile_of(objects, folder).serving.openai_port}
+        assert {p["name"]: p["containerPort"] for p in container["ports"]} == expected
         assert {n: int(arg(container, f"{n}-port")) for n in DEFAULT_PORTS} == DEFAULT_PORTS
         assert template["metadata"]["annotations"]["prometheus.io/port"] == \
             str(DEFAULT_PORTS["metrics"])
-    for _, svc in of_kind(objects, "Service"):
-        if svc["metadata"]["name"].endswith("-api"):
-            assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == DEFAULT_PORTS
+        svc = next(d for _, d in of_kind(objects, "Service")
+                   if d["metadata"]["name"] == f"{k8s.k8s_name(folder.name)}-api")
+        assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == expected
+
+
+def test_openai_port_zero_drops_the_port_and_probes_triton(tmp_path, repo_root):
+    text = (repo_root / "build" / "llama-3.1-8b-fp8-h100.yaml").read_text()
+    (tmp_path / "p.yaml").write_text(text + "  openai_port: 0\n")  # serving is the last section
+    r = k8s.resolve(ClusterSpec("p.yaml"), tmp_path)
+    container = k8s.deployment(r)["spec"]["template"]["spec"]["containers"][0]
+    assert [p["name"] for p in container["ports"]] == list(DEFAULT_PORTS)
+    assert [p["name"] for p in k8s.service(r)["spec"]["ports"]] == list(DEFAULT_PORTS)
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
 
 
 def test_profile_configmap_is_the_profile_file(repo_root, objects):
@@ -158,9 +170,11 @@ def test_probes_grace_and_drain(objects):
         profile = profile_of(objects, folder)
         container = template["spec"]["containers"][0]
         startup = container["startupProbe"]
-        assert startup["httpGet"]["path"] == container["readinessProbe"]["httpGet"]["path"] == \
-            "/v2/health/ready"
-        assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+        # The frontend's /health: 200 only when it runs, reaches Triton, and the ensemble is ready.
+        assert startup["httpGet"] == container["readinessProbe"]["httpGet"] == \
+            {"path": "/health", "port": "openai"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live",
+                                                         "port": "http"}
         spec = next(s for s in manifests.EXAMPLES if s.profile_file.endswith(f"{folder}.yaml"))
         assert startup["failureThreshold"] * startup["periodSeconds"] >= spec.startup_budget_s
         exit_timeout = int(arg(container, "exit-timeout-s"))
@@ -192,6 +206,7 @@ def test_lws_service_selects_leaders_and_rbac_allows_exec(objects):
     assert {"resources": ["pods/exec"], "verbs": ["create"], "apiGroups": [""]} in role["rules"]
     worker = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
     assert worker["containers"][0]["command"] == ["tritonllm", "deploy", "worker"]
+    assert "ports" not in worker["containers"][0]  # the OpenAI frontend runs on the leader only
     assert worker["serviceAccountName"] == name
 
 

@@ -232,6 +232,11 @@ def test_health_and_metrics(openai_frontend, sdk, served_model):
     assert "tritonllm_openai_generation_tokens_total" in text
 
 
+# The disconnect tests show the path end to end: a client that leaves becomes an engine cancel
+# (the ``cancelled`` counter) and the cache returns to full. That the free comes within one engine
+# step of the cancel reaching the engine is counted with the engine's step counter in
+# tests/engine/test_cancel_steps.py; the time from the TCP close to that cancel is network and
+# event-loop time, which no step count here could bound without timing.
 def test_stream_disconnect_frees_the_kv_cache(openai_frontend, served_model, triton_server):
     before = wait_for_idle_cache(triton_server)
     body = {"model": served_model, "prompt": "Tell me a very long story.", "max_tokens": 1500,

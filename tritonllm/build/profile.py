@@ -18,6 +18,9 @@ Shape of a profile file (every section and key optional except ``name``)::
     engine: {gemm_plugin: auto, multiple_profiles: true}
     serving: {kv_cache_free_gpu_mem_fraction: 0.9, enable_kv_cache_reuse: true}
 
+``serving.openai_port``: where the container entrypoint runs the OpenAI-compatible frontend in
+front of the ensemble (tritonllm.deploy.frontend); 0 runs none.
+
 Paths may use ``~`` and ``$VARS``; relative paths are relative to the working directory.
 ``model.dir: default`` is the cached SmolLM2-135M-Instruct (tritonllm.model_source).
 """
@@ -160,6 +163,9 @@ class ServingSpec:
     max_queue_delay_microseconds: int = 0
     max_queue_size: int = 32  # waiting requests beyond the batch; more get 503 (0: no limit)
     engine_dir: str = ""  # the engines' path as the server sees it; "" = the build's engine dir
+    # The container's OpenAI frontend; 0: none. 9000 is tritonllm.openai.settings.DEFAULT_PORT
+    # (a test pins the two equal; importing tritonllm.openai here would pull in its web stack).
+    openai_port: int = 9000
 
     def __post_init__(self) -> None:
         if not 0.0 < self.kv_cache_free_gpu_mem_fraction <= 1.0:
@@ -172,6 +178,9 @@ class ServingSpec:
         _at_least("serving.preprocessing_instances", self.preprocessing_instances, 1)
         _at_least("serving.max_queue_delay_microseconds", self.max_queue_delay_microseconds, 0)
         _at_least("serving.max_queue_size", self.max_queue_size, 0)
+        if not 0 <= self.openai_port < 65536:
+            raise ValueError(f"serving.openai_port: must be in [0, 65535] (0: no OpenAI "
+                             f"frontend), got {self.openai_port}")
 
 
 @dataclass(frozen=True)

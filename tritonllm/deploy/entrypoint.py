@@ -3,13 +3,17 @@
 ``tritonllm deploy entrypoint`` reads the profile (``--profile`` or ``$TRITONLLM_PROFILE``):
 
 - CPU (no profile, or ``target.gpu: cpu``): the CPU twin, exactly what ``tritonllm serve`` /
-  ``make serve`` runs (tritonllm.serve.cpu), with the profile's engine limits.
+  ``make serve`` runs (tritonllm.serve.cpu), with the profile's engine limits and
+  ``serving.decoupled``.
 - GPU: check the node (TensorRT-LLM installed, enough GPUs of one architecture) → fetch the
   checkpoint if it is missing and ``$TRITONLLM_HF_REPO`` is set → under the cache lock, decide
   reuse/build/rebuild from the engine manifest (tritonllm.deploy.cache), run ``tritonllm build``
   when needed, render the model repository → on a LeaderWorkerSet, wait for the worker pods →
   launch tritonserver with world size tp x pp through mpirun (tritonllm.deploy.launch),
   forwarding SIGTERM so in-flight requests drain (tritonllm.deploy.supervise).
+
+Either way the OpenAI-compatible frontend runs beside the server on ``serving.openai_port``
+(default 9000; 0: none), started before it and stopped after it (tritonllm.deploy.frontend).
 
 ``--dry-run`` prints every decision and command line and starts nothing.
 """
@@ -23,14 +27,18 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tritonllm.build.gpus import get_device
 from tritonllm.build.profile import BuildProfile, engine_hash, load_profile
-from tritonllm.deploy import cache
+from tritonllm.deploy import cache, frontend
 from tritonllm.deploy.launch import LaunchSpec
 from tritonllm.deploy.multinode import RSH_AGENT, PodGroup, group_from_env
 from tritonllm.deploy.node import NodeFacts
 from tritonllm.serve.launcher import ADMIN_KEY_ENV, Ports, new_admin_key
+
+if TYPE_CHECKING:
+    from tritonllm.openai.settings import FrontendSettings
 
 PROFILE_ENV = "TRITONLLM_PROFILE"
 HF_REPO_ENV = "TRITONLLM_HF_REPO"
@@ -75,6 +83,7 @@ class GpuPlan:
     root: Path
     launch: LaunchSpec
     decision: cache.CacheDecision  # as seen when planning; re-decided under the lock
+    frontend: FrontendSettings | None = None  # None: serving.openai_port is 0
 
     @property
     def build_dir(self) -> Path:
@@ -126,7 +135,8 @@ def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
                               scheduler_policy=serving.batch_scheduler_policy,
                               enable_chunked_context=serving.enable_chunked_context)
         deployment = CpuDeployment(model=profile.model.dir, engine=engine,
-                                   triton_max_batch_size=profile.triton_max_batch_size)
+                                   triton_max_batch_size=profile.triton_max_batch_size,
+                                   decoupled=serving.decoupled)
     if repo_dir is not None:
         deployment = dataclasses.replace(deployment, repo_dir=Path(repo_dir))
     return deployment
@@ -134,13 +144,14 @@ def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
 
 def serve_cpu(profile: BuildProfile | None, options: EntrypointOptions) -> int:
     """Render the CPU repository and run tritonserver as ``tritonllm serve`` does (the same
-    launcher: its command line and environment), under the signal-forwarding supervisor."""
-    from tritonllm.deploy.supervise import run_forwarding_signals
+    launcher: its command line and environment), under the signal-forwarding supervisor, with
+    the OpenAI frontend beside it."""
     from tritonllm.serve.launcher import TritonServer, server_env
 
     deployment = cpu_deployment(profile, options.repo_dir)
+    openai = frontend.frontend_settings(profile, options.ports, deployment.decoupled)
     if options.dry_run:
-        print(f"CPU twin: {deployment}\nports: {options.ports}")
+        print(f"CPU twin: {deployment}\nports: {options.ports}\n{frontend.describe(openai)}")
         return 0
     extra = [f"--log-file={options.log_file}"] if options.log_file else []
     # In a container the pod network is the boundary: bind all interfaces (a Service must reach
@@ -150,7 +161,8 @@ def serve_cpu(profile: BuildProfile | None, options: EntrypointOptions) -> int:
                           admin_key=os.environ.get(ADMIN_KEY_ENV))
     _log(f"CPU twin on HTTP :{options.ports.http}, gRPC :{options.ports.grpc}, "
          f"metrics :{options.ports.metrics}")
-    return run_forwarding_signals(server.command(), server_env(), options.exit_timeout_s + 15)
+    return frontend.run_with_frontend(openai, server.command(), server_env(),
+                                      options.exit_timeout_s + 15, options.log_file)
 
 
 # --- GPU --------------------------------------------------------------------------------------
@@ -174,7 +186,9 @@ def plan_gpu(profile: BuildProfile, facts: NodeFacts, options: EntrypointOptions
                         rsh_agent=RSH_AGENT if group else None,
                         log_file=str(options.log_file) if options.log_file else None,
                         admin_key=env.get(ADMIN_KEY_ENV) or new_admin_key())
-    return GpuPlan(profile, facts, group, root, launch, _decide(profile, facts, root / "build"))
+    openai = frontend.frontend_settings(profile, options.ports, profile.serving.decoupled)
+    return GpuPlan(profile, facts, group, root, launch, _decide(profile, facts, root / "build"),
+                   openai)
 
 
 def _check_gpus(profile: BuildProfile, facts: NodeFacts, group: PodGroup | None,
@@ -206,7 +220,7 @@ def serve_gpu(plan: GpuPlan, options: EntrypointOptions, env: dict[str, str]) ->
         prepare_engine(plan, options.build_command)
     if plan.group is not None:
         _wait_for_workers(plan.group, options.worker_wait_s)
-    return launch(plan.launch, env)
+    return launch(plan, env, options.log_file)
 
 
 def fetch_model(profile: BuildProfile, hf_repo: str | None) -> None:
@@ -276,13 +290,14 @@ def _wait_for_workers(group: PodGroup, timeout_s: int) -> None:
                           f"{timeout_s} s")
 
 
-def launch(spec: LaunchSpec, env: dict[str, str]) -> int:
-    from tritonllm.deploy.supervise import run_forwarding_signals
-
+def launch(plan: GpuPlan, env: dict[str, str], log_file: Path | None = None) -> int:
+    """tritonserver (or mpirun) under the supervisor, the OpenAI frontend beside it."""
+    spec = plan.launch
     command = shlex.join(spec.command())
     _log(f"world size {spec.world_size}: "
          f"{command.replace(spec.admin_key, '<admin key>') if spec.admin_key else command}")
-    return run_forwarding_signals(spec.command(), spec.env(env), spec.stop_timeout_s)
+    return frontend.run_with_frontend(plan.frontend, spec.command(), spec.env(env),
+                                      spec.stop_timeout_s, log_file)
 
 
 def describe(plan: GpuPlan, options: EntrypointOptions) -> str:
@@ -300,6 +315,7 @@ def describe(plan: GpuPlan, options: EntrypointOptions) -> str:
     if plan.launch.admin_key:  # never print the secret itself
         command = command.replace(plan.launch.admin_key, "<admin key>")
     lines.append(f"launch (world size {plan.launch.world_size}): {command}")
+    lines.append(frontend.describe(plan.frontend))
     return "\n".join(lines)
 
 

@@ -10,12 +10,20 @@ What a profile deploys as:
 - one node (``gpus_per_pod == 0``): a Deployment requesting ``nvidia.com/gpu = tp x pp``;
 - several nodes: a LeaderWorkerSet of ``tp x pp / gpus_per_pod`` pods per group, with a
   service account allowed to ``kubectl exec`` into the group's pods (mpirun's launcher);
-- either way: a profile ConfigMap, a Service for HTTP/gRPC/metrics, and an HPA on the engine's
+- either way: a profile ConfigMap, a Service for HTTP/gRPC/metrics and the OpenAI frontend
+  (``serving.openai_port``, port name ``openai``; absent when it is 0), and an HPA on the engine's
   queue (``nv_trt_llm_request_metrics{request_type="waiting"}``, served to the HPA as
   ``trtllm_requests_waiting`` by prometheus-adapter: see :func:`adapter_rules`).
 
 The model and engine cache is one ReadWriteMany PVC shared by every pod (engine builds are
 serialized by a file lock on it); probes give engine builds ``startup_budget_s`` to finish.
+
+Readiness (and start-up) is the frontend's ``GET /health`` when it runs: it answers 200 only when
+Triton and the ensemble are ready, so it adds to Triton's own check that the port clients of the
+OpenAI API use is served and reaches Triton (a wrong wiring keeps the pod out of the Service).
+Without a frontend it is Triton's ``/v2/health/ready``. Liveness stays Triton's
+``/v2/health/live``: the entrypoint stops the server when the frontend dies, so the container
+restarts either way.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ CPU_HPA_METRIC = "tritonllm_num_requests_waiting"
 UID = 1000  # the images' non-root user
 PRESTOP_SLEEP_S = 10  # lets the Service drop the pod before the drain starts
 READY_PATH, LIVE_PATH = "/v2/health/ready", "/v2/health/live"
+OPENAI_PORT_NAME, OPENAI_READY_PATH = "openai", "/health"
 LWS_API = "leaderworkerset.x-k8s.io/v1"
 
 
@@ -112,6 +121,21 @@ class Rendered:
     @property
     def profile_sha256(self) -> str:
         return hashlib.sha256(self.profile_text.encode()).hexdigest()[:16]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The serving container's ports by name: Triton's three, then the frontend's."""
+        ports = dict(DEFAULT_PORTS)
+        if self.profile.serving.openai_port:
+            ports[OPENAI_PORT_NAME] = self.profile.serving.openai_port
+        return ports
+
+    @property
+    def readiness(self) -> tuple[str, str]:
+        """(path, port name) of the readiness and start-up probes (see the module docstring)."""
+        if self.profile.serving.openai_port:
+            return OPENAI_READY_PATH, OPENAI_PORT_NAME
+        return READY_PATH, "http"
 
     @property
     def labels(self) -> dict[str, str]:
@@ -193,7 +217,7 @@ def service(r: Rendered) -> dict:
         selector = {"leaderworkerset.sigs.k8s.io/name": r.name,
                     "leaderworkerset.sigs.k8s.io/worker-index": "0"}
     ports = [{"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
-             for name, port in DEFAULT_PORTS.items()]
+             for name, port in r.ports.items()]
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": f"{r.name}-api", "labels": r.labels},
             "spec": {"type": "ClusterIP", "selector": selector, "ports": ports}}
@@ -324,11 +348,11 @@ def _server_container(r: Rendered, gpus: int) -> dict:
     return {**_container_base(r, gpus),
             "command": ["tritonllm", "deploy", "entrypoint"], "args": args,
             "ports": [{"name": name, "containerPort": port, "protocol": "TCP"}
-                      for name, port in DEFAULT_PORTS.items()],
+                      for name, port in r.ports.items()],
             # startup: the engine may be built first; liveness only counts after it passes.
-            "startupProbe": _probe(READY_PATH, period, -(-r.spec.startup_budget_s // period)),
-            "readinessProbe": _probe(READY_PATH, 10, 3),
-            "livenessProbe": _probe(LIVE_PATH, 15, 4),
+            "startupProbe": _probe(*r.readiness, period, -(-r.spec.startup_budget_s // period)),
+            "readinessProbe": _probe(*r.readiness, 10, 3),
+            "livenessProbe": _probe(LIVE_PATH, "http", 15, 4),
             "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}}}
 
 
@@ -336,6 +360,6 @@ def _worker_container(r: Rendered) -> dict:
     return {**_container_base(r, r.gpus_per_pod), "command": ["tritonllm", "deploy", "worker"]}
 
 
-def _probe(path: str, period_s: int, failures: int) -> dict:
-    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_s,
+def _probe(path: str, port: str, period_s: int, failures: int) -> dict:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period_s,
             "timeoutSeconds": 5, "failureThreshold": failures}

@@ -71,11 +71,17 @@ def _optional_float(text: str) -> float | None:
 class FrontendProcess:
     """The frontend as a child process; a context manager. ``start`` waits until it answers
     ``GET /v1/models``; ``stop`` sends SIGTERM and, after ``timeout_s``, SIGKILL. The child gets
-    SIGTERM if the thread that started it dies (:func:`tritonllm.serve.lifeline.die_with_parent`)."""
+    SIGTERM if the thread that started it dies (:func:`tritonllm.serve.lifeline.die_with_parent`).
+    Its output goes to ``log_file``; without one it is discarded, unless ``inherit_output``
+    (a container's entrypoint: the child writes to our stdout). ``new_session``: run it in its
+    own session, so a terminal's Ctrl-C reaches only its parent, which decides when to stop it."""
 
-    def __init__(self, settings: FrontendSettings, log_file: str | Path | None = None):
+    def __init__(self, settings: FrontendSettings, log_file: str | Path | None = None, *,
+                 inherit_output: bool = False, new_session: bool = False):
         self.settings = settings
         self.log_file = Path(log_file) if log_file else None
+        self.inherit_output = inherit_output
+        self.new_session = new_session
         self._proc: subprocess.Popen | None = None
         self._log = None
 
@@ -85,8 +91,10 @@ class FrontendProcess:
 
     def start(self, timeout_s: float = 60.0) -> "FrontendProcess":
         self._log = open(self.log_file, "ab") if self.log_file else None
-        self._proc = subprocess.Popen(command(self.settings), stdout=self._log or subprocess.DEVNULL,
+        inherit = None if self.inherit_output else subprocess.DEVNULL
+        self._proc = subprocess.Popen(command(self.settings), stdout=self._log or inherit,
                                       stderr=subprocess.STDOUT, env=dict(os.environ),
+                                      start_new_session=self.new_session,
                                       preexec_fn=die_with_parent(signal.SIGTERM))
         try:
             self._wait_ready(timeout_s)
@@ -106,6 +114,11 @@ class FrontendProcess:
             time.sleep(0.2)
         raise FrontendError(f"the OpenAI frontend did not answer within {timeout_s:.0f} s"
                             f"{self._hint()}")
+
+    def poll(self) -> int | None:
+        """The child's exit status once it has exited, else None (also before ``start``)."""
+        proc = self._proc
+        return None if proc is None else proc.poll()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._proc is not None and self._proc.poll() is None:
