@@ -371,6 +371,10 @@ def is_busy_message(message: str) -> bool:
     return any(mark in message for mark in BUSY_MARKS)
 
 
+# How the engine words a request ended by its own timeout (Triton's per-request ``timeout``).
+TIMEOUT_MARK = "the request's timeout of"
+
+
 MODELS: tuple[ModelContract, ...] = (PREPROCESSING, TENSORRT_LLM, POSTPROCESSING, ENSEMBLE)
 
 MODEL_CONTRACTS = {m.name: m for m in MODELS}

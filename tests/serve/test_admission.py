@@ -71,3 +71,24 @@ def test_the_client_raises_server_busy_for_a_refusal(small_server):
     busy = [r for r in results if isinstance(r, ServerBusyError)]
     assert busy and len(busy) < 5
     assert "max_queue_size" in busy[0].message
+
+
+def test_triton_request_timeout_ends_a_running_request_and_frees_its_cache(small_server):
+    import tritonclient.grpc as grpcclient
+
+    from tests.compat import wire
+
+    before = wait_for_idle_cache(small_server)
+    errors = []
+    client = grpcclient.InferenceServerClient(small_server.grpc_url)
+    client.start_stream(callback=lambda result, error: errors.append(error))
+    try:  # Triton's per-request timeout (microseconds) reaches the engine through the ensemble
+        client.async_stream_infer("ensemble", wire.inputs(grpcclient, {
+            "text_input": wire.text(PROMPT), "max_tokens": wire.i32(1000),
+            "min_tokens": wire.i32(1000)}), timeout=1_500_000)
+    finally:
+        client.stop_stream()  # returns once the request has ended
+    assert errors and "timeout of 1.5 s expired" in str(errors[-1])
+    after = wait_for_idle_cache(small_server, before["cancelled"] + 1)
+    assert after["free_kv_tokens"] == after["total_kv_tokens"]
+    assert after["cancelled"] == before["cancelled"] + 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import builtins
 
-from tritonllm.contract import is_busy_message
+from tritonllm.contract import TIMEOUT_MARK, is_busy_message
 
 
 class TritonLLMError(Exception):
@@ -50,7 +50,8 @@ class ConnectionError(TritonLLMError, builtins.ConnectionError):
 
 
 class TimeoutError(TritonLLMError, builtins.TimeoutError):
-    """The request took longer than the client's ``timeout`` (gRPC DEADLINE_EXCEEDED)."""
+    """The request took longer than the client's ``timeout`` (gRPC DEADLINE_EXCEEDED), or the
+    server ended it at its own per-request timeout."""
 
 
 _INVALID_HTTP_STATUSES = frozenset({400, 422})
@@ -78,6 +79,8 @@ def error_from_grpc(code: str | None, message: str) -> TritonLLMError:
     """
     if is_busy_message(message):
         return ServerBusyError(message, grpc_code=code)
+    if TIMEOUT_MARK in message:
+        return TimeoutError(message)
     if code == "UNAVAILABLE":
         return ConnectionError(message)
     if code == "DEADLINE_EXCEEDED":

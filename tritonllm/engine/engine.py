@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from tritonllm.contract import TIMEOUT_MARK
 from tritonllm.engine.config import EngineConfig
 from tritonllm.engine.request import GenerationOutput, GenerationRequest, Sequence
 from tritonllm.engine.scheduler import ScheduledBatch, Scheduler
@@ -275,9 +276,14 @@ class LLMEngine:
     def _apply_cancellations(self) -> None:
         with self._cond:
             cancel_ids, self._cancel_ids = self._cancel_ids, set()
+        now = time.time_ns()
         for seq in list(self.scheduler.waiting) + list(self.scheduler.running):
             if seq.request.request_id in cancel_ids or self._client_cancelled(seq):
                 self._finish(seq, "cancelled")
+            elif _expired(seq, now):
+                self._finish(seq, "timeout", error=f"timeout: {TIMEOUT_MARK} "
+                             f"{seq.request.timeout_s:g} s expired after {seq.num_generated} "
+                             "generated tokens")
 
     def _client_cancelled(self, seq: Sequence) -> bool:
         if seq.is_cancelled is None:
@@ -359,7 +365,8 @@ class LLMEngine:
             seq.error = error
         with self._cond:
             self._live.pop(seq.request.request_id, None)
-            counter = {"cancelled": "cancelled", "error": "failed"}.get(reason, "completed")
+            counter = {"cancelled": "cancelled", "timeout": "cancelled",
+                       "error": "failed"}.get(reason, "completed")
             setattr(self._stats, counter, getattr(self._stats, counter) + 1)
             self._refresh_cache_stats()  # the freed capacity shows before the final output
         try:
@@ -417,3 +424,8 @@ class LLMEngine:
         s.preempted = self.scheduler.num_preempted
         s.free_kv_blocks, s.total_kv_blocks = blocks.num_free_blocks, blocks.num_blocks
         s.free_kv_tokens, s.total_kv_tokens = blocks.num_free_tokens, blocks.num_total_tokens
+
+
+def _expired(seq: Sequence, now_ns: int) -> bool:
+    timeout = seq.request.timeout_s
+    return timeout is not None and now_ns - seq.arrival_time_ns >= timeout * 1e9

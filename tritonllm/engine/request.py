@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
 
-FINISH_REASONS = ("length", "end_id", "stop_words", "cancelled", "error")
+FINISH_REASONS = ("length", "end_id", "stop_words", "cancelled", "timeout", "error")
 MAX_SEED = 2**64 - 1
 
 
@@ -114,6 +114,8 @@ class GenerationRequest:
     ``prompt_ids``: the tokenized prompt. ``max_new_tokens``: most tokens to generate.
     ``end_id``: the token that ends generation (not output); None means the model's EOS ids,
     -1 that no token does (TensorRT-LLM's meaning of an absent end_id).
+    ``timeout_s``: the request ends, queued or running, this many seconds after it arrived
+    (``finish_reason="timeout"``, its cache freed); None: no limit.
     ``pad_id``: kept for the adapter's padding; the engine never emits it.
     ``stop_words`` / ``bad_words``: token-id sequences; a stop word ends generation once the
     generated tokens end with it; a bad word's last token is banned whenever the tokens before
@@ -129,6 +131,7 @@ class GenerationRequest:
     stop_words: list[list[int]] = field(default_factory=list)
     bad_words: list[list[int]] = field(default_factory=list)
     streaming: bool = False
+    timeout_s: float | None = None
     exclude_input_in_output: bool = False
     return_log_probs: bool = False
 
@@ -152,6 +155,8 @@ class GenerationRequest:
             raise ValueError(f"end_id: must be >= -1 (-1: no end id), got {self.end_id}")
         if self.pad_id is not None and self.pad_id < 0:
             raise ValueError(f"pad_id: must be >= 0, got {self.pad_id}")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ValueError(f"timeout_s: must be > 0 seconds or None, got {self.timeout_s}")
 
 
 @dataclass

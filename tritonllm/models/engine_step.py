@@ -79,8 +79,10 @@ class Wants:
 
 
 def parse_request(engine_request_id: str, inputs: dict[str, np.ndarray],
-                  settings: StepSettings = StepSettings()) -> tuple[GenerationRequest, Wants]:
-    """Validate one Triton request's inputs and build the engine request."""
+                  settings: StepSettings = StepSettings(),
+                  timeout_us: int = 0) -> tuple[GenerationRequest, Wants]:
+    """Validate one Triton request's inputs and build the engine request. ``timeout_us``:
+    Triton's per-request timeout (``request.timeout()``; 0: none), in microseconds."""
     _refuse_unsupported(inputs)
     streaming = bool(_scalar(inputs, "streaming", False))
     if streaming and not settings.decoupled:
@@ -106,6 +108,7 @@ def parse_request(engine_request_id: str, inputs: dict[str, np.ndarray],
         exclude_input_in_output=bool(_scalar(inputs, "exclude_input_in_output",
                                              settings.exclude_input_in_output)),
         return_log_probs=bool(_scalar(inputs, "return_log_probs", False)),
+        timeout_s=timeout_us / 1e6 if timeout_us else None,
     )
     wants = Wants(
         log_probs=request.return_log_probs,

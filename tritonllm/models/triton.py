@@ -62,20 +62,27 @@ def respond(pb_utils, request, model: ModelContract,
         return pb_utils.InferenceResponse(output_tensors=[], error=error(pb_utils, exc))
 
 
+# Engine finish reasons answered with an error instead of outputs, and their Triton codes.
+_ERROR_CODES = {"error": "INTERNAL", "timeout": "CANCELLED"}
+
+
 def engine_output_sender(pb_utils, sender, to_outputs: Callable, on_finished: Callable):
     """An engine ``on_output`` callback that answers one Triton request through ``sender``.
 
     Each engine output becomes one response (``to_outputs`` turns it into named arrays); the
     last carries the FINAL flag. An engine failure becomes an INTERNAL error response (the
-    request's fault never reaches here: bad input is refused before it is queued).
+    request's fault never reaches here: bad input is refused before it is queued); a request
+    ended by its timeout, a CANCELLED one saying so.
     ``on_finished(output)`` runs after the final response.
     """
     final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
     def on_output(output) -> None:
-        if output.error and output.finish_reason == "error":
-            error = pb_utils.TritonError(f"internal error: {output.error}",
-                                         pb_utils.TritonError.INTERNAL)
+        if output.error and output.finish_reason in _ERROR_CODES:
+            code = getattr(pb_utils.TritonError, _ERROR_CODES[output.finish_reason])
+            text = output.error if output.finish_reason == "timeout" else \
+                f"internal error: {output.error}"
+            error = pb_utils.TritonError(text, code)
             sender.send(pb_utils.InferenceResponse(output_tensors=[], error=error), flags=final)
         else:
             tensors = to_tensors(pb_utils, to_outputs(output))

@@ -46,8 +46,8 @@ def sample_names(body: str) -> set[str]:
 
 def engine_stats(metrics_url: str) -> dict[str, float]:
     """The CPU engine's state by ``EngineStats`` field name (``steps``, ``free_kv_tokens`` ...),
-    summed over models, plus ``completed``/``cancelled``/``failed`` from the finished-requests
-    counter and ``kv_cache_usage``."""
+    summed over models, plus ``completed``/``cancelled`` (timeouts included)/``failed`` from the
+    finished-requests counter and ``kv_cache_usage``, as ``EngineStats`` counts them."""
     by_name = {name: field for field, name in {**COUNTERS, **GAUGES}.items()}
     stats = {"completed": 0.0, "cancelled": 0.0, "failed": 0.0}
     for series, value in scrape(metrics_url).items():
@@ -56,7 +56,8 @@ def engine_stats(metrics_url: str) -> dict[str, float]:
             stats[by_name[name]] = stats.get(by_name[name], 0.0) + value
         elif name == FINISHED:
             reason = re.search(r'finished_reason="([^"]*)"', series).group(1)
-            key = {"cancelled": "cancelled", "error": "failed"}.get(reason, "completed")
+            key = {"cancelled": "cancelled", "timeout": "cancelled",
+                   "error": "failed"}.get(reason, "completed")
             stats[key] += value
         elif name == "tritonllm_kv_cache_usage_perc":
             stats["kv_cache_usage"] = value

@@ -63,7 +63,8 @@ class TritonPythonModel:
             sender.send(pb_utils.InferenceResponse(output_tensors=[]), flags=FINAL)
             return
         engine_id = uuid.uuid4().hex  # Triton ids are often reused ("1"); ours must be unique
-        generation, wants = engine_step.parse_request(engine_id, inputs, self.settings)
+        generation, wants = engine_step.parse_request(engine_id, inputs, self.settings,
+                                                      timeout_us=request.timeout())
         if request.request_id():
             self.live[request.request_id()] = engine_id
 
