@@ -28,10 +28,9 @@ from tritonllm.repo.render import RepoSettings, render_repository
 from tritonllm.serve.launcher import (ADMIN_HEADER, ADMIN_KEY_ENV, DEFAULT_GRACE_PERIOD_S, DEFAULT_HOST,
                                       RESTRICTED_APIS, Ports, ServerError, TritonServer,
                                       is_loopback, new_admin_key)
-from tritonllm.serve.watchdog import Watchdog, wait_for_exit_or_crash
+from tritonllm.serve.watchdog import EXIT_UNHEALTHY, Watchdog, wait_for_exit_or_crash
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-EXIT_UNHEALTHY = 3  # tritonserver was alive but could not serve
 UNHEALTHY_STOP_S = 2  # SIGTERM would wait the grace period for requests that cannot finish
 
 

@@ -30,6 +30,7 @@ import urllib.request
 from pathlib import Path
 
 STUB_NAME = "triton_python_backend_stub"
+EXIT_UNHEALTHY = 3  # a supervisor's exit status when tritonserver lived but could not serve
 DEFAULT_POLL_S = 1.0
 NOT_READY_LIMIT = 3
 HEALTH_TIMEOUT_S = 5.0
@@ -84,6 +85,21 @@ class Watchdog:
             return (f"tritonserver answered {self.ready_url} with HTTP {status} "
                     f"{self._not_ready} times in a row")
         return None
+
+
+def for_command(pid: int, argv: list[str]) -> Watchdog | None:
+    """A watchdog for a process started from ``argv`` when it runs tritonserver (directly or
+    under mpirun): readiness on 127.0.0.1 at its ``--http-port`` (default 8000), armed once
+    ready. None for any other command."""
+    if not any(Path(arg).name == "tritonserver" for arg in argv):
+        return None
+    port = "8000"
+    for i, arg in enumerate(argv):
+        if arg.startswith("--http-port="):
+            port = arg.split("=", 1)[1]
+        elif arg == "--http-port" and i + 1 < len(argv):
+            port = argv[i + 1]
+    return Watchdog(pid, f"http://127.0.0.1:{port}/v2/health/ready")
 
 
 def _ready_status(url: str) -> int | None:
