@@ -9,37 +9,8 @@ import signal
 import subprocess
 import sys
 
-import pytest
-
-from tests.serve.processes import descendants, serve_command, wait_for_line, wait_gone
+from tests.serve.processes import serve_command, wait_gone
 from tritonllm.serve.launcher import Ports, free_port
-
-
-@pytest.fixture
-def launch(tmp_path):
-    """Start ``tritonllm serve`` in its own process group, wait for "ready", return (proc,
-    {pid: cmdline} of its tree); anything left is SIGKILLed afterwards."""
-    started = []
-
-    def start(openai_port: int = 0):
-        proc = subprocess.Popen(serve_command(Ports.free(), tmp_path / "repo", openai_port),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-        started.append(proc)
-        wait_for_line(proc.stderr, "[tritonllm] ready")
-        tree = descendants(proc.pid)
-        assert any("tritonserver" in cmd for cmd in tree.values()), tree
-        assert any("triton_python_backend_stub" in cmd for cmd in tree.values()), tree
-        return proc, tree
-
-    yield start
-    for proc in started:
-        for pid in [*descendants(proc.pid), proc.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
 
 
 def test_kill_9_of_the_launcher_leaves_no_server_stub_or_frontend(launch):

@@ -7,7 +7,11 @@ child then drains: tritonserver stops taking new requests and finishes those in 
 passes the signal to its ranks. Only when the child outlives ``kill_after_s`` (or a second
 signal arrives, an impatient operator) is its whole process group killed.
 
-The exit status is the child's: its return code, or 128 + the signal that ended it.
+The exit status is the child's: its return code, or 128 + the signal that ended it. When the
+child runs tritonserver, a watchdog (:mod:`tritonllm.serve.watchdog`) also checks it every
+second once it is ready: if a Python-backend stub dies or it keeps answering not-ready, the
+supervisor logs why, kills the child's group and exits ``EXIT_UNHEALTHY`` (3), so Kubernetes
+restarts the container (Triton 2.51 would keep reporting ready and never recover the model).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import signal
 import subprocess
 import sys
 import time
+
+from tritonllm.serve.watchdog import EXIT_UNHEALTHY, Watchdog, for_command
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
@@ -50,8 +56,9 @@ class _Forwarder:
 
 
 def run_forwarding_signals(argv: list[str], env: dict[str, str] | None = None,
-                           kill_after_s: float = 75.0) -> int:
+                           kill_after_s: float = 75.0, *, watch: bool = True) -> int:
     """Run ``argv`` to completion, forwarding termination signals; returns its exit status.
+    ``watch``: check a tritonserver child's health (see the module docstring).
 
     Must be called from the main thread (Python delivers signals there).
     """
@@ -61,7 +68,7 @@ def run_forwarding_signals(argv: list[str], env: dict[str, str] | None = None,
     try:
         proc = subprocess.Popen(argv, env=env, start_new_session=True)
         forwarder.started(proc)
-        return _wait(proc, forwarder, kill_after_s)
+        return _wait(proc, forwarder, kill_after_s, for_command(proc.pid, argv) if watch else None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -69,7 +76,9 @@ def run_forwarding_signals(argv: list[str], env: dict[str, str] | None = None,
             _kill_group(proc.pid)  # anything the child left behind in its group
 
 
-def _wait(proc: subprocess.Popen, forwarder: _Forwarder, kill_after_s: float) -> int:
+def _wait(proc: subprocess.Popen, forwarder: _Forwarder, kill_after_s: float,
+          watchdog: Watchdog | None) -> int:
+    next_check = time.monotonic() + 1.0
     while True:
         try:
             code = proc.wait(timeout=0.5)
@@ -79,6 +88,13 @@ def _wait(proc: subprocess.Popen, forwarder: _Forwarder, kill_after_s: float) ->
             if started is not None and time.monotonic() - started > kill_after_s:
                 _log(f"server still running {kill_after_s:.0f} s after the signal: killing it")
                 _kill_group(proc.pid)
+        if watchdog and started is None and time.monotonic() >= next_check:
+            next_check = time.monotonic() + 1.0
+            if (reason := watchdog.check()) is not None:
+                _log(f"error: {reason}; killing the server (exit status {EXIT_UNHEALTHY})")
+                _kill_group(proc.pid)
+                proc.wait()
+                return EXIT_UNHEALTHY
 
 
 def _send(pid: int, signum: int) -> None:

@@ -103,6 +103,9 @@ class LLMEngine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._refresh_cache_stats()
+        # Hears the exception that ends the step loop (on the dying engine thread); the
+        # requests in flight are then the caller's to answer: the engine cannot finish them.
+        self.on_fatal: Callable[[BaseException], None] | None = None
 
     # ---- public API ----------------------------------------------------------------------
 
@@ -111,7 +114,7 @@ class LLMEngine:
         with self._cond:
             if self._thread is None:
                 self._stopping = False
-                self._thread = threading.Thread(target=self._loop, name="tritonllm-engine",
+                self._thread = threading.Thread(target=self._run, name="tritonllm-engine",
                                                 daemon=True)
                 self._thread.start()
         return self
@@ -235,6 +238,14 @@ class LLMEngine:
                 raise ValueError(f"{name}: a token id is out of range (vocab_size = {vocab})")
 
     # ---- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+            raise
 
     def _loop(self) -> None:
         while True:

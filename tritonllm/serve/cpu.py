@@ -6,7 +6,10 @@ the endpoints and waits until Ctrl-C / SIGTERM / SIGHUP, then stops the frontend
 (Triton drains in-flight requests for up to the grace period). Repeated signals (GNU make
 forwards its SIGTERM to us while ``kill -- -PGID`` sends one too) do not cut the stop short.
 If tritonserver dies on its own, ``serve`` prints its status or signal and the last lines of its
-log, and returns non-zero.
+log, and returns non-zero. If it can no longer serve while it lives (a backend stub died, or it
+keeps answering not-ready: :mod:`tritonllm.serve.watchdog`), ``serve`` prints why, stops it at
+once (in-flight requests could never finish: their connections close) and returns
+``EXIT_UNHEALTHY``, so a process manager or Kubernetes restarts it.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from tritonllm.openai.settings import DEFAULT_PORT, FrontendSettings
 from tritonllm.repo.render import RepoSettings, render_repository
 from tritonllm.serve.launcher import (ADMIN_HEADER, ADMIN_KEY_ENV, DEFAULT_GRACE_PERIOD_S, DEFAULT_HOST,
                                       RESTRICTED_APIS, Ports, ServerError, TritonServer,
-                                      is_loopback,                                       new_admin_key)
+                                      is_loopback, new_admin_key)
+from tritonllm.serve.watchdog import EXIT_UNHEALTHY, Watchdog, wait_for_exit_or_crash
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+UNHEALTHY_STOP_S = 2  # SIGTERM would wait the grace period for requests that cannot finish
 
 
 class _StopRequested(BaseException):
@@ -78,7 +83,7 @@ def serve(deployment: CpuDeployment, ports: Ports, log_file: Path | None = None,
         server.start()
         frontend = _start_frontend(deployment, ports, openai_port, log_file, host)
         _print_ready(server, frontend)
-        return _died(server, server.wait())
+        return _supervise(server)
     except (KeyboardInterrupt, _StopRequested):
         print(f"[tritonllm] stopping (in-flight requests get up to {grace_period_s} s) ...",
               file=sys.stderr, flush=True)
@@ -104,6 +109,18 @@ def _ignore_further_signals() -> None:
     """The stop is bounded by the grace period; a second signal must not abort it half-way."""
     for sig in (*STOP_SIGNALS, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
+
+
+def _supervise(server: TritonServer) -> int:
+    """Wait until tritonserver exits or the watchdog finds it unable to serve."""
+    watchdog = Watchdog(server.pid, f"http://{server.http_url}/v2/health/ready", ready=True)
+    outcome = wait_for_exit_or_crash(server.process, watchdog)
+    if isinstance(outcome, int):
+        return _died(server, outcome)
+    print(f"[tritonllm] error: {outcome}; stopping tritonserver (exit status {EXIT_UNHEALTHY})",
+          file=sys.stderr, flush=True)
+    server.stop(timeout_s=UNHEALTHY_STOP_S)
+    return EXIT_UNHEALTHY
 
 
 def _died(server: TritonServer, code: int) -> int:

@@ -170,6 +170,11 @@ class TritonServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def process(self) -> subprocess.Popen | None:
+        """The running tritonserver (None before ``start`` and after ``stop``)."""
+        return self._proc
+
     def command(self) -> list[str]:
         return [
             str(pytriton_root() / "bin" / "tritonserver"),

@@ -13,7 +13,8 @@ others run join the running batch in both deployment modes:
 
 Inputs and outputs: see ``tritonllm.models.engine_step``. A bad request gets INVALID_ARG naming
 the field and the limit; a cancelled request (client gone, or ``stop``) frees its KV cache at
-the next step.
+the next step. If the engine's step loop dies, the requests in flight get an INTERNAL error and
+this stub exits (tritonllm.models.crash), which the supervisor sees.
 """
 
 import json
@@ -23,7 +24,7 @@ import triton_python_backend_utils as pb_utils
 
 from tritonllm.contract import TENSORRT_LLM
 from tritonllm.engine import EngineConfig, LLMEngine
-from tritonllm.models import engine_step, triton
+from tritonllm.models import crash, engine_step, triton
 from tritonllm.models.metrics import EngineMetrics
 from tritonllm.serve.lifeline import exit_when_orphaned
 from tritonllm.tokenizer import InvalidInputError
@@ -36,7 +37,10 @@ class TritonPythonModel:
         self.stop_watchdog = exit_when_orphaned()  # never outlive tritonserver
         params = triton.parameters(args)
         self.settings = engine_step.StepSettings.from_model_config(json.loads(args["model_config"]))
-        self.engine = LLMEngine(params["model_dir"], EngineConfig.from_parameters(params)).start()
+        self.engine = LLMEngine(params["model_dir"], EngineConfig.from_parameters(params))
+        self.inflight = crash.InFlight()
+        self.engine.on_fatal = crash.on_engine_fatal(self.inflight)
+        self.engine.start()
         self.metrics = EngineMetrics(pb_utils, args["model_name"])
         self.metrics.set_stats(self.engine.stats())
         self.stop_metrics = self.metrics.refresh_every(0.5, self.engine.stats)
@@ -73,9 +77,13 @@ class TritonPythonModel:
                 self.live.pop(request.request_id(), None)
             self.metrics.request_finished(output, self.engine.stats())
 
-        on_output = triton.engine_output_sender(
-            pb_utils, sender, lambda output: engine_step.output_tensors(output, wants), finished)
-        self.engine.submit(generation, on_output, is_cancelled=sender.is_cancelled)
+        on_output = self.inflight.track(engine_id, triton.engine_output_sender(
+            pb_utils, sender, lambda output: engine_step.output_tensors(output, wants), finished))
+        try:
+            self.engine.submit(generation, on_output, is_cancelled=sender.is_cancelled)
+        except BaseException:
+            self.inflight.forget(engine_id)
+            raise
 
     def finalize(self):
         self.stop_metrics.set()
