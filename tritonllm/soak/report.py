@@ -102,7 +102,15 @@ def markdown(summary: dict) -> str:
              "|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {w['start_s']:.0f} | {w['sent']} | {w['completed']} | {w['rejected']} | "
               f"{w['errors']} | {w['p50_ms']} | {w['p99_ms']} |" for w in summary["windows"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *_kind_table(summary["by_kind"])]) + "\n"
+
+
+def _kind_table(by_kind: dict[str, dict[str, int]]) -> list[str]:
+    """One row per request kind, one column per outcome seen."""
+    outcomes = sorted({o for counts in by_kind.values() for o in counts})
+    return ["| kind | " + " | ".join(outcomes) + " |", "|---|" + "---:|" * len(outcomes),
+            *(f"| {kind} | " + " | ".join(str(c.get(o, 0)) for o in outcomes) + " |"
+              for kind, c in by_kind.items())]
 
 
 def _growth(mem: dict) -> str:
