@@ -19,10 +19,11 @@ MB = 1 << 20
 
 
 def windows(run: SoakRun) -> list[dict]:
-    """Per ``window_s`` of send time: requests sent, completed, rejected, errors, and p50/p99
-    latency (ms) of the completed ones (None when none completed)."""
+    """Per ``window_s`` of send time (no request is sent after ``duration_s``): requests sent,
+    completed, rejected, errors, and p50/p99 latency (ms) of the completed ones (None when none
+    completed)."""
     width = run.config.window_s
-    count = max(1, int(np.ceil(run.elapsed_s / width)))
+    count = max(1, int(np.ceil(min(run.elapsed_s, run.config.duration_s) / width)))
     rows = []
     for i in range(count):
         inside = [r for r in run.records if i * width <= r.sent_s < (i + 1) * width]
