@@ -55,7 +55,8 @@ class Tally:
         with self._lock:
             counts = collections.Counter(r.outcome for r in self.records)
             sent = self._sent
-        errors = {k.split(":", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("error:")}
+        errors = {k.split(":", 1)[1]: v for k, v in sorted(counts.items())
+                  if k.startswith("error:")}
         totals = {"sent": sent, **{o: counts[o] for o in OUTCOMES}, "errors": errors}
         totals["accounted"] = sum(counts.values())
         totals["lost"] = sent - totals["accounted"]
