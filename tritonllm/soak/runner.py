@@ -120,6 +120,24 @@ def _worker(index: int, config: SoakConfig, model: str | None, tally: Tally, t0:
         ends.close()
 
 
+def preflight(config: SoakConfig) -> None:
+    """Fail fast, with ValueError naming the URL, when an endpoint cannot be reached."""
+    from tritonllm.client import TritonLLMError
+
+    for protocol, url in (("http", config.http_url), ("grpc", config.grpc_url)):
+        try:
+            with Client(protocol=protocol, url=url, connect_timeout=5) as client:
+                client.health()
+        except TritonLLMError as exc:
+            raise ValueError(f"cannot reach Triton's {protocol} endpoint {url}: {exc}") from exc
+    urls = [config.metrics] + ([f"{config.openai}/v1/models"] if config.openai else [])
+    for url in urls:
+        try:
+            requests.get(url, timeout=5).raise_for_status()
+        except requests.RequestException as exc:
+            raise ValueError(f"cannot reach {url}: {exc}") from exc
+
+
 def openai_model(config: SoakConfig) -> str | None:
     """The model id the OpenAI frontend serves (its first ``/v1/models`` entry)."""
     if config.openai is None:
@@ -178,7 +196,9 @@ def _sample_while(workers: list[threading.Thread], samples: Samples, t0: float,
 
 
 def run_soak(config: SoakConfig) -> SoakRun:
-    """Run the soak described by ``config`` (blocking for ``duration_s`` and the end checks)."""
+    """Run the soak described by ``config`` (blocking for ``duration_s`` and the end checks);
+    ValueError before any request when an endpoint cannot be reached."""
+    preflight(config)
     model, samples = openai_model(config), Samples(server_pid(config))
     stats_before, tally = engine_stats(config.metrics), Tally()
     t0 = time.monotonic()
