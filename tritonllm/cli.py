@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 AREAS = ("tritonllm.build.cli", "tritonllm.client.cli", "tritonllm.loadtest.cli",
-         "tritonllm.deploy.cli", "tritonllm.bench.cli")
+         "tritonllm.deploy.cli", "tritonllm.bench.cli", "tritonllm.soak.cli")
 
 
 def main(argv: list[str] | None = None) -> int:
