@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
 
-.PHONY: serve test install model plan build-engines accuracy bench bench-engine loadtest loadtest-sweep k8s clean
+.PHONY: serve test test-gpuset install install-gpuset model plan build-engines accuracy bench bench-engine loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,34 @@ serve: model
 
 test: model
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The GPU image's Python set (transformers 4.57.1, ModelOpt 0.37, see requirements/gpu-image.txt)
+# in its own venv, our package installed with --no-deps as the GPU image does; it runs the tests
+# of everything the GPU image executes. The default model comes from the main venv (`make model`).
+GPUSET_VENV := .venv-gpuset
+GPUSET_BIN := $(GPUSET_VENV)/bin
+GPUSET_STAMP := $(GPUSET_VENV)/.installed
+GPUSET_TESTS ?= tests/test_tokenizer.py tests/test_hf_compat.py tests/models tests/repo \
+	tests/deploy/test_entrypoint.py tests/client/test_api.py tests/client/test_errors.py \
+	tests/client/test_options.py tests/client/test_request.py tests/client/test_responses.py \
+	tests/client/test_sse.py tests/client/test_client.py tests/client/test_live.py \
+	tests/serve/test_serving.py tests/serve/test_bad_input.py \
+	tests/build/test_modelopt_configs.py tests/build/test_profile.py tests/build/test_planner.py \
+	tests/build/test_manifest.py tests/build/test_quantize_verify.py \
+	tests/build/test_trtllm_checkpoint.py
+
+$(GPUSET_STAMP): pyproject.toml requirements/gpu-image.txt requirements/gpu-image-test.txt
+	$(PYTHON) -m venv $(GPUSET_VENV)
+	$(GPUSET_BIN)/pip install --quiet --upgrade pip
+	$(GPUSET_BIN)/pip install --quiet torch==2.13.0
+	$(GPUSET_BIN)/pip install --quiet -r requirements/gpu-image.txt -r requirements/gpu-image-test.txt
+	$(GPUSET_BIN)/pip install --quiet --no-deps -e .
+	touch $(GPUSET_STAMP)
+
+install-gpuset: $(GPUSET_STAMP)
+
+test-gpuset: model $(GPUSET_STAMP)
+	$(GPUSET_BIN)/python -m pytest -q $(PYTEST_ARGS) $(GPUSET_TESTS)
 
 # Build pipeline (see README): plan anywhere; quantize/verify on CPU; engines on a GPU node.
 plan: $(STAMP)
@@ -65,4 +93,4 @@ k8s: $(STAMP)
 	$(BIN)/tritonllm deploy k8s
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) $(GPUSET_VENV) out
