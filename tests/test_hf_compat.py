@@ -10,8 +10,9 @@ import shutil
 import pytest
 from tokenizers import Tokenizer
 
-from tritonllm.hf_compat import (load_tokenizer, portable_model_config,
-                                 portable_tokenizer_config, write_portable_checkpoint)
+from tritonllm.hf_compat import (llama_rope_kwargs, load_tokenizer, portable_model_config,
+                                 portable_tokenizer_config, rope_theta_of,
+                                 write_portable_checkpoint)
 
 # tokenizer_config.json and config.json's RoPE keys exactly as transformers 5.24 saved them for
 # the default model (before hf_compat existed).
@@ -61,8 +62,7 @@ def test_portable_checkpoint_loads_with_plain_auto_classes(v5_dir):
     assert write_portable_checkpoint(v5_dir) is False  # idempotent
     assert_same_tokenizer(AutoTokenizer.from_pretrained(v5_dir), v5_dir)
     config = AutoConfig.from_pretrained(v5_dir)
-    theta = getattr(config, "rope_theta", None) or config.rope_parameters["rope_theta"]
-    assert theta == 100000.0
+    assert rope_theta_of(config) == 100000.0
 
 
 def test_default_model_dir_is_portable(model_dir):
@@ -75,7 +75,7 @@ def test_default_model_dir_is_portable(model_dir):
     assert portable_model_config(config) == config
     assert_same_tokenizer(AutoTokenizer.from_pretrained(model_dir), model_dir)
     config = AutoConfig.from_pretrained(model_dir)
-    assert (getattr(config, "rope_theta", None) or config.rope_parameters["rope_theta"]) == 1e5
+    assert rope_theta_of(config) == 1e5
 
 
 def test_extra_special_tokens_list_becomes_additional_special_tokens(v5_dir):
@@ -97,3 +97,24 @@ def test_rope_scaling_is_kept_beside_rope_parameters():
     assert out["rope_parameters"] == llama3
     legacy = {"rope_theta": 1e4, "rope_scaling": None}
     assert portable_model_config(legacy) == legacy
+
+
+@pytest.mark.parametrize("rope", [
+    {"rope_type": "default", "rope_theta": 50000.0},
+    {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+     "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}])
+def test_llama_config_gets_the_rope_under_either_line(rope):
+    """The RoPE tables transformers builds from the config use the given base and scaling."""
+    import torch
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    config = LlamaConfig(hidden_size=64, num_attention_heads=4, max_position_embeddings=16384,
+                         **llama_rope_kwargs(rope))
+    inv_freq = LlamaRotaryEmbedding(config).inv_freq
+    plain = 1.0 / rope["rope_theta"] ** (torch.arange(0, 16, 2, dtype=torch.float32) / 16)
+    if rope["rope_type"] == "default":
+        assert torch.allclose(inv_freq, plain)
+    else:  # llama3 scaling divides the low frequencies by the factor
+        assert torch.allclose(inv_freq[0], plain[0])
+        assert torch.allclose(inv_freq[-1], plain[-1] / 8.0)

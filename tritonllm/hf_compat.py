@@ -16,7 +16,7 @@ Known differences, each handled here and tested under both sets (tests/test_hf_c
 - transformers 5 saves the RoPE base inside ``"rope_parameters"`` in config.json; 4.57.1 reads
   only a top-level ``"rope_theta"`` and silently falls back to 10000 (SmolLM2 needs 100000: a
   wrong model, not an error). :func:`portable_model_config` adds the top-level keys, which 5
-  reads too. (``LlamaConfig(rope_theta=...)`` works in both lines.)
+  reads too. Building a ``LlamaConfig`` in code has the same split: :func:`llama_rope_kwargs`.
 
 :func:`write_portable_checkpoint` applies both rewrites to a checkpoint directory.
 """
@@ -95,6 +95,22 @@ def _rewrite_json(path: Path, transform) -> bool:
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return True
+
+
+def llama_rope_kwargs(rope_parameters: dict) -> dict:
+    """``LlamaConfig`` keyword arguments for ``rope_parameters`` (transformers 5's form:
+    ``{"rope_type", "rope_theta", ...scaling keys}``) under the installed transformers; 4.57.1
+    ignores ``rope_parameters`` and would use a RoPE base of 10000."""
+    if transformers_major() >= 5:
+        return {"rope_parameters": dict(rope_parameters)}
+    legacy = portable_model_config({"rope_parameters": dict(rope_parameters)})
+    return {"rope_theta": legacy["rope_theta"], "rope_scaling": legacy.get("rope_scaling")}
+
+
+def rope_theta_of(config) -> float:
+    """The RoPE base of a transformers config object under either line."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    return float(rope.get("rope_theta") or config.rope_theta)
 
 
 def load_tokenizer(model_dir: str | os.PathLike):
