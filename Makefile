@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
 
-.PHONY: serve test install model plan build-engines accuracy bench bench-engine loadtest loadtest-sweep k8s clean
+.PHONY: serve test test-gpuset install install-gpuset model plan build-engines accuracy bench bench-engine loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,42 @@ serve: model
 
 test: model
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The GPU image's Python set (transformers 4.57.1, ModelOpt 0.37, see requirements/gpu-image.txt)
+# in its own venv, our package installed with --no-deps as the GPU image does; it runs the tests
+# of everything the GPU image executes. The default model comes from the main venv (`make model`).
+GPUSET_VENV := .venv-gpuset
+GPUSET_BIN := $(GPUSET_VENV)/bin
+GPUSET_STAMP := $(GPUSET_VENV)/.installed
+# Quick enough for CI (~6 min here): one real tritonserver, and quantize/export/verify on the tiny
+# Llama in every mode (the SmolLM2 exports take minutes each on 2 cores; `make test` runs them).
+GPUSET_TESTS ?= tests/test_tokenizer.py tests/test_hf_compat.py tests/models tests/repo \
+	tests/deploy/test_entrypoint.py tests/client/test_api.py tests/client/test_errors.py \
+	tests/client/test_options.py tests/client/test_request.py tests/client/test_responses.py \
+	tests/client/test_sse.py tests/client/test_client.py \
+	tests/client/test_live.py::test_greedy_text_agrees_across_sync_async_http_grpc_and_streaming \
+	tests/serve/test_serving.py::test_greedy_http_and_grpc_equal_transformers \
+	tests/serve/test_serving.py::test_streaming_equals_non_streaming_with_emoji_and_cjk \
+	tests/serve/test_serving.py::test_leading_spaces_survive_streaming \
+	tests/serve/test_serving.py::test_stop_words_end_generation tests/serve/test_bad_input.py \
+	tests/build/test_modelopt_configs.py tests/build/test_profile.py tests/build/test_planner.py \
+	tests/build/test_manifest.py tests/build/test_quantize_verify.py \
+	tests/build/test_trtllm_checkpoint.py \
+	--deselect tests/build/test_quantize_verify.py::test_smollm2_export_verifies \
+	--deselect tests/build/test_trtllm_checkpoint.py::test_cpu_engine_serves_a_smollm2_tp3_export_like_the_source
+
+$(GPUSET_STAMP): pyproject.toml requirements/gpu-image.txt requirements/gpu-image-test.txt
+	$(PYTHON) -m venv $(GPUSET_VENV)
+	$(GPUSET_BIN)/pip install --quiet --upgrade pip
+	$(GPUSET_BIN)/pip install --quiet torch==2.13.0
+	$(GPUSET_BIN)/pip install --quiet -r requirements/gpu-image.txt -r requirements/gpu-image-test.txt
+	$(GPUSET_BIN)/pip install --quiet --no-deps -e .
+	touch $(GPUSET_STAMP)
+
+install-gpuset: $(GPUSET_STAMP)
+
+test-gpuset: model $(GPUSET_STAMP)
+	$(GPUSET_BIN)/python -m pytest -q $(PYTEST_ARGS) $(GPUSET_TESTS)
 
 # Build pipeline (see README): plan anywhere; quantize/verify on CPU; engines on a GPU node.
 plan: $(STAMP)
@@ -65,4 +101,4 @@ k8s: $(STAMP)
 	$(BIN)/tritonllm deploy k8s
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) $(GPUSET_VENV) out

@@ -18,6 +18,21 @@ TEST_ENGINE = EngineConfig(max_batch_size=8, max_num_tokens=256, max_input_len=1
                            max_seq_len=2048, kv_cache_tokens=8192)
 
 
+def pytest_report_header(config):
+    """Which dependency set runs: the CPU twin's (`make test`) or the GPU image's
+    (`make test-gpuset`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ("transformers", "tokenizers", "nvidia-modelopt", "torch", "numpy")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} absent")
+    return "dependency set: " + ", ".join(found)
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerInfo:
     http_url: str

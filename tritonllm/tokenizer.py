@@ -26,9 +26,11 @@ class InvalidInputError(ValueError):
 
 
 def load_tokenizer(model_dir: str | Path):
-    from transformers import AutoTokenizer
+    """``model_dir``'s Hugging Face tokenizer under transformers 5 or 4.57.1 (the GPU image's),
+    whichever of them wrote it (see :mod:`tritonllm.hf_compat`)."""
+    from tritonllm.hf_compat import load_tokenizer as load
 
-    return AutoTokenizer.from_pretrained(str(model_dir))
+    return load(model_dir)
 
 
 @dataclass

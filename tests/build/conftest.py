@@ -13,8 +13,7 @@ from tritonllm.build.quantize import quantize
 # 8 heads / 4 KV heads / 4 layers / vocab 512: tp 1, 2, 4 and pp 1, 2, 4 all divide it.
 TINY = dict(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
             num_attention_heads=8, num_key_value_heads=4, head_dim=16,
-            max_position_embeddings=256, rope_parameters={"rope_type": "default",
-                                                          "rope_theta": 50000.0},
+            max_position_embeddings=256, rope_theta=50000.0,  # a key both transformers lines read
             tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
 
 

@@ -47,6 +47,31 @@ def test_smollm2_export_verifies(export, make_profile, model_dir, mode, kv, tp, 
         assert report.worst_bound_ratio == 0.0  # stored exactly
 
 
+# (mode, kv_cache, tp, expected quant_algo, expected kv algo): every quantized mode on the tiny
+# Llama, quick enough for both dependency sets (`make test-gpuset` runs it under ModelOpt 0.37).
+TINY_CASES = [
+    ("fp8", "fp8", 1, "FP8", "FP8"),
+    ("int8_sq", "none", 2, "W8A8_SQ_PER_CHANNEL", None),
+    ("int4_awq", "none", 1, "W4A16_AWQ", None),
+    ("int8_wo", "int8", 2, "W8A16", "INT8"),
+]
+
+
+@pytest.mark.parametrize("mode, kv, tp, algo, kv_algo", TINY_CASES,
+                         ids=[f"{c[0]}-kv{c[1]}-tp{c[2]}" for c in TINY_CASES])
+def test_tiny_export_verifies(export, make_profile, tiny_llama_dir, mode, kv, tp, algo, kv_algo):
+    options = {"group_size": 64, "awq_alpha_step": 0.5} if mode == "int4_awq" else {}
+    ckpt = export(tiny_llama_dir, f"tiny-{mode}", tp=tp, mode=mode, kv_cache=kv, **options)
+    config = read_config(ckpt)
+    assert config["quantization"]["quant_algo"] == algo
+    assert config["quantization"]["kv_cache_quant_algo"] == kv_algo
+    assert config["mapping"] == {"world_size": tp, "tp_size": tp, "pp_size": 1}
+    assert config["rotary_base"] == 50000.0
+    profile = make_profile(tiny_llama_dir, tp=tp, mode=mode, kv_cache=kv, **options)
+    report = verify(profile, ckpt, tiny_llama_dir)
+    assert report.ok, report.problems
+
+
 @pytest.fixture(scope="module")
 def tiny_fp16(export, tiny_llama_dir):
     return export(tiny_llama_dir, "tiny-fp16-tp2", tp=2)
@@ -79,12 +104,14 @@ def test_tiny_layouts_verify(make_profile, tiny_llama_dir, tiny_fp16, tiny_awq):
 def test_verify_catches_swapped_shards(make_profile, tiny_llama_dir, tiny_fp16, tmp_path):
     ckpt = _copy(tiny_fp16, tmp_path)
     name = "transformer.layers.1.mlp.proj.weight"
-    first, second = load_file(ckpt / "rank0.safetensors"), load_file(ckpt / "rank1.safetensors")
-    _edit_rank(ckpt, 0, lambda t: t.update({name: second[name]}))
-    _edit_rank(ckpt, 1, lambda t: t.update({name: first[name]}))
+    # Copies: safetensors 0.6 (the GPU image's set) maps the file, and the edits rewrite it.
+    first, second = (load_file(ckpt / f"rank{r}.safetensors")[name].clone() for r in (0, 1))
+    expected = _max_diff(first, second)
+    _edit_rank(ckpt, 0, lambda t: t.update({name: second}))
+    _edit_rank(ckpt, 1, lambda t: t.update({name: first}))
     report = verify(make_profile(tiny_llama_dir, tp=2), ckpt, tiny_llama_dir)
     assert report.problems == ("model.layers.1.mlp.down_proj.weight: differs from the source "
-                               f"(max |diff| {_max_diff(first[name], second[name])})",)
+                               f"(max |diff| {expected})",)
 
 
 def _max_diff(a, b):

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from tritonllm.build import trtllm_checkpoint
 from tritonllm.build.trtllm_checkpoint import load_as_hf
+from tritonllm.hf_compat import rope_theta_of
 
 
 def _fp16_rounded_model(model_dir):
@@ -37,7 +38,7 @@ def test_tiny_llama_round_trip_any_tp_pp(export, tiny_llama_dir, tiny, tp, pp):
     for name, tensor in source.items():
         assert state[name].dtype == torch.float16
         assert torch.equal(state[name].float(), tensor), name
-    assert hf_config.rope_parameters["rope_theta"] == 50000.0
+    assert rope_theta_of(hf_config) == 50000.0
     assert (hf_config.num_key_value_heads, hf_config.head_dim) == (4, 16)
 
 

@@ -133,10 +133,12 @@ def run_report(model_dir: Path, modes: list[str], kv_cache: str = "none", group_
                heldout_text: str = corpus.HELDOUT) -> AccuracyReport:
     """Measure every mode in ``modes`` (see the module docstring); write JSON + Markdown when
     ``out_dir`` is given."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from tritonllm.tokenizer import load_tokenizer
 
     check_simulable(modes)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     ids = tokenizer(heldout_text, return_tensors="pt").input_ids[0]
     heldout = list(ids.split(WINDOW))

@@ -52,10 +52,10 @@ def is_list_format() -> bool:
 def _preset(q: QuantSpec) -> dict:
     mode = q.quant_mode
     if mode.name == "int4_wo":  # per-channel int4: the int8 weight-only preset at 4 bits
-        cfg = copy.deepcopy(_mtq().INT8_WEIGHT_ONLY_CFG)
+        cfg = _named("INT8_WEIGHT_ONLY_CFG")
         _edit_weight_quantizer(cfg, lambda w: w.update(num_bits=4))
         return cfg
-    cfg = copy.deepcopy(getattr(_mtq(), mode.modelopt_config))
+    cfg = _named(mode.modelopt_config)
     if mode.grouped:
         _edit_weight_quantizer(cfg, lambda w: _set_block(w, q.group_size))
         cfg["algorithm"] = {"method": "awq_lite", "alpha_step": q.awq_alpha_step}
@@ -64,19 +64,34 @@ def _preset(q: QuantSpec) -> dict:
     return cfg
 
 
+def _named(name: str) -> dict:
+    """A deep copy of ModelOpt's preset ``name``. 0.37 has no INT8_WEIGHT_ONLY_CFG: there it is
+    INT8_DEFAULT_CFG (per-channel int8 weights, axis 0) with the input quantizers off, which is
+    what 0.47's preset holds."""
+    mtq = _mtq()
+    if name == "INT8_WEIGHT_ONLY_CFG" and not hasattr(mtq, name):
+        cfg = copy.deepcopy(mtq.INT8_DEFAULT_CFG)
+        cfg["quant_cfg"]["*input_quantizer"] = {"enable": False}
+        return cfg
+    return copy.deepcopy(getattr(mtq, name))
+
+
 def _set_block(weight_cfg: dict, size: int) -> None:
     if "block_sizes" in weight_cfg:  # W4A8's second (FP8) stage has none
         weight_cfg["block_sizes"][-1] = size
 
 
-def _edit_weight_quantizer(cfg: dict, edit) -> None:
+def quantizer_cfgs(cfg: dict, pattern: str) -> list:
+    """The quantizer settings ``cfg`` gives ``pattern``, in either preset shape: each a dict, or
+    a list of per-stage dicts (W4A8). 0.37's dict entries carry their ``enable`` flag inside."""
     quant_cfg = cfg["quant_cfg"]
     if isinstance(quant_cfg, list):
-        found = [e["cfg"] for e in quant_cfg if e.get("quantizer_name") == "*weight_quantizer"
-                 and "cfg" in e]
-    else:
-        found = [quant_cfg["*weight_quantizer"]]
-    for weight_cfg in found:
+        return [e["cfg"] for e in quant_cfg if e.get("quantizer_name") == pattern and "cfg" in e]
+    return [quant_cfg[pattern]] if pattern in quant_cfg else []
+
+
+def _edit_weight_quantizer(cfg: dict, edit) -> None:
+    for weight_cfg in quantizer_cfgs(cfg, "*weight_quantizer"):
         for stage in weight_cfg if isinstance(weight_cfg, list) else [weight_cfg]:
             edit(stage)
 

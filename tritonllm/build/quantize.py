@@ -66,9 +66,10 @@ def calibrate(model, tokenizer_dir: Path, q: QuantSpec, config: dict):
     per pass: AWQ runs the loop more than once)."""
     import modelopt.torch.quantization as mtq
     import torch
-    from transformers import AutoTokenizer
 
-    windows = calibration_windows(AutoTokenizer.from_pretrained(str(tokenizer_dir)), q)
+    from tritonllm.tokenizer import load_tokenizer
+
+    windows = calibration_windows(load_tokenizer(tokenizer_dir), q)
 
     def forward_loop(m) -> None:
         with torch.no_grad():

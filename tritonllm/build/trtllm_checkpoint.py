@@ -104,6 +104,8 @@ def to_hf_config(config: dict, **overrides):
     """A transformers ``LlamaConfig`` equal to the checkpoint's model (rope included)."""
     from transformers import LlamaConfig
 
+    from tritonllm.hf_compat import llama_rope_kwargs
+
     rope = {"rope_type": "default", **(config.get("rotary_scaling") or {}),
             "rope_theta": float(config.get("rotary_base", 10000.0))}
     if "type" in rope:
@@ -117,7 +119,7 @@ def to_hf_config(config: dict, **overrides):
         head_dim=config.get("head_size") or config["hidden_size"] // heads,
         max_position_embeddings=config["max_position_embeddings"],
         rms_norm_eps=config["norm_epsilon"], hidden_act=config["hidden_act"],
-        rope_parameters=rope, tie_word_embeddings=False,
+        **llama_rope_kwargs(rope), tie_word_embeddings=False,
         attention_bias=bool(config.get("attn_bias", config.get("bias", False))),
         mlp_bias=bool(config.get("mlp_bias", False)), **overrides)
 
