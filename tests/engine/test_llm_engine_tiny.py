@@ -272,16 +272,19 @@ def test_a_full_queue_refuses_at_once_and_the_admitted_finish(tiny_model, refere
 
 
 def test_a_request_timeout_ends_it_and_frees_its_cache(tiny_model):
-    engine = tiny_engine(tiny_model, max_batch_size=1, max_num_tokens=64)
+    # Stepped by hand (no loop thread): the request has run one step, then its time is up.
+    engine = LLMEngine(tiny_runner(tiny_model, max_batch_size=1, max_num_tokens=64))
     outputs: list[GenerationOutput] = []
-    try:
-        request = GenerationRequest("t", PROMPTS[0], 100, timeout_s=0.3,
-                                    sampling=SamplingParams(min_tokens=100))
-        engine.submit(request, outputs.append)
-        wait_for(lambda: outputs and outputs[-1].finished)
-        stats = engine.stats()
-    finally:
-        engine.shutdown()
+    request = GenerationRequest("t", PROMPTS[0], 100, timeout_s=0.2,
+                                sampling=SamplingParams(min_tokens=100))
+    engine.submit(request, outputs.append)
+    engine.step()  # prefill: running, holding cache
+    assert not outputs and engine.stats().free_kv_tokens < engine.stats().total_kv_tokens
+    time.sleep(0.3)
+    engine.step()  # the next step ends it before computing anything
+    stats = engine.stats()
+    engine.shutdown()
     final = outputs[-1]
-    assert final.finish_reason == "timeout" and "timeout of 0.3 s expired" in final.error
+    assert final.finished and final.finish_reason == "timeout"
+    assert "timeout of 0.2 s expired" in final.error
     assert stats.cancelled == 1 and stats.free_kv_tokens == stats.total_kv_tokens
