@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from tests.conftest import TEST_ENGINE
+from tritonllm.serve import procfs
 
 
 def serve_command(ports, repo_dir, openai_port: int = 0, *extra: str) -> list[str]:
@@ -20,40 +20,14 @@ def serve_command(ports, repo_dir, openai_port: int = 0, *extra: str) -> list[st
             "--max-input-len", str(e.max_input_len), "--num-threads", "1", *extra]
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, ppid) from /proc/<pid>/stat, or None when the process is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[1].split()
-    return fields[0], int(fields[1])
-
-
 def alive(pid: int) -> bool:
-    stat = _stat(pid)
+    stat = procfs.state_and_parent(pid)
     return stat is not None and stat[0] != "Z"
 
 
 def descendants(root: int) -> dict[int, str]:
     """Every living descendant of ``root``: pid -> command line."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[0] != "Z":
-            children.setdefault(stat[1], []).append(int(entry.name))
-    found, todo = {}, [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found[child] = cmdline(child)
-            todo.append(child)
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+    return {pid: " ".join(args) for pid, args in procfs.descendants(root).items()}
 
 
 def wait_gone(pids, timeout_s: float = 120.0) -> list[int]:

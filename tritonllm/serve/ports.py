@@ -6,11 +6,9 @@ Used before starting tritonserver so that a server left over from an earlier run
 
 from __future__ import annotations
 
-import os
 import socket
-from pathlib import Path
 
-LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's ``st`` column
+from tritonllm.serve.procfs import owner
 
 
 class PortInUseError(RuntimeError):
@@ -24,18 +22,6 @@ def check_free(port: int, host: str = "127.0.0.1") -> None:
         raise PortInUseError(f"port {port} is already in use{_owner_hint(port)}; stop that "
                              "process or choose other ports (HTTP_PORT / GRPC_PORT / "
                              "METRICS_PORT / OPENAI_PORT, or --http-port ...)")
-
-
-def owner(port: int) -> tuple[int, str] | None:
-    """``(pid, command line)`` of a process listening on ``port``, when ``/proc`` shows it
-    (processes of other users are not readable); else None."""
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return None
-    for pid_dir in Path("/proc").iterdir():
-        if pid_dir.name.isdigit() and _holds_any(pid_dir, inodes):
-            return int(pid_dir.name), _cmdline(pid_dir)
-    return None
 
 
 def _listening(port: int) -> bool:
@@ -61,36 +47,3 @@ def _owner_hint(port: int) -> str:
         return ""
     pid, cmd = found
     return f" by pid {pid} ({cmd[:120]}); a server left over from an earlier run? kill {pid}"
-
-
-def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == LISTEN and int(local.rsplit(":", 1)[1], 16) == port:
-                inodes.add(inode)
-    return inodes
-
-
-def _holds_any(pid_dir: Path, inodes: set[str]) -> bool:
-    try:
-        for fd in os.scandir(pid_dir / "fd"):
-            link = os.readlink(fd.path)
-            if link.startswith("socket:[") and link[8:-1] in inodes:
-                return True
-    except OSError:
-        pass
-    return False
-
-
-def _cmdline(pid_dir: Path) -> str:
-    try:
-        return (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return "?"

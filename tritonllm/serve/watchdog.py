@@ -29,6 +29,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tritonllm.serve.procfs import descendants
+
 STUB_NAME = "triton_python_backend_stub"
 EXIT_UNHEALTHY = 3  # a supervisor's exit status when tritonserver lived but could not serve
 DEFAULT_POLL_S = 1.0
@@ -39,7 +41,7 @@ HEALTH_TIMEOUT_S = 5.0
 def backend_stubs(root_pid: int) -> dict[int, str]:
     """The living Python-backend stubs below ``root_pid``: pid -> model instance name
     (``tensorrt_llm_0_0``; the model.py path when the command line has no instance name)."""
-    return {pid: _instance_name(args) for pid, args in _descendants(root_pid).items()
+    return {pid: _instance_name(args) for pid, args in descendants(root_pid).items()
             if args and Path(args[0]).name == STUB_NAME}
 
 
@@ -118,35 +120,10 @@ def _instance_name(args: list[str]) -> str:
     return args[8] if len(args) > 9 else (args[1] if len(args) > 1 else args[0])
 
 
-def _descendants(root: int) -> dict[int, list[str]]:
-    """Every living descendant of ``root``: pid -> argv (empty when unreadable)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _state_and_parent(int(entry.name))):
-            if stat[0] != "Z":
-                children.setdefault(stat[1], []).append(int(entry.name))
-    found, todo = {}, [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found[child] = _argv(child)
-            todo.append(child)
-    return found
 
 
-def _state_and_parent(pid: int) -> tuple[str, int] | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[1])
 
 
-def _argv(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
 
 
 def wait_for_exit_or_crash(proc, watchdog: Watchdog, poll_s: float = DEFAULT_POLL_S):
