@@ -11,7 +11,7 @@ import time
 import urllib.request
 
 from tests.conftest import TEST_ENGINE
-from tests.serve.processes import descendants, wait_gone
+from tests.serve.processes import descendants, kill_tree, wait_gone
 from tritonllm.serve.cpu import CpuDeployment
 from tritonllm.serve.launcher import Ports, TritonServer, server_env
 from tritonllm.serve.watchdog import EXIT_UNHEALTHY, for_command
@@ -59,9 +59,5 @@ def test_a_killed_stub_ends_the_supervisor_with_the_reason(tmp_path, model_dir):
         assert f"tensorrt_llm_0_0 (pid {stub}) died" in proc.stderr.read()
         assert wait_gone(tree) == []
     finally:
-        for pid in [*descendants(proc.pid), proc.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_tree(proc.pid)
         proc.wait()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 
 import pytest
 
-from tests.serve.processes import descendants, serve_command, wait_for_line
+from tests.serve.processes import descendants, kill_tree, serve_command, wait_for_line
 from tritonllm.serve.launcher import Ports
 
 
@@ -33,9 +31,5 @@ def launch(tmp_path):
 
     yield start
     for proc in started:
-        for pid in [*descendants(proc.pid), proc.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_tree(proc.pid)
         proc.wait()

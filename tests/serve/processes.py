@@ -3,6 +3,8 @@ generous deadline that only detects a hang) until given pids are gone."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
@@ -28,6 +30,15 @@ def alive(pid: int) -> bool:
 def descendants(root: int) -> dict[int, str]:
     """Every living descendant of ``root``: pid -> command line."""
     return {pid: " ".join(args) for pid, args in procfs.descendants(root).items()}
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every living descendant (a test's cleanup)."""
+    for target in [*descendants(pid), pid]:
+        try:
+            os.kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_gone(pids, timeout_s: float = 120.0) -> list[int]:
