@@ -80,3 +80,18 @@ def triton_server(tmp_path_factory, model_dir) -> ServerInfo:
                          repo, log_file, TEST_ENGINE)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def openai_frontend(triton_server, tmp_path_factory):
+    """The OpenAI frontend as a child process (as ``tritonllm serve`` starts it) in front of
+    the session's tritonserver."""
+    from tritonllm.openai import FrontendProcess, FrontendSettings
+    from tritonllm.serve.launcher import free_port
+
+    settings = FrontendSettings(triton_url=triton_server.grpc_url,
+                                model_name=triton_server.model_dir.name,
+                                host="127.0.0.1", port=free_port(), default_max_tokens=32)
+    log = tmp_path_factory.mktemp("openai") / "frontend.log"
+    with FrontendProcess(settings, log_file=log) as frontend:
+        yield frontend

@@ -5,24 +5,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tritonllm.openai import FrontendProcess, FrontendSettings
-from tritonllm.serve.launcher import free_port
 from tritonllm.soak import procs
 from tritonllm.soak.report import summarize, write
 from tritonllm.soak.runner import SoakConfig, run_soak
 from tritonllm.soak.tally import COMPLETED, Record, Tally
-
-
-@pytest.fixture(scope="module")
-def frontend(triton_server, tmp_path_factory):
-    settings = FrontendSettings(triton_url=triton_server.grpc_url,
-                                model_name=triton_server.model_dir.name,
-                                host="127.0.0.1", port=free_port(), default_max_tokens=32)
-    log = tmp_path_factory.mktemp("soak-openai") / "frontend.log"
-    with FrontendProcess(settings, log_file=log) as process:
-        yield process
 
 
 def test_the_books_count_every_request_once():
@@ -44,10 +30,10 @@ def test_the_server_and_its_stubs_are_found_by_port(triton_server):
     assert procs.tree_rss_bytes(pid) > procs.rss_bytes(pid) > 0
 
 
-def test_a_short_soak_loses_nothing_and_leaves_the_kv_cache_full(triton_server, frontend,
+def test_a_short_soak_loses_nothing_and_leaves_the_kv_cache_full(triton_server, openai_frontend,
                                                                    tmp_path):
     config = SoakConfig(http_url=triton_server.http_url, grpc_url=triton_server.grpc_url,
-                        openai_url=frontend.url, metrics_url=triton_server.metrics_url,
+                        openai_url=openai_frontend.url, metrics_url=triton_server.metrics_url,
                         duration_s=20, concurrency=4, window_s=5, rss_interval_s=1,
                         output_dir=tmp_path)
     run = run_soak(config)
