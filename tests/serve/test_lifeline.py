@@ -24,6 +24,11 @@ time.sleep(600)
 SLEEPER = "import time; print('armed', flush=True); time.sleep(600)"
 WATCHED = ("import time; from tritonllm.serve.lifeline import exit_when_orphaned; "
            "exit_when_orphaned(0.1); print('armed', flush=True); time.sleep(600)")
+# As a stub blocked in a pb_utils call: the main thread sleeps in C while holding the GIL
+# (ctypes.PyDLL keeps it), so no Python thread of this process can run.
+WATCHED_HOLDING_THE_GIL = (
+    "import ctypes; from tritonllm.serve.lifeline import exit_when_orphaned; "
+    "exit_when_orphaned(0.1); print('armed', flush=True); ctypes.PyDLL(None).sleep(600)")
 
 
 def _orphan_a_child(child: str, popen_extra: str = "") -> int:
@@ -62,6 +67,14 @@ def test_exit_when_orphaned_ends_a_process_whose_parent_died():
         _reap(pid)
 
 
+def test_exit_when_orphaned_works_while_the_process_holds_the_gil():
+    pid = _orphan_a_child(WATCHED_HOLDING_THE_GIL)
+    try:
+        assert wait_gone([pid], timeout_s=60) == []
+    finally:
+        _reap(pid)
+
+
 def test_without_a_guard_the_child_survives_its_parent():
     """The control: the two tests above prove something."""
     pid = _orphan_a_child(SLEEPER)
@@ -72,6 +85,9 @@ def test_without_a_guard_the_child_survives_its_parent():
 
 
 def test_the_watchdog_can_be_stopped_and_refuses_a_bad_interval():
-    exit_when_orphaned(0.05).set()
+    watcher = exit_when_orphaned(0.05)
+    assert watcher.poll() is None  # watching: this process still has its parent
+    watcher.terminate()
+    assert watcher.wait(timeout=10) is not None
     with pytest.raises(ValueError, match="poll_s"):
         exit_when_orphaned(0)

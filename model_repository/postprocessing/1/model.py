@@ -21,7 +21,7 @@ from tritonllm.tokenizer import TextCodec
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.stop_watchdog = exit_when_orphaned()  # never outlive tritonserver
+        self.orphan_watch = exit_when_orphaned()  # never outlive tritonserver
         params = triton.parameters(args)
         self.postprocess = Postprocessor(TextCodec.from_dir(params["tokenizer_dir"]))
 

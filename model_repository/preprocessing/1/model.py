@@ -19,7 +19,7 @@ from tritonllm.tokenizer import TextCodec
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.stop_watchdog = exit_when_orphaned()  # never outlive tritonserver
+        self.orphan_watch = exit_when_orphaned()  # never outlive tritonserver
         params = triton.parameters(args)
         codec = TextCodec.from_dir(params["tokenizer_dir"])
         self.preprocess = Preprocessor(codec, Limits.from_parameters(params))

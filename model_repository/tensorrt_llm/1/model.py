@@ -34,7 +34,7 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.stop_watchdog = exit_when_orphaned()  # never outlive tritonserver
+        self.orphan_watch = exit_when_orphaned()  # never outlive tritonserver
         params = triton.parameters(args)
         self.settings = engine_step.StepSettings.from_model_config(json.loads(args["model_config"]))
         self.engine = LLMEngine(params["model_dir"], EngineConfig.from_parameters(params))
