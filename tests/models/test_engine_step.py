@@ -34,7 +34,7 @@ def test_request_fields_from_tensors():
     assert (s.top_k, s.top_p, s.seed, s.min_tokens) == (40, 0.5, 3, 2)
     assert s.temperature == pytest.approx(0.7)
     assert request.streaming and request.exclude_input_in_output and request.return_log_probs
-    assert wants == Wants(log_probs=True, perf=True)
+    assert wants == Wants(log_probs=True, perf=True, preceding_ids=True)  # streaming
 
 
 @pytest.mark.parametrize("extra, message", [
