@@ -13,7 +13,10 @@ loop of ``--concurrency`` streaming requests of ``--tokens`` tokens each goes th
 - whether every request's streamed deltas concatenated to the exact expected text;
 - from Triton's own statistics (``/v2/models/<m>/stats``, differences over the run): the
   per-response cost of postprocessing (compute, and request time: queue + compute) and the
-  responses per ``execute`` (dynamic batching); preprocessing's cost per request.
+  responses per ``execute`` (dynamic batching); preprocessing's cost per request;
+- CPU time per streamed response of each process (tritonserver, each model's stubs, this
+  client; from /proc), and the tokens/s that total would allow on two otherwise idle cores
+  (an estimate for a machine shared with other work, labelled as one).
 
 The client runs on the same cores as the server: figures are for the whole machine.
 """
@@ -65,6 +68,7 @@ class RunResult:
     seconds: float
     exact: int
     stats: dict
+    cpu: dict
 
     @property
     def tokens_per_s(self) -> float:
@@ -231,6 +235,26 @@ def per_item_us(delta: dict) -> dict:
             "per_execute": delta["inferences"] / max(delta["executions"], 1)}
 
 
+# --- CPU time per process ------------------------------------------------------------------
+
+PROCESS_GROUPS = ("tritonserver", "tensorrt_llm", "preprocessing", "postprocessing", "client")
+
+
+def cpu_by_group(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by tritonserver (frontends, ensemble scheduler, backend host
+    side), each model's stub processes (summed over instances) and this client process."""
+    from tritonllm.serve import procfs
+
+    used = dict.fromkeys(PROCESS_GROUPS, 0.0)
+    used["tritonserver"] = procfs.cpu_seconds(server_pid)
+    used["client"] = time.process_time()
+    for pid, args in procfs.descendants(server_pid).items():
+        for model in PROCESS_GROUPS[1:4]:
+            if any(f"/{model}/1/model.py" in arg for arg in args):
+                used[model] += procfs.cpu_seconds(pid)
+    return used
+
+
 # --- the runs ----------------------------------------------------------------------------------
 
 def measure(setup: Setup, codec, tokenizer_dir: Path, args) -> list[RunResult]:
@@ -248,13 +272,16 @@ def measure(setup: Setup, codec, tokenizer_dir: Path, args) -> list[RunResult]:
                 url = server.grpc_url if protocol == "grpc" else server.http_url
                 before = {m: model_stats(server.http_url, m)
                           for m in ("preprocessing", "postprocessing")}
+                cpu_before = cpu_by_group(server.pid)
                 responses, exact, seconds = run(url, setup, args.requests, args.concurrency,
                                                 args.tokens, expected)
+                cpu_after = cpu_by_group(server.pid)
                 after = {m: model_stats(server.http_url, m)
                          for m in ("preprocessing", "postprocessing")}
+                cpu = {k: cpu_after[k] - cpu_before[k] for k in PROCESS_GROUPS}
                 results.append(RunResult(setup, protocol, args.requests,
                                          args.requests * args.tokens, responses, seconds, exact,
-                                         stats_delta(before, after)))
+                                         stats_delta(before, after), cpu))
                 print(format_row(results[-1]), flush=True)
     return results
 
@@ -269,6 +296,22 @@ def format_row(r: RunResult) -> str:
             f"{r.responses / r.seconds:>8.0f} {f'{r.exact}/{r.requests}':>9} "
             f"{post['compute_us']:>12.0f} {post['request_us']:>11.0f} "
             f"{post['per_execute']:>9.1f} {pre['compute_us']:>10.0f}")
+
+
+CPU_HEADER = (f"{'configuration':<58} {'protocol':<9} "
+              + " ".join(f"{g[:13]:>13}" for g in PROCESS_GROUPS)
+              + f" {'total':>7} {'2 idle cores':>13}")
+
+
+def format_cpu_row(r: RunResult) -> str:
+    """CPU microseconds per streamed response by process, and the responses/s (tokens/s) that
+    cost would allow on two cores with nothing else running (an estimate, labelled so)."""
+    per = {g: r.cpu[g] / max(r.responses, 1) * 1e6 for g in PROCESS_GROUPS}
+    total = sum(per.values())
+    ceiling = 2e6 / total * r.tokens / max(r.responses, 1) if total else 0.0
+    return (f"{r.setup.label:<58} {r.protocol:<9} "
+            + " ".join(f"{per[g]:>13.0f}" for g in PROCESS_GROUPS)
+            + f" {total:>7.0f} {ceiling:>8.0f} tok/s")
 
 
 def setups(args) -> list[Setup]:
@@ -311,6 +354,8 @@ def run(args) -> int:
           f"concurrency {args.concurrency}\n{HEADER}", flush=True)
     results = [r for setup in setups(args) for r in measure(setup, codec, tokenizer_dir, args)]
     print(f"\n{HEADER}\n" + "\n".join(format_row(r) for r in results))
+    print(f"\nCPU microseconds per streamed response, by process\n{CPU_HEADER}\n"
+          + "\n".join(format_cpu_row(r) for r in results))
     _print_scaling(results)
     return 0 if all(r.exact == r.requests for r in results) else 1
 
