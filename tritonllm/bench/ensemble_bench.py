@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import queue
+import statistics
 import tempfile
 import threading
 import time
@@ -341,6 +342,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stateful", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the stateful detokenizer at one instance (the 'route')")
     parser.add_argument("--protocols", type=lambda t: t.split(","), default=["grpc", "http-sse"])
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the configurations, interleaved; the summary takes medians")
 
 
 def run(args) -> int:
@@ -352,7 +355,8 @@ def run(args) -> int:
     print(f"SYNTHETIC tensorrt_llm step (replayed token ids; benchmark only), real pre/post"
           f"processing and ensemble; {args.requests} requests x {args.tokens} tokens, "
           f"concurrency {args.concurrency}\n{HEADER}", flush=True)
-    results = [r for setup in setups(args) for r in measure(setup, codec, tokenizer_dir, args)]
+    results = [r for _ in range(args.rounds) for setup in setups(args)
+               for r in measure(setup, codec, tokenizer_dir, args)]
     print(f"\n{HEADER}\n" + "\n".join(format_row(r) for r in results))
     print(f"\nCPU microseconds per streamed response, by process\n{CPU_HEADER}\n"
           + "\n".join(format_cpu_row(r) for r in results))
@@ -361,15 +365,19 @@ def run(args) -> int:
 
 
 def _print_scaling(results: list[RunResult]) -> None:
+    """Median tokens/s per configuration over the rounds, and its ratio to stateless post x1."""
+    print("\nmedian over rounds (ratios within this run)")
     for protocol in ("grpc", "http-sse"):
-        base = [r for r in results if r.protocol == protocol and r.setup.post_instances == 1
-                and not r.setup.stateful and r.setup.stream_interval == 1]
-        if not base:
-            continue
+        medians = {}
         for r in results:
             if r.protocol == protocol:
-                print(f"{protocol:<9} {r.setup.label:<58} {r.tokens_per_s / base[0].tokens_per_s:5.2f}x"
-                      " of stateless post x1")
+                medians.setdefault(r.setup, []).append(r.tokens_per_s)
+        medians = {setup: statistics.median(v) for setup, v in medians.items()}
+        base = medians.get(Setup(1, 1, pre_instances=next(iter(medians)).pre_instances)) \
+            if medians else None
+        for setup, value in medians.items():
+            ratio = f"{value / base:5.2f}x of stateless post x1" if base else ""
+            print(f"{protocol:<9} {setup.label:<58} {value:>8.0f} tok/s  {ratio}")
 
 
 def main(argv: list[str] | None = None) -> int:

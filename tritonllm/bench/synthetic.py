@@ -8,6 +8,11 @@ step's ``parse_request``) and, instead of running a model, replays fixed token i
 token, ``max_new_tokens`` of them (``request_output_len``; end_id is never produced), at up to
 ``steps_per_second`` steps (0: as fast as it can). Outputs go through the same callbacks and
 tensors as the real engine's, so pre/postprocessing, Triton and the clients do their real work.
+
+A GPU engine costs the host next to nothing per token, so this one does little per token too:
+a streaming request gets an output at its first token, then every ``emit_every`` tokens (the
+deployment's ``stream_interval``, as TensorRT-LLM's engine does it) and at its last, and
+cancellation is polled every ``CANCEL_POLL_STEPS`` steps (a Triton call each time).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tritonllm.engine.request import GenerationOutput, GenerationRequest
+
+CANCEL_POLL_STEPS = 16
 
 # Spaces, punctuation, accents, emoji and CJK: what exact streaming must get right.
 REPLAY_TEXT = (" The quick brown fox 🦊 jumps over the lazy dog; naïve café, 你好世界 🎉 —"
@@ -36,19 +43,23 @@ class _Running:
     on_output: Callable[[GenerationOutput], None]
     is_cancelled: Callable[[], bool]
     generated: list[int] = field(default_factory=list)
+    sent: int = 0  # generated ids already sent
     arrival_time_ns: int = field(default_factory=time.time_ns)
 
 
 class ReplayEngine:
     """Submit/step loop with the real engine's callback contract (one thread)."""
 
-    def __init__(self, token_ids: list[int], steps_per_second: float = 0.0):
+    def __init__(self, token_ids: list[int], steps_per_second: float = 0.0, emit_every: int = 1):
         if not token_ids:
             raise ValueError("token_ids: the replay needs at least one id")
         if steps_per_second < 0:
             raise ValueError(f"steps_per_second: must be >= 0, got {steps_per_second}")
         self.token_ids = token_ids
+        if emit_every < 1:
+            raise ValueError(f"emit_every: must be >= 1, got {emit_every}")
         self.step_s = 1.0 / steps_per_second if steps_per_second else 0.0
+        self.emit_every = emit_every
         self._new: list[_Running] = []
         self._wake = threading.Condition()
         self._stop = False
@@ -85,14 +96,18 @@ class ReplayEngine:
 
     def _step(self, run: _Running) -> bool:
         """Give ``run`` its next token; False once it has finished (or was cancelled)."""
-        if run.is_cancelled():
+        count = len(run.generated)
+        if count % CANCEL_POLL_STEPS == 0 and run.is_cancelled():
             run.on_output(self._output(run, [], True, "cancelled"))
             return False
-        token = self.token_ids[len(run.generated) % len(self.token_ids)]
-        run.generated.append(token)
-        finished = len(run.generated) >= run.request.max_new_tokens
+        run.generated.append(self.token_ids[count % len(self.token_ids)])
+        count += 1
+        finished = count >= run.request.max_new_tokens
         if run.request.streaming:
-            run.on_output(self._output(run, [token], finished, "length" if finished else None))
+            if finished or count == 1 or (count - 1) % self.emit_every == 0:
+                run.on_output(self._output(run, run.generated[run.sent:], finished,
+                                           "length" if finished else None))
+                run.sent = count
         elif finished:
             ids = run.generated if run.request.exclude_input_in_output \
                 else run.request.prompt_ids + run.generated

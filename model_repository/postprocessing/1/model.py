@@ -29,14 +29,21 @@ class TritonPythonModel:
 
     def execute(self, requests):
         try:
-            batch = [(triton.read_inputs(pb_utils, r, POSTPROCESSING), r.request_id(),
-                      wants_incremental(json.loads(r.parameters() or "{}"))) for r in requests]
+            batch = [self._read(r) for r in requests]
             outputs = self.postprocess.batch(batch)
         except Exception:  # noqa: BLE001 - one bad request: answer each on its own
             return [triton.respond(pb_utils, r, POSTPROCESSING, self._handler(r))
                     for r in requests]
         return [pb_utils.InferenceResponse(output_tensors=triton.to_tensors(pb_utils, out))
                 for out in outputs]
+
+    @staticmethod
+    def _read(request):
+        inputs = triton.read_inputs(pb_utils, request, POSTPROCESSING)
+        if "PRECEDING_IDS" in inputs:  # stateless: no request id or parameter needed
+            return inputs, "", False
+        return (inputs, request.request_id(),
+                wants_incremental(json.loads(request.parameters() or "{}")))
 
     def _handler(self, request):
         def handle(inputs):

@@ -29,7 +29,8 @@ class TritonPythonModel:
         self.send_preceding = parse_bool(params.get("send_preceding", "true"), "send_preceding")
         codec = TextCodec.from_dir(params["tokenizer_dir"])
         self.engine = ReplayEngine(replay_ids(codec, 4096),
-                                   float(params.get("steps_per_second", "0")))
+                                   float(params.get("steps_per_second", "0")),
+                                   emit_every=self.settings.stream_interval)
         self.engine.start()
 
     def execute(self, requests):
