@@ -36,6 +36,10 @@ def test_gpu_profile_keeps_one_exact_postprocessing_instance_and_says_why():
     assert chosen.postprocessing == 1 < chosen.postprocessing_needed
     assert "preceding_ids" in chosen.describe() and chosen.postprocessing_shortfall > 0
     assert "instances per GPU" in chosen.per_gpu()
+    unary = dataclasses.replace(profile, serving=dataclasses.replace(profile.serving,
+                                                                     decoupled=False))
+    whole = plan_instances(unary, plan(unary, model_arch(unary)))
+    assert whole.postprocessing == chosen.postprocessing_needed  # whole responses: exact
 
 
 def test_profile_values_win_over_the_planner():

@@ -155,3 +155,7 @@ def test_gpu_engine_neither_declares_nor_wires_preceding_ids():
     assert "PRECEDING_IDS" not in configs["ensemble"]
     with pytest.raises(ValueError, match="stream_interval: TensorRT-LLM 1.2.1's tensorrtllm"):
         dataclasses.replace(GPU, stream_interval=2)
+    with pytest.raises(ValueError, match="postprocessing_instances: streamed text is exact"):
+        dataclasses.replace(GPU, postprocessing_instances=2)
+    unary = dataclasses.replace(GPU, decoupled=False, postprocessing_instances=2)
+    assert parse(render_configs(unary)["postprocessing"]).instance_group[0].count == 2

@@ -21,8 +21,9 @@ larger batches, which is why the estimate is an input here, not a promise.
 
 On GPU, postprocessing is exact with several instances only when the engine sends
 ``preceding_ids`` (tritonllm.models.postprocess); TensorRT-LLM 1.2.1's ``tensorrtllm`` backend
-does not, so GPU profiles keep ONE postprocessing instance (per-request detokenizer state,
-several responses per ``execute``) and the plan says how far one instance falls short.
+does not, so streaming GPU profiles keep ONE postprocessing instance (per-request detokenizer
+state, several responses per ``execute``) and the plan says how far one instance falls short
+(``serving.decoupled: false`` deployments answer each request whole and scale freely).
 Preprocessing is stateless everywhere and scales freely.
 """
 
@@ -124,5 +125,7 @@ def plan_instances(profile, plan) -> InstancePlan:
     gpus = profile.parallel.tp_size * profile.parallel.pp_size
     rate = engine_tokens_per_s(device, plan.weight_bytes_per_gpu, plan.kv_bytes_per_token,
                                profile.limits.max_batch_size)
+    # Without streaming every response is whole, so any number of instances is exact.
+    stateless = device.is_cpu or not profile.serving.decoupled
     return instances_for(rate, gpus, profile.serving.stream_interval,
-                         stateless_postprocessing=device.is_cpu)
+                         stateless_postprocessing=stateless)

@@ -108,6 +108,11 @@ class RepoSettings:
         for name in ("preprocessing_instances", "postprocessing_instances", "stream_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.target == "gpu" and self.decoupled and self.postprocessing_instances > 1:
+            raise ValueError("postprocessing_instances: streamed text is exact with several "
+                             "instances only when the engine sends preceding_ids, which "
+                             "TensorRT-LLM 1.2.1's tensorrtllm backend does not; use 1 on "
+                             "target 'gpu' with decoupled (streaming) serving")
         if self.target == "gpu" and self.stream_interval != 1:
             raise ValueError("stream_interval: TensorRT-LLM 1.2.1's tensorrtllm backend has no "
                              "such setting (trtllm-serve's LLM API has); it must be 1 on target "
