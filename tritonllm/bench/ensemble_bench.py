@@ -342,6 +342,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stateful", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the stateful detokenizer at one instance (the 'route')")
     parser.add_argument("--protocols", type=lambda t: t.split(","), default=["grpc", "http-sse"])
+    parser.add_argument("--plot", type=Path, default=None, help="write a bar chart (PNG)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the configurations, interleaved; the summary takes medians")
 
@@ -361,23 +362,57 @@ def run(args) -> int:
     print(f"\nCPU microseconds per streamed response, by process\n{CPU_HEADER}\n"
           + "\n".join(format_cpu_row(r) for r in results))
     _print_scaling(results)
+    if args.plot:
+        print(f"plot: {plot(results, args.plot)}")
     return 0 if all(r.exact == r.requests for r in results) else 1
+
+
+def medians(results: list[RunResult], protocol: str) -> dict[Setup, float]:
+    """Median tokens/s per configuration over the rounds."""
+    values: dict[Setup, list[float]] = {}
+    for r in results:
+        if r.protocol == protocol:
+            values.setdefault(r.setup, []).append(r.tokens_per_s)
+    return {setup: statistics.median(v) for setup, v in values.items()}
 
 
 def _print_scaling(results: list[RunResult]) -> None:
     """Median tokens/s per configuration over the rounds, and its ratio to stateless post x1."""
     print("\nmedian over rounds (ratios within this run)")
     for protocol in ("grpc", "http-sse"):
-        medians = {}
-        for r in results:
-            if r.protocol == protocol:
-                medians.setdefault(r.setup, []).append(r.tokens_per_s)
-        medians = {setup: statistics.median(v) for setup, v in medians.items()}
-        base = medians.get(Setup(1, 1, pre_instances=next(iter(medians)).pre_instances)) \
-            if medians else None
-        for setup, value in medians.items():
+        found = medians(results, protocol)
+        base = next((v for k, v in found.items() if k.post_instances == 1
+                     and k.stream_interval == 1 and not k.stateful), None)
+        for setup, value in found.items():
             ratio = f"{value / base:5.2f}x of stateless post x1" if base else ""
             print(f"{protocol:<9} {setup.label:<58} {value:>8.0f} tok/s  {ratio}")
+
+
+def plot(results: list[RunResult], path: Path) -> Path:
+    """Median streamed tokens/s per configuration, one bar group per protocol (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    protocols = [p for p in ("grpc", "http-sse") if medians(results, p)]
+    setups_seen = list(medians(results, protocols[0]))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(protocols)
+    for i, protocol in enumerate(protocols):
+        found = medians(results, protocol)
+        ax.bar([x + i * width for x in range(len(setups_seen))],
+               [found.get(s, 0) for s in setups_seen], width, label=protocol)
+    ax.set_xticks([x + width * (len(protocols) - 1) / 2 for x in range(len(setups_seen))])
+    ax.set_xticklabels([s.label.replace(", ", "\n", 2) for s in setups_seen], fontsize=7)
+    ax.set_ylabel("streamed tokens/s (median)")
+    ax.set_title("Ensemble capacity, SYNTHETIC engine step (tritonllm bench ensemble)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
