@@ -9,14 +9,15 @@ postprocessing CPU time, every request costs preprocessing CPU time. So
     preprocessing instances  = ceil(requests/s x cost per request / TARGET_UTILIZATION)
 
 per engine (one model instance over tp x pp GPUs), then divided by its GPUs for the per-GPU
-figure the README states. The costs are Triton's own busy time per response / request measured
-by ``tritonllm bench ensemble`` (README, "Ensemble capacity"), on this project's 2-core shared
-CPU: a GPU node's cores are faster, so the counts are on the safe side.
+figure the README states. The costs are the CPU time of the models' stub processes per
+response / request, measured by ``tritonllm bench ensemble`` (README, "Ensemble capacity", from
+/proc) on this project's 2-core shared CPU: a GPU node's cores are faster, so the counts are on
+the safe side.
 
 The engine's token rate is a roofline estimate: a decode step reads the weights of a rank and
 the KV cache of the batch once, at ``BANDWIDTH_EFFICIENCY`` of the device's memory bandwidth,
 and yields one token per running request (``limits.max_batch_size`` of them). For Llama-3.1-8B
-FP8 on one H100 it gives ~11k tokens/s at batch 64; TensorRT-LLM publishes ~28k at 128/128 with
+FP8 on one H100 it gives ~12.7k tokens/s at batch 64; TensorRT-LLM publishes ~28k at 128/128 with
 larger batches, which is why the estimate is an input here, not a promise.
 
 On GPU, postprocessing is exact with several instances only when the engine sends
@@ -34,11 +35,12 @@ from dataclasses import dataclass
 
 from tritonllm.build.gpus import Device, get_device
 
-# Measured with `tritonllm bench ensemble` (README "Ensemble capacity"): Triton's busy time of
-# the model per response (postprocessing, several responses per execute) and per request
-# (preprocessing), microseconds of one core of this project's 2-core machine.
-POST_US_PER_RESPONSE = 300.0
-PRE_US_PER_REQUEST = 1500.0
+# Measured with `tritonllm bench ensemble` (README "Ensemble capacity", 2026-11-30): CPU time of
+# the model's stub processes per streamed response (postprocessing, one instance, 184-228 us)
+# and per request (preprocessing, 3-5 us per response x 256 responses), microseconds of one
+# core of this project's shared 2-core machine, rounded up.
+POST_US_PER_RESPONSE = 230.0
+PRE_US_PER_REQUEST = 1300.0
 TARGET_UTILIZATION = 0.5  # headroom for bursts: a queue at postprocessing delays every token
 MEAN_OUTPUT_TOKENS = 128  # requests/s from tokens/s (the 128/128 workload)
 MEAN_CONTEXT_TOKENS = 256  # KV read per running request and step (128 in + 128 out)
@@ -76,7 +78,7 @@ class InstancePlan:
 
     def describe(self) -> str:
         lines = [f"ensemble instances: engine ~{self.engine_tokens_per_s:,.0f} tokens/s "
-                 f"(estimate) on {self.gpus} GPU(s), stream_interval {self.stream_interval} -> "
+                 f"(estimate) on {self.gpus} device(s), stream_interval {self.stream_interval} -> "
                  f"{self.responses_per_s:,.0f} responses/s, {self.requests_per_s:,.1f} "
                  f"requests/s; preprocessing {self.preprocessing}, postprocessing "
                  f"{self.postprocessing} ({self.per_gpu()})"]
