@@ -404,7 +404,8 @@ def plot(results: list[RunResult], path: Path) -> Path:
         ax.bar([x + i * width for x in range(len(setups_seen))],
                [found.get(s, 0) for s in setups_seen], width, label=protocol)
     ax.set_xticks([x + width * (len(protocols) - 1) / 2 for x in range(len(setups_seen))])
-    ax.set_xticklabels([s.label.replace(", ", "\n", 2) for s in setups_seen], fontsize=7)
+    ax.set_xticklabels([s.label.replace(" (routed to 1 instance)", "\n(routed)")
+                        .replace(", ", "\n") for s in setups_seen], fontsize=7)
     ax.set_ylabel("streamed tokens/s (median)")
     ax.set_title("Ensemble capacity, SYNTHETIC engine step (tritonllm bench ensemble)")
     ax.legend()
