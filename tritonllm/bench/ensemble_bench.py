@@ -329,15 +329,15 @@ def setups(args) -> list[Setup]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
     parser.add_argument("--model", default=None, help="tokenizer source (default: SmolLM2)")
-    parser.add_argument("--requests", type=int, default=128, help="requests per run")
-    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    parser.add_argument("--requests", type=int, default=64, help="requests per run")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--tokens", type=int, default=256, help="streamed tokens per request")
-    parser.add_argument("--post-instances", type=ints, default=[1, 2, 4],
+    parser.add_argument("--post-instances", type=ints, default=[1, 2],
                         help="postprocessing instance counts to compare (stateless)")
     parser.add_argument("--pre-instances", type=int, default=1)
     parser.add_argument("--stream-interval", type=int, default=1,
                         help="tokens per streamed response (TensorRT-LLM's stream_interval)")
-    parser.add_argument("--extra-stream-intervals", type=ints, default=[4],
+    parser.add_argument("--extra-stream-intervals", type=ints, default=[4, 16],
                         help="also run the largest instance count with these intervals")
     parser.add_argument("--stateful", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the stateful detokenizer at one instance (the 'route')")
