@@ -23,7 +23,8 @@ def test_counts_follow_cost_rate_and_stream_interval():
     busy = rate * instances.POST_US_PER_RESPONSE / 1e6 / instances.TARGET_UTILIZATION
     assert instances_for(rate).postprocessing == max(1, -(-busy // 1))
     assert instances_for(rate, stream_interval=4).responses_per_s == rate / 4
-    assert instances_for(rate, stream_interval=4).postprocessing <= instances_for(rate).postprocessing
+    fewer = instances_for(rate, stream_interval=4)
+    assert fewer.postprocessing <= instances_for(rate).postprocessing
     assert instances_for(50).postprocessing == instances_for(50).preprocessing == 1
     with pytest.raises(ValueError, match="stream_interval >= 1"):
         instances_for(rate, stream_interval=0)

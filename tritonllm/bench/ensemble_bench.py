@@ -219,7 +219,8 @@ def model_stats(http_url: str, model: str) -> dict:
     # per-batch-size figures count it once, which is the time the instance was busy.
     busy = sum(int(batch[key]["ns"]) for batch in stats.get("batch_stats", [])
                for key in ("compute_input", "compute_infer", "compute_output"))
-    return {"inferences": int(stats["inference_count"]), "executions": int(stats["execution_count"]),
+    return {"inferences": int(stats["inference_count"]),
+            "executions": int(stats["execution_count"]),
             "busy_ns": busy, "success_ns": int(infer["success"]["ns"]),
             "queue_ns": int(infer["queue"]["ns"])}
 

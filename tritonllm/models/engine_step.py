@@ -295,5 +295,3 @@ def _merge(outputs: list[GenerationOutput]) -> GenerationOutput:
     return dataclasses.replace(
         outputs[-1], token_ids=[t for o in outputs for t in o.token_ids],
         log_probs=[p for o in outputs for p in o.log_probs])
-
-
