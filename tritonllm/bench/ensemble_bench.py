@@ -14,6 +14,8 @@ loop of ``--concurrency`` streaming requests of ``--tokens`` tokens each goes th
 - from Triton's own statistics (``/v2/models/<m>/stats``, differences over the run): the
   per-response cost of postprocessing (compute, and request time: queue + compute) and the
   responses per ``execute`` (dynamic batching); preprocessing's cost per request;
+- a one-token request's median latency through the ensemble and straight to ``tensorrt_llm``
+  (what the ensemble adds);
 - CPU time per streamed response of each process (tritonserver, each model's stubs, this
   client; from /proc), and the tokens/s that total would allow on two otherwise idle cores
   (an estimate for a machine shared with other work, labelled as one).
@@ -165,6 +167,43 @@ def _grpc_send(client, grpcclient, texts, tokens: int, stateful: bool) -> None:
                               enable_empty_final_response=True)
 
 
+# --- one-token requests: what the ensemble adds over calling the engine step directly -------
+
+def one_token_latency(url: str, codec, rounds: int = 40) -> tuple[float, float]:
+    """Median ms of a one-token (non-streamed) request through the ensemble and straight to
+    ``tensorrt_llm``, interleaved, one at a time over one gRPC stream."""
+    import tritonclient.grpc as grpcclient
+
+    ids = np.array([codec.encode(PROMPT)], dtype=np.int32)
+    calls = {
+        "ensemble": [("text_input", np.array([[PROMPT.encode()]], dtype=np.object_), "BYTES"),
+                     ("max_tokens", np.array([[1]], dtype=np.int32), "INT32")],
+        "tensorrt_llm": [("input_ids", ids, "INT32"),
+                         ("input_lengths", np.array([[ids.shape[1]]], dtype=np.int32), "INT32"),
+                         ("request_output_len", np.array([[1]], dtype=np.int32), "INT32")],
+    }
+    answers: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(url)
+    client.start_stream(callback=lambda result, error: answers.put(error))
+    times = {model: [] for model in calls}
+    try:
+        for _ in range(rounds):
+            for model, values in calls.items():
+                inputs = []
+                for name, value, dtype in values:
+                    inputs.append(grpcclient.InferInput(name, list(value.shape), dtype))
+                    inputs[-1].set_data_from_numpy(value)
+                start = time.perf_counter()
+                client.async_stream_infer(model, inputs)
+                if (error := answers.get(timeout=60)) is not None:
+                    raise RuntimeError(f"{model}: {error}")
+                times[model].append(1000 * (time.perf_counter() - start))
+    finally:
+        client.stop_stream()
+        client.close()
+    return statistics.median(times["ensemble"]), statistics.median(times["tensorrt_llm"])
+
+
 # --- HTTP SSE: generate_stream, `concurrency` connections at once --------------------------
 
 def sse_run(url: str, setup: Setup, requests: int, concurrency: int, tokens: int,
@@ -268,6 +307,10 @@ def measure(setup: Setup, codec, tokenizer_dir: Path, args) -> list[RunResult]:
         repo = render_synthetic_repository(Path(tmp) / "repo", tokenizer_dir, setup)
         with TritonServer(repo, Ports.free(), log_file=Path(tmp) / "tritonserver.log") as server:
             grpc_run(server.grpc_url, setup, 8, 8, 8, expected_text(codec, 8))  # warm up
+            ensemble_ms, direct_ms = one_token_latency(server.grpc_url, codec)
+            print(f"{setup.label:<58} one-token request, median: ensemble {ensemble_ms:.1f} ms, "
+                  f"tensorrt_llm directly {direct_ms:.1f} ms, the ensemble adds "
+                  f"{ensemble_ms - direct_ms:.1f} ms", flush=True)
             for protocol, run in (("grpc", grpc_run), ("http-sse", sse_run)):
                 if protocol not in args.protocols:
                     continue
