@@ -69,8 +69,10 @@ def hf_model(model_dir):
 @pytest.fixture(scope="session")
 def triton_server(tmp_path_factory, model_dir) -> ServerInfo:
     work = tmp_path_factory.mktemp("triton")
+    # Two postprocessing instances: every streaming test also proves that streamed text is
+    # exact whichever instance decodes each response (tritonllm.models.postprocess).
     deployment = CpuDeployment(model=str(model_dir), engine=TEST_ENGINE,
-                               repo_dir=work / "model_repository")
+                               repo_dir=work / "model_repository", postprocessing_instances=2)
     repo = deployment.prepare()
     log_file = work / "tritonserver.log"
     server = TritonServer(repo, Ports.free(), log_file=log_file)

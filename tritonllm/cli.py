@@ -76,6 +76,12 @@ def register_serve(subparsers) -> None:
                    help="tensorrtllm_backend's decoupled_mode: --decoupled (default) streams "
                         "(gRPC stream, HTTP generate_stream) and refuses unary infer; "
                         "--no-decoupled serves unary infer/generate and refuses stream=true")
+    p.add_argument("--preprocessing-instances", type=int, default=1)
+    p.add_argument("--postprocessing-instances", type=int, default=1,
+                   help="postprocessing is stateless per response: any count streams exact text")
+    p.add_argument("--stream-interval", type=int, default=1,
+                   help="tokens per streamed response after the first (TensorRT-LLM's "
+                        "stream_interval; default 1: every token)")
     add_dataclass_options(p, EngineConfig, "engine")
     p.set_defaults(handler=_serve)
 
@@ -112,7 +118,10 @@ def _serve(args) -> int:
     deployment = CpuDeployment(model=args.model,
                                engine=dataclass_from_args(EngineConfig, args, "engine"),
                                triton_max_batch_size=args.triton_max_batch_size,
-                               decoupled=args.decoupled)
+                               decoupled=args.decoupled,
+                               preprocessing_instances=args.preprocessing_instances,
+                               postprocessing_instances=args.postprocessing_instances,
+                               stream_interval=args.stream_interval)
     if args.repo_dir:
         deployment = dataclasses.replace(deployment, repo_dir=args.repo_dir)
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)

@@ -208,6 +208,9 @@ PERF_OUTPUTS: tuple[tuple[str, str], ...] = (
 # Our additive extension (``return_num_input_tokens`` / ``return_num_output_tokens``).
 COUNT_OUTPUTS: tuple[str, ...] = ("num_input_tokens", "num_output_tokens")
 
+# The engine step's additive output that makes postprocessing stateless (see TENSORRT_LLM).
+PRECEDING_IDS = "preceding_ids"
+
 # --- preprocessing -------------------------------------------------------------------------
 
 PREPROCESSING = ModelContract(
@@ -257,6 +260,10 @@ TENSORRT_LLM = ModelContract(
     outputs=(
         Tensor("output_ids", "INT32", (-1, -1)),
         Tensor("sequence_length", "INT32", (-1,)),
+        # Our additive output (the CPU engine step's): per beam, the generated ids sent before
+        # this streamed response's output_ids (at most 8; none for the first response or when
+        # not streaming). Postprocessing decodes exact text deltas from it without state.
+        Tensor(PRECEDING_IDS, "INT32", (-1, -1)),
         Tensor("cum_log_probs", "FP32", (-1,)),
         Tensor("output_log_probs", "FP32", (-1, -1)),
         Tensor("batch_index", "INT32", (1,)),
@@ -271,8 +278,10 @@ TENSORRT_LLM = ModelContract(
 POSTPROCESSING = ModelContract(
     name="postprocessing",
     inputs=(
-        Tensor("TOKENS_BATCH", "INT32", (-1, -1)),
+        # Ragged: responses of different lengths share one execute (dynamic batching).
+        Tensor("TOKENS_BATCH", "INT32", (-1, -1), allow_ragged_batch=True),
         Tensor("SEQUENCE_LENGTH", "INT32", (-1,)),
+        Tensor("PRECEDING_IDS", "INT32", (-1, -1), optional=True, allow_ragged_batch=True),
     ),
     outputs=(Tensor("OUTPUT", "STRING", (-1,)),),
 )
@@ -341,6 +350,7 @@ ENSEMBLE = ModelContract(
             output_map={
                 "output_ids": "_TOKENS_BATCH",
                 "sequence_length": "_SEQUENCE_LENGTH",
+                PRECEDING_IDS: "_PRECEDING_IDS",
                 **{name: name for name in _ENGINE_PASSTHROUGH_OUTPUTS},
             },
         ),
@@ -349,6 +359,7 @@ ENSEMBLE = ModelContract(
             input_map={
                 "TOKENS_BATCH": "_TOKENS_BATCH",
                 "SEQUENCE_LENGTH": "_SEQUENCE_LENGTH",
+                "PRECEDING_IDS": "_PRECEDING_IDS",
             },
             output_map={"OUTPUT": "text_output"},
         ),

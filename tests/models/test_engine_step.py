@@ -7,8 +7,8 @@ import pytest
 
 from tritonllm import contract
 from tritonllm.engine import EngineConfig, GenerationOutput
-from tritonllm.models.engine_step import (StepSettings, Wants, output_tensors, parse_request,
-                                          stop_requested)
+from tritonllm.models.engine_step import (PRECEDING_WINDOW, StepSettings, StreamShaper, Wants,
+                                          output_tensors, parse_request, stop_requested)
 from tritonllm.tokenizer import InvalidInputError, to_word_list_format
 
 
@@ -34,7 +34,7 @@ def test_request_fields_from_tensors():
     assert (s.top_k, s.top_p, s.seed, s.min_tokens) == (40, 0.5, 3, 2)
     assert s.temperature == pytest.approx(0.7)
     assert request.streaming and request.exclude_input_in_output and request.return_log_probs
-    assert wants == Wants(log_probs=True, perf=True)
+    assert wants == Wants(log_probs=True, perf=True, preceding_ids=True)  # streaming
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -144,3 +144,53 @@ def test_engine_config_round_trips_through_string_parameters():
 def test_stop_flag():
     assert stop_requested(inputs(stop=True))
     assert not stop_requested(inputs())
+
+
+# --- StreamShaper: stream_interval and preceding_ids ------------------------------------------
+
+def stream_outputs(ids: list[int]) -> list[GenerationOutput]:
+    return [GenerationOutput("e1", [t], log_probs=[-float(t)], finished=i == len(ids) - 1)
+            for i, t in enumerate(ids)]
+
+
+def shaped_responses(ids: list[int], interval: int):
+    shaper = StreamShaper(interval)
+    sent = []
+    for output in stream_outputs(ids):
+        ready = shaper.shape(output)
+        if ready is not None:
+            sent.append((ready.token_ids, list(shaper.preceding), ready.log_probs, ready.finished))
+    return sent
+
+
+def test_stream_interval_sends_first_token_then_every_n_and_always_the_last():
+    sent = shaped_responses(list(range(1, 11)), interval=4)
+    assert [ids for ids, *_ in sent] == [[1], [2, 3, 4, 5], [6, 7, 8, 9], [10]]
+    assert [preceding for _, preceding, _, _ in sent] == [[], [1], [1, 2, 3, 4, 5],
+                                                          [2, 3, 4, 5, 6, 7, 8, 9]]
+    assert sent[1][2] == [-2.0, -3.0, -4.0, -5.0]  # merged log-probs follow the ids
+    assert [done for *_, done in sent] == [False, False, False, True]
+
+
+def test_preceding_ids_are_the_last_eight_sent_and_empty_first():
+    sent = shaped_responses(list(range(1, 21)), interval=1)
+    assert sent[0][1] == []
+    assert sent[1][1] == [1]
+    assert sent[12][1] == list(range(5, 13))  # before token 13: the 8 ids sent last
+    assert all(len(preceding) <= PRECEDING_WINDOW for _, preceding, _, _ in sent)
+
+
+def test_stream_interval_must_be_positive_and_is_read_from_the_model_config():
+    with pytest.raises(ValueError, match="stream_interval: must be >= 1, got 0"):
+        StreamShaper(0)
+    config = {"parameters": {"stream_interval": {"string_value": "4"}},
+              "model_transaction_policy": {"decoupled": True}}
+    assert StepSettings.from_model_config(config).stream_interval == 4
+
+
+def test_only_streaming_responses_carry_preceding_ids():
+    out = GenerationOutput("e1", [7], finished=False)
+    streamed = output_tensors(out, Wants(preceding_ids=True), [5, 6])
+    assert streamed["preceding_ids"].tolist() == [[[5, 6]]]
+    assert output_tensors(out, Wants(preceding_ids=True), [])["preceding_ids"].shape == (1, 1, 0)
+    assert "preceding_ids" not in output_tensors(out, Wants())

@@ -118,3 +118,57 @@ def test_output_is_one_dimensional_batch_times_beams(codec):
               "SEQUENCE_LENGTH": np.array([[len(ids)], [len(ids)]], dtype=np.int32)}
     out = Postprocessor(codec)(inputs)["OUTPUT"]
     assert out.shape == (2,) and out[0].decode() == "Hi"
+
+
+# --- stateless streaming: preceding_ids, any instance, batched --------------------------------
+
+EXACT_TEXT = " Hello, 你好 🎉 naïve café — 👩‍💻 東京  two  spaces."
+
+
+def streamed_requests(codec, text: str, interval: int) -> list[dict]:
+    """The postprocessing inputs the engine step sends for ``text``'s ids, ``interval`` tokens
+    per response (first token alone), each with its preceding ids (the real StreamShaper)."""
+    from tritonllm.engine import GenerationOutput
+    from tritonllm.models.engine_step import StreamShaper
+
+    ids = codec.tokenizer.encode(text, add_special_tokens=False)
+    shaper, requests = StreamShaper(interval), []
+    for i, token in enumerate(ids):
+        ready = shaper.shape(GenerationOutput("r", [token], finished=i == len(ids) - 1))
+        if ready is not None:
+            requests.append({**tokens(ready.token_ids),
+                             "PRECEDING_IDS": np.array([[shaper.preceding]],
+                                                       dtype=np.int32).reshape(1, 1, -1)})
+    return requests
+
+
+@pytest.mark.parametrize("interval", [1, 2, 3])
+def test_stateless_deltas_are_exact_whichever_instance_decodes_them(codec, interval):
+    instances = [Postprocessor(codec), Postprocessor(codec)]
+    chunks = [instances[i % 2](inputs)["OUTPUT"][0].decode()
+              for i, inputs in enumerate(streamed_requests(codec, EXACT_TEXT, interval))]
+    ids = codec.tokenizer.encode(EXACT_TEXT, add_special_tokens=False)
+    assert "".join(chunks) == Postprocessor(codec)(tokens(ids))["OUTPUT"][0].decode() == EXACT_TEXT
+    assert all(p.live_streams == 0 for p in instances)  # nothing kept between responses
+
+
+def test_a_batch_of_interleaved_streams_decodes_each_exactly(codec):
+    texts = [EXACT_TEXT, " 日本語のテキスト 🍣", " plain words only"]
+    streams = [streamed_requests(codec, t, 1) for t in texts]
+    post, out = Postprocessor(codec), ["", "", ""]
+    for step in range(max(len(s) for s in streams)):
+        live = [(k, s[step]) for k, s in enumerate(streams) if step < len(s)]
+        results = post.batch([(inputs, "", False) for _, inputs in live])
+        for (k, _), result in zip(live, results):
+            out[k] += result["OUTPUT"][0].decode()
+    assert out == texts
+
+
+def test_fast_decoder_decodes_as_the_codec(codec, model_dir):
+    from tritonllm.tokenizer import FastDecoder
+
+    fast = FastDecoder.from_dir(model_dir)
+    assert isinstance(fast, FastDecoder)
+    samples = [[i] for i in range(0, len(codec.tokenizer), 97)]
+    samples += [codec.tokenizer.encode(EXACT_TEXT), [codec.end_id, 28, codec.pad_id]]
+    assert fast.decode_many(samples) == [codec.decode(ids) for ids in samples]

@@ -133,3 +133,29 @@ def test_gpu_queue_policy_bounds_the_queue():
     assert cfg.dynamic_batching.default_queue_policy.max_queue_size == 64
     unbounded = parse(render_configs(GPU)["tensorrt_llm"])
     assert not unbounded.dynamic_batching.HasField("default_queue_policy")
+
+
+def test_postprocessing_scales_in_order_and_the_engine_gets_stream_interval():
+    scaled = dataclasses.replace(CPU, postprocessing_instances=3, preprocessing_instances=2,
+                                 stream_interval=4)
+    configs = {name: parse(text) for name, text in render_configs(scaled).items()}
+    post = configs["postprocessing"]
+    assert post.instance_group[0].count == 3 and post.dynamic_batching.preserve_ordering
+    assert configs["preprocessing"].instance_group[0].count == 2
+    assert configs["tensorrt_llm"].parameters["stream_interval"].string_value == "4"
+    wiring = {step.model_name: step for step in configs["ensemble"].ensemble_scheduling.step}
+    assert wiring["tensorrt_llm"].output_map["preceding_ids"] == "_PRECEDING_IDS"
+    assert wiring["postprocessing"].input_map["PRECEDING_IDS"] == "_PRECEDING_IDS"
+
+
+def test_gpu_engine_neither_declares_nor_wires_preceding_ids():
+    # TensorRT-LLM's tensorrtllm backend does not send it (postprocessing then keeps state).
+    configs = render_configs(GPU)
+    assert "preceding_ids" not in configs["tensorrt_llm"]
+    assert "PRECEDING_IDS" not in configs["ensemble"]
+    with pytest.raises(ValueError, match="stream_interval: TensorRT-LLM 1.2.1's tensorrtllm"):
+        dataclasses.replace(GPU, stream_interval=2)
+    with pytest.raises(ValueError, match="postprocessing_instances: streamed text is exact"):
+        dataclasses.replace(GPU, postprocessing_instances=2)
+    unary = dataclasses.replace(GPU, decoupled=False, postprocessing_instances=2)
+    assert parse(render_configs(unary)["postprocessing"]).instance_group[0].count == 2

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -153,6 +154,51 @@ def test_streaming_equals_non_streaming_with_emoji_and_cjk(triton_server):
         assert len(chunks) > 5
         assert "".join(chunks) == whole
         assert "\ufffd" not in whole
+
+
+def test_concurrent_streams_are_exact_across_postprocessing_instances(triton_server):
+    """The session server runs two postprocessing instances, which keep no per-request state:
+    concurrent gRPC and HTTP SSE streams, without the ``incremental_detokenize`` parameter,
+    concatenate exactly to the non-streamed text (spaces, emoji, CJK)."""
+    config = requests.get(f"http://{triton_server.http_url}/v2/models/postprocessing/config",
+                          timeout=30).json()
+    assert config["instance_group"][0]["count"] >= 2
+    contents = ["Repeat exactly: 🎉🎉 你好世界 🚀", "Translate to Chinese: I love my family.",
+                "Repeat exactly: café naïve 東京 🍣", "Name three colors, separated by spaces."]
+    bodies = [{"text_input": json.dumps([{"role": "user", "content": c}]),
+               "apply_chat_template": True, "max_tokens": 20, "exclude_input_in_output": True}
+              for c in contents]
+    stream = GrpcStream(triton_server)
+    try:
+        for i, body in enumerate(bodies):
+            stream.send("ensemble", ensemble_values(body["text_input"], 20, stream=True,
+                                                    apply_chat_template=True),
+                        request_id=f"g{i}")
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            sse = list(pool.map(lambda body: plain_sse_texts(triton_server, body), bodies))
+        grpc_texts = grpc_collect(stream, len(bodies))
+    finally:
+        stream.close()
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        wholes = list(pool.map(
+            lambda body: http_generate(triton_server, body).json()["text_output"], bodies))
+    for i, whole in enumerate(wholes):
+        assert "".join(text for _, text, _ in grpc_texts[f"g{i}"]) == whole
+        assert "".join(sse[i]) == whole
+    assert any(ord(ch) > 0x2E80 for ch in "".join(wholes)), wholes
+
+
+def plain_sse_texts(server, body: dict) -> list[str]:
+    """generate_stream as any SSE client sends it: no request id, no extra parameter."""
+    chunks = []
+    with http_generate(server, {**body, "stream": True}, stream=True) as resp:
+        assert resp.status_code == 200, resp.text
+        for line in resp.iter_lines():
+            if line.startswith(b"data: "):
+                event = json.loads(line[len(b"data: "):])
+                assert "error" not in event, event
+                chunks.append(event["text_output"])
+    return chunks
 
 
 def test_leading_spaces_survive_streaming(triton_server):

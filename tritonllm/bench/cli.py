@@ -1,4 +1,4 @@
-"""``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine; ``serving``: through a real tritonserver)."""
+"""``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine; ``serving``: through a real tritonserver; ``ensemble``: the ensemble's capacity, synthetic engine)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def register(subparsers) -> None:
 
     serving_bench.add_arguments(serving)
     serving.set_defaults(handler=serving_bench.run)
+    ensemble = targets.add_parser(
+        "ensemble", help="streamed tokens/s through the real pre/postprocessing and ensemble, "
+                         "with a SYNTHETIC token source in place of the engine")
+    from tritonllm.bench import ensemble_bench
+
+    ensemble_bench.add_arguments(ensemble)
+    ensemble.set_defaults(handler=ensemble_bench.run)
 
 
 def _engine(args) -> int:

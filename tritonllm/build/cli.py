@@ -86,8 +86,13 @@ def _load(args):
 def _plan(args) -> int:
     from tritonllm.build.planner import format_plan
 
-    plan = _load(args).plan()
+    from tritonllm.build.instances import plan_instances
+
+    build = _load(args)
+    plan = build.plan()
     print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
+    if not args.json:
+        print(plan_instances(build.profile, plan).describe())
     return 0 if plan.ok else 1
 
 

@@ -159,7 +159,10 @@ class ServingSpec:
     enable_chunked_context: bool = True
     triton_max_batch_size: int = 0  # 0 = limits.max_batch_size
     decoupled: bool = True
-    preprocessing_instances: int = 1
+    # Ensemble Python models per engine; 0: the planner's count (tritonllm.build.instances).
+    preprocessing_instances: int = 0
+    postprocessing_instances: int = 0
+    stream_interval: int = 1  # tokens per streamed response (CPU engine step only, see README)
     max_queue_delay_microseconds: int = 0
     max_queue_size: int = 32  # waiting requests beyond the batch; more get 503 (0: no limit)
     engine_dir: str = ""  # the engines' path as the server sees it; "" = the build's engine dir
@@ -175,7 +178,9 @@ class ServingSpec:
             raise ValueError(f"serving.batch_scheduler_policy: {self.batch_scheduler_policy!r} "
                              f"is not one of {SCHEDULER_POLICIES}")
         _at_least("serving.triton_max_batch_size", self.triton_max_batch_size, 0)
-        _at_least("serving.preprocessing_instances", self.preprocessing_instances, 1)
+        _at_least("serving.preprocessing_instances", self.preprocessing_instances, 0)
+        _at_least("serving.postprocessing_instances", self.postprocessing_instances, 0)
+        _at_least("serving.stream_interval", self.stream_interval, 1)
         _at_least("serving.max_queue_delay_microseconds", self.max_queue_delay_microseconds, 0)
         _at_least("serving.max_queue_size", self.max_queue_size, 0)
         if not 0 <= self.openai_port < 65536:

@@ -3,7 +3,8 @@ renderer (``tritonllm.repo.render``) that the CPU deployment uses too.
 
 Mapping (profile -> ``RepoSettings``): ``limits.max_input_len/max_seq_len`` -> preprocessing
 limits; ``triton_max_batch_size`` (0 = ``limits.max_batch_size``); ``serving.decoupled``,
-``serving.preprocessing_instances``. GPU targets fill ``GpuEngineSettings`` (the ``tensorrtllm``
+``serving.preprocessing_instances`` / ``postprocessing_instances`` (0: the planner's count,
+:mod:`tritonllm.build.instances`), ``serving.stream_interval``. GPU targets fill ``GpuEngineSettings`` (the ``tensorrtllm``
 backend's parameters): ``engine_dir`` (``serving.engine_dir`` or the build's engine dir),
 ``batch_scheduler_policy``, ``kv_cache_free_gpu_mem_fraction``, ``enable_kv_cache_reuse``,
 ``enable_chunked_context``, ``max_queue_delay_microseconds``. The ``cpu`` target fills the CPU
@@ -27,8 +28,7 @@ def repo_settings(profile: BuildProfile, engine_dir: Path, tokenizer_dir: Path,
     common = dict(tokenizer_dir=str(tokenizer_dir), max_input_len=profile.limits.max_input_len,
                   max_seq_len=profile.limits.max_seq_len,
                   triton_max_batch_size=profile.triton_max_batch_size,
-                  preprocessing_instances=profile.serving.preprocessing_instances,
-                  decoupled=profile.serving.decoupled)
+                  decoupled=profile.serving.decoupled, **ensemble_instances(profile))
     if get_device(profile.target.gpu).is_cpu:
         return RepoSettings(target="cpu", cpu_engine_parameters=cpu_engine_parameters(
             profile, kv_cache_tokens, model_dir or tokenizer_dir), **common)
@@ -42,6 +42,24 @@ def repo_settings(profile: BuildProfile, engine_dir: Path, tokenizer_dir: Path,
         max_queue_delay_microseconds=serving.max_queue_delay_microseconds,
         max_queue_size=serving.max_queue_size)
     return RepoSettings(target="gpu", gpu_engine=gpu, **common)
+
+
+def ensemble_instances(profile: BuildProfile) -> dict[str, int]:
+    """Pre/postprocessing instance counts and ``stream_interval``: the profile's where it sets
+    them, the planner's (``tritonllm.build.instances``) where it leaves 0."""
+    serving = profile.serving
+    counts = {"preprocessing_instances": serving.preprocessing_instances,
+              "postprocessing_instances": serving.postprocessing_instances}
+    if 0 in counts.values():
+        from tritonllm.build import planner, source
+        from tritonllm.build.instances import plan_instances
+
+        planned = plan_instances(profile, planner.plan(profile, source.model_arch(profile)))
+        counts = {"preprocessing_instances": serving.preprocessing_instances
+                  or planned.preprocessing,
+                  "postprocessing_instances": serving.postprocessing_instances
+                  or planned.postprocessing}
+    return {**counts, "stream_interval": serving.stream_interval}
 
 
 def cpu_engine_parameters(profile: BuildProfile, kv_cache_tokens: int, model_dir: Path

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -53,10 +54,16 @@ STREAMING_NEEDS_DECOUPLED = ("streaming: streaming is only supported if the mode
 @dataclass(frozen=True)
 class StepSettings:
     """Per-deployment facts the step needs: whether the model is decoupled (responses may
-    stream) and the ``exclude_input_in_output`` model parameter (the default for requests)."""
+    stream), the ``exclude_input_in_output`` model parameter (the default for requests) and
+    ``stream_interval`` (see :class:`StreamShaper`)."""
 
     decoupled: bool = True
     exclude_input_in_output: bool = False
+    stream_interval: int = 1
+
+    def __post_init__(self) -> None:
+        if self.stream_interval < 1:
+            raise ValueError(f"stream_interval: must be >= 1, got {self.stream_interval}")
 
     @classmethod
     def from_model_config(cls, config: dict) -> "StepSettings":
@@ -65,7 +72,8 @@ class StepSettings:
         policy = config.get("model_transaction_policy", {})
         return cls(decoupled=bool(policy.get("decoupled", False)),
                    exclude_input_in_output=contract.parse_bool(
-                       params.get("exclude_input_in_output", "false"), "exclude_input_in_output"))
+                       params.get("exclude_input_in_output", "false"), "exclude_input_in_output"),
+                   stream_interval=int(params.get("stream_interval", "1")))
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class Wants:
     perf: bool = False
     num_input_tokens: bool = False
     num_output_tokens: bool = False
+    preceding_ids: bool = False  # streaming requests get it (see StreamShaper)
 
 
 def parse_request(engine_request_id: str, inputs: dict[str, np.ndarray],
@@ -115,16 +124,23 @@ def parse_request(engine_request_id: str, inputs: dict[str, np.ndarray],
         perf=bool(_scalar(inputs, "return_perf_metrics", False)),
         num_input_tokens=bool(_scalar(inputs, "return_num_input_tokens", False)),
         num_output_tokens=bool(_scalar(inputs, "return_num_output_tokens", False)),
+        preceding_ids=streaming,
     )
     return request, wants
 
 
-def output_tensors(output: GenerationOutput, wants: Wants) -> dict[str, np.ndarray]:
+def output_tensors(output: GenerationOutput, wants: Wants,
+                   preceding: list[int] = ()) -> dict[str, np.ndarray]:
+    """One response's tensors. Streaming responses also carry our additive output
+    ``preceding_ids`` [1, 1, <= PRECEDING_WINDOW] (length 0 in the first), see
+    :class:`StreamShaper`."""
     ids = np.asarray(output.token_ids, dtype=np.int32).reshape(1, 1, -1)
     tensors = {
         "output_ids": ids,
         "sequence_length": np.array([[ids.shape[-1]]], dtype=np.int32),
     }
+    if wants.preceding_ids:
+        tensors[contract.PRECEDING_IDS] = np.asarray(preceding, dtype=np.int32).reshape(1, 1, -1)
     if wants.log_probs:
         tensors["cum_log_probs"] = np.array([[output.cum_log_prob]], dtype=np.float32)
         tensors["output_log_probs"] = np.asarray(output.log_probs,
@@ -220,3 +236,62 @@ def _scalar(inputs: dict[str, np.ndarray], name: str, default=None):
 def _optional_int(inputs: dict[str, np.ndarray], name: str) -> int | None:
     value = _scalar(inputs, name)
     return None if value is None else int(value)
+
+
+# --- streamed responses: stream_interval and the detokenizer's window ------------------------
+
+# Generated ids sent before each streamed response's own (``preceding_ids``): enough left
+# context for postprocessing to decode the response's text delta exactly without keeping any
+# state (a character spans at most 4 byte tokens; spacing needs one token before the word).
+PRECEDING_WINDOW = 8
+
+
+class StreamShaper:
+    """Shapes one request's engine outputs into the responses sent to Triton.
+
+    ``stream_interval`` (TensorRT-LLM's LLM-API name and meaning, a deployment setting): after
+    the first token, which goes out at once (time to first token is unchanged), a streaming
+    request gets a response every N generated tokens instead of every token; the final response
+    always goes out. Held outputs merge into one (token ids and log-probs concatenated, the
+    rest from the latest). After each :meth:`shape` that returns an output, ``preceding`` holds
+    up to ``PRECEDING_WINDOW`` generated ids sent before it (none for the first response): from
+    them postprocessing decodes the response's text delta exactly, keeping no state.
+    A non-streaming request's single output passes through with no preceding ids.
+    """
+
+    def __init__(self, stream_interval: int = 1):
+        if stream_interval < 1:
+            raise ValueError(f"stream_interval: must be >= 1, got {stream_interval}")
+        self.stream_interval = stream_interval
+        self.preceding: list[int] = []
+        self._held: list[GenerationOutput] = []
+        self._sent: list[int] | None = None  # the last PRECEDING_WINDOW ids sent; None: none yet
+
+    def shape(self, output: GenerationOutput) -> GenerationOutput | None:
+        """The output to send now, or None to hold it back."""
+        self._held.append(output)
+        held_tokens = sum(len(o.token_ids) for o in self._held)
+        if self._sent is not None and not output.finished and held_tokens < self.stream_interval:
+            return None
+        merged = _merge(self._held)
+        self._held = []
+        self.preceding = self._sent or []
+        self._sent = (self.preceding + merged.token_ids)[-PRECEDING_WINDOW:]
+        return merged
+
+
+def shaped(shaper: StreamShaper, send: Callable[[GenerationOutput], None]):
+    """An engine ``on_output`` callback: ``send`` only what ``shaper`` lets through."""
+    def on_output(output: GenerationOutput) -> None:
+        ready = shaper.shape(output)
+        if ready is not None:
+            send(ready)
+    return on_output
+
+
+def _merge(outputs: list[GenerationOutput]) -> GenerationOutput:
+    if len(outputs) == 1:
+        return outputs[0]
+    return dataclasses.replace(
+        outputs[-1], token_ids=[t for o in outputs for t in o.token_ids],
+        log_probs=[p for o in outputs for p in o.log_probs])

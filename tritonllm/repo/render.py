@@ -88,6 +88,8 @@ class RepoSettings:
     target: str = "cpu"
     triton_max_batch_size: int = 64
     preprocessing_instances: int = 1
+    postprocessing_instances: int = 1
+    stream_interval: int = 1
     decoupled: bool = True
     cpu_engine_parameters: dict[str, str] = field(default_factory=dict)
     gpu_engine: GpuEngineSettings | None = None
@@ -103,9 +105,18 @@ class RepoSettings:
         if not 0 < self.max_input_len <= self.max_seq_len:
             raise ValueError(f"max_input_len: must be in [1, max_seq_len={self.max_seq_len}], "
                              f"got {self.max_input_len}")
-        if self.preprocessing_instances < 1:
-            raise ValueError(f"preprocessing_instances: must be >= 1, got "
-                             f"{self.preprocessing_instances}")
+        for name in ("preprocessing_instances", "postprocessing_instances", "stream_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.target == "gpu" and self.decoupled and self.postprocessing_instances > 1:
+            raise ValueError("postprocessing_instances: streamed text is exact with several "
+                             "instances only when the engine sends preceding_ids, which "
+                             "TensorRT-LLM 1.2.1's tensorrtllm backend does not; use 1 on "
+                             "target 'gpu' with decoupled (streaming) serving")
+        if self.target == "gpu" and self.stream_interval != 1:
+            raise ValueError("stream_interval: TensorRT-LLM 1.2.1's tensorrtllm backend has no "
+                             "such setting (trtllm-serve's LLM API has); it must be 1 on target "
+                             "'gpu'")
 
 
 def render_configs(settings: RepoSettings) -> dict[str, str]:
@@ -115,8 +126,7 @@ def render_configs(settings: RepoSettings) -> dict[str, str]:
                                        settings.preprocessing_instances,
                                        {"max_input_len": settings.max_input_len,
                                         "max_seq_len": settings.max_seq_len}),
-        # One postprocessing instance: the streaming detokenizer keeps per-request state.
-        "postprocessing": _python_model(contract.POSTPROCESSING, settings, 1),
+        "postprocessing": _postprocessing_model(settings),
         "tensorrt_llm": _engine_model(settings),
         "ensemble": _ensemble_model(settings),
     }
@@ -148,14 +158,25 @@ def _python_model(model: ModelContract, settings: RepoSettings, count: int,
     return cfg
 
 
+def _postprocessing_model(settings: RepoSettings) -> pb.ModelConfig:
+    """Stateless per response (``preceding_ids``, see tritonllm.models.postprocess), so any
+    number of instances; ``preserve_ordering`` keeps each request's streamed responses in the
+    order the engine sent them when several instances work at once."""
+    cfg = _python_model(contract.POSTPROCESSING, settings, settings.postprocessing_instances)
+    cfg.dynamic_batching.preserve_ordering = True
+    return cfg
+
+
 def _engine_model(settings: RepoSettings) -> pb.ModelConfig:
-    cfg = _base(contract.TENSORRT_LLM, settings.triton_max_batch_size)
+    cfg = _base(contract.TENSORRT_LLM, settings.triton_max_batch_size,
+                _cpu_only_outputs(settings))
     cfg.model_transaction_policy.decoupled = settings.decoupled
     cfg.dynamic_batching.SetInParent()
     cfg.instance_group.add(count=1, kind=pb.ModelInstanceGroup.KIND_CPU)
     if settings.target == "cpu":
         cfg.backend = "python"
-        params = {"tokenizer_dir": settings.tokenizer_dir, **settings.cpu_engine_parameters}
+        params = {"tokenizer_dir": settings.tokenizer_dir,
+                  "stream_interval": settings.stream_interval, **settings.cpu_engine_parameters}
     else:
         cfg.backend = "tensorrtllm"
         gpu = settings.gpu_engine
@@ -171,20 +192,33 @@ def _engine_model(settings: RepoSettings) -> pb.ModelConfig:
 def _ensemble_model(settings: RepoSettings) -> pb.ModelConfig:
     cfg = _base(contract.ENSEMBLE, settings.triton_max_batch_size)
     cfg.platform = "ensemble"
+    skip = _cpu_only_outputs(settings)
+    unwired = {ensemble_name for step in contract.ENSEMBLE.steps
+               for name, ensemble_name in step.output_map.items() if name in skip}
     for step in contract.ENSEMBLE.steps:
         pb_step = cfg.ensemble_scheduling.step.add(model_name=step.model_name, model_version=-1)
-        pb_step.input_map.update(step.input_map)
-        pb_step.output_map.update(step.output_map)
+        pb_step.input_map.update({k: v for k, v in step.input_map.items() if v not in unwired})
+        pb_step.output_map.update({k: v for k, v in step.output_map.items()
+                                   if v not in unwired})
     return cfg
 
 
-def _base(model: ModelContract, max_batch_size: int) -> pb.ModelConfig:
+def _base(model: ModelContract, max_batch_size: int,
+          skip_outputs: tuple[str, ...] = ()) -> pb.ModelConfig:
     cfg = pb.ModelConfig(name=model.name, max_batch_size=max_batch_size)
     for tensor in model.inputs:
         cfg.input.append(_input(tensor))
     for tensor in model.outputs:
-        cfg.output.add(name=tensor.name, data_type=_dtype(tensor), dims=list(tensor.dims))
+        if tensor.name not in skip_outputs:
+            cfg.output.add(name=tensor.name, data_type=_dtype(tensor), dims=list(tensor.dims))
     return cfg
+
+
+def _cpu_only_outputs(settings: RepoSettings) -> tuple[str, ...]:
+    """Engine outputs only the CPU engine step sends: TensorRT-LLM's ``tensorrtllm`` backend
+    does not know ``preceding_ids``, so on GPU it is neither declared nor wired (postprocessing
+    then keeps per-request state, see tritonllm.models.postprocess)."""
+    return () if settings.target == "cpu" else (contract.PRECEDING_IDS,)
 
 
 def _input(tensor: Tensor) -> pb.ModelInput:

@@ -48,6 +48,11 @@ class CpuDeployment:
     triton_max_batch_size: int = 64
     decoupled: bool = True
     repo_dir: Path = field(default_factory=lambda: cache_root() / "model_repository")
+    # The ensemble's Python models (see README, "Ensemble capacity"): one of each carries the
+    # CPU engine's ~100 tokens/s many times over (tritonllm.build.instances).
+    preprocessing_instances: int = 1
+    postprocessing_instances: int = 1
+    stream_interval: int = 1
 
     def repo_settings(self, model_dir: Path) -> RepoSettings:
         params = {"model_dir": str(model_dir), **self.engine.to_parameters()}
@@ -55,6 +60,9 @@ class CpuDeployment:
                             max_input_len=self.engine.max_input_len,
                             max_seq_len=self.engine.max_seq_len,
                             triton_max_batch_size=self.triton_max_batch_size,
+                            preprocessing_instances=self.preprocessing_instances,
+                            postprocessing_instances=self.postprocessing_instances,
+                            stream_interval=self.stream_interval,
                             decoupled=self.decoupled, cpu_engine_parameters=params)
 
     def prepare(self) -> Path:

@@ -1,11 +1,13 @@
 """Triton adapter for postprocessing: token ids -> text (logic: tritonllm.models.postprocess).
 
-Inputs (batch first): TOKENS_BATCH INT32 [beam, len], SEQUENCE_LENGTH INT32 [beam].
+Inputs (batch first): TOKENS_BATCH INT32 [beam, len], SEQUENCE_LENGTH INT32 [beam], optional
+PRECEDING_IDS INT32 [beam, <=8] (the generated ids sent before this streamed response).
 Output: OUTPUT BYTES [batch x beam] (1-D, as tensorrtllm_backend's postprocessing sends it),
-UTF-8 text. For streams, each OUTPUT is the text
-delta of that response; the deltas concatenate to the non-streamed text (state keyed by request
-id when the request parameter ``incremental_detokenize`` is true, so this model runs as a single
-instance).
+UTF-8 text. For streams, each OUTPUT is the text delta of that response; the deltas concatenate
+to the non-streamed text. With PRECEDING_IDS (the CPU engine sends it) each response is decoded
+on its own, so this model runs as several instances; without it, the request parameter
+``incremental_detokenize`` selects per-request state (exact with one instance only).
+All requests of one ``execute`` (dynamic batching) are decoded in one tokenizer call.
 """
 
 import json
@@ -16,17 +18,32 @@ from tritonllm.contract import POSTPROCESSING
 from tritonllm.models import triton
 from tritonllm.models.postprocess import Postprocessor, wants_incremental
 from tritonllm.serve.lifeline import exit_when_orphaned
-from tritonllm.tokenizer import TextCodec
+from tritonllm.tokenizer import FastDecoder
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.orphan_watch = exit_when_orphaned()  # never outlive tritonserver
         params = triton.parameters(args)
-        self.postprocess = Postprocessor(TextCodec.from_dir(params["tokenizer_dir"]))
+        self.postprocess = Postprocessor(FastDecoder.from_dir(params["tokenizer_dir"]))
 
     def execute(self, requests):
-        return [triton.respond(pb_utils, r, POSTPROCESSING, self._handler(r)) for r in requests]
+        try:
+            batch = [self._read(r) for r in requests]
+            outputs = self.postprocess.batch(batch)
+        except Exception:  # noqa: BLE001 - one bad request: answer each on its own
+            return [triton.respond(pb_utils, r, POSTPROCESSING, self._handler(r))
+                    for r in requests]
+        return [pb_utils.InferenceResponse(output_tensors=triton.to_tensors(pb_utils, out))
+                for out in outputs]
+
+    @staticmethod
+    def _read(request):
+        inputs = triton.read_inputs(pb_utils, request, POSTPROCESSING)
+        if "PRECEDING_IDS" in inputs:  # stateless: no request id or parameter needed
+            return inputs, "", False
+        return (inputs, request.request_id(),
+                wants_incremental(json.loads(request.parameters() or "{}")))
 
     def _handler(self, request):
         def handle(inputs):

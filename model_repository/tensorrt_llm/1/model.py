@@ -77,8 +77,11 @@ class TritonPythonModel:
                 self.live.pop(request.request_id(), None)
             self.metrics.request_finished(output, self.engine.stats())
 
-        on_output = self.inflight.track(engine_id, triton.engine_output_sender(
-            pb_utils, sender, lambda output: engine_step.output_tensors(output, wants), finished))
+        shaper = engine_step.StreamShaper(self.settings.stream_interval)
+        send = triton.engine_output_sender(
+            pb_utils, sender,
+            lambda output: engine_step.output_tensors(output, wants, shaper.preceding), finished)
+        on_output = self.inflight.track(engine_id, engine_step.shaped(shaper, send))
         try:
             self.engine.submit(generation, on_output, is_cancelled=sender.is_cancelled)
         except BaseException:
