@@ -76,6 +76,37 @@ def test_eight_concurrent_requests_match_and_share_decode_steps(engine, prompts,
     assert after.free_kv_tokens == after.total_kv_tokens == CONFIG.kv_cache_tokens
 
 
+SYSTEM = ("You are a careful assistant for a travel company. Answer in one short sentence, "
+          "name the country when you name a city, and never invent opening hours or prices.")
+QUESTIONS = ["What is the capital of Italy?", "Where is the Eiffel Tower?"]
+
+
+def test_kv_cache_reuse_keeps_greedy_output_equal_to_transformers(engine, smollm):
+    """Chat prompts sharing a long system prompt: the first fills the cache, the second reuses
+    it and still matches transformers token for token."""
+    model, tokenizer = smollm
+    prompts = [tokenizer.apply_chat_template(
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}],
+        add_generation_prompt=True, tokenize=True, return_dict=False) for q in QUESTIONS]
+    shared = next(i for i, t in enumerate(prompts[0]) if t != prompts[1][i])
+    assert shared >= 2 * CONFIG.block_size  # the reuse below skips whole blocks
+    references = [hf_greedy(model, p, 8, eos=EOS) for p in prompts]
+
+    def request(i):
+        return GenerationRequest(f"reuse-{i}-{time.monotonic_ns()}", prompts[i], 8,
+                                 end_id=EOS, exclude_input_in_output=True)
+
+    before = engine.stats()
+    results = engine.generate([request(0)], timeout=300)
+    results += engine.generate([request(1)], timeout=300)
+    after = engine.stats()
+    assert [r[-1].token_ids for r in results] == references
+    hits = after.prefix_cache_hits - before.prefix_cache_hits
+    assert hits >= (shared // CONFIG.block_size) * CONFIG.block_size
+    assert results[1][-1].kv_cache_reused_blocks >= shared // CONFIG.block_size
+    assert after.free_kv_tokens == after.total_kv_tokens
+
+
 def test_log_probs_match_transformers(engine, smollm, prompts):
     request = GenerationRequest("lp", prompts[5], 12, end_id=EOS, return_log_probs=True,
                                 exclude_input_in_output=True)
