@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
 
-.PHONY: serve test test-gpuset install install-gpuset model plan build-engines accuracy bench bench-engine loadtest loadtest-sweep k8s clean
+.PHONY: serve test test-gpuset install install-gpuset model plan build-engines accuracy bench bench-engine bench-prefix loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,9 @@ bench: model
 
 bench-engine: model
 	$(BIN)/tritonllm bench engine --num-threads 1 --kv-cache-tokens 8192
+
+bench-prefix: model
+	$(BIN)/tritonllm bench prefix --num-threads 1
 
 # Against a running server (make serve in another terminal).
 loadtest: model

@@ -1,4 +1,4 @@
-"""``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine; ``serving``: through a real tritonserver)."""
+"""``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine; ``serving``: through a real tritonserver; ``prefix``: KV-cache reuse on vs off in the engine)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def register(subparsers) -> None:
 
     serving_bench.add_arguments(serving)
     serving.set_defaults(handler=serving_bench.run)
+    prefix = targets.add_parser(
+        "prefix", help="KV-cache reuse on vs off in the engine, on the shared-prefix workload")
+    from tritonllm.bench import prefix_bench
+
+    prefix_bench.add_arguments(prefix)
+    prefix.set_defaults(handler=prefix_bench.run)
 
 
 def _engine(args) -> int:
