@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def chain_hash(parent: bytes, token_ids: Sequence[int]) -> bytes:
