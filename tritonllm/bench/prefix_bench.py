@@ -4,8 +4,9 @@
 (``loadtest/workloads/shared-prefix-1k.yaml``: a 1,024-token common prefix, 64-token questions,
 exactly 32-token answers) from two engines built alike except ``enable_kv_cache_reuse``. Each
 engine first answers one warm-up request that shares the prefix (a server in steady state has
-its system prompt cached), then the two take turns over ``--rounds`` rounds of the same requests
-in a closed loop at ``--concurrency`` (streaming; TTFT = submit -> first token callback).
+its system prompt cached), then the two take turns over ``--rounds`` rounds, each round new
+questions (the same for both engines), in a closed loop at ``--concurrency`` (streaming;
+TTFT = submit -> first token callback).
 
 It prints TTFT and inter-token latency percentiles and output tokens/s per engine, the TTFT
 p50 ratio reuse-on / reuse-off, the prefix-cache counters, and whether every greedy output is
@@ -35,16 +36,16 @@ class Side:
     outputs: dict[int, list[int]] = field(default_factory=dict)  # prompt index -> tokens
 
 
-def closed_loop(side: Side, prompts, concurrency: int, tag: str) -> RunResult:
-    """Serve ``prompts`` keeping ``concurrency`` requests in flight; record latencies and each
-    prompt's output tokens."""
+def closed_loop(side: Side, prompts: dict, concurrency: int, tag: str) -> RunResult:
+    """Serve ``prompts`` (index -> prompt) keeping ``concurrency`` requests in flight; record
+    latencies and each prompt's output tokens."""
     import queue
 
     from tritonllm.engine import GenerationRequest, SamplingParams
 
     done: queue.Queue = queue.Queue()
     ttft, itl = [], []
-    pending = list(enumerate(prompts))
+    pending = list(prompts.items())
     in_flight, start = 0, time.perf_counter()
 
     def submit(index, prompt):
@@ -76,7 +77,7 @@ def closed_loop(side: Side, prompts, concurrency: int, tag: str) -> RunResult:
             raise RuntimeError(f"request {output.request_id} failed: {output.error}")
         side.outputs.setdefault(index, tokens)
         in_flight -= 1
-    produced = sum(p.max_tokens for p in prompts)
+    produced = sum(p.max_tokens for p in prompts.values())
     return RunResult(f"{side.name}, c={concurrency}", produced, time.perf_counter() - start,
                      ttft, itl)
 
@@ -135,10 +136,11 @@ def run(args) -> int:
 
     config = dataclass_from_args(EngineConfig, args, "engine")
     model_dir = resolve_model_dir(args.model)
-    workload = replace(parse_spec(args.workload), num_prompts=args.requests + 1)
+    workload = replace(parse_spec(args.workload),
+                       num_prompts=args.requests * args.rounds + 1)
     warmup, *prompts = build_prompts(workload, TextCodec.from_dir(model_dir))
     print(f"model {model_dir}\nworkload {workload.describe()}; {args.rounds} rounds of "
-          f"{len(prompts)} requests per engine at c={args.concurrency}, torch threads "
+          f"{args.requests} requests per engine at c={args.concurrency}, torch threads "
           f"{config.num_threads}")
     runner = ModelRunner.from_hf_dir(model_dir, replace(config, enable_kv_cache_reuse=True))
     sides = [Side("reuse on", LLMEngine(runner).start()),
@@ -146,12 +148,13 @@ def run(args) -> int:
                  runner, replace(config, enable_kv_cache_reuse=False))).start())]
     try:
         for side in sides:
-            closed_loop(side, [warmup], 1, "warmup")
+            closed_loop(side, {-1: warmup}, 1, "warmup")
             side.outputs.clear()
         for round_ in range(args.rounds):
+            first = round_ * args.requests
+            batch = {i: prompts[i] for i in range(first, first + args.requests)}
             for side in reversed(sides) if round_ % 2 else sides:
-                side.results.append(closed_loop(side, prompts, args.concurrency,
-                                                f"r{round_}"))
+                side.results.append(closed_loop(side, batch, args.concurrency, f"r{round_}"))
                 print(f"round {round_ + 1}: {side.name}: TTFT p50 "
                       f"{percentile(side.results[-1].ttft_ms, 50):.0f} ms", flush=True)
         print(report(sides, args.concurrency))
