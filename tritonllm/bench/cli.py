@@ -1,4 +1,6 @@
-"""``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine; ``serving``: through a real tritonserver; ``prefix``: KV-cache reuse on vs off in the engine)."""
+"""``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine;
+``serving``: through a real tritonserver; ``prefix``: KV-cache reuse on vs off in the
+engine)."""
 
 from __future__ import annotations
 

@@ -86,7 +86,8 @@ def merged(side: Side) -> RunResult:
     results = side.results
     return RunResult(side.name, sum(r.output_tokens for r in results),
                      sum(r.seconds for r in results),
-                     [v for r in results for v in r.ttft_ms], [v for r in results for v in r.itl_ms])
+                     [v for r in results for v in r.ttft_ms],
+                     [v for r in results for v in r.itl_ms])
 
 
 def report(sides: list[Side], concurrency: int) -> str:
