@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
 
-.PHONY: serve test test-gpuset install install-gpuset model plan build-engines accuracy bench bench-engine bench-ensemble loadtest loadtest-sweep k8s clean
+.PHONY: serve test test-gpuset install install-gpuset model plan build-engines accuracy bench bench-engine bench-ensemble bench-prefix loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,9 @@ bench-engine: model
 # token source in place of the engine (benchmark only; see README, Ensemble capacity).
 bench-ensemble: model
 	$(BIN)/tritonllm bench ensemble
+
+bench-prefix: model
+	$(BIN)/tritonllm bench prefix --num-threads 1
 
 # Against a running server (make serve in another terminal).
 loadtest: model

@@ -137,6 +137,7 @@ def test_cpu_profile_builds_the_cpu_deployment(tmp_path, capsys):
     assert engine.backend == "python" and engine.max_batch_size == 8
     params = _params(engine)
     assert params["max_seq_len"] == "4096" and params["block_size"] == "16"
+    assert params["enable_kv_cache_reuse"] == "true"  # serving.enable_kv_cache_reuse's default
     assert int(params["kv_cache_tokens"]) == json.loads((out / "plan.json").read_text())[
         "kv_tokens"]
     assert (out / "model_repository" / "tensorrt_llm" / "1" / "model.py").is_file()

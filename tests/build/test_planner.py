@@ -175,9 +175,32 @@ def test_rule_awq_group_per_shard_with_tp():
 def test_rule_fp8_needs_ada_or_hopper():
     _only(_problems("llama-3.1-8b", quantization={"mode": "fp8"}, target={"gpu": "A100-80GB"}),
           "mode fp8 need FP8", "A100-80GB is Ampere sm80", "int8_sq")
-    _only(_problems("llama-3.1-8b", quantization={"kv_cache": "fp8"}, target={"gpu": "A10G"}),
-          "kv_cache fp8 need FP8", "A10G is Ampere sm86")
+    _only(_problems("llama-3.1-8b", quantization={"kv_cache": "fp8"}, target={"gpu": "A10G"},
+                    serving=NO_PAGED_CONTEXT), "kv_cache fp8 need FP8", "A10G is Ampere sm86")
     assert not _problems("llama-3.1-8b", quantization={"mode": "fp8"}, target={"gpu": "L40S"})
+
+
+NO_PAGED_CONTEXT = {"enable_kv_cache_reuse": False, "enable_chunked_context": False}
+
+
+@pytest.mark.parametrize("quantization, blocker", [
+    ({"mode": "int8_wo", "kv_cache": "int8"}, "disables for an INT8 KV cache"),
+    ({"mode": "int4_awq", "group_size": 128, "kv_cache": "fp8"},
+     "an FP8 KV cache with quant_algo W4A16_AWQ"),
+    ({"mode": "none", "kv_cache": "fp8"}, "an FP8 KV cache with quant_algo None"),
+])
+def test_rule_kv_cache_reuse_needs_paged_context_fmha(quantization, blocker):
+    # trtllm-build 1.2.1 turns paged context FMHA off for these KV caches (with a warning);
+    # the executor would then drop reuse silently and refuse chunked context.
+    _only(_problems("llama-3.1-8b", quantization=quantization),
+          "serving.enable_kv_cache_reuse and serving.enable_chunked_context: need paged context "
+          "FMHA", blocker, "quantization.kv_cache: none")
+    _only(_problems("llama-3.1-8b", quantization=quantization,
+                    serving={"enable_chunked_context": False}),
+          "serving.enable_kv_cache_reuse: need", "serving.enable_kv_cache_reuse: false")
+    assert not _problems("llama-3.1-8b", quantization=quantization, serving=NO_PAGED_CONTEXT)
+    assert not _problems("llama-3.1-8b", quantization={**quantization, "kv_cache": "none"})
+    assert not _problems("llama-3.1-8b", quantization={"mode": "fp8", "kv_cache": "fp8"})
 
 
 def test_rule_w4a8_needs_fp8_too():

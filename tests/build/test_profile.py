@@ -95,12 +95,17 @@ def test_hashes_follow_content_not_the_file():
     a = from_dict({"name": "h", "source": "/one.yaml"})
     b = from_dict({"name": "h", "source": "/two.yaml"})
     assert profile_hash(a) == profile_hash(b)
-    served = from_dict({"name": "h", "serving": {"enable_kv_cache_reuse": True}})
+    served = from_dict({"name": "h", "serving": {"enable_kv_cache_reuse": False}})
     assert profile_hash(served) != profile_hash(a)
     # A serving option changes the repository stage only: no re-quantization, no rebuild.
     assert stage_hash(served, "quantize") == stage_hash(a, "quantize")
     assert engine_hash(served) == engine_hash(a)
     assert stage_hash(served, "repo") != stage_hash(a, "repo")
+    # ... unless it decides a build flag: without reuse and chunked context, no paged context FMHA
+    plain = from_dict({"name": "h", "serving": {"enable_kv_cache_reuse": False,
+                                                "enable_chunked_context": False}})
+    assert not plain.use_paged_context_fmha and a.use_paged_context_fmha
+    assert engine_hash(plain) != engine_hash(a)
     limited = from_dict({"name": "h", "limits": {"max_batch_size": 8}})
     assert stage_hash(limited, "quantize") == stage_hash(a, "quantize")
     assert engine_hash(limited) != engine_hash(a)

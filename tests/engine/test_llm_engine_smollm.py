@@ -76,6 +76,37 @@ def test_eight_concurrent_requests_match_and_share_decode_steps(engine, prompts,
     assert after.free_kv_tokens == after.total_kv_tokens == CONFIG.kv_cache_tokens
 
 
+SYSTEM = ("You are a careful assistant for a travel company. Answer in one short sentence, "
+          "name the country when you name a city, and never invent opening hours or prices.")
+QUESTIONS = ["What is the capital of Italy?", "Where is the Eiffel Tower?"]
+
+
+def test_kv_cache_reuse_keeps_greedy_output_equal_to_transformers(engine, smollm):
+    """Chat prompts sharing a long system prompt: the first fills the cache, the second reuses
+    it and still matches transformers token for token."""
+    model, tokenizer = smollm
+    prompts = [tokenizer.apply_chat_template(
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}],
+        add_generation_prompt=True, tokenize=True, return_dict=False) for q in QUESTIONS]
+    shared = next(i for i, t in enumerate(prompts[0]) if t != prompts[1][i])
+    assert shared >= 2 * CONFIG.block_size  # the reuse below skips whole blocks
+    reference = hf_greedy(model, prompts[1], 8, eos=EOS)
+
+    def request(i, new_tokens):
+        return GenerationRequest(f"reuse-{i}-{time.monotonic_ns()}", prompts[i], new_tokens,
+                                 end_id=EOS, exclude_input_in_output=True)
+
+    engine.generate([request(0, 1)], timeout=300)  # computes the shared blocks
+    before = engine.stats()
+    [outputs] = engine.generate([request(1, 8)], timeout=300)
+    after = engine.stats()
+    assert outputs[-1].token_ids == reference
+    reused = outputs[-1].kv_cache_reused_blocks
+    assert reused >= shared // CONFIG.block_size
+    assert after.prefix_cache_hits - before.prefix_cache_hits == reused * CONFIG.block_size
+    assert after.free_kv_tokens == after.total_kv_tokens
+
+
 def test_log_probs_match_transformers(engine, smollm, prompts):
     request = GenerationRequest("lp", prompts[5], 12, end_id=EOS, return_log_probs=True,
                                 exclude_input_in_output=True)

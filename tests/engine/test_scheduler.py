@@ -37,6 +37,7 @@ def step(scheduler: Scheduler):
     batch = scheduler.schedule()
     if batch is None:
         return None
+    scheduler.commit(batch)  # the "forward" wrote the batch's K/V
     for seq, sample in zip(batch.seqs, batch.sample):
         if sample:
             seq.append_token(NEXT_TOKEN, 0.0, 0)
@@ -117,7 +118,8 @@ def test_max_utilization_admits_on_current_need():
 
 
 def test_max_utilization_preempts_newest_and_recomputes():
-    scheduler = make_scheduler(kv_cache_tokens=32, scheduler_policy="max_utilization")
+    scheduler = make_scheduler(kv_cache_tokens=32, scheduler_policy="max_utilization",
+                               enable_kv_cache_reuse=False)
     seqs = [make_seq(i, prompt_len=4, max_new_tokens=12) for i in range(3)]
     for seq in seqs:
         scheduler.add(seq)
@@ -218,8 +220,108 @@ def test_capacity_accounting(policy):
     blocks = scheduler.block_manager
     while scheduler.has_work():
         step(scheduler)
-        held = sum(blocks.capacity(seq.seq_id) for seq in scheduler.running)
-        assert blocks.num_free_tokens + held == blocks.num_total_tokens
+        held = {b for seq in scheduler.running for b in blocks.block_table(seq.seq_id)}
+        assert blocks.num_free_blocks + len(held) == blocks.num_blocks
         for seq in scheduler.running:  # every computed token has a slot
             assert blocks.capacity(seq.seq_id) >= seq.num_computed_tokens
     assert blocks.num_free_blocks == blocks.num_blocks
+
+
+# ---- KV-cache reuse --------------------------------------------------------------------------
+
+def seq_with(seq_id: int, prompt: list[int], max_new_tokens: int) -> Sequence:
+    return Sequence(seq_id, GenerationRequest(f"r{seq_id}", prompt, max_new_tokens), 0)
+
+
+def first_row(batch, seq):
+    """(query_len, positions) of ``seq``'s row in ``batch``."""
+    row = batch.seq_ids.index(seq.seq_id)
+    offset = sum(batch.query_lens[:row])
+    n = batch.query_lens[row]
+    return n, batch.positions[offset:offset + n]
+
+
+def test_admission_skips_the_cached_prefix():
+    scheduler = make_scheduler()  # blocks of 4
+    shared = list(range(100, 110))  # two full blocks + 2 tokens
+    first = seq_with(0, shared + [1, 2], 3)
+    scheduler.add(first)
+    run_to_end(scheduler)
+    second = seq_with(1, shared + [3, 4, 5], 3)
+    scheduler.add(second)
+    batch = step(scheduler)
+    n, positions = first_row(batch, second)
+    assert (n, positions[0]) == (13 - 8, 8) and batch.context_lens == [13]
+    table = scheduler.block_manager.block_table(1)
+    assert batch.block_tables[0] == table and second.num_reused_blocks == 2
+    assert (scheduler.prefix_cache_queries, scheduler.prefix_cache_hits) == (12 + 13, 8)
+    run_to_end(scheduler)
+    assert scheduler.block_manager.num_free_blocks == scheduler.block_manager.num_blocks
+
+
+def test_a_fully_cached_prompt_still_computes_its_last_token():
+    scheduler = make_scheduler()
+    prompt = list(range(100, 108))  # exactly two blocks
+    scheduler.add(seq_with(0, prompt, 2))
+    run_to_end(scheduler)
+    again = seq_with(1, prompt, 2)
+    scheduler.add(again)
+    batch = step(scheduler)
+    # one block reused; the last block is recomputed so that a token is sampled
+    assert first_row(batch, again) == (4, [4, 5, 6, 7]) and batch.sample == [True]
+
+
+def test_concurrent_requests_share_blocks_and_free_them_all():
+    scheduler = make_scheduler(kv_cache_tokens=48)  # 12 blocks
+    shared = list(range(100, 112))  # three full blocks
+    scheduler.add(seq_with(0, shared + [1], 6))
+    step(scheduler)  # computed and committed: the next ones reuse it
+    others = [seq_with(i, shared + [i], 6) for i in range(1, 4)]
+    for seq in others:
+        scheduler.add(seq)
+    batch = step(scheduler)
+    assert [first_row(batch, seq)[0] for seq in others] == [1, 1, 1]
+    blocks = scheduler.block_manager
+    held = {b for seq in scheduler.running for b in blocks.block_table(seq.seq_id)}
+    assert len(held) == 3 + 4 * 2  # shared prefix once, 2 private blocks each (13+6 tokens)
+    assert blocks.num_free_blocks + len(held) == blocks.num_blocks
+    run_to_end(scheduler)
+    assert blocks.num_free_blocks == blocks.num_blocks
+
+
+def test_guaranteed_no_evict_counts_evictable_cached_blocks_as_free():
+    scheduler = make_scheduler(kv_cache_tokens=32)  # 8 blocks of 4
+    scheduler.add(seq_with(0, list(range(100, 116)), 8))  # 6 blocks reserved
+    run_to_end(scheduler)
+    blocks = scheduler.block_manager
+    assert blocks.num_cached_blocks == 5 and blocks.num_free_blocks == 8
+    other = seq_with(1, list(range(200, 216)), 16)  # needs all 8 blocks: evicts the cache
+    scheduler.add(other)
+    step(scheduler)
+    assert other.status is SequenceStatus.RUNNING and blocks.num_evictions == 5
+    run_to_end(scheduler)
+    assert other.num_generated == 16 and blocks.num_free_blocks == 8
+
+
+def test_a_preempted_sequence_resumes_from_its_own_cached_blocks():
+    scheduler = make_scheduler(kv_cache_tokens=48, scheduler_policy="max_utilization")
+    grower = seq_with(0, [5, 6], 28)  # grows to 30 tokens: 8 of the 12 blocks
+    victim = seq_with(1, list(range(100, 116)), 8)  # 4 full prompt blocks
+    scheduler.add(grower)
+    while grower.num_tokens < 20:
+        step(scheduler)
+    scheduler.add(victim)
+    batches = []
+    while scheduler.num_preempted == 0:
+        batches.append(step(scheduler))
+    held_before = victim.num_tokens
+    assert victim.status is SequenceStatus.WAITING and held_before > 20
+    while victim.status is not SequenceStatus.RUNNING:
+        batches.append(step(scheduler))
+    # the grower evicted the victim's released blocks tail first; its prompt blocks survived
+    # and only the rest is recomputed
+    assert scheduler.block_manager.num_evictions > 0 and victim.num_reused_blocks == 4
+    assert first_row(batches[-1], victim) == (held_before - 16, list(range(16, held_before)))
+    run_to_end(scheduler)
+    assert victim.token_ids[16:] == [NEXT_TOKEN] * 8 and grower.num_generated == 28
+    assert scheduler.block_manager.num_free_blocks == 12

@@ -4,6 +4,7 @@ are counters), values that move as requests finish, the KV-cache fraction back a
 from __future__ import annotations
 
 import time
+import uuid
 
 import requests
 
@@ -88,3 +89,34 @@ def test_kv_cache_usage_is_a_fraction_that_returns_to_zero(triton_server):
     assert 0 < busy[0] < 1
     idle = wait_for_idle_cache(triton_server)
     assert idle["kv_cache_usage"] == 0
+
+
+def test_prefix_cache_counters_count_a_reused_prompt(triton_server):
+    """The same prompt twice: the second finds its full blocks cached (vLLM's meaning: queried
+    and hit tokens), computes only the rest, and answers the same."""
+    wait_for_idle_cache(triton_server)
+    text = (f"Request {uuid.uuid4().hex}: summarise the history of the river that runs through "
+            "the old town, its bridges, mills and floods, in one sentence for a visitor.")
+    body = {"text_input": text, "max_tokens": 4}
+    url = f"http://{triton_server.http_url}/v2/models/ensemble/generate"
+    samples, answers = [parse_samples(fetch(triton_server.metrics_url))], []
+    for _ in range(2):
+        reply = requests.post(url, json=body, timeout=300)
+        assert reply.status_code == 200, reply.text
+        answers.append(reply.json()["text_output"])
+        samples.append(wait_for_finished(triton_server, finished_total(samples[-1])))
+
+    def moved(name, i):
+        return series(samples[i + 1], name) - series(samples[i], name)
+
+    prompt = moved("tritonllm_prompt_tokens_total", 0)  # the first computed all of it
+    block = triton_server.engine.block_size
+    assert prompt > 2 * block
+    assert moved("tritonllm_prefix_cache_queries_total", 0) == prompt
+    assert moved("tritonllm_prefix_cache_hits_total", 0) == 0
+    hits = moved("tritonllm_prefix_cache_hits_total", 1)
+    assert hits == (prompt - 1) // block * block
+    assert moved("tritonllm_prefix_cache_queries_total", 1) == prompt
+    assert moved("tritonllm_prompt_tokens_total", 1) == prompt - hits
+    assert series(samples[-1], "tritonllm_engine_cached_kv_blocks") >= hits // block
+    assert answers[0] == answers[1]

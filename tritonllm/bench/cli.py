@@ -1,4 +1,6 @@
-"""``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine; ``serving``: through a real tritonserver; ``ensemble``: the ensemble's capacity, synthetic engine)."""
+"""``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine;
+``serving``: through a real tritonserver; ``ensemble``: the ensemble's capacity, synthetic
+engine; ``prefix``: KV-cache reuse on vs off in the engine)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,12 @@ def register(subparsers) -> None:
 
     ensemble_bench.add_arguments(ensemble)
     ensemble.set_defaults(handler=ensemble_bench.run)
+    prefix = targets.add_parser(
+        "prefix", help="KV-cache reuse on vs off in the engine, on the shared-prefix workload")
+    from tritonllm.bench import prefix_bench
+
+    prefix_bench.add_arguments(prefix)
+    prefix.set_defaults(handler=prefix_bench.run)
 
 
 def _engine(args) -> int:

@@ -8,7 +8,11 @@ than left to a default that moved between releases (1.2 defaults ``tokens_per_bl
 
 - limits: ``--max_batch_size --max_input_len --max_seq_len --max_num_tokens``, beam width 1;
 - ``--kv_cache_type paged`` with ``--tokens_per_block``;
-- ``--use_paged_context_fmha enable`` when KV-cache reuse or chunked context is on (both need it);
+- ``--use_paged_context_fmha enable`` when KV-cache reuse or chunked context is on (both need it:
+  without it the 1.2.1 executor silently disables block reuse and refuses chunked context).
+  trtllm-build itself turns the flag off, with only a warning, for an INT8 KV cache and for an
+  FP8 KV cache without FP8 attention (quant_algo other than FP8, W4A8_AWQ, NVFP4; or a GPU
+  before sm89): :func:`paged_context_fmha_blocker` names that case and the planner rejects it;
 - ``--use_fp8_context_fmha enable`` for FP8 models with an FP8 KV cache on FP8-capable GPUs;
 - ``--gemm_plugin`` (``auto``: the model dtype), ``--multiple_profiles``, ``--workers`` (ranks
   built in parallel; trtllm-build caps it at the visible GPU count).
@@ -65,7 +69,7 @@ def trtllm_build_command(profile: BuildProfile, checkpoint_dir: Path, engine_dir
     q = profile.quantization
     fp8_fmha = (q.mode == "fp8" and q.kv_cache == "fp8"
                 and get_device(profile.target.gpu).supports_fp8)
-    paged_context = serving.enable_kv_cache_reuse or serving.enable_chunked_context
+    paged_context = profile.use_paged_context_fmha
     return [
         "trtllm-build",
         "--checkpoint_dir", str(checkpoint_dir),
@@ -86,6 +90,26 @@ def trtllm_build_command(profile: BuildProfile, checkpoint_dir: Path, engine_dir
         "--multiple_profiles", _switch(engine.multiple_profiles),
         "--workers", str(engine.workers or profile.parallel.world_size),
     ]
+
+
+# quant_algo values with FP8 attention, for which trtllm-build keeps paged context FMHA on an
+# FP8 KV cache (TensorRT-LLM 1.2.x tensorrt_llm/builder.py, build()).
+FP8_ATTENTION_ALGOS = ("FP8", "W4A8_AWQ", "NVFP4")
+
+
+def paged_context_fmha_blocker(profile: BuildProfile) -> str | None:
+    """Why trtllm-build would turn paged context FMHA off for this profile's quantization and
+    GPU (None when it keeps it)."""
+    q = profile.quantization
+    if q.kv_cache == "int8":
+        return "an INT8 KV cache"
+    if q.kv_cache == "fp8" and q.quant_mode.quant_algo not in FP8_ATTENTION_ALGOS:
+        return (f"an FP8 KV cache with quant_algo {q.quant_mode.quant_algo} (FP8 attention "
+                f"needs {', '.join(FP8_ATTENTION_ALGOS)})")
+    device = get_device(profile.target.gpu)
+    if q.kv_cache == "fp8" and not device.is_cpu and not device.supports_fp8:
+        return f"an FP8 KV cache on {device.name} (sm{device.sm}: no FP8 attention before sm89)"
+    return None
 
 
 def environment_problem() -> str | None:

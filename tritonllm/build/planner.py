@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 
 from tritonllm.build import quant_modes
 from tritonllm.build.architectures import ModelArch
+from tritonllm.build.engine import paged_context_fmha_blocker
 from tritonllm.build.gpus import Device, get_device
 from tritonllm.build.profile import AWQ_GROUP_SIZES, BuildProfile
 
@@ -154,6 +155,7 @@ def check_rules(profile: BuildProfile, arch: ModelArch, device: Device, sizes: d
     """Every reason the plan cannot work, each naming its fix."""
     problems = _parallel_rules(profile, arch) + _precision_rules(profile, device)
     problems += _awq_rule(profile, arch) + _limit_rules(profile, arch)
+    problems += _paged_context_rule(profile)
     return problems + _memory_rules(profile, arch, device, sizes)
 
 
@@ -235,6 +237,22 @@ def _limit_rules(profile: BuildProfile, arch: ModelArch) -> list[str]:
     if profile.target.gpu.lower() == "cpu" and profile.parallel.world_size > 1:
         problems.append("parallel: the cpu target runs one process; set tp_size: 1 and pp_size: 1")
     return problems
+
+
+def _paged_context_rule(profile: BuildProfile) -> list[str]:
+    """KV-cache reuse and chunked context need paged context FMHA, which trtllm-build turns off
+    for some KV-cache quantizations (with only a warning; serving then loses reuse silently)."""
+    serving = profile.serving
+    wanted = [name for name, on in (("enable_kv_cache_reuse", serving.enable_kv_cache_reuse),
+                                    ("enable_chunked_context", serving.enable_chunked_context))
+              if on]
+    blocker = paged_context_fmha_blocker(profile) if wanted else None
+    if blocker is None or get_device(profile.target.gpu).is_cpu:
+        return []
+    return [f"serving.{' and serving.'.join(wanted)}: need paged context FMHA, which "
+            f"TensorRT-LLM 1.2.1's trtllm-build disables for {blocker}; set "
+            f"quantization.kv_cache: none (or fp8 with mode fp8/w4a8_awq/nvfp4), or set "
+            f"{' and '.join(f'serving.{w}: false' for w in wanted)}"]
 
 
 def _memory_rules(profile: BuildProfile, arch: ModelArch, device: Device,

@@ -155,7 +155,11 @@ class ServingSpec:
 
     kv_cache_free_gpu_mem_fraction: float = 0.9
     batch_scheduler_policy: str = "guaranteed_no_evict"
-    enable_kv_cache_reuse: bool = False
+    # Share the KV cache of a common token prefix between requests: the tensorrtllm backend's
+    # parameter (its default when absent, TensorRT-LLM 1.2) and the CPU engine's setting. The
+    # engine must be built with paged context FMHA (trtllm-build does when this or chunked
+    # context is on; the planner rejects quantizations for which TensorRT-LLM turns it off).
+    enable_kv_cache_reuse: bool = True
     enable_chunked_context: bool = True
     triton_max_batch_size: int = 0  # 0 = limits.max_batch_size
     decoupled: bool = True
@@ -218,6 +222,13 @@ class BuildProfile:
         return data
 
     @property
+    def use_paged_context_fmha(self) -> bool:
+        """trtllm-build's ``--use_paged_context_fmha``: KV-cache reuse and chunked context both
+        need it (TensorRT-LLM 1.2.1's executor disables reuse without it, and refuses chunked
+        context). A build option decided by serving options: part of the engine's hash."""
+        return self.serving.enable_kv_cache_reuse or self.serving.enable_chunked_context
+
+    @property
     def triton_max_batch_size(self) -> int:
         return self.serving.triton_max_batch_size or self.limits.max_batch_size
 
@@ -238,17 +249,21 @@ def expand_path(text: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(text)))
 
 
-def profile_hash(profile: BuildProfile, sections: tuple[str, ...] | None = None) -> str:
-    """sha256 (16 hex digits) of the profile's canonical JSON, or of some top-level keys."""
+def profile_hash(profile: BuildProfile, sections: tuple[str, ...] | None = None,
+                 derived: dict | None = None) -> str:
+    """sha256 (16 hex digits) of the profile's canonical JSON, or of some top-level keys (plus
+    ``derived`` values that a stage's output depends on)."""
     data = profile.to_dict()
     if sections is not None:
         data = {key: data[key] for key in sections}
+    data.update(derived or {})
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # Which top-level profile keys each stage's output depends on (its stamp hashes only these, so
-# changing a serving option does not redo the quantization).
+# changing a serving option does not redo the quantization). The engine stage also hashes the
+# one build flag that serving options decide (``use_paged_context_fmha``).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "quantize": ("model", "dtype", "quantization", "parallel"),
     "engine": ("model", "dtype", "quantization", "parallel", "limits", "target", "engine"),
@@ -258,7 +273,9 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
 
 
 def stage_hash(profile: BuildProfile, stage: str) -> str:
-    return profile_hash(profile, STAGE_SECTIONS[stage])
+    derived = {"use_paged_context_fmha": profile.use_paged_context_fmha} if stage == "engine" \
+        else None
+    return profile_hash(profile, STAGE_SECTIONS[stage], derived)
 
 
 def engine_hash(profile: BuildProfile) -> str:

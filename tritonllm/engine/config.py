@@ -14,6 +14,11 @@ describe both the GPU engine and this CPU twin:
   admitted running request (its cache is freed; it resumes later by recomputing its tokens).
 - ``enable_chunked_context``: split long prompts over several steps so running streams keep
   decoding while a long prompt is prefilled.
+- ``enable_kv_cache_reuse``: share the KV cache of full blocks of an identical token prefix
+  between requests (a common system prompt is computed once and then read), TensorRT-LLM's
+  KV-cache block reuse (its executor's ``enable_block_reuse``; the Triton backend's parameter of
+  this name). Cached blocks nobody holds stay until their space is needed (least recently used
+  first) and count as free capacity. On by default, as in TensorRT-LLM 1.2.
 - ``num_threads``: torch intra-op threads (process-wide in torch). Default: the cores this
   process may use. On a machine shared with other busy processes, 1 is often faster: OpenMP
   threads that wait for a descheduled peer stall every step.
@@ -55,6 +60,7 @@ class EngineConfig:
     block_size: int = 16
     scheduler_policy: str = "guaranteed_no_evict"
     enable_chunked_context: bool = True
+    enable_kv_cache_reuse: bool = True
     num_threads: int = field(default_factory=available_cores)
     max_stop_words: int = 64  # per request, for stop words and for bad words each
     max_queue_size: int = 32

@@ -52,7 +52,13 @@ class EngineStats:
 
     ``steps_with_multiple_decodes``: steps in which more than one request decoded together
     (shared decode steps: inflight batching observed). ``preempted``: pauses under
-    ``max_utilization``. ``rejected``: requests refused because the queue was full. ``*_kv_*``: KV-cache capacity, free vs total, in blocks and tokens.
+    ``max_utilization``. ``rejected``: requests refused because the queue was full.
+    KV-cache reuse, as vLLM counts it: ``prefix_cache_queries``: tokens of admitted requests
+    looked up in the cache; ``prefix_cache_hits``: of those, tokens found cached (not
+    computed); ``prefix_cache_evictions``: cached blocks dropped to make room.
+    ``*_kv_*``: KV-cache capacity, free vs total, in blocks and tokens; free counts cached
+    blocks no request holds (they are evicted when their space is needed);
+    ``cached_kv_blocks``: blocks holding a reusable prefix, in use or not.
     """
 
     steps: int = 0
@@ -66,12 +72,16 @@ class EngineStats:
     failed: int = 0
     preempted: int = 0
     rejected: int = 0
+    prefix_cache_queries: int = 0
+    prefix_cache_hits: int = 0
+    prefix_cache_evictions: int = 0
     running: int = 0
     waiting: int = 0
     free_kv_blocks: int = 0
     total_kv_blocks: int = 0
     free_kv_tokens: int = 0
     total_kv_tokens: int = 0
+    cached_kv_blocks: int = 0
 
 
 class LLMEngine:
@@ -312,6 +322,7 @@ class LLMEngine:
         sampled = [seq for seq, sample in zip(batch.seqs, batch.sample) if sample]
         try:
             logits = self.runner.forward(batch)
+            self.scheduler.commit(batch)  # its K/V are written: reusable from now on
             choices = self._sample(logits, sampled)
         except Exception as exc:
             log.exception("forward step failed; failing its %d requests", batch.num_rows)
@@ -413,7 +424,7 @@ class LLMEngine:
             first_token_time_ns=seq.first_token_time_ns,
             last_token_time_ns=seq.last_token_time_ns,
             num_input_tokens=seq.num_prompt_tokens, num_output_tokens=seq.num_generated,
-            kv_cache_blocks=seq.kv_cache_blocks)
+            kv_cache_blocks=seq.kv_cache_blocks, kv_cache_reused_blocks=seq.num_reused_blocks)
 
     # ---- stats ---------------------------------------------------------------------------
 
@@ -433,8 +444,12 @@ class LLMEngine:
         s.running = len(self.scheduler.running)
         s.waiting = len(self.scheduler.waiting) + len(self._inbox)
         s.preempted = self.scheduler.num_preempted
+        s.prefix_cache_queries = self.scheduler.prefix_cache_queries
+        s.prefix_cache_hits = self.scheduler.prefix_cache_hits
+        s.prefix_cache_evictions = blocks.num_evictions
         s.free_kv_blocks, s.total_kv_blocks = blocks.num_free_blocks, blocks.num_blocks
         s.free_kv_tokens, s.total_kv_tokens = blocks.num_free_tokens, blocks.num_total_tokens
+        s.cached_kv_blocks = blocks.num_cached_blocks
 
 
 def _expired(seq: Sequence, now_ns: int) -> bool:

@@ -167,8 +167,9 @@ class GenerationOutput:
     they were drawn from (empty unless ``return_log_probs``); ``cum_log_prob``: their sum over
     all tokens generated so far. Times are ``time.time_ns()`` wall-clock nanoseconds (0 when the
     event has not happened). ``num_output_tokens``: generated so far (end_id not counted).
-    ``kv_cache_blocks``: the most KV-cache blocks the request has held so far (all newly
-    allocated: the CPU engine reuses no prefix blocks).
+    ``kv_cache_blocks``: the most KV-cache blocks the request has held so far;
+    ``kv_cache_reused_blocks``: how many of them it found cached (KV-cache reuse) when it was
+    last admitted, rather than computing them.
     """
 
     request_id: str
@@ -185,6 +186,7 @@ class GenerationOutput:
     num_input_tokens: int = 0
     num_output_tokens: int = 0
     kv_cache_blocks: int = 0
+    kv_cache_reused_blocks: int = 0
 
 
 class SequenceStatus(Enum):
@@ -198,7 +200,8 @@ class Sequence:
 
     ``token_ids`` = prompt + generated. ``num_computed_tokens`` counts the leading tokens whose
     K/V are in the cache; the scheduler computes ``token_ids[num_computed_tokens:]`` next (a
-    prompt chunk, or the single newest token when decoding). Preemption resets it to 0.
+    prompt chunk, or the single newest token when decoding). Admission sets it to the length
+    of the cached prefix it reuses (0 without one); preemption resets it to 0.
     """
 
     def __init__(self, seq_id: int, request: GenerationRequest, arrival_time_ns: int,
@@ -222,6 +225,7 @@ class Sequence:
         self.first_token_time_ns = 0
         self.last_token_time_ns = 0
         self.kv_cache_blocks = 0  # the most blocks held so far
+        self.num_reused_blocks = 0  # cached prefix blocks shared at the last admission
 
     def __repr__(self) -> str:
         return (f"Sequence({self.seq_id}, {self.status.value}, len={len(self.token_ids)}, "

@@ -17,6 +17,15 @@ Requests therefore join and leave the running batch at every step. Policies
   rows grow their tables block by block. When no block is free, the most recently admitted
   running sequence is preempted: its blocks are freed, it goes back to the front of the waiting
   queue, and when readmitted it recomputes all its tokens (prompt + generated) as a prefill.
+
+KV-cache reuse (``enable_kv_cache_reuse``): at admission the sequence looks up the longest run
+of cached full blocks that starts its tokens (``BlockManager.cached_prefix``), shares them and
+starts computing after them, always leaving at least its last token to compute so that the step
+samples from it. A preempted sequence finds its own released blocks this way unless they were
+evicted meanwhile. :meth:`Scheduler.commit`, called once a step's forward has written its K/V,
+registers newly filled blocks for later requests. Counters (tokens, as vLLM counts them):
+``prefix_cache_queries`` (tokens of admitted sequences looked up) and ``prefix_cache_hits``
+(of those, tokens found cached).
 """
 
 from __future__ import annotations
@@ -74,10 +83,13 @@ class Scheduler:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self.block_manager = BlockManager(config.num_blocks, config.block_size)
+        self.block_manager = BlockManager(config.num_blocks, config.block_size,
+                                          config.enable_kv_cache_reuse)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # in admission order
         self.num_preempted = 0
+        self.prefix_cache_queries = 0
+        self.prefix_cache_hits = 0
 
     def add(self, seq: Sequence) -> None:
         """Queue a new sequence (it must fit the cache on its own: the engine checks)."""
@@ -95,6 +107,12 @@ class Scheduler:
             self.waiting.remove(seq)
         self.block_manager.free(seq.seq_id)
         seq.status = SequenceStatus.FINISHED
+
+    def commit(self, batch: ScheduledBatch) -> None:
+        """The batch's K/V are in the cache now: make its newly full blocks reusable. Call it
+        after the forward succeeded (never for a failed one: its blocks hold no valid K/V)."""
+        for seq in batch.seqs:
+            self.block_manager.commit(seq.seq_id, seq.token_ids, seq.num_computed_tokens)
 
     def schedule(self) -> ScheduledBatch | None:
         """Pick this step's rows (None when there is nothing to do) and mark them computed."""
@@ -149,15 +167,14 @@ class Scheduler:
                 break
             if seq.is_decoding:
                 continue
-            n = self._chunk_len(seq, budget)
+            n = self._chunk_len(seq.num_uncomputed, budget)
             if n:
                 rows.append((seq, n))
                 budget -= n
         return budget
 
-    def _chunk_len(self, seq: Sequence, budget: int) -> int:
-        """Tokens of the sequence to compute now within ``budget`` (0: wait for a later step)."""
-        remaining = seq.num_uncomputed
+    def _chunk_len(self, remaining: int, budget: int) -> int:
+        """Tokens to compute now, of ``remaining``, within ``budget`` (0: wait for a later step)."""
         if remaining <= budget:
             return remaining
         if self.config.enable_chunked_context:
@@ -172,24 +189,31 @@ class Scheduler:
         """Move waiting sequences into the running batch while limits and policy allow."""
         while self.waiting and budget > 0 and len(self.running) < self.config.max_batch_size:
             seq = self.waiting[0]
-            n = self._chunk_len(seq, budget)
-            if n == 0 or not self._reserve_admission(seq):
+            prefix = self.block_manager.cached_prefix(seq.token_ids, limit=seq.num_tokens - 1)
+            hit = len(prefix) * self.config.block_size
+            n = self._chunk_len(seq.num_tokens - hit, budget)
+            if n == 0 or not self._reserve_admission(seq, prefix):
                 return
             self.waiting.popleft()
             seq.status = SequenceStatus.RUNNING
+            seq.num_computed_tokens = hit
+            seq.num_reused_blocks = len(prefix)
+            self.prefix_cache_queries += seq.num_tokens
+            self.prefix_cache_hits += hit
             self.running.append(seq)
             rows.append((seq, n))
             budget -= n
 
-    def _reserve_admission(self, seq: Sequence) -> bool:
-        """Allocate the blocks the policy requires up front; False when they are not free."""
+    def _reserve_admission(self, seq: Sequence, prefix: list[int]) -> bool:
+        """Allocate the blocks the policy requires up front (sharing the cached ``prefix``
+        blocks); False when they are not free."""
         if self.config.scheduler_policy == "guaranteed_no_evict":
             tokens = seq.max_tokens
         else:
             tokens = seq.num_tokens
-        if not self.block_manager.can_allocate(seq.seq_id, tokens):
+        if not self.block_manager.can_allocate(seq.seq_id, tokens, prefix):
             return False
-        self.block_manager.allocate(seq.seq_id, tokens)
+        self.block_manager.allocate(seq.seq_id, tokens, prefix)
         return True
 
     def _build_batch(self, rows: list[tuple[Sequence, int]], num_decodes: int) -> ScheduledBatch:

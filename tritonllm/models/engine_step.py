@@ -156,8 +156,8 @@ def output_tensors(output: GenerationOutput, wants: Wants,
 
 def _perf_tensors(output: GenerationOutput) -> dict[str, np.ndarray]:
     values = {
-        "kv_cache_alloc_new_blocks": output.kv_cache_blocks,
-        "kv_cache_reused_blocks": 0,  # no prefix reuse in the CPU engine
+        "kv_cache_alloc_new_blocks": output.kv_cache_blocks - output.kv_cache_reused_blocks,
+        "kv_cache_reused_blocks": output.kv_cache_reused_blocks,
         "kv_cache_alloc_total_blocks": output.kv_cache_blocks,
         "arrival_time_ns": output.arrival_time_ns,
         "first_scheduled_time_ns": output.first_scheduled_time_ns,

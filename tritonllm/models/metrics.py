@@ -36,6 +36,9 @@ COUNTERS = {
     "steps": "tritonllm_engine_steps_total",
     "steps_with_multiple_decodes": "tritonllm_engine_shared_decode_steps_total",
     "decode_tokens": "tritonllm_engine_decode_tokens_total",
+    "prefix_cache_queries": "tritonllm_prefix_cache_queries_total",
+    "prefix_cache_hits": "tritonllm_prefix_cache_hits_total",
+    "prefix_cache_evictions": "tritonllm_prefix_cache_evictions_total",
 }
 # EngineStats field -> gauge name (the field is a current value or a high-water mark).
 GAUGES = {
@@ -46,6 +49,7 @@ GAUGES = {
     "total_kv_blocks": "tritonllm_engine_total_kv_blocks",
     "free_kv_tokens": "tritonllm_engine_free_kv_tokens",
     "total_kv_tokens": "tritonllm_engine_total_kv_tokens",
+    "cached_kv_blocks": "tritonllm_engine_cached_kv_blocks",
 }
 KV_USAGE = "tritonllm_kv_cache_usage_perc"
 FINISHED = "tritonllm_request_success_total"
