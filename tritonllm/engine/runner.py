@@ -85,6 +85,87 @@ def onednn_linear_works() -> bool:
     return torch.allclose(y, F.linear(x, weight), atol=1e-4)
 
 
+class Int8Linear:
+    """``y ≈ x @ (q * scale[:, None]).T + bias`` with int8 weights ``q [out, in]`` and one fp32
+    scale per output channel (symmetric, TensorRT-LLM's per-channel weight-only recipe).
+
+    Kernel: fbgemm's dynamic int8 linear (``quantized::linear_prepack`` +
+    ``quantized::linear_dynamic``), which quantizes its input to uint8 with one scale per call,
+    multiplies in int32 and rescales to fp32. Used as is, that costs accuracy (SmolLM2: +12 %
+    perplexity): one scale per call is set by the batch's largest row, and on CPUs without
+    VNNI activations get 7 bits (``reduce_range``: AVX2's ``vpmaddubsw`` adds pairs of
+    products in saturating int16; with 8 bits the output is garbage). So each call here:
+
+    1. scales every row to max |x| = 1 (per-row activation scales; a row's result no longer
+       depends on what else is in the batch), and
+    2. runs the kernel twice: on the rows, then on what rounding them to the kernel's 7-bit grid
+       lost (the grid is ``torch._choose_qparams_per_tensor``'s, the kernel's own choice), so
+       activations carry ~14 bits and the error left is the weights' int8 rounding.
+
+    SmolLM2, perplexity on the accuracy report's text: +0.6 % over fp32 with every linear layer
+    (lm_head included) in int8; ModelOpt's simulated int8 weight-only: +0.4 % (README).
+
+    Why this kernel (torch 2.13, torchao 0.18): ``torch._int_mm`` (what torchao's
+    ``Int8DynamicActivationInt8WeightConfig`` runs in eager mode) has no fast CPU path (~170x
+    slower than fbgemm here), ``aten._weight_int8pack_mm`` is 3x slower than fp32 at M=1, and
+    oneDNN's fp16 weights need AVX512-FP16 or AVX-NE-CONVERT. torch deprecated the qint8
+    tensor type (pytorch/pytorch#184982) that ``linear_prepack`` takes: it is built once per
+    weight at load (:func:`fbgemm_pack`); the ops do not warn. :func:`int8_linear_works` says
+    whether they still exist; ``weights: int8`` refuses to start without them.
+    """
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor,
+                 bias: torch.Tensor | None = None) -> None:
+        self.out_features, self.in_features = qweight.shape
+        self.scale = scale
+        self.bias = bias
+        self.packed = fbgemm_pack(qweight, scale, None)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True).clamp_(min=1e-30)
+        x = x / rows
+        scale, zero_point = torch._choose_qparams_per_tensor(x, True)
+        lost = x - torch.fake_quantize_per_tensor_affine(x, scale, zero_point, 0, 127)
+        y = torch.ops.quantized.linear_dynamic(x, self.packed, True)
+        y = y.add_(torch.ops.quantized.linear_dynamic(lost, self.packed, True)).mul_(rows)
+        return y if self.bias is None else y.add_(self.bias)
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "Int8Linear":
+        return cls(*quantize_per_channel(weight), bias)
+
+
+def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel: ``scale = max|w_row| / 127``, ``q = round(w / scale)``
+    (what TensorRT-LLM does to a W8A16 checkpoint's weights when it builds the engine)."""
+    weight = weight.float()
+    scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+    q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.contiguous(), scale
+
+
+def fbgemm_pack(qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+    """fbgemm's packed int8 weight from plain int8 values and per-row scales."""
+    import warnings
+
+    zero = torch.zeros(qweight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # the qint8 dtype's deprecation: see Int8Linear
+        warnings.simplefilter("ignore", UserWarning)
+        qtensor = torch._make_per_channel_quantized_tensor(qweight, scale.double(), zero, 0)
+    return torch.ops.quantized.linear_prepack(qtensor, bias)
+
+
+def int8_linear_works() -> bool:
+    """True when fbgemm's dynamic int8 linear exists here and computes what it should."""
+    try:
+        weight, x = torch.randn(24, 16), torch.randn(3, 16)
+        y = Int8Linear.from_float(weight)(x)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    reference = F.linear(x, weight)
+    return bool((y - reference).norm() <= 0.05 * reference.norm())
+
+
 @dataclass
 class LayerWeights:
     """One decoder layer, fused: ``qkv`` ``[hidden] → [(H + 2*KV) * d]``, ``o``
@@ -147,8 +228,13 @@ class ModelRunner:
     """Owns the weights and the KV cache; ``forward(batch)`` returns the sampled rows' logits."""
 
     def __init__(self, hf_config, state_dict: Mapping[str, torch.Tensor],
-                 config: EngineConfig) -> None:
+                 config: EngineConfig, int8: bool | None = None) -> None:
+        """``int8``: int8 weights (:class:`Int8Linear`); None: ``config.weights == "int8"``."""
         self._check_model(hf_config, config)
+        self.int8 = config.weights == "int8" if int8 is None else int8
+        if self.int8 and not int8_linear_works():
+            raise ValueError("weights: int8 needs fbgemm's dynamic int8 linear "
+                             "(torch.ops.quantized.linear_dynamic), missing in this torch build")
         torch.set_num_threads(config.num_threads)  # process-wide in torch
         self.hf_config = hf_config
         self.config = config
@@ -230,12 +316,14 @@ class ModelRunner:
         self.final_norm = get("model.norm.weight")
         tied = getattr(self.hf_config, "tie_word_embeddings", False)
         head = None if tied else get("lm_head.weight", optional=True)
-        self.lm_head = Linear(self.embed if head is None else head)
+        self.lm_head = self._linear(self.embed if head is None else head, None)
         self.layers = [self._layer_weights(get, i) for i in range(self.num_layers)]
         self._check_shapes()
 
-    @staticmethod
-    def _layer_weights(get, i: int) -> LayerWeights:
+    def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        return Int8Linear.from_float(weight, bias) if self.int8 else Linear(weight, bias)
+
+    def _layer_weights(self, get, i: int) -> LayerWeights:
         p = f"model.layers.{i}."
 
         def fused(names: list[str], suffix: str) -> torch.Tensor | None:
@@ -244,8 +332,8 @@ class ModelRunner:
                 return None
             return torch.cat(parts, dim=0).contiguous()
 
-        def linear(names: list[str]) -> Linear:
-            return Linear(fused(names, ".weight"), fused(names, ".bias"))
+        def linear(names: list[str]):
+            return self._linear(fused(names, ".weight"), fused(names, ".bias"))
 
         return LayerWeights(
             input_norm=get(p + "input_layernorm.weight"),
@@ -293,15 +381,29 @@ class ModelRunner:
     # ---- the step ------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def forward(self, batch: ScheduledBatch) -> torch.Tensor:
+    def forward(self, batch: ScheduledBatch, all_tokens: bool = False) -> torch.Tensor:
         """Run one step: write the batch's K/V into the cache and return the logits of each row
-        with ``sample`` True, in row order: ``[num_sampled_rows, vocab_size]`` fp32."""
+        with ``sample`` True, in row order: ``[num_sampled_rows, vocab_size]`` fp32.
+        ``all_tokens``: the logits of every token of the step instead, ``[T, vocab_size]``."""
         step = self.prepare(batch)
         x = self.embed[step.input_ids]
         for index, layer in enumerate(self.layers):
             x = self._decoder_layer(index, layer, x, step)
-        last = F.rms_norm(x[step.sample_tokens], (self.hidden_size,), self.final_norm, self.eps)
-        return self.lm_head(last)
+        last = x if all_tokens else x[step.sample_tokens]
+        return self.lm_head(F.rms_norm(last, (self.hidden_size,), self.final_norm, self.eps))
+
+    def prompt_logits(self, token_ids: list[int]) -> torch.Tensor:
+        """The next-token logits after every prefix of ``token_ids``, ``[n, vocab_size]``, from
+        one prefill in cache blocks ``0..`` (for scoring text, e.g. perplexity; never while an
+        engine serves from this runner)."""
+        n, size = len(token_ids), self.config.block_size
+        if n > min(self.config.kv_cache_tokens, self.config.max_seq_len):
+            raise ValueError(f"token_ids: {n} tokens exceed the KV cache or max_seq_len")
+        batch = ScheduledBatch(query_lens=[n], context_lens=[n],
+                               block_tables=[list(range(-(-n // size)))], sample=[True],
+                               input_ids=list(token_ids), positions=list(range(n)),
+                               slot_mapping=list(range(n)))
+        return self.forward(batch, all_tokens=True)
 
     def prepare(self, batch: ScheduledBatch) -> StepTensors:
         """Turn the scheduler's lists into the step's index tensors."""
@@ -336,7 +438,7 @@ class ModelRunner:
         """Per row after the decodes: token range, cached-context blocks and causal mask."""
         specs = []
         size = self.config.block_size
-        for i in range(batch.num_decodes, batch.num_rows):
+        for i in range(batch.num_decodes, len(batch.query_lens)):
             n, context = batch.query_lens[i], batch.context_lens[i]
             if context == n:  # the chunk is the whole context: plain causal attention
                 specs.append((ends[i] - n, ends[i], None, context, None))
