@@ -6,22 +6,26 @@ well here: config parsing (``AutoConfig``), RoPE frequencies for every ``rope_ty
 and checkpoint loading (safetensors, or ``from_pretrained`` for other formats). The forward is
 ours, shaped for inflight batching on CPU:
 
-- fp32 weights (quantized matmuls are slower on these CPUs, DESIGN.md §4); q/k/v fused into one
-  weight and gate/up into another, so each layer runs 4 matmuls;
+- fp32 weights by default (greedy output equal to transformers'), or int8 weights per output
+  channel (``weights: int8``, :class:`Int8Linear`: ~4x fewer bytes per step, fbgemm's kernels);
+  q/k/v fused into one weight and gate/up into another, so each layer runs 4 matmuls;
 - every linear layer runs once over all of the step's tokens flattened to ``[T, hidden]``
   (decode rows and prompt chunks together), so weights are read once per step (a decode step
   is bound by reading the weights; ``Linear`` uses oneDNN's packed kernels for that);
 - new K/V are scattered into the cache with the step's ``slot_mapping``;
-- attention: the decode rows together: their cached K/V gathered with one ``index_select`` of
-  whole blocks per layer into ``[B, max_context, kv_heads, head_dim]``, padding masked out;
-  each prompt chunk separately, causal within the chunk and attending its cached prefix.
+- attention: a lone decode row with consecutive blocks attends to a view of the cache; several
+  decode rows together: their cached K/V gathered with one ``index_select`` of whole blocks
+  per layer into ``[B, max_context, kv_heads, head_dim]``, padding masked out; each prompt
+  chunk separately, causal within the chunk and attending its cached prefix;
+- the residual stream is updated in place and SiLU runs in place (fewer allocations per layer).
 
 KV cache: ``[num_layers, 2, num_blocks, block_size, kv_heads, head_dim]`` fp32, zero-filled,
 allocated once; block ids come from ``kv_cache.BlockManager``.
 
-Two construction seams: ``ModelRunner.from_hf_dir(path, config)`` for a Hugging Face checkpoint
-directory, and ``ModelRunner.from_state_dict(hf_config, state_dict, config)`` for weights already
-in memory under Hugging Face Llama names (used to serve TensorRT-LLM checkpoints converted back).
+Construction seams: ``ModelRunner.from_dir(path, config)`` for a Hugging Face checkpoint
+directory (``from_hf_dir``) or a TensorRT-LLM checkpoint (``from_trtllm_checkpoint``: full
+precision or W8A16, any TP/PP split), and ``ModelRunner.from_state_dict(hf_config,
+state_dict, config)`` for weights already in memory under Hugging Face Llama names.
 """
 
 from __future__ import annotations
@@ -187,7 +191,9 @@ class StepTensors:
     ``cos``/``sin``: ``[T, 1, d]``. Decode rows are the batch's first ``num_decodes`` rows, one
     token each (tokens ``0..B-1``): ``decode_blocks`` holds their block tables padded to the
     longest, flattened ``[B * nblk]``, and ``decode_mask`` ``[B, 1, 1, nblk * block_size]``
-    (True = a real context position). ``prefills``: per other row ``(first_token, stop_token,
+    (True = a real context position). ``decode_runs``: when every decode row's blocks are
+    consecutive ids, each row's ``(first slot, last slot + 1)`` in the flat cache (then the
+    tables are not built); else None. ``prefills``: per other row ``(first_token, stop_token,
     blocks [nblk] or None when the chunk is the whole context, context_len, mask [n, context]
     or None for plain causal)``.
     """
@@ -200,12 +206,22 @@ class StepTensors:
     num_decodes: int
     decode_blocks: torch.Tensor | None
     decode_mask: torch.Tensor | None
+    decode_runs: list[tuple[int, int]] | None
     prefills: list[tuple[int, int, torch.Tensor | None, int, torch.Tensor | None]]
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def is_trtllm_checkpoint(path: Path) -> bool:
+    """A TensorRT-LLM checkpoint dir: ``config.json`` with ``mapping`` and ``rank0`` weights."""
+    import json
+
+    config = path / "config.json"
+    return ((path / "rank0.safetensors").is_file() and config.is_file()
+            and "mapping" in json.loads(config.read_text()))
 
 
 def load_hf_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -225,7 +241,14 @@ def load_hf_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 class ModelRunner:
-    """Owns the weights and the KV cache; ``forward(batch)`` returns the sampled rows' logits."""
+    """Owns the weights and the KV cache; ``forward(batch)`` returns the sampled rows' logits.
+
+    ``decode_views``: a lone decode row whose blocks are consecutive attends to a view of the
+    cache (no gather); False gathers always (the A/B baseline of ``make bench-engine``). With
+    several decode rows one gathered, batched call measured faster here than one call per row.
+    """
+
+    decode_views = True
 
     def __init__(self, hf_config, state_dict: Mapping[str, torch.Tensor],
                  config: EngineConfig, int8: bool | None = None) -> None:
@@ -260,6 +283,34 @@ class ModelRunner:
         path = Path(path)
         hf_config = AutoConfig.from_pretrained(str(path))
         return cls(hf_config, load_hf_state_dict(path), config)
+
+    @classmethod
+    def from_dir(cls, path: str | Path, config: EngineConfig) -> "ModelRunner":
+        """A Hugging Face checkpoint directory, or a TensorRT-LLM checkpoint directory
+        (``config.json`` with a ``mapping`` + ``rank*.safetensors``, as ``tritonllm build``
+        exports it): see :meth:`from_trtllm_checkpoint`."""
+        if is_trtllm_checkpoint(Path(path)):
+            return cls.from_trtllm_checkpoint(path, config)
+        return cls.from_hf_dir(path, config)
+
+    @classmethod
+    def from_trtllm_checkpoint(cls, path: str | Path, config: EngineConfig,
+                               **hf_config_overrides) -> "ModelRunner":
+        """Serve a full-precision or W8A16 TensorRT-LLM Llama checkpoint of any TP/PP split.
+
+        The shards are joined back into Hugging Face tensors (``trtllm_checkpoint``). A W8A16
+        checkpoint (``tritonllm build`` mode ``int8_wo``) holds 16-bit weights that TensorRT-LLM
+        quantizes per output channel when it builds the engine; with ``weights: auto`` (or
+        ``int8``) this runner does the same rounding and serves int8 weights, so the CPU twin
+        computes with the numbers the GPU engine does. ``hf_config_overrides`` (e.g.
+        ``eos_token_id``) go into the ``LlamaConfig``: the checkpoint does not record them.
+        """
+        from tritonllm.build import trtllm_checkpoint
+
+        algo = (trtllm_checkpoint.read_config(path).get("quantization") or {}).get("quant_algo")
+        hf_config, state = trtllm_checkpoint.load_as_hf(path, **hf_config_overrides)
+        int8 = config.weights == "int8" or (config.weights == "auto" and algo == "W8A16")
+        return cls(hf_config, state, config, int8=int8)
 
     @classmethod
     def from_state_dict(cls, hf_config, state_dict: Mapping[str, torch.Tensor],
@@ -410,15 +461,28 @@ class ModelRunner:
         positions = torch.tensor(batch.positions, dtype=torch.long)
         ends = torch.tensor(batch.query_lens, dtype=torch.long).cumsum(0)
         sampled = torch.tensor(batch.sample, dtype=torch.bool)
-        blocks, mask = self._decode_blocks(batch)
+        lone = self.decode_views and batch.num_decodes == 1
+        runs = self._decode_runs(batch) if lone else None
+        blocks, mask = self._decode_blocks(batch) if runs is None else (None, None)
         return StepTensors(
             input_ids=torch.tensor(batch.input_ids, dtype=torch.long),
             slot_mapping=torch.tensor(batch.slot_mapping, dtype=torch.long),
             cos=self.cos[positions].unsqueeze(1), sin=self.sin[positions].unsqueeze(1),
             sample_tokens=(ends - 1)[sampled], num_decodes=batch.num_decodes,
-            decode_blocks=blocks, decode_mask=mask,
+            decode_blocks=blocks, decode_mask=mask, decode_runs=runs,
             prefills=self._prefill_specs(batch, ends.tolist()),
         )
+
+    def _decode_runs(self, batch: ScheduledBatch) -> list[tuple[int, int]] | None:
+        """Each decode row's context as one slot range, when its blocks are consecutive."""
+        size, runs = self.config.block_size, []
+        for table, context in zip(batch.block_tables[:batch.num_decodes], batch.context_lens):
+            first, count = table[0], -(-context // size)
+            if table[count - 1] - first != count - 1 or table[:count] != list(
+                    range(first, first + count)):
+                return None
+            runs.append((first * size, first * size + context))
+        return runs
 
     def _decode_blocks(self, batch: ScheduledBatch):
         """Padded block tables ``[B * nblk]`` and context mask ``[B, 1, 1, nblk * bs]``."""
@@ -452,24 +516,41 @@ class ModelRunner:
 
     def _decoder_layer(self, index: int, w: LayerWeights, x: torch.Tensor,
                        step: StepTensors) -> torch.Tensor:
-        h = F.rms_norm(x, (self.hidden_size,), w.input_norm, self.eps)
-        attn = self._attention(index, w.qkv(h), step)
-        x = x + w.o(attn)
-        h = F.rms_norm(x, (self.hidden_size,), w.post_norm, self.eps)
-        gate, up = w.gate_up(h).chunk(2, dim=-1)
-        return x + w.down(F.silu(gate) * up)
+        """One layer; ``x`` is updated in place (the residual stream is this step's own)."""
+        q, k, v = self._rope(w.qkv(self._norm(x, w.input_norm)), step)
+        self._write_kv(index, k, v, step)
+        x += w.o(self._attention(index, q, k, v, step))
+        x += w.down(self._silu_mul(w.gate_up(self._norm(x, w.post_norm))))
+        return x
 
-    def _attention(self, index: int, qkv: torch.Tensor, step: StepTensors) -> torch.Tensor:
-        """``qkv [T, (H+2KV)*d]`` → attention output ``[T, H*d]``; writes K/V to the cache."""
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (self.hidden_size,), weight, self.eps)
+
+    @staticmethod
+    def _silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+        """``silu(gate) * up`` of the fused ``[T, 2I]`` projection (gate computed in place)."""
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.silu(gate, inplace=True).mul_(up)
+
+    def _rope(self, qkv: torch.Tensor, step: StepTensors):
+        """``qkv [T, (H+2KV)*d]`` → rotated ``q [T, H, d]``, ``k [T, KV, d]`` and ``v``."""
         t, hq, hk, d = qkv.shape[0], self.num_heads, self.num_kv_heads, self.head_dim
         qk = qkv[:, :(hq + hk) * d].view(t, hq + hk, d)
         qk = qk * step.cos + _rotate_half(qk) * step.sin
-        q, k = qk[:, :hq], qk[:, hq:]
-        v = qkv[:, (hq + hk) * d:].view(t, hk, d)
+        return qk[:, :hq], qk[:, hq:], qkv[:, (hq + hk) * d:].view(t, hk, d)
+
+    def _write_kv(self, index: int, k: torch.Tensor, v: torch.Tensor,
+                  step: StepTensors) -> None:
         cache = self.kv_cache[index]  # [2, num_blocks, block_size, KV, d]
-        cache[0].view(-1, hk, d).index_copy_(0, step.slot_mapping, k)
-        cache[1].view(-1, hk, d).index_copy_(0, step.slot_mapping, v)
-        out = torch.empty(t, hq, d, dtype=qkv.dtype)
+        cache[0].view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, step.slot_mapping, k)
+        cache[1].view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, step.slot_mapping, v)
+
+    def _attention(self, index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   step: StepTensors) -> torch.Tensor:
+        """Attention of the step's queries ``q [T, H, d]`` over their contexts: ``[T, H*d]``."""
+        t, hq, d = q.shape
+        cache = self.kv_cache[index]
+        out = torch.empty(t, hq, d, dtype=q.dtype)
         b = step.num_decodes
         if b:
             out[:b] = self._decode_attention(q[:b], cache, step)
@@ -490,7 +571,18 @@ class ModelRunner:
 
     def _decode_attention(self, q: torch.Tensor, cache: torch.Tensor,
                           step: StepTensors) -> torch.Tensor:
-        """One query per row ``q [B, H, d]`` against its padded cached context: ``[B, H, d]``."""
+        """One query per row ``q [B, H, d]`` against its cached context: ``[B, H, d]``.
+
+        Rows whose blocks are one run of consecutive block ids (the usual case: the block
+        manager hands out and takes back blocks in order) attend to a view of the cache, one
+        call per row, with no copy; otherwise all rows' blocks are gathered into one padded,
+        masked batch."""
+        if step.decode_runs is not None:
+            flat = cache.view(2, -1, self.num_kv_heads, self.head_dim)
+            return torch.cat([F.scaled_dot_product_attention(
+                q[i, :, None][None], flat[0, start:stop].transpose(0, 1)[None],
+                flat[1, start:stop].transpose(0, 1)[None], enable_gqa=True)[0, :, 0][None]
+                for i, (start, stop) in enumerate(step.decode_runs)])
         b, length = q.shape[0], step.decode_mask.shape[-1]
         keys, values = self._gather(cache, step.decode_blocks, b, length)
         out = F.scaled_dot_product_attention(
