@@ -100,8 +100,8 @@ class Int8Linear:
     VNNI activations get 7 bits (``reduce_range``: AVX2's ``vpmaddubsw`` adds pairs of
     products in saturating int16; with 8 bits the output is garbage). So each call here:
 
-    1. scales every row to max |x| = 1 (per-row activation scales; a row's result no longer
-       depends on what else is in the batch), and
+    1. scales every row to max |x| = 1 (per-row activation scales: a prompt's small rows no
+       longer share one coarse grid with its largest row), and
     2. runs the kernel twice: on the rows, then on what rounding them to the kernel's 7-bit grid
        lost (the grid is ``torch._choose_qparams_per_tensor``'s, the kernel's own choice), so
        activations carry ~14 bits and the error left is the weights' int8 rounding.
