@@ -86,7 +86,7 @@ bench: model
 	$(BIN)/tritonllm bench serving --num-threads 1
 
 bench-engine: model
-	$(BIN)/tritonllm bench engine --num-threads 1 --kv-cache-tokens 8192
+	$(BIN)/tritonllm bench engine --num-threads 1 --kv-cache-tokens 8192 --profile
 
 # Against a running server (make serve in another terminal).
 loadtest: model
