@@ -86,7 +86,7 @@ bench: model
 	$(BIN)/tritonllm bench serving --num-threads 1
 
 bench-engine: model
-	$(BIN)/tritonllm bench engine --num-threads 1 --kv-cache-tokens 8192
+	$(BIN)/tritonllm bench engine --num-threads 1 --kv-cache-tokens 8192 --profile
 
 # The ensemble's capacity: real tritonserver, pre/postprocessing and ensemble, a SYNTHETIC
 # token source in place of the engine (benchmark only; see README, Ensemble capacity).

@@ -244,6 +244,18 @@ def test_rule_cpu_target_is_full_precision_single_process():
                     parallel={"tp_size": 3}), "cpu target runs one process")
 
 
+def test_cpu_target_int8_wo_serves_the_engines_int8_weights():
+    from tritonllm.build.repo_values import cpu_engine_parameters
+
+    assert _problems("smollm2-135m", target={"gpu": "cpu"}, quantization={"mode": "int8_wo"}) == []
+    profile = from_dict({"name": "c", "model": {"dir": "/absent", "architecture": "smollm2-135m"},
+                         "target": {"gpu": "cpu"}, "quantization": {"mode": "int8_wo"}})
+    assert cpu_engine_parameters(profile, 4096, Path("/m"))["weights"] == "int8"
+    plain = from_dict({"name": "c", "model": {"dir": "/absent", "architecture": "smollm2-135m"},
+                       "target": {"gpu": "cpu"}})
+    assert cpu_engine_parameters(plain, 4096, Path("/m"))["weights"] == "auto"
+
+
 def test_warning_when_kv_holds_fewer_sequences_than_the_batch():
     p = plan(from_dict({"name": "w", "model": {"dir": "/absent", "architecture": "llama-3.1-8b"},
                         "limits": {"max_batch_size": 256, "max_num_tokens": 8192}}),

@@ -118,3 +118,37 @@ def test_cpu_engine_serves_a_smollm2_tp3_export_like_the_source(export, model_di
     reference = _greedy_reference(_fp16_rounded_model(model_dir), prompts, 10)
     assert _greedy_engine(hf_config, state, prompts, 10) == reference
     assert "Paris" in tokenizer.decode(reference[0])
+
+
+def test_cpu_engine_serves_an_int8_weight_only_export_with_int8_weights(export, tiny_llama_dir,
+                                                                        tiny):
+    """A W8A16 export (mode int8_wo, TP 2) is served with int8 weights per output channel: the
+    same numbers as the source model's fp16 weights quantized the way TensorRT-LLM does."""
+    from dataclasses import replace
+
+    from transformers import AutoConfig
+
+    from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine
+    from tritonllm.engine.runner import Int8Linear, ModelRunner
+
+    ckpt = export(tiny_llama_dir, "tiny-int8wo", tp=2, mode="int8_wo", kv_cache="none")
+    assert trtllm_checkpoint.read_config(ckpt)["quantization"]["quant_algo"] == "W8A16"
+    config = EngineConfig(max_batch_size=2, max_num_tokens=64, max_input_len=32,
+                          max_seq_len=64, kv_cache_tokens=256, num_threads=2)
+    engine = LLMEngine(ckpt, config)  # a checkpoint directory, weights: auto
+    served = engine.runner
+    assert served.int8 and all(isinstance(linear, Int8Linear) for layer in served.layers
+                               for linear in (layer.qkv, layer.o, layer.gate_up, layer.down))
+    _, source = tiny
+    expected = ModelRunner.from_state_dict(AutoConfig.from_pretrained(str(tiny_llama_dir)),
+                                           source, replace(config, weights="int8"))
+    assert torch.equal(served.layers[1].gate_up.scale, expected.layers[1].gate_up.scale)
+    prompt = [1, 17, 300, 42, 7, 99]
+    logits = expected.prompt_logits(prompt)
+    assert torch.equal(served.prompt_logits(prompt), logits)
+    try:
+        [outputs] = engine.generate([GenerationRequest("w8", prompt, 8, end_id=-1)], timeout=300)
+    finally:
+        engine.shutdown()
+    assert outputs[-1].token_ids[len(prompt)] == logits[-1].argmax().item()
+    assert len(outputs[-1].token_ids) == len(prompt) + 8

@@ -178,6 +178,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--static-batch-size", type=int, default=8)
     parser.add_argument("--skip-transformers", action="store_true",
                         help="measure only the engine (no baselines, no ratios)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where a decode step's time goes, for fp32 and int8 "
+                             "weights at batch 1 and 8 (tritonllm.bench.step_profile)")
+    parser.add_argument("--profile-only", action="store_true",
+                        help="print only that breakdown (no throughput runs)")
+    parser.add_argument("--profile-context", type=int, default=256,
+                        help="cached tokens per row in the profiled decode steps (default 256)")
     add_dataclass_options(parser, EngineConfig, "engine")
 
 
@@ -197,6 +204,13 @@ def run(args) -> int:
     codec = TextCodec.from_dir(model_dir)
     items = mixed_workload(args.requests)
     prompts = [codec.encode(item.prompt) for item in items]
+    if args.profile or args.profile_only:
+        from tritonllm.bench.step_profile import run_profile
+
+        print(run_profile(model_dir, config, ["fp32", "int8"], [1, 8], args.profile_context,
+                          reps=10))
+        if args.profile_only:
+            return 0
     print(f"model {model_dir}\n{len(items)} requests, {sum(i.output_tokens for i in items)} "
           f"output tokens, torch threads {config.num_threads}")
     results = []

@@ -10,6 +10,12 @@ with the unquantized float32 model:
   that equal the reference's, over ``corpus.PROMPTS``.
 
 Mode ``none`` is the 16-bit checkpoint: float32 weights rounded through float16.
+
+``engine_weights`` adds the CPU engine's own serving paths (``EngineConfig.weights``), measured
+the same way through ``ModelRunner`` (perplexity and top-1 from one prefill per window, greedy
+tokens from ``LLMEngine``): rows ``CPU engine fp32`` (should equal the reference) and
+``CPU engine int8`` (int8 weights per channel, fbgemm's kernels; what ``--weights int8`` and a
+cpu profile with ``quantization.mode: int8_wo`` serve).
 Written as ``accuracy.json`` and ``accuracy.md`` (a Markdown table).
 """
 
@@ -130,7 +136,8 @@ def run_report(model_dir: Path, modes: list[str], kv_cache: str = "none", group_
                new_tokens: int = 32, out_dir: Path | None = None, calibration_samples: int = 16,
                calibration_max_len: int = 256, awq_alpha_step: float = 0.1,
                smoothquant_alpha: float = 0.5, prompts: tuple[str, ...] = corpus.PROMPTS,
-               heldout_text: str = corpus.HELDOUT) -> AccuracyReport:
+               heldout_text: str = corpus.HELDOUT, engine_weights: tuple[str, ...] = ()
+               ) -> AccuracyReport:
     """Measure every mode in ``modes`` (see the module docstring); write JSON + Markdown when
     ``out_dir`` is given."""
     from transformers import AutoModelForCausalLM
@@ -153,6 +160,11 @@ def run_report(model_dir: Path, modes: list[str], kv_cache: str = "none", group_
                       smoothquant_alpha=smoothquant_alpha)
         result = evaluate(simulated(model, tokenizer, q), heldout, prompt_ids, new_tokens)
         rows.append(_row(q, reference, result, time.monotonic() - start))
+    for weights in tqdm(engine_weights, desc="CPU engine", unit="weights"):
+        start = time.monotonic()
+        result = engine_outputs(model_dir, weights, heldout, prompt_ids, new_tokens)
+        rows.append(_row(QuantSpec(mode="none"), reference, result, time.monotonic() - start,
+                         mode=f"CPU engine {weights}", settings=_ENGINE_SETTINGS[weights]))
     report = AccuracyReport(Path(model_dir).name, math.exp(reference.nll), len(ids), new_tokens,
                             len(prompts), tuple(rows))
     if out_dir is not None:
@@ -174,10 +186,43 @@ def check_simulable(modes: list[str]) -> None:
                              "verification do run on CPU")
 
 
-def _row(q: QuantSpec, reference: _Outputs, result: _Outputs, seconds: float) -> ModeAccuracy:
+_ENGINE_SETTINGS = {"fp32": "weights fp32", "int8": "weights int8 per channel"}
+
+
+def engine_outputs(model_dir: Path, weights: str, heldout: list[torch.Tensor],
+                   prompts: list[list[int]], new_tokens: int) -> _Outputs:
+    """``evaluate`` through the CPU engine's runner with ``weights`` (fp32 or int8)."""
+    from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine, SamplingParams
+    from tritonllm.engine.runner import ModelRunner
+
+    longest = max([len(w) for w in heldout] + [len(p) + new_tokens for p in prompts])
+    config = EngineConfig(max_batch_size=8, max_num_tokens=max(longest, 8),
+                          max_input_len=longest, max_seq_len=longest + 1,
+                          kv_cache_tokens=8 * (longest + 1),
+                          num_threads=torch.get_num_threads(), weights=weights)
+    runner = ModelRunner.from_hf_dir(model_dir, config)
+    total, count, argmax = 0.0, 0, []
+    for ids in heldout:
+        logits = runner.prompt_logits(ids.tolist())[:-1]
+        total += torch.nn.functional.cross_entropy(logits, ids[1:], reduction="sum").item()
+        count += len(ids) - 1
+        argmax.append(logits.argmax(-1))
+    engine = LLMEngine(runner, config)
+    try:
+        outputs = engine.generate([GenerationRequest(
+            f"accuracy-{i}", p, new_tokens, exclude_input_in_output=True,
+            sampling=SamplingParams(min_tokens=new_tokens)) for i, p in enumerate(prompts)])
+    finally:
+        engine.shutdown()
+    return _Outputs(total / count, torch.cat(argmax), [o[-1].token_ids for o in outputs])
+
+
+def _row(q: QuantSpec, reference: _Outputs, result: _Outputs, seconds: float,
+         mode: str | None = None, settings: str | None = None) -> ModeAccuracy:
     ppl, ref_ppl = math.exp(result.nll), math.exp(reference.nll)
     return ModeAccuracy(
-        mode=q.mode, settings=_settings(q), kv_cache=q.kv_cache, perplexity=ppl,
+        mode=mode or q.mode, settings=_settings(q) if settings is None else settings,
+        kv_cache=q.kv_cache, perplexity=ppl,
         perplexity_change_pct=100 * (ppl / ref_ppl - 1),
         top1_agreement=(result.argmax == reference.argmax).float().mean().item(),
         greedy_agreement=agreement(result.greedy, reference.greedy), seconds=seconds)

@@ -138,9 +138,22 @@ def _accuracy_parser(subparsers) -> None:
                    help="int8_sq migration strength (default from the profile dataclass; "
                         "SmolLM2 does best near 0.8)")
     p.add_argument("--new-tokens", type=int, default=32, help="greedy tokens per prompt")
+    p.add_argument("--engine-weights", default="fp32,int8",
+                   help="the CPU engine's weight modes to measure too, comma-separated "
+                        "(default fp32,int8; '' for none)")
     p.add_argument("--output-dir", type=Path, default=Path("."),
                    help="where accuracy.json and accuracy.md go (default: .)")
     p.set_defaults(handler=_accuracy)
+
+
+def _engine_weights(text: str) -> tuple[str, ...]:
+    from tritonllm.engine.config import WEIGHT_MODES
+
+    weights = tuple(w.strip() for w in text.split(",") if w.strip())
+    unknown = [w for w in weights if w not in WEIGHT_MODES or w == "auto"]
+    if unknown:
+        raise ValueError(f"--engine-weights: {unknown} not among fp32, int8")
+    return weights
 
 
 def _accuracy(args) -> int:
@@ -151,6 +164,7 @@ def _accuracy(args) -> int:
     report = run_report(resolve_model_dir(args.model), modes, kv_cache=args.kv_cache,
                         group_size=args.group_size, new_tokens=args.new_tokens,
                         smoothquant_alpha=args.smoothquant_alpha,
+                        engine_weights=_engine_weights(args.engine_weights),
                         out_dir=args.output_dir)
     print(report.markdown())
     return 0

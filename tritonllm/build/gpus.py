@@ -6,7 +6,8 @@ Compute capability decides which precisions the engine can use: FP8 needs Ada (s
 (sm90) and later, NVFP4 needs Blackwell (sm100). Sources: NVIDIA's product datasheets and the
 CUDA GPU compute-capability table (developer.nvidia.com/cuda-gpus).
 
-``cpu`` is the CPU twin (DESIGN §1): no compute capability, serves full precision only.
+``cpu`` is the CPU twin (DESIGN §1): no compute capability, serves full precision, or int8
+weights with ``quantization.mode: int8_wo``.
 """
 
 from __future__ import annotations

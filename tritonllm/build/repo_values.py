@@ -9,7 +9,8 @@ backend's parameters): ``engine_dir`` (``serving.engine_dir`` or the build's eng
 ``batch_scheduler_policy``, ``kv_cache_free_gpu_mem_fraction``, ``enable_kv_cache_reuse``,
 ``enable_chunked_context``, ``max_queue_delay_microseconds``. The ``cpu`` target fills the CPU
 engine's parameters from the same limits and serving switches (``enable_kv_cache_reuse`` too),
-with the planner's KV capacity as its cache size.
+with the planner's KV capacity as its cache size, and ``quantization.mode: int8_wo`` as the
+CPU engine's int8 weights (``weights: int8``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def cpu_engine_parameters(profile: BuildProfile, kv_cache_tokens: int, model_dir
         scheduler_policy=profile.serving.batch_scheduler_policy,
         enable_chunked_context=profile.serving.enable_chunked_context,
         enable_kv_cache_reuse=profile.serving.enable_kv_cache_reuse,
-        max_queue_size=profile.serving.max_queue_size)
+        max_queue_size=profile.serving.max_queue_size,
+        weights="int8" if profile.quantization.mode == "int8_wo" else "auto")
     return {"model_dir": str(model_dir), **config.to_parameters()}
 
 

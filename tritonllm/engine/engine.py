@@ -87,7 +87,8 @@ class EngineStats:
 class LLMEngine:
     """Serve generation requests with inflight batching on one ``ModelRunner``.
 
-    ``model_dir_or_runner``: a Hugging Face Llama checkpoint directory, or a ``ModelRunner``
+    ``model_dir_or_runner``: a Hugging Face Llama checkpoint directory, a TensorRT-LLM
+    checkpoint directory (``ModelRunner.from_dir``), or a ``ModelRunner``
     (e.g. from ``ModelRunner.from_state_dict``) built with the same ``config``.
     """
 
@@ -97,7 +98,7 @@ class LLMEngine:
 
         if isinstance(model_dir_or_runner, (str, Path)):
             config = config or EngineConfig()
-            model_dir_or_runner = ModelRunner.from_hf_dir(model_dir_or_runner, config)
+            model_dir_or_runner = ModelRunner.from_dir(model_dir_or_runner, config)
         self.runner = model_dir_or_runner
         self.config = config or self.runner.config
         if self.runner.config != self.config:

@@ -6,22 +6,26 @@ well here: config parsing (``AutoConfig``), RoPE frequencies for every ``rope_ty
 and checkpoint loading (safetensors, or ``from_pretrained`` for other formats). The forward is
 ours, shaped for inflight batching on CPU:
 
-- fp32 weights (quantized matmuls are slower on these CPUs, DESIGN.md §4); q/k/v fused into one
-  weight and gate/up into another, so each layer runs 4 matmuls;
+- fp32 weights by default (greedy output equal to transformers'), or int8 weights per output
+  channel (``weights: int8``, :class:`Int8Linear`: ~4x fewer bytes per step, fbgemm's kernels);
+  q/k/v fused into one weight and gate/up into another, so each layer runs 4 matmuls;
 - every linear layer runs once over all of the step's tokens flattened to ``[T, hidden]``
   (decode rows and prompt chunks together), so weights are read once per step (a decode step
   is bound by reading the weights; ``Linear`` uses oneDNN's packed kernels for that);
 - new K/V are scattered into the cache with the step's ``slot_mapping``;
-- attention: the decode rows together: their cached K/V gathered with one ``index_select`` of
-  whole blocks per layer into ``[B, max_context, kv_heads, head_dim]``, padding masked out;
-  each prompt chunk separately, causal within the chunk and attending its cached prefix.
+- attention: a lone decode row with consecutive blocks attends to a view of the cache; several
+  decode rows together: their cached K/V gathered with one ``index_select`` of whole blocks
+  per layer into ``[B, max_context, kv_heads, head_dim]``, padding masked out; each prompt
+  chunk separately, causal within the chunk and attending its cached prefix;
+- the residual stream is updated in place and SiLU runs in place (fewer allocations per layer).
 
 KV cache: ``[num_layers, 2, num_blocks, block_size, kv_heads, head_dim]`` fp32, zero-filled,
 allocated once; block ids come from ``kv_cache.BlockManager``.
 
-Two construction seams: ``ModelRunner.from_hf_dir(path, config)`` for a Hugging Face checkpoint
-directory, and ``ModelRunner.from_state_dict(hf_config, state_dict, config)`` for weights already
-in memory under Hugging Face Llama names (used to serve TensorRT-LLM checkpoints converted back).
+Construction seams: ``ModelRunner.from_dir(path, config)`` for a Hugging Face checkpoint
+directory (``from_hf_dir``) or a TensorRT-LLM checkpoint (``from_trtllm_checkpoint``: full
+precision or W8A16, any TP/PP split), and ``ModelRunner.from_state_dict(hf_config,
+state_dict, config)`` for weights already in memory under Hugging Face Llama names.
 """
 
 from __future__ import annotations
@@ -85,6 +89,87 @@ def onednn_linear_works() -> bool:
     return torch.allclose(y, F.linear(x, weight), atol=1e-4)
 
 
+class Int8Linear:
+    """``y ≈ x @ (q * scale[:, None]).T + bias`` with int8 weights ``q [out, in]`` and one fp32
+    scale per output channel (symmetric, TensorRT-LLM's per-channel weight-only recipe).
+
+    Kernel: fbgemm's dynamic int8 linear (``quantized::linear_prepack`` +
+    ``quantized::linear_dynamic``), which quantizes its input to uint8 with one scale per call,
+    multiplies in int32 and rescales to fp32. Used as is, that costs accuracy (SmolLM2: +12 %
+    perplexity): one scale per call is set by the batch's largest row, and on CPUs without
+    VNNI activations get 7 bits (``reduce_range``: AVX2's ``vpmaddubsw`` adds pairs of
+    products in saturating int16; with 8 bits the output is garbage). So each call here:
+
+    1. scales every row to max |x| = 1 (per-row activation scales: a prompt's small rows no
+       longer share one coarse grid with its largest row), and
+    2. runs the kernel twice: on the rows, then on what rounding them to the kernel's 7-bit grid
+       lost (the grid is ``torch._choose_qparams_per_tensor``'s, the kernel's own choice), so
+       activations carry ~14 bits and the error left is the weights' int8 rounding.
+
+    SmolLM2, perplexity on the accuracy report's text: +0.6 % over fp32 with every linear layer
+    (lm_head included) in int8; ModelOpt's simulated int8 weight-only: +0.4 % (README).
+
+    Why this kernel (torch 2.13, torchao 0.18): ``torch._int_mm`` (what torchao's
+    ``Int8DynamicActivationInt8WeightConfig`` runs in eager mode) has no fast CPU path (~170x
+    slower than fbgemm here), ``aten._weight_int8pack_mm`` is 3x slower than fp32 at M=1, and
+    oneDNN's fp16 weights need AVX512-FP16 or AVX-NE-CONVERT. torch deprecated the qint8
+    tensor type (pytorch/pytorch#184982) that ``linear_prepack`` takes: it is built once per
+    weight at load (:func:`fbgemm_pack`); the ops do not warn. :func:`int8_linear_works` says
+    whether they still exist; ``weights: int8`` refuses to start without them.
+    """
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor,
+                 bias: torch.Tensor | None = None) -> None:
+        self.out_features, self.in_features = qweight.shape
+        self.scale = scale
+        self.bias = bias
+        self.packed = fbgemm_pack(qweight, scale, None)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True).clamp_(min=1e-30)
+        x = x / rows
+        scale, zero_point = torch._choose_qparams_per_tensor(x, True)
+        lost = x - torch.fake_quantize_per_tensor_affine(x, scale, zero_point, 0, 127)
+        y = torch.ops.quantized.linear_dynamic(x, self.packed, True)
+        y = y.add_(torch.ops.quantized.linear_dynamic(lost, self.packed, True)).mul_(rows)
+        return y if self.bias is None else y.add_(self.bias)
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "Int8Linear":
+        return cls(*quantize_per_channel(weight), bias)
+
+
+def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel: ``scale = max|w_row| / 127``, ``q = round(w / scale)``
+    (what TensorRT-LLM does to a W8A16 checkpoint's weights when it builds the engine)."""
+    weight = weight.float()
+    scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+    q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.contiguous(), scale
+
+
+def fbgemm_pack(qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+    """fbgemm's packed int8 weight from plain int8 values and per-row scales."""
+    import warnings
+
+    zero = torch.zeros(qweight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # the qint8 dtype's deprecation: see Int8Linear
+        warnings.simplefilter("ignore", UserWarning)
+        qtensor = torch._make_per_channel_quantized_tensor(qweight, scale.double(), zero, 0)
+    return torch.ops.quantized.linear_prepack(qtensor, bias)
+
+
+def int8_linear_works() -> bool:
+    """True when fbgemm's dynamic int8 linear exists here and computes what it should."""
+    try:
+        weight, x = torch.randn(24, 16), torch.randn(3, 16)
+        y = Int8Linear.from_float(weight)(x)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    reference = F.linear(x, weight)
+    return bool((y - reference).norm() <= 0.05 * reference.norm())
+
+
 @dataclass
 class LayerWeights:
     """One decoder layer, fused: ``qkv`` ``[hidden] → [(H + 2*KV) * d]``, ``o``
@@ -106,7 +191,9 @@ class StepTensors:
     ``cos``/``sin``: ``[T, 1, d]``. Decode rows are the batch's first ``num_decodes`` rows, one
     token each (tokens ``0..B-1``): ``decode_blocks`` holds their block tables padded to the
     longest, flattened ``[B * nblk]``, and ``decode_mask`` ``[B, 1, 1, nblk * block_size]``
-    (True = a real context position). ``prefills``: per other row ``(first_token, stop_token,
+    (True = a real context position). ``decode_runs``: when every decode row's blocks are
+    consecutive ids, each row's ``(first slot, last slot + 1)`` in the flat cache (then the
+    tables are not built); else None. ``prefills``: per other row ``(first_token, stop_token,
     blocks [nblk] or None when the chunk is the whole context, context_len, mask [n, context]
     or None for plain causal)``.
     """
@@ -119,12 +206,22 @@ class StepTensors:
     num_decodes: int
     decode_blocks: torch.Tensor | None
     decode_mask: torch.Tensor | None
+    decode_runs: list[tuple[int, int]] | None
     prefills: list[tuple[int, int, torch.Tensor | None, int, torch.Tensor | None]]
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def is_trtllm_checkpoint(path: Path) -> bool:
+    """A TensorRT-LLM checkpoint dir: ``config.json`` with ``mapping`` and ``rank0`` weights."""
+    import json
+
+    config = path / "config.json"
+    return ((path / "rank0.safetensors").is_file() and config.is_file()
+            and "mapping" in json.loads(config.read_text()))
 
 
 def load_hf_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -144,11 +241,23 @@ def load_hf_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 class ModelRunner:
-    """Owns the weights and the KV cache; ``forward(batch)`` returns the sampled rows' logits."""
+    """Owns the weights and the KV cache; ``forward(batch)`` returns the sampled rows' logits.
+
+    ``decode_views``: a lone decode row whose blocks are consecutive attends to a view of the
+    cache (no gather); False gathers always (the A/B baseline of ``make bench-engine``). With
+    several decode rows one gathered, batched call measured faster here than one call per row.
+    """
+
+    decode_views = True
 
     def __init__(self, hf_config, state_dict: Mapping[str, torch.Tensor],
-                 config: EngineConfig) -> None:
+                 config: EngineConfig, int8: bool | None = None) -> None:
+        """``int8``: int8 weights (:class:`Int8Linear`); None: ``config.weights == "int8"``."""
         self._check_model(hf_config, config)
+        self.int8 = config.weights == "int8" if int8 is None else int8
+        if self.int8 and not int8_linear_works():
+            raise ValueError("weights: int8 needs fbgemm's dynamic int8 linear "
+                             "(torch.ops.quantized.linear_dynamic), missing in this torch build")
         torch.set_num_threads(config.num_threads)  # process-wide in torch
         self.hf_config = hf_config
         self.config = config
@@ -174,6 +283,34 @@ class ModelRunner:
         path = Path(path)
         hf_config = AutoConfig.from_pretrained(str(path))
         return cls(hf_config, load_hf_state_dict(path), config)
+
+    @classmethod
+    def from_dir(cls, path: str | Path, config: EngineConfig) -> "ModelRunner":
+        """A Hugging Face checkpoint directory, or a TensorRT-LLM checkpoint directory
+        (``config.json`` with a ``mapping`` + ``rank*.safetensors``, as ``tritonllm build``
+        exports it): see :meth:`from_trtllm_checkpoint`."""
+        if is_trtllm_checkpoint(Path(path)):
+            return cls.from_trtllm_checkpoint(path, config)
+        return cls.from_hf_dir(path, config)
+
+    @classmethod
+    def from_trtllm_checkpoint(cls, path: str | Path, config: EngineConfig,
+                               **hf_config_overrides) -> "ModelRunner":
+        """Serve a full-precision or W8A16 TensorRT-LLM Llama checkpoint of any TP/PP split.
+
+        The shards are joined back into Hugging Face tensors (``trtllm_checkpoint``). A W8A16
+        checkpoint (``tritonllm build`` mode ``int8_wo``) holds 16-bit weights that TensorRT-LLM
+        quantizes per output channel when it builds the engine; with ``weights: auto`` (or
+        ``int8``) this runner does the same rounding and serves int8 weights, so the CPU twin
+        computes with the numbers the GPU engine does. ``hf_config_overrides`` (e.g.
+        ``eos_token_id``) go into the ``LlamaConfig``: the checkpoint does not record them.
+        """
+        from tritonllm.build import trtllm_checkpoint
+
+        algo = (trtllm_checkpoint.read_config(path).get("quantization") or {}).get("quant_algo")
+        hf_config, state = trtllm_checkpoint.load_as_hf(path, **hf_config_overrides)
+        int8 = config.weights == "int8" or (config.weights == "auto" and algo == "W8A16")
+        return cls(hf_config, state, config, int8=int8)
 
     @classmethod
     def from_state_dict(cls, hf_config, state_dict: Mapping[str, torch.Tensor],
@@ -230,12 +367,14 @@ class ModelRunner:
         self.final_norm = get("model.norm.weight")
         tied = getattr(self.hf_config, "tie_word_embeddings", False)
         head = None if tied else get("lm_head.weight", optional=True)
-        self.lm_head = Linear(self.embed if head is None else head)
+        self.lm_head = self._linear(self.embed if head is None else head, None)
         self.layers = [self._layer_weights(get, i) for i in range(self.num_layers)]
         self._check_shapes()
 
-    @staticmethod
-    def _layer_weights(get, i: int) -> LayerWeights:
+    def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        return Int8Linear.from_float(weight, bias) if self.int8 else Linear(weight, bias)
+
+    def _layer_weights(self, get, i: int) -> LayerWeights:
         p = f"model.layers.{i}."
 
         def fused(names: list[str], suffix: str) -> torch.Tensor | None:
@@ -244,8 +383,8 @@ class ModelRunner:
                 return None
             return torch.cat(parts, dim=0).contiguous()
 
-        def linear(names: list[str]) -> Linear:
-            return Linear(fused(names, ".weight"), fused(names, ".bias"))
+        def linear(names: list[str]):
+            return self._linear(fused(names, ".weight"), fused(names, ".bias"))
 
         return LayerWeights(
             input_norm=get(p + "input_layernorm.weight"),
@@ -293,30 +432,57 @@ class ModelRunner:
     # ---- the step ------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def forward(self, batch: ScheduledBatch) -> torch.Tensor:
+    def forward(self, batch: ScheduledBatch, all_tokens: bool = False) -> torch.Tensor:
         """Run one step: write the batch's K/V into the cache and return the logits of each row
-        with ``sample`` True, in row order: ``[num_sampled_rows, vocab_size]`` fp32."""
+        with ``sample`` True, in row order: ``[num_sampled_rows, vocab_size]`` fp32.
+        ``all_tokens``: the logits of every token of the step instead, ``[T, vocab_size]``."""
         step = self.prepare(batch)
         x = self.embed[step.input_ids]
         for index, layer in enumerate(self.layers):
             x = self._decoder_layer(index, layer, x, step)
-        last = F.rms_norm(x[step.sample_tokens], (self.hidden_size,), self.final_norm, self.eps)
-        return self.lm_head(last)
+        last = x if all_tokens else x[step.sample_tokens]
+        return self.lm_head(F.rms_norm(last, (self.hidden_size,), self.final_norm, self.eps))
+
+    def prompt_logits(self, token_ids: list[int]) -> torch.Tensor:
+        """The next-token logits after every prefix of ``token_ids``, ``[n, vocab_size]``, from
+        one prefill in cache blocks ``0..`` (for scoring text, e.g. perplexity; never while an
+        engine serves from this runner)."""
+        n, size = len(token_ids), self.config.block_size
+        if n > min(self.config.kv_cache_tokens, self.config.max_seq_len):
+            raise ValueError(f"token_ids: {n} tokens exceed the KV cache or max_seq_len")
+        batch = ScheduledBatch(query_lens=[n], context_lens=[n],
+                               block_tables=[list(range(-(-n // size)))], sample=[True],
+                               input_ids=list(token_ids), positions=list(range(n)),
+                               slot_mapping=list(range(n)))
+        return self.forward(batch, all_tokens=True)
 
     def prepare(self, batch: ScheduledBatch) -> StepTensors:
         """Turn the scheduler's lists into the step's index tensors."""
         positions = torch.tensor(batch.positions, dtype=torch.long)
         ends = torch.tensor(batch.query_lens, dtype=torch.long).cumsum(0)
         sampled = torch.tensor(batch.sample, dtype=torch.bool)
-        blocks, mask = self._decode_blocks(batch)
+        lone = self.decode_views and batch.num_decodes == 1
+        runs = self._decode_runs(batch) if lone else None
+        blocks, mask = self._decode_blocks(batch) if runs is None else (None, None)
         return StepTensors(
             input_ids=torch.tensor(batch.input_ids, dtype=torch.long),
             slot_mapping=torch.tensor(batch.slot_mapping, dtype=torch.long),
             cos=self.cos[positions].unsqueeze(1), sin=self.sin[positions].unsqueeze(1),
             sample_tokens=(ends - 1)[sampled], num_decodes=batch.num_decodes,
-            decode_blocks=blocks, decode_mask=mask,
+            decode_blocks=blocks, decode_mask=mask, decode_runs=runs,
             prefills=self._prefill_specs(batch, ends.tolist()),
         )
+
+    def _decode_runs(self, batch: ScheduledBatch) -> list[tuple[int, int]] | None:
+        """Each decode row's context as one slot range, when its blocks are consecutive."""
+        size, runs = self.config.block_size, []
+        for table, context in zip(batch.block_tables[:batch.num_decodes], batch.context_lens):
+            first, count = table[0], -(-context // size)
+            if table[count - 1] - first != count - 1 or table[:count] != list(
+                    range(first, first + count)):
+                return None
+            runs.append((first * size, first * size + context))
+        return runs
 
     def _decode_blocks(self, batch: ScheduledBatch):
         """Padded block tables ``[B * nblk]`` and context mask ``[B, 1, 1, nblk * bs]``."""
@@ -336,7 +502,7 @@ class ModelRunner:
         """Per row after the decodes: token range, cached-context blocks and causal mask."""
         specs = []
         size = self.config.block_size
-        for i in range(batch.num_decodes, batch.num_rows):
+        for i in range(batch.num_decodes, len(batch.query_lens)):
             n, context = batch.query_lens[i], batch.context_lens[i]
             if context == n:  # the chunk is the whole context: plain causal attention
                 specs.append((ends[i] - n, ends[i], None, context, None))
@@ -350,24 +516,41 @@ class ModelRunner:
 
     def _decoder_layer(self, index: int, w: LayerWeights, x: torch.Tensor,
                        step: StepTensors) -> torch.Tensor:
-        h = F.rms_norm(x, (self.hidden_size,), w.input_norm, self.eps)
-        attn = self._attention(index, w.qkv(h), step)
-        x = x + w.o(attn)
-        h = F.rms_norm(x, (self.hidden_size,), w.post_norm, self.eps)
-        gate, up = w.gate_up(h).chunk(2, dim=-1)
-        return x + w.down(F.silu(gate) * up)
+        """One layer; ``x`` is updated in place (the residual stream is this step's own)."""
+        q, k, v = self._rope(w.qkv(self._norm(x, w.input_norm)), step)
+        self._write_kv(index, k, v, step)
+        x += w.o(self._attention(index, q, k, v, step))
+        x += w.down(self._silu_mul(w.gate_up(self._norm(x, w.post_norm))))
+        return x
 
-    def _attention(self, index: int, qkv: torch.Tensor, step: StepTensors) -> torch.Tensor:
-        """``qkv [T, (H+2KV)*d]`` → attention output ``[T, H*d]``; writes K/V to the cache."""
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (self.hidden_size,), weight, self.eps)
+
+    @staticmethod
+    def _silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+        """``silu(gate) * up`` of the fused ``[T, 2I]`` projection (gate computed in place)."""
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.silu(gate, inplace=True).mul_(up)
+
+    def _rope(self, qkv: torch.Tensor, step: StepTensors):
+        """``qkv [T, (H+2KV)*d]`` → rotated ``q [T, H, d]``, ``k [T, KV, d]`` and ``v``."""
         t, hq, hk, d = qkv.shape[0], self.num_heads, self.num_kv_heads, self.head_dim
         qk = qkv[:, :(hq + hk) * d].view(t, hq + hk, d)
         qk = qk * step.cos + _rotate_half(qk) * step.sin
-        q, k = qk[:, :hq], qk[:, hq:]
-        v = qkv[:, (hq + hk) * d:].view(t, hk, d)
+        return qk[:, :hq], qk[:, hq:], qkv[:, (hq + hk) * d:].view(t, hk, d)
+
+    def _write_kv(self, index: int, k: torch.Tensor, v: torch.Tensor,
+                  step: StepTensors) -> None:
         cache = self.kv_cache[index]  # [2, num_blocks, block_size, KV, d]
-        cache[0].view(-1, hk, d).index_copy_(0, step.slot_mapping, k)
-        cache[1].view(-1, hk, d).index_copy_(0, step.slot_mapping, v)
-        out = torch.empty(t, hq, d, dtype=qkv.dtype)
+        cache[0].view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, step.slot_mapping, k)
+        cache[1].view(-1, self.num_kv_heads, self.head_dim).index_copy_(0, step.slot_mapping, v)
+
+    def _attention(self, index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   step: StepTensors) -> torch.Tensor:
+        """Attention of the step's queries ``q [T, H, d]`` over their contexts: ``[T, H*d]``."""
+        t, hq, d = q.shape
+        cache = self.kv_cache[index]
+        out = torch.empty(t, hq, d, dtype=q.dtype)
         b = step.num_decodes
         if b:
             out[:b] = self._decode_attention(q[:b], cache, step)
@@ -388,7 +571,18 @@ class ModelRunner:
 
     def _decode_attention(self, q: torch.Tensor, cache: torch.Tensor,
                           step: StepTensors) -> torch.Tensor:
-        """One query per row ``q [B, H, d]`` against its padded cached context: ``[B, H, d]``."""
+        """One query per row ``q [B, H, d]`` against its cached context: ``[B, H, d]``.
+
+        Rows whose blocks are one run of consecutive block ids (the usual case: the block
+        manager hands out and takes back blocks in order) attend to a view of the cache, one
+        call per row, with no copy; otherwise all rows' blocks are gathered into one padded,
+        masked batch."""
+        if step.decode_runs is not None:
+            flat = cache.view(2, -1, self.num_kv_heads, self.head_dim)
+            return torch.cat([F.scaled_dot_product_attention(
+                q[i, :, None][None], flat[0, start:stop].transpose(0, 1)[None],
+                flat[1, start:stop].transpose(0, 1)[None], enable_gqa=True)[0, :, 0][None]
+                for i, (start, stop) in enumerate(step.decode_runs)])
         b, length = q.shape[0], step.decode_mask.shape[-1]
         keys, values = self._gather(cache, step.decode_blocks, b, length)
         out = F.scaled_dot_product_attention(
