@@ -1,6 +1,7 @@
 """The peers' pure parts: paths, install steps, command lines, payloads, stream parsing, the
 ratio table. No peer is installed or started here (``tritonllm bench serving --peer`` does that)."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -65,7 +66,8 @@ def test_llama_cpp_converts_each_type_once_per_checkpoint(tmp_path):
     (convert,) = q8.prepare_steps(model)
     assert convert.argv[1].endswith("convert_hf_to_gguf.py")
     assert convert.argv[2:] == (str(model), "--outtype", "q8_0", "--outfile",
-                                str(q8.gguf_path(model)))
+                                str(q8.gguf_path(model)) + ".part")  # renamed once complete
+    assert convert.atomic and convert.done == q8.gguf_path(model)
     command = q8.server_command(model, 9001)
     flags = dict(zip(command[1::2], command[2::2]))
     assert flags["-m"] == str(q8.gguf_path(model)) and flags["-t"] == "2"
@@ -105,6 +107,12 @@ def test_run_steps_skips_what_is_done_and_marks_what_leaves_no_file(tmp_path):
     said.clear()
     peers.run_steps(steps, tmp_path / "log.txt", said.append)
     assert said == []  # both done: nothing runs
+    out = tmp_path / "deep" / "out.bin"  # its folder does not exist yet
+    atomic = peers.Step("write atomically", (), tmp_path, out, atomic=True)
+    atomic = dataclasses.replace(atomic, argv=(
+        sys.executable, "-c", f"open({str(atomic.partial)!r}, 'w').write('x')"))
+    peers.run_steps([atomic], tmp_path / "log.txt", said.append)
+    assert out.read_text() == "x" and not atomic.partial.exists()
     failing = peers.Step("fail", (sys.executable, "-c", "raise SystemExit(3)"), tmp_path,
                          tmp_path / "never")
     with pytest.raises(RuntimeError, match="fail: exit status 3"):

@@ -25,6 +25,7 @@ payloads, so tests need no peer installed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import signal
@@ -62,13 +63,20 @@ def peers_dir(environ: dict | None = None) -> Path:
 @dataclass(frozen=True)
 class Step:
     """One install step: ``argv`` run in ``cwd``; skipped when ``done`` exists. ``marker``: the
-    runner creates ``done`` itself after success (for steps that leave no file of their own)."""
+    runner creates ``done`` itself after success (for steps that leave no file of their own).
+    ``atomic``: the command writes :attr:`partial` and the runner renames it to ``done`` after
+    success, so an interrupted step never looks done."""
 
     description: str
     argv: tuple[str, ...]
     cwd: Path
     done: Path
     marker: bool = False
+    atomic: bool = False
+
+    @property
+    def partial(self) -> Path:
+        return self.done.with_name(self.done.name + ".part")
 
 
 def _venv_step(venv: Path) -> Step:
@@ -191,11 +199,12 @@ class LlamaCppPeer:
 
     def prepare_steps(self, model_dir: Path) -> list[Step]:
         out = self.gguf_path(model_dir)
-        return [Step(f"convert {model_dir} to a {self.gguf_type.upper()} GGUF",
-                     (str(self.root / "venv" / "bin" / "python"),
-                      str(self.source / "convert_hf_to_gguf.py"), str(model_dir),
-                      "--outtype", self.gguf_type, "--outfile", str(out)),
-                     self.root, out)]
+        step = Step(f"convert {model_dir} to a {self.gguf_type.upper()} GGUF", (), self.root,
+                    out, atomic=True)
+        argv = (str(self.root / "venv" / "bin" / "python"),
+                str(self.source / "convert_hf_to_gguf.py"), str(model_dir),
+                "--outtype", self.gguf_type, "--outfile", str(step.partial))
+        return [dataclasses.replace(step, argv=argv)]
 
     def server_command(self, model_dir: Path, port: int) -> list[str]:
         return [str(self.server_binary), "-m", str(self.gguf_path(model_dir)),
@@ -240,7 +249,10 @@ def run_steps(steps: list[Step], log_path: Path, say=print, every_s: float = 15.
     for number, step in enumerate(todo, 1):
         say(f"[{number}/{len(todo)}] {step.description} (log: {log_path})")
         step.cwd.mkdir(parents=True, exist_ok=True)
+        step.done.parent.mkdir(parents=True, exist_ok=True)
         _run_logged(step, log_path, say, every_s)
+        if step.atomic:
+            step.partial.rename(step.done)
         if step.marker:
             step.done.touch()
 
