@@ -10,8 +10,8 @@ import pytest
 
 from tritonllm.bench import peers
 from tritonllm.bench.engine_bench import RunResult
-from tritonllm.bench.peer_bench import (format_ratios, prompt_for, summarize_run,
-                                        trace_lines)
+from tritonllm.bench.peer_bench import (format_ratios, interleave, merge, prompt_for,
+                                        summarize_run, trace_lines)
 from tritonllm.bench.workload import WorkItem
 from tritonllm.loadtest.providers import OpenAIStreamProvider
 from tritonllm.loadtest.trace import RequestTrace
@@ -172,3 +172,21 @@ def test_ratio_table_divides_ours_by_each_peer():
     assert lines[2].split()[:5] == ["vLLM", "1", "30.0", "24.0", "0.80x"]
     assert lines[3].split()[:5] == ["vLLM", "8", "80.0", "120.0", "1.50x"]
     assert "30/40" in lines[2].replace(" ", "")
+
+
+def test_runs_interleave_targets_within_each_level_and_round():
+    calls = []
+
+    def target(label):
+        def run(level):
+            calls.append((label, level))
+            return RunResult(f"{label} c={level}", 10 * level, 1.0, [1.0], [float(level)])
+        return run
+
+    runs = interleave({"ours": target("ours"), "vllm": target("vllm")}, [1, 8], rounds=2)
+    assert calls == [("ours", 1), ("vllm", 1), ("ours", 8), ("vllm", 8)] * 2
+    assert [len(r) for r in runs["ours"]] == [2, 2]
+    merged = merge(runs["vllm"][1])
+    assert merged.output_tokens == 160 and merged.seconds == 2.0 and merged.tokens_per_s == 80
+    assert merged.itl_ms == [8.0, 8.0] and merged.name == "vllm c=8 (2 rounds)"
+    assert merge(runs["ours"][0][:1]).name == "ours c=1"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,22 +109,40 @@ def peer_run(url: str, peer: Peer, items: list[WorkItem], concurrency: int,
     return summarize_run(f"{peer.label}, concurrency {concurrency}", items, records, seconds)
 
 
-def measure_peer(peer: Peer, model_dir: Path, items: list[WorkItem], levels: list[int],
-                 port: int, log_dir: Path, tqdm) -> list[PeerRun]:
-    """Prepare the peer's model (GGUF conversion), start it, warm it up, run each level."""
+@contextmanager
+def started_peer(peer: Peer, model_dir: Path, log_dir: Path):
+    """Prepare the peer's model (GGUF conversion), start its server, warm it up; yields its
+    base URL and stops it on exit."""
+    from tritonllm.serve.launcher import free_port
+
     run_steps(peer.prepare_steps(model_dir), log_dir / "prepare.log")
     print(f"starting {peer.label} (log: {log_dir / 'server.log'}) ...", flush=True)
-    started = time.perf_counter()
-    server = PeerServer(peer.server_command(model_dir, port), peer.server_env(), port,
-                        log_dir / "server.log")
-    with server:
+    started, port = time.perf_counter(), free_port()
+    with PeerServer(peer.server_command(model_dir, port), peer.server_env(), port,
+                    log_dir / "server.log") as server:
         print(f"{peer.label} ready after {time.perf_counter() - started:.0f} s", flush=True)
         stream_one(server.url, peer, WorkItem(-1, "Hello", 4), "peer-warmup")
-        runs = []
-        for level in levels:
-            with tqdm(total=len(items), desc=f"{peer.label} c={level}", leave=False) as bar:
-                runs.append(peer_run(server.url, peer, items, level, bar))
+        yield server.url
+
+
+def interleave(targets: dict, levels: list[int], rounds: int) -> dict[str, list[list]]:
+    """Run every target at each level in turn, ``rounds`` times: round 1 c=1 for each target,
+    then c=8 for each ..., so load from elsewhere falls on all targets alike. ``targets`` maps
+    a label to ``run(level)``; the result maps it to one list of runs per level."""
+    runs = {label: [[] for _ in levels] for label in targets}
+    for _ in range(rounds):
+        for i, level in enumerate(levels):
+            for label, run in targets.items():
+                runs[label][i].append(run(level))
     return runs
+
+
+def merge(runs: list[RunResult]) -> RunResult:
+    """Several runs of one target at one level as one: tokens and seconds summed (so tok/s is
+    over all rounds), latencies pooled."""
+    return RunResult(runs[0].name + (f" ({len(runs)} rounds)" if len(runs) > 1 else ""),
+                     sum(r.output_tokens for r in runs), sum(r.seconds for r in runs),
+                     [v for r in runs for v in r.ttft_ms], [v for r in runs for v in r.itl_ms])
 
 
 def format_ratios(ours: list[RunResult], peers: dict[str, list[RunResult]],

@@ -14,11 +14,14 @@ outputs of exactly 16/32/64/128 tokens forced with ``min_tokens``):
 The server's own ``tritonllm_generation_tokens_total`` counter is checked against the tokens
 the workload asked for, so the throughput is not taken on trust.
 
-``--peer vllm`` / ``--peer llama.cpp`` (repeatable) then runs the same workload, back to back in
-the same run, on the peers a CPU user would pick instead (``tritonllm.bench.peers``: vLLM CPU,
-llama.cpp's server on GGUFs of ``--gguf-type``), and prints our ratio to each
-(``tritonllm.bench.peer_bench``). ``--install-peer`` installs a missing peer into the cache dir
-first (vLLM: a few minutes; llama.cpp: a build of ``llama-server``, 10+ minutes).
+``--peer vllm`` / ``--peer llama.cpp`` (repeatable) also starts the peers a CPU user would pick
+instead (``tritonllm.bench.peers``: vLLM CPU, llama.cpp's server on GGUFs of ``--gguf-type``)
+beside our server, sends them the same workload, and prints our ratio to each
+(``tritonllm.bench.peer_bench``). All servers are up at once (only one is sent requests at a
+time) and the runs interleave: ours at c=1, each peer at c=1, ours at c=8, each peer at c=8,
+``--rounds`` times, so load from other processes falls on all of them alike.
+``--install-peer`` installs a missing peer into the cache dir first (vLLM: a few minutes;
+llama.cpp: a build of ``llama-server``, 10+ minutes).
 """
 
 from __future__ import annotations
@@ -83,24 +86,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "~/.cache/tritonllm/peers)")
     group.add_argument("--peer-threads", type=int, default=available_cores(),
                        help="CPU threads each peer uses (default: the cores available)")
+    group.add_argument("--rounds", type=int, default=1,
+                       help="repeat the interleaved runs this many times; tok/s is over all "
+                            "rounds (default 1)")
 
 
 def run(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from tritonllm.bench.peer_bench import merge
     from tritonllm.cli import dataclass_from_args
     from tritonllm.engine import EngineConfig
     from tritonllm.model_source import resolve_model_dir
     from tritonllm.tokenizer import TextCodec
 
+    if args.rounds < 1:
+        raise ValueError(f"--rounds: must be >= 1, got {args.rounds}")
     config = dataclass_from_args(EngineConfig, args, "engine")
     model_dir = resolve_model_dir(args.model)
     items = mixed_workload(args.requests)
     peers = _peers_ready(args)  # before anything is measured: a missing peer fails fast
     print(f"model {model_dir}\n{len(items)} requests, {sum(i.output_tokens for i in items)} "
           f"output tokens, torch threads {config.num_threads}")
-    results, generated = _served(model_dir, config, items, args.concurrency, tqdm)
+    runs, generated, wrong = _served(model_dir, config, items, args.concurrency, tqdm, peers,
+                                     args.rounds)
+    ours = [merge(level_runs) for level_runs in runs.pop(OURS)]
+    results = ours
     if not args.skip_transformers:
         torch.set_num_threads(config.num_threads)  # the baselines get the engine's threads
         codec = TextCodec.from_dir(model_dir)
@@ -108,12 +120,15 @@ def run(args) -> int:
         results = _baselines(model_dir, prompts, items, args.static_batch_size, codec.pad_id,
                              tqdm) + results
     print(format_table(results))
-    asked = len(args.concurrency) * sum(i.output_tokens for i in items)
+    asked = args.rounds * len(args.concurrency) * sum(i.output_tokens for i in items)
     print(f"server counted {generated} generated tokens for the measured runs "
           f"(the workload asked for {asked})")
-    peers_ok = _compare_peers(peers, model_dir, items, args.concurrency, results[-len(
-        args.concurrency):], tqdm) if peers else True
-    return 0 if generated == asked and peers_ok else 1
+    if peers:
+        _print_peers(ours, runs, wrong, args.concurrency)
+    return 0 if generated == asked and not wrong else 1
+
+
+OURS = "ours"
 
 
 def _peers_ready(args) -> list:
@@ -134,48 +149,65 @@ def _peers_ready(args) -> list:
     return chosen
 
 
-def _compare_peers(chosen, model_dir, items, levels, ours, tqdm) -> bool:
-    """Each peer back to back after our server, on the same items; the ratio table."""
-    from tritonllm.bench.peer_bench import format_ratios, measure_peer
-    from tritonllm.serve.launcher import free_port
+def _print_peers(ours: list[RunResult], runs: dict, wrong: list[str], levels) -> None:
+    """The peers' table, any request that got another length, our ratio to each peer."""
+    from tritonllm.bench.peer_bench import format_ratios, merge
 
-    measured, ok = {}, True
-    for peer in chosen:
-        runs = measure_peer(peer, model_dir, items, levels, free_port(),
-                            peer.root / "logs" / f"{peer.label.replace(' ', '-')}", tqdm)
-        for run in runs:
-            print(f"{run.result.name}: {len(run.wrong_lengths)} requests with another length"
-                  + "".join(f"\n  {w}" for w in run.wrong_lengths[:5]))
-            ok = ok and not run.wrong_lengths
-        measured[peer.label] = [run.result for run in runs]
-    print(format_table(ours + [r for runs in measured.values() for r in runs]))
-    print(format_ratios(ours, measured, levels))
-    return ok
+    theirs = {label: [merge(level_runs) for level_runs in per_level]
+              for label, per_level in runs.items()}
+    print(format_table([r for per_level in theirs.values() for r in per_level]))
+    print(f"peer requests with another output length than asked: {len(wrong)}"
+          + "".join(f"\n  {w}" for w in wrong[:10]))
+    print(format_ratios(ours, theirs, levels))
 
 
-def _served(model_dir, config, items, levels, tqdm) -> tuple[list[RunResult], int]:
-    """Start the server, warm it up, measure each concurrency; the tokens the server counted."""
+def _served(model_dir, config, items, levels, tqdm, peers=(), rounds=1):
+    """Start our server and each peer's, warm them up, then measure every one at each level,
+    interleaved (``peer_bench.interleave``). Returns the runs (label -> per level -> rounds),
+    the tokens our server counted, and the peers' requests of another length."""
     import tempfile
-    from pathlib import Path
+    from contextlib import ExitStack
 
+    from tritonllm.bench.peer_bench import interleave, started_peer
     from tritonllm.serve.cpu import CpuDeployment
     from tritonllm.serve.launcher import Ports, TritonServer
     from tritonllm.serve.metrics import engine_stats
 
-    with tempfile.TemporaryDirectory(prefix="tritonllm-bench-") as tmp:
+    wrong: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="tritonllm-bench-") as tmp, ExitStack() as stack:
         deployment = CpuDeployment(model=str(model_dir), engine=config,
                                    repo_dir=Path(tmp) / "model_repository")
-        with TritonServer(deployment.prepare(), Ports.free()) as server:
-            _served_warmup(server.grpc_url)
-            time.sleep(1.0)  # the engine gauges refresh twice a second
-            before = engine_stats(server.metrics_url)["generated_tokens"]
-            results = []
-            for level in levels:
-                with tqdm(total=len(items), desc=f"server c={level}", leave=False) as progress:
-                    results.append(served_run(server.grpc_url, items, level, progress))
-            time.sleep(1.0)  # the engine gauges refresh twice a second
-            generated = engine_stats(server.metrics_url)["generated_tokens"] - before
-    return results, int(generated)
+        server = stack.enter_context(TritonServer(deployment.prepare(), Ports.free()))
+        _served_warmup(server.grpc_url)
+        targets = {OURS: _our_target(server.grpc_url, items, tqdm)}
+        for peer in peers:
+            log_dir = peer.root / "logs" / peer.label.replace(" ", "-")
+            url = stack.enter_context(started_peer(peer, model_dir, log_dir))
+            targets[peer.label] = _peer_target(url, peer, items, wrong, tqdm)
+        time.sleep(1.0)  # the engine gauges refresh twice a second
+        before = engine_stats(server.metrics_url)["generated_tokens"]
+        runs = interleave(targets, levels, rounds)
+        time.sleep(1.0)
+        generated = engine_stats(server.metrics_url)["generated_tokens"] - before
+    return runs, int(generated), wrong
+
+
+def _our_target(url: str, items, tqdm):
+    def run(level: int) -> RunResult:
+        with tqdm(total=len(items), desc=f"server c={level}", leave=False) as progress:
+            return served_run(url, items, level, progress)
+    return run
+
+
+def _peer_target(url: str, peer, items, wrong: list[str], tqdm):
+    from tritonllm.bench.peer_bench import peer_run
+
+    def run(level: int) -> RunResult:
+        with tqdm(total=len(items), desc=f"{peer.label} c={level}", leave=False) as progress:
+            measured = peer_run(url, peer, items, level, progress)
+        wrong.extend(measured.wrong_lengths)
+        return measured.result
+    return run
 
 
 def _served_warmup(url: str) -> None:
