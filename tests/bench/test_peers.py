@@ -190,3 +190,32 @@ def test_runs_interleave_targets_within_each_level_and_round():
     assert merged.output_tokens == 160 and merged.seconds == 2.0 and merged.tokens_per_s == 80
     assert merged.itl_ms == [8.0, 8.0] and merged.name == "vllm c=8 (2 rounds)"
     assert merge(runs["ours"][0][:1]).name == "ours c=1"
+
+
+HEALTH_SERVER = """
+import http.server, sys, time
+time.sleep(0.3)  # not ready at once
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404); self.end_headers()
+    def log_message(self, *args): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_peer_server_waits_for_health_and_stops_its_process_group(tmp_path):
+    from tritonllm.serve.launcher import free_port
+
+    port = free_port()
+    server = peers.PeerServer([sys.executable, "-c", HEALTH_SERVER, str(port)], {}, port,
+                              tmp_path / "server.log", ready_timeout_s=30)
+    with server:
+        import requests
+
+        assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+        process = server.process
+    assert process.poll() is not None  # stopped on exit
+    dead = peers.PeerServer([sys.executable, "-c", "raise SystemExit(4)"], {}, free_port(),
+                            tmp_path / "dead.log", ready_timeout_s=30)
+    with pytest.raises(RuntimeError, match="exited with status 4 before it was ready"):
+        dead.__enter__()

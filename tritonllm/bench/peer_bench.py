@@ -110,7 +110,7 @@ def peer_run(url: str, peer: Peer, items: list[WorkItem], concurrency: int,
 
 
 @contextmanager
-def started_peer(peer: Peer, model_dir: Path, log_dir: Path):
+def started_peer(peer: Peer, model_dir: Path, log_dir: Path, ready_timeout_s: float = 900.0):
     """Prepare the peer's model (GGUF conversion), start its server, warm it up; yields its
     base URL and stops it on exit."""
     from tritonllm.serve.launcher import free_port
@@ -119,7 +119,7 @@ def started_peer(peer: Peer, model_dir: Path, log_dir: Path):
     print(f"starting {peer.label} (log: {log_dir / 'server.log'}) ...", flush=True)
     started, port = time.perf_counter(), free_port()
     with PeerServer(peer.server_command(model_dir, port), peer.server_env(), port,
-                    log_dir / "server.log") as server:
+                    log_dir / "server.log", ready_timeout_s) as server:
         print(f"{peer.label} ready after {time.perf_counter() - started:.0f} s", flush=True)
         stream_one(server.url, peer, WorkItem(-1, "Hello", 4), "peer-warmup")
         yield server.url

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from tritonllm.loadtest.providers import OpenAIStreamProvider
 from tritonllm.loadtest.workloads import Prompt
+from tritonllm.serve.lifeline import die_with_parent
 
 VLLM_VERSION = "0.32.0"
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
@@ -277,7 +278,8 @@ def _run_logged(step: Step, log_path: Path, say, every_s: float) -> None:
 @dataclass
 class PeerServer:
     """A peer's server process, started in its own session; a context manager that waits until
-    ``/health`` answers 200 and stops the whole process group (SIGTERM, then SIGKILL)."""
+    ``/health`` answers 200 and stops the whole process group (SIGTERM, then SIGKILL). It gets
+    SIGTERM if the thread that started it dies, so a killed benchmark leaves no peer behind."""
 
     command: list[str]
     env: dict[str, str]
@@ -295,7 +297,8 @@ class PeerServer:
         log = open(self.log_path, "w")
         self.process = subprocess.Popen(self.command, env={**os.environ, **self.env},
                                         stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=die_with_parent(signal.SIGTERM))
         log.close()
         try:
             self._wait_ready()

@@ -86,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "~/.cache/tritonllm/peers)")
     group.add_argument("--peer-threads", type=int, default=available_cores(),
                        help="CPU threads each peer uses (default: the cores available)")
+    group.add_argument("--ready-timeout", type=float, default=900.0,
+                       help="seconds each server (ours and the peers') may take to start "
+                            "(default 900: vLLM compiles for minutes on a busy machine)")
     group.add_argument("--rounds", type=int, default=1,
                        help="repeat the interleaved runs this many times; tok/s is over all "
                             "rounds (default 1)")
@@ -110,7 +113,7 @@ def run(args) -> int:
     print(f"model {model_dir}\n{len(items)} requests, {sum(i.output_tokens for i in items)} "
           f"output tokens, torch threads {config.num_threads}")
     runs, generated, wrong = _served(model_dir, config, items, args.concurrency, tqdm, peers,
-                                     args.rounds)
+                                     args.rounds, args.ready_timeout)
     ours = [merge(level_runs) for level_runs in runs.pop(OURS)]
     results = ours
     if not args.skip_transformers:
@@ -161,7 +164,7 @@ def _print_peers(ours: list[RunResult], runs: dict, wrong: list[str], levels) ->
     print(format_ratios(ours, theirs, levels))
 
 
-def _served(model_dir, config, items, levels, tqdm, peers=(), rounds=1):
+def _served(model_dir, config, items, levels, tqdm, peers=(), rounds=1, ready_timeout_s=300.0):
     """Start our server and each peer's, warm them up, then measure every one at each level,
     interleaved (``peer_bench.interleave``). Returns the runs (label -> per level -> rounds),
     the tokens our server counted, and the peers' requests of another length."""
@@ -177,12 +180,13 @@ def _served(model_dir, config, items, levels, tqdm, peers=(), rounds=1):
     with tempfile.TemporaryDirectory(prefix="tritonllm-bench-") as tmp, ExitStack() as stack:
         deployment = CpuDeployment(model=str(model_dir), engine=config,
                                    repo_dir=Path(tmp) / "model_repository")
-        server = stack.enter_context(TritonServer(deployment.prepare(), Ports.free()))
+        server = TritonServer(deployment.prepare(), Ports.free())
+        stack.push(server.start(ready_timeout_s))  # its __exit__ stops it
         _served_warmup(server.grpc_url)
         targets = {OURS: _our_target(server.grpc_url, items, tqdm)}
         for peer in peers:
             log_dir = peer.root / "logs" / peer.label.replace(" ", "-")
-            url = stack.enter_context(started_peer(peer, model_dir, log_dir))
+            url = stack.enter_context(started_peer(peer, model_dir, log_dir, ready_timeout_s))
             targets[peer.label] = _peer_target(url, peer, items, wrong, tqdm)
         time.sleep(1.0)  # the engine gauges refresh twice a second
         before = engine_stats(server.metrics_url)["generated_tokens"]
