@@ -199,8 +199,15 @@ def _served(model_dir, config, items, levels, tqdm, peers=(), rounds=1, ready_ti
 def _our_target(url: str, items, tqdm):
     def run(level: int) -> RunResult:
         with tqdm(total=len(items), desc=f"server c={level}", leave=False) as progress:
-            return served_run(url, items, level, progress)
+            return _said(served_run(url, items, level, progress))
     return run
+
+
+def _said(result: RunResult) -> RunResult:
+    """Print one run as it ends, so an interrupted benchmark still shows what it measured."""
+    print(f"  {result.name}: {result.tokens_per_s:.1f} tok/s over {result.seconds:.0f} s",
+          flush=True)
+    return result
 
 
 def _peer_target(url: str, peer, items, wrong: list[str], tqdm):
@@ -210,7 +217,7 @@ def _peer_target(url: str, peer, items, wrong: list[str], tqdm):
         with tqdm(total=len(items), desc=f"{peer.label} c={level}", leave=False) as progress:
             measured = peer_run(url, peer, items, level, progress)
         wrong.extend(measured.wrong_lengths)
-        return measured.result
+        return _said(measured.result)
     return run
 
 
