@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
 
-.PHONY: serve test test-gpuset install install-gpuset model plan build-engines accuracy bench bench-engine bench-ensemble bench-prefix loadtest loadtest-sweep k8s clean
+.PHONY: serve test test-gpuset install install-gpuset model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,12 @@ accuracy: model
 # and the steadier setting (see README, Performance).
 bench: model
 	$(BIN)/tritonllm bench serving --num-threads 1
+
+# The same workload on vLLM CPU and llama.cpp, back to back with ours in one run (issue 12).
+# The first run installs them into ~/.cache/tritonllm/peers (llama.cpp: a 10+ minute build).
+bench-peers: model
+	$(BIN)/tritonllm bench serving --num-threads 1 --skip-transformers --install-peer \
+		--peer vllm --peer llama.cpp --gguf-type f32 f16 q8_0
 
 bench-engine: model
 	$(BIN)/tritonllm bench engine --num-threads 1 --kv-cache-tokens 8192 --profile

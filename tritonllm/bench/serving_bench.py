@@ -13,6 +13,15 @@ outputs of exactly 16/32/64/128 tokens forced with ``min_tokens``):
 
 The server's own ``tritonllm_generation_tokens_total`` counter is checked against the tokens
 the workload asked for, so the throughput is not taken on trust.
+
+``--peer vllm`` / ``--peer llama.cpp`` (repeatable) also starts the peers a CPU user would pick
+instead (``tritonllm.bench.peers``: vLLM CPU, llama.cpp's server on GGUFs of ``--gguf-type``)
+beside our server, sends them the same workload, and prints our ratio to each
+(``tritonllm.bench.peer_bench``). All servers are up at once (only one is sent requests at a
+time) and the runs interleave: ours at c=1, each peer at c=1, ours at c=8, each peer at c=8,
+``--rounds`` times, so load from other processes falls on all of them alike.
+``--install-peer`` installs a missing peer into the cache dir first (vLLM: a few minutes;
+llama.cpp: a build of ``llama-server``, 10+ minutes).
 """
 
 from __future__ import annotations
@@ -21,9 +30,12 @@ import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from pathlib import Path
+
 from tritonllm.bench import engine_bench
 from tritonllm.bench.engine_bench import RunResult, _baselines, format_table
 from tritonllm.bench.workload import WorkItem, mixed_workload
+from tritonllm.engine.config import available_cores
 
 
 def served_run(url: str, items: list[WorkItem], concurrency: int, progress) -> RunResult:
@@ -56,25 +68,54 @@ def _stream_times(client, item: WorkItem) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The engine benchmark's options: the same workload, levels and engine settings."""
+    """The engine benchmark's options (the same workload, levels and engine settings) and the
+    peers'."""
+    from tritonllm.bench import peers
+
     engine_bench.add_arguments(parser)
+    group = parser.add_argument_group("peers (issue 12; optional, installed outside the repo)")
+    group.add_argument("--peer", action="append", choices=peers.PEER_NAMES, default=[],
+                       help="also measure this peer on the same workload (repeatable)")
+    group.add_argument("--gguf-type", nargs="+", choices=peers.GGUF_TYPES, default=["f32"],
+                       help="llama.cpp: the GGUF weight types to serve, one run each "
+                            "(default: f32)")
+    group.add_argument("--install-peer", action="store_true",
+                       help="install a missing peer into the peers dir first")
+    group.add_argument("--peers-dir", type=Path, default=None,
+                       help="where peers are installed (default: $TRITONLLM_PEERS_DIR, else "
+                            "~/.cache/tritonllm/peers)")
+    group.add_argument("--peer-threads", type=int, default=available_cores(),
+                       help="CPU threads each peer uses (default: the cores available)")
+    group.add_argument("--ready-timeout", type=float, default=900.0,
+                       help="seconds each server (ours and the peers') may take to start "
+                            "(default 900: vLLM compiles for minutes on a busy machine)")
+    group.add_argument("--rounds", type=int, default=1,
+                       help="repeat the interleaved runs this many times; tok/s is over all "
+                            "rounds (default 1)")
 
 
 def run(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from tritonllm.bench.peer_bench import merge
     from tritonllm.cli import dataclass_from_args
     from tritonllm.engine import EngineConfig
     from tritonllm.model_source import resolve_model_dir
     from tritonllm.tokenizer import TextCodec
 
+    if args.rounds < 1:
+        raise ValueError(f"--rounds: must be >= 1, got {args.rounds}")
     config = dataclass_from_args(EngineConfig, args, "engine")
     model_dir = resolve_model_dir(args.model)
     items = mixed_workload(args.requests)
+    peers = _peers_ready(args)  # before anything is measured: a missing peer fails fast
     print(f"model {model_dir}\n{len(items)} requests, {sum(i.output_tokens for i in items)} "
           f"output tokens, torch threads {config.num_threads}")
-    results, generated = _served(model_dir, config, items, args.concurrency, tqdm)
+    runs, generated, wrong = _served(model_dir, config, items, args.concurrency, tqdm, peers,
+                                     args.rounds, args.ready_timeout)
+    ours = [merge(level_runs) for level_runs in runs.pop(OURS)]
+    results = ours
     if not args.skip_transformers:
         torch.set_num_threads(config.num_threads)  # the baselines get the engine's threads
         codec = TextCodec.from_dir(model_dir)
@@ -82,35 +123,102 @@ def run(args) -> int:
         results = _baselines(model_dir, prompts, items, args.static_batch_size, codec.pad_id,
                              tqdm) + results
     print(format_table(results))
-    asked = len(args.concurrency) * sum(i.output_tokens for i in items)
+    asked = args.rounds * len(args.concurrency) * sum(i.output_tokens for i in items)
     print(f"server counted {generated} generated tokens for the measured runs "
           f"(the workload asked for {asked})")
-    return 0 if generated == asked else 1
+    if peers:
+        _print_peers(ours, runs, wrong, args.concurrency)
+    return 0 if generated == asked and not wrong else 1
 
 
-def _served(model_dir, config, items, levels, tqdm) -> tuple[list[RunResult], int]:
-    """Start the server, warm it up, measure each concurrency; the tokens the server counted."""
+OURS = "ours"
+
+
+def _peers_ready(args) -> list:
+    """The peers asked for, installed (with ``--install-peer``) or a clear error."""
+    from tritonllm.bench import peers
+
+    root = args.peers_dir or peers.peers_dir()
+    chosen = peers.make_peers(list(dict.fromkeys(args.peer)), root, args.gguf_type,
+                              args.peer_threads)
+    for peer in chosen:
+        if peer.installed():
+            continue
+        if not args.install_peer:
+            raise SystemExit(f"--peer {peer.name}: not installed in {peer.root}; add "
+                             "--install-peer to install it there")
+        print(f"installing {peer.name} into {peer.root}")
+        peers.run_steps(peer.install_steps(), peer.root / "install.log")
+    return chosen
+
+
+def _print_peers(ours: list[RunResult], runs: dict, wrong: list[str], levels) -> None:
+    """The peers' table, any request that got another length, our ratio to each peer."""
+    from tritonllm.bench.peer_bench import format_ratios, merge
+
+    theirs = {label: [merge(level_runs) for level_runs in per_level]
+              for label, per_level in runs.items()}
+    print(format_table([r for per_level in theirs.values() for r in per_level]))
+    print(f"peer requests with another output length than asked: {len(wrong)}"
+          + "".join(f"\n  {w}" for w in wrong[:10]))
+    print(format_ratios(ours, theirs, levels))
+
+
+def _served(model_dir, config, items, levels, tqdm, peers=(), rounds=1, ready_timeout_s=300.0):
+    """Start our server and each peer's, warm them up, then measure every one at each level,
+    interleaved (``peer_bench.interleave``). Returns the runs (label -> per level -> rounds),
+    the tokens our server counted, and the peers' requests of another length."""
     import tempfile
-    from pathlib import Path
+    from contextlib import ExitStack
 
+    from tritonllm.bench.peer_bench import interleave, started_peer
     from tritonllm.serve.cpu import CpuDeployment
     from tritonllm.serve.launcher import Ports, TritonServer
     from tritonllm.serve.metrics import engine_stats
 
-    with tempfile.TemporaryDirectory(prefix="tritonllm-bench-") as tmp:
+    wrong: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="tritonllm-bench-") as tmp, ExitStack() as stack:
         deployment = CpuDeployment(model=str(model_dir), engine=config,
                                    repo_dir=Path(tmp) / "model_repository")
-        with TritonServer(deployment.prepare(), Ports.free()) as server:
-            _served_warmup(server.grpc_url)
-            time.sleep(1.0)  # the engine gauges refresh twice a second
-            before = engine_stats(server.metrics_url)["generated_tokens"]
-            results = []
-            for level in levels:
-                with tqdm(total=len(items), desc=f"server c={level}", leave=False) as progress:
-                    results.append(served_run(server.grpc_url, items, level, progress))
-            time.sleep(1.0)  # the engine gauges refresh twice a second
-            generated = engine_stats(server.metrics_url)["generated_tokens"] - before
-    return results, int(generated)
+        server = TritonServer(deployment.prepare(), Ports.free())
+        stack.push(server.start(ready_timeout_s))  # its __exit__ stops it
+        _served_warmup(server.grpc_url)
+        targets = {OURS: _our_target(server.grpc_url, items, tqdm)}
+        for peer in peers:
+            log_dir = peer.root / "logs" / peer.label.replace(" ", "-")
+            url = stack.enter_context(started_peer(peer, model_dir, log_dir, ready_timeout_s))
+            targets[peer.label] = _peer_target(url, peer, items, wrong, tqdm)
+        time.sleep(1.0)  # the engine gauges refresh twice a second
+        before = engine_stats(server.metrics_url)["generated_tokens"]
+        runs = interleave(targets, levels, rounds)
+        time.sleep(1.0)
+        generated = engine_stats(server.metrics_url)["generated_tokens"] - before
+    return runs, int(generated), wrong
+
+
+def _our_target(url: str, items, tqdm):
+    def run(level: int) -> RunResult:
+        with tqdm(total=len(items), desc=f"server c={level}", leave=False) as progress:
+            return _said(served_run(url, items, level, progress))
+    return run
+
+
+def _said(result: RunResult) -> RunResult:
+    """Print one run as it ends, so an interrupted benchmark still shows what it measured."""
+    print(f"  {result.name}: {result.tokens_per_s:.1f} tok/s over {result.seconds:.0f} s",
+          flush=True)
+    return result
+
+
+def _peer_target(url: str, peer, items, wrong: list[str], tqdm):
+    from tritonllm.bench.peer_bench import peer_run
+
+    def run(level: int) -> RunResult:
+        with tqdm(total=len(items), desc=f"{peer.label} c={level}", leave=False) as progress:
+            measured = peer_run(url, peer, items, level, progress)
+        wrong.extend(measured.wrong_lengths)
+        return _said(measured.result)
+    return run
 
 
 def _served_warmup(url: str) -> None:

@@ -73,6 +73,9 @@ def _plan_parser(subparsers) -> None:
     p = _profile_parser(subparsers, "plan", "memory plan and rule checks for a profile, "
                         "before anything expensive")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--slo", default=None, metavar="ttft=500ms,tpot=50ms",
+                   help="also rank the shipped Llama sizes and precisions on this device by "
+                        "fit and estimated latency against this SLO (tritonllm.build.sizing)")
     p.set_defaults(handler=_plan)
 
 
@@ -86,13 +89,21 @@ def _load(args):
 def _plan(args) -> int:
     from tritonllm.build.planner import format_plan
 
+    from tritonllm.build import sizing
     from tritonllm.build.instances import plan_instances
 
+    slo = sizing.SizingSlo.parse(args.slo) if args.slo is not None else None
     build = _load(args)
     plan = build.plan()
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
+    report = plan.to_dict()
+    if slo is not None:
+        rows = sizing.rank(build.profile, slo)
+        report["sizing"] = sizing.guidance_dict(build.profile, slo, rows)
+    print(json.dumps(report, indent=2) if args.json else format_plan(plan))
     if not args.json:
         print(plan_instances(build.profile, plan).describe())
+    if slo is not None and not args.json:
+        print("\n" + sizing.format_guidance(build.profile, slo, rows))
     return 0 if plan.ok else 1
 
 
