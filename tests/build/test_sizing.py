@@ -83,8 +83,13 @@ def test_ranking_on_one_h100_puts_what_meets_the_slo_first():
     assert shrunk.fits == "batch 6" and not shrunk.meets_slo
     assert _row(rows, "llama-3.1-8b", "fp8").meets_slo
     assert not _row(rows, "llama-3.1-8b", "none").meets_slo  # 21.5 ms > 20 ms per token
+    # The profile keeps KV-cache reuse on, so modes without FP8 attention cannot keep its FP8 KV
+    # cache (trtllm-build would drop paged context FMHA): they are sized with a 16-bit one.
+    assert _row(rows, "llama-3.1-8b", "fp8").kv_cache == "fp8"
+    awq = _row(rows, "llama-3.1-8b", "int4_awq")
+    assert awq.kv_cache == "none" and not awq.meets_slo  # twice the KV bytes: 31.7 ms per token
     best = sizing.suggestion(rows)
-    assert best.model == "llama-3.1-8b" and best.mode == "int4_awq"
+    assert best.model == "llama-3.1-8b" and best.mode == "fp8"
 
 
 def test_precisions_follow_the_device_and_tp_must_divide_the_heads():

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from tritonllm.build import planner, quant_modes
 from tritonllm.build.architectures import KNOWN, ModelArch
+from tritonllm.build.engine import paged_context_fmha_blocker
 from tritonllm.build.gpus import Device, get_device
 from tritonllm.build.profile import AWQ_GROUP_SIZES, BuildProfile
 
@@ -130,6 +131,7 @@ class Candidate:
 
     model: str
     mode: str
+    kv_cache: str  # the KV cache precision sized with it (see ``_kv_mode``)
     params: int
     fits: str  # "yes", "batch N" or "no"
     reason: str
@@ -169,10 +171,17 @@ def supports(device: Device, mode: str) -> bool:
 
 
 def _kv_mode(profile: BuildProfile, device: Device, mode: str) -> str:
-    """The profile's KV cache precision where the device and mode allow it, else none."""
+    """The profile's KV cache precision where the device and mode allow it, else none. A
+    quantized KV cache that would make trtllm-build drop paged context FMHA for this mode (and so
+    KV-cache reuse and chunked context, which the profile asks for) also falls back to none."""
     kv = profile.quantization.kv_cache
     if device.is_cpu or (kv == "fp8" and not device.supports_fp8):
         return "none"
+    serving = profile.serving
+    if serving.enable_kv_cache_reuse or serving.enable_chunked_context:
+        quant = dataclasses.replace(profile.quantization, mode=mode, kv_cache=kv)
+        if paged_context_fmha_blocker(dataclasses.replace(profile, quantization=quant)):
+            return "none"
     return kv
 
 
@@ -216,7 +225,8 @@ def size_candidate(profile: BuildProfile, arch: ModelArch, slo: SizingSlo) -> Ca
         ttft = ttft_seconds(arch, profile, plan.weight_bytes_per_gpu, perf)
         rate = batch / tpot
     meets = fits == "yes" and slo.allows(ttft, tpot)  # at the planned batch, not a shrunk one
-    return Candidate(arch.name, profile.quantization.mode, arch.num_params, fits, reason,
+    return Candidate(arch.name, profile.quantization.mode, profile.quantization.kv_cache,
+                     arch.num_params, fits, reason,
                      plan.weight_bytes_per_gpu,
                      limits.max_batch_size * limits.max_seq_len * plan.kv_bytes_per_token,
                      batch, tpot, ttft, rate, meets)
@@ -250,14 +260,14 @@ def format_guidance(profile: BuildProfile, slo: SizingSlo, rows: list[Candidate]
         f"model-size guidance: {par.tp_size * par.pp_size} x {device.name} (tp={par.tp_size}, "
         f"pp={par.pp_size}), batch {limits.max_batch_size}, prompt {limits.max_input_len}, "
         f"max_seq_len {limits.max_seq_len}; SLO {slo.describe() or 'none'}",
-        f"{'#':>2} {'model':14} {'precision':9} {'weights':>8} {'KV need':>8} {'fits':9} "
+        f"{'#':>2} {'model':14} {'precision':9} {'KV':4} {'weights':>8} {'KV need':>8} {'fits':9} "
         f"{'TTFT ms':>9} {'TPOT ms':>8} {'decode tok/s':>12}  SLO",
     ]
     for i, c in enumerate(rows, 1):
         rate = "-" if c.decode_tokens_per_s is None else f"{c.decode_tokens_per_s:,.0f}"
         verdict = _verdict(c, slo)
-        lines.append(f"{i:>2} {c.model:14} {c.mode:9} {gib(c.weight_bytes_per_gpu):>8} "
-                     f"{gib(c.kv_bytes_needed_per_gpu):>8} {c.fits:9} {ms(c.ttft_s):>9} "
+        lines.append(f"{i:>2} {c.model:14} {c.mode:9} {c.kv_cache:4} "
+                     f"{gib(c.weight_bytes_per_gpu):>8} {gib(c.kv_bytes_needed_per_gpu):>8} {c.fits:9} {ms(c.ttft_s):>9} "
                      f"{ms(c.tpot_s):>8} {rate:>12}  {verdict}"
                      + (f"  ({_short(c.reason)})" if c.fits == "no" else ""))
     best = suggestion(rows)
