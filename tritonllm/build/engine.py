@@ -11,7 +11,10 @@ than left to a default that moved between releases (1.2 defaults ``tokens_per_bl
 - ``--use_paged_context_fmha enable`` when KV-cache reuse or chunked context is on (both need it);
 - ``--use_fp8_context_fmha enable`` for FP8 models with an FP8 KV cache on FP8-capable GPUs;
 - ``--gemm_plugin`` (``auto``: the model dtype), ``--multiple_profiles``, ``--workers`` (ranks
-  built in parallel; trtllm-build caps it at the visible GPU count).
+  built in parallel; trtllm-build caps it at the visible GPU count);
+- ``--weight_sparsity`` (a switch, off by default) when the profile's ``compression.sparsity`` is
+  ``2:4``: TensorRT picks sparse tensor-core kernels for the 2:4 weights
+  (tritonllm.build.sparsity).
 
 One invocation builds every rank (``rank<N>.engine`` for N < tp x pp) into ``--output_dir``.
 """
@@ -66,6 +69,7 @@ def trtllm_build_command(profile: BuildProfile, checkpoint_dir: Path, engine_dir
     fp8_fmha = (q.mode == "fp8" and q.kv_cache == "fp8"
                 and get_device(profile.target.gpu).supports_fp8)
     paged_context = serving.enable_kv_cache_reuse or serving.enable_chunked_context
+    sparse = ["--weight_sparsity"] if profile.compression.sparsity == "2:4" else []
     return [
         "trtllm-build",
         "--checkpoint_dir", str(checkpoint_dir),
@@ -85,6 +89,7 @@ def trtllm_build_command(profile: BuildProfile, checkpoint_dir: Path, engine_dir
         "--use_fp8_context_fmha", _switch(fp8_fmha),
         "--multiple_profiles", _switch(engine.multiple_profiles),
         "--workers", str(engine.workers or profile.parallel.world_size),
+        *sparse,
     ]
 
 
