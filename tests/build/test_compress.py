@@ -174,3 +174,27 @@ def test_compress_stage_feeds_planner_quantize_engine_command_and_cpu_twin(tiny_
     finally:
         engine.shutdown()
     assert last.token_ids == hf_greedy(student, prompt, 10)
+
+
+def test_compression_report_measures_teacher_and_students_in_one_run(tiny_llama_dir, tmp_path):
+    from tritonllm.build import compression_report
+    from tritonllm.build.compress import compress
+
+    spec = CompressionSpec(depth=0.5, calibration_samples=1, calibration_max_len=32)
+    student = compress(spec, tiny_llama_dir, tmp_path / "c").model_dir
+    students = compression_report.parse_students(f"half depth={student},"
+                                                 f"half depth int8={student}:int8_wo")
+    rows = compression_report.run_report(tiny_llama_dir, students, tmp_path / "report",
+                                         requests=2, rounds=1)
+    teacher, pruned, quantized = rows
+    assert teacher.perplexity_change_pct == 0 and teacher.top1_agreement == 1.0
+    assert pruned.params < teacher.params and pruned.weight_bytes < teacher.weight_bytes
+    assert quantized.weight_bytes < pruned.weight_bytes and quantized.mode == "int8_wo"
+    assert quantized.perplexity != pruned.perplexity  # the rounding is simulated
+    assert quantized.tok_s_c1 == pruned.tok_s_c1 > 0  # one shape, one benchmark
+    assert teacher.tok_s_c8 > 0 and len(teacher.bench_runs[1]) == 1
+    markdown = (tmp_path / "report" / "compression.md").read_text()
+    assert markdown.count("\n| ") == 4 and "half depth int8" in markdown
+    assert (tmp_path / "report" / "compression.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="--students: expected LABEL=DIR"):
+        compression_report.parse_students("no-dir")

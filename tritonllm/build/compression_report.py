@@ -11,8 +11,10 @@ every student (any HF Llama dir, e.g. a build's ``compressed/model`` or ``compre
   or at the quantization mode's bits; 2:4 zeros are counted as stored (dense);
 - CPU twin output tokens/s at concurrency 1 and 8 (``engine_bench.engine_run``, in-process
   ``LLMEngine`` on the mixed workload), rounds interleaved over the models so that load from
-  other processes falls on all of them alike. A model is benchmarked once per checkpoint; a
-  ``:MODE`` row reuses its checkpoint's figures (the CPU twin serves fp32 weights).
+  other processes falls on all of them alike. One benchmark per model shape (layers, heads,
+  MLP width): the CPU twin computes dense fp32, so checkpoints of one shape (before and after
+  distillation, 2:4 zeros, a ``:MODE`` row's simulated quantization) run at the same speed and
+  share the figures.
 
 Writes ``compression.json``, ``compression.md`` and ``compression.png`` (perplexity vs c=1
 tokens/s).
@@ -29,6 +31,9 @@ from pathlib import Path
 import torch
 
 from tritonllm.build import accuracy, corpus
+
+CALIBRATION_SAMPLES = 8  # windows of 128 tokens for a simulated quantization's ranges
+KV_CACHE_TOKENS = 8 * 512  # the benchmark's 8 requests fit (short prompts + <= 128 tokens)
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,9 @@ def measure_quality(students: list[Student], teacher_dir: Path, log=print) -> li
         if s.mode != "none":
             from tritonllm.build.profile import QuantSpec
 
-            model = accuracy.simulated(model, tokenizer, QuantSpec(mode=s.mode, group_size=64))
+            model = accuracy.simulated(model, tokenizer, QuantSpec(
+                mode=s.mode, group_size=64, calibration_samples=CALIBRATION_SAMPLES,
+                calibration_max_len=128))
         out = accuracy.evaluate(model, heldout, [], 0)
         ppl, ref = math.exp(out.nll), math.exp(reference.nll)
         rows.append(Row(s.label, str(s.model_dir), s.mode, params, nonzero, linear,
@@ -121,13 +128,15 @@ def measure_speed(rows: list[Row], requests: int, rounds: int, log=print) -> Non
 
     from tritonllm.bench.engine_bench import engine_run
     from tritonllm.bench.workload import mixed_workload
-    from tritonllm.engine import EngineConfig, LLMEngine
+    from tritonllm.engine import LLMEngine
     from tritonllm.tokenizer import TextCodec
 
-    dirs = list(dict.fromkeys(r.model_dir for r in rows))
+    shapes = {r.model_dir: _shape(Path(r.model_dir)) for r in rows}
+    dirs = [d for i, (d, shape) in enumerate(shapes.items())
+            if shape not in list(shapes.values())[:i]]  # the first checkpoint of each shape
     items = mixed_workload(requests)
     prompts = [TextCodec.from_dir(dirs[0]).encode(i.prompt) for i in items]
-    engines = {d: LLMEngine(d, EngineConfig()).start() for d in dirs}
+    engines = {d: LLMEngine(d, _engine_config(Path(d))).start() for d in dirs}
     runs: dict = {d: {1: [], 8: []} for d in dirs}
     try:
         for engine in engines.values():
@@ -144,10 +153,27 @@ def measure_speed(rows: list[Row], requests: int, rounds: int, log=print) -> Non
     finally:
         for engine in engines.values():
             engine.shutdown()
+    by_shape = {shapes[d]: runs[d] for d in dirs}
     for r in rows:
-        r.bench_runs = runs[r.model_dir]
-        r.tok_s_c1 = statistics.median(runs[r.model_dir][1])
-        r.tok_s_c8 = statistics.median(runs[r.model_dir][8])
+        measured = by_shape[shapes[r.model_dir]]
+        r.bench_runs = measured
+        r.tok_s_c1 = statistics.median(measured[1])
+        r.tok_s_c8 = statistics.median(measured[8])
+
+
+def _engine_config(model_dir: Path):
+    from tritonllm.engine import EngineConfig
+
+    positions = json.loads((model_dir / "config.json").read_text())["max_position_embeddings"]
+    seq = min(512, positions)
+    return EngineConfig(kv_cache_tokens=KV_CACHE_TOKENS, max_seq_len=seq, max_input_len=seq // 2)
+
+
+def _shape(model_dir: Path) -> tuple:
+    config = json.loads((model_dir / "config.json").read_text())
+    return tuple(config.get(k) for k in ("num_hidden_layers", "hidden_size", "intermediate_size",
+                                         "num_attention_heads", "num_key_value_heads",
+                                         "vocab_size"))
 
 
 def _warmup():
