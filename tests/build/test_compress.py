@@ -83,9 +83,12 @@ def test_importance_finds_a_dead_layer_dead_channels_and_a_dead_kv_group():
 
 @pytest.mark.parametrize("method", ["sparse_magnitude", "sparsegpt"])
 def test_two_four_sparsity_zeroes_half_of_every_decoder_linear_weight(method):
-    model = tiny_llama()
-    lm_head = model.lm_head.weight.clone()
+    from tritonllm.build.compress import parameter_count
+
+    model = tiny_llama(tie_word_embeddings=True)
+    lm_head, params = model.lm_head.weight.clone(), parameter_count(model)
     out = sparsity.sparsify(model, method, [IDS])
+    assert parameter_count(out) == params  # the embedding is still tied
     weights = sparsity.decoder_linear_weights(out)
     assert len(weights) == 2 * 7
     for name, weight in weights.items():

@@ -29,7 +29,10 @@ def sparsify(model, method: str, windows: list[torch.Tensor]):
     config = {"forward_loop": forward_loop} if method == "sparsegpt" else {}
     result = mts.sparsify(model, method, config=config)
     model = result[0] if isinstance(result, tuple) else result  # 0.37 vs 0.47 return types
-    return mts.export(model)
+    model = mts.export(model)
+    if model.config.tie_word_embeddings:  # export leaves lm_head a copy of the embedding
+        model.tie_weights()
+    return model
 
 
 def is_two_four(weight: torch.Tensor) -> bool:
