@@ -14,7 +14,9 @@ than left to a default that moved between releases (1.2 defaults ``tokens_per_bl
   built in parallel; trtllm-build caps it at the visible GPU count);
 - ``--weight_sparsity`` (a switch, off by default) when the profile's ``compression.sparsity`` is
   ``2:4``: TensorRT picks sparse tensor-core kernels for the 2:4 weights
-  (tritonllm.build.sparsity).
+  (tritonllm.build.sparsity). Read in ``tensorrt_llm/commands/build.py`` at commit 008b2b8 (a
+  store-true flag defaulting to ``BuildConfig.weight_sparsity``, False); the v1.2.1 tag's copy
+  was not reachable here.
 
 One invocation builds every rank (``rank<N>.engine`` for N < tp x pp) into ``--output_dir``.
 """
