@@ -1,4 +1,5 @@
-"""Build subcommands: ``plan``, ``quantize``, ``verify``, ``engine``, ``build``, ``accuracy``.
+"""Build subcommands: ``plan``, ``compress``, ``quantize``, ``verify``, ``engine``, ``build``,
+``accuracy``.
 
 Each takes a profile (YAML, see ``tritonllm.build.profile``) and ``--set section.key=value``
 overrides; every default shown in ``--help`` is read from the profile dataclasses. Exit
@@ -16,7 +17,9 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     _plan_parser(subparsers)
-    for stage, text in (("quantize", "quantize with ModelOpt and export the TensorRT-LLM "
+    for stage, text in (("compress", "prune, distill and 2:4-sparsify the HF checkpoint as the "
+                                     "profile's compression: section says (CPU; minutes)"),
+                        ("quantize", "quantize with ModelOpt and export the TensorRT-LLM "
                                      "checkpoint (CPU is fine)"),
                         ("verify", "check the exported checkpoint against the profile, "
                                    "TensorRT-LLM 1.2.1's layout and the source weights"),
@@ -25,8 +28,8 @@ def register(subparsers) -> None:
         p = _profile_parser(subparsers, stage, text)
         p.add_argument("--force", action="store_true", help="run even if up to date")
         p.set_defaults(handler=_stage_handler(stage))
-    p = _profile_parser(subparsers, "build", "plan -> quantize -> verify -> engine -> "
-                        "repository; stages already up to date are skipped")
+    p = _profile_parser(subparsers, "build", "plan -> compress -> quantize -> verify -> "
+                        "engine -> repository; stages already up to date are skipped")
     p.add_argument("--force", action="store_true", help="re-run every stage")
     p.add_argument("--stages", default=",".join(_stages()),
                    help="comma-separated subset, in order (default: all)")
@@ -154,6 +157,18 @@ def _accuracy_parser(subparsers) -> None:
                         "(default fp32,int8; '' for none)")
     p.add_argument("--output-dir", type=Path, default=Path("."),
                    help="where accuracy.json and accuracy.md go (default: .)")
+    g = p.add_argument_group(
+        "compression report", "with --students: compare compressed checkpoints with --model "
+        "(the teacher) instead of quantization modes: perplexity, top-1 agreement, "
+        "parameters, weight bytes and CPU twin tokens/s at c=1 and c=8, measured in one run; "
+        "writes compression.json, compression.md and compression.png")
+    g.add_argument("--students", default=None, metavar="LABEL=DIR[:MODE],...",
+                   help="HF Llama dirs to compare (e.g. a build's compressed/model); :MODE "
+                        "adds simulated quantization (int8_wo, fp8, ...)")
+    g.add_argument("--requests", type=int, default=8,
+                   help="requests of the mixed workload per speed run")
+    g.add_argument("--rounds", type=int, default=2, help="interleaved speed rounds (median)")
+    g.add_argument("--no-speed", action="store_true", help="quality only")
     p.set_defaults(handler=_accuracy)
 
 
@@ -171,6 +186,8 @@ def _accuracy(args) -> int:
     from tritonllm.build.accuracy import simulable_modes, run_report
     from tritonllm.model_source import resolve_model_dir
 
+    if args.students:
+        return _compression_report(args, resolve_model_dir(args.model))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else simulable_modes()
     report = run_report(resolve_model_dir(args.model), modes, kv_cache=args.kv_cache,
                         group_size=args.group_size, new_tokens=args.new_tokens,
@@ -178,4 +195,23 @@ def _accuracy(args) -> int:
                         engine_weights=_engine_weights(args.engine_weights),
                         out_dir=args.output_dir)
     print(report.markdown())
+    return 0
+
+
+def _compression_report(args, teacher_dir: Path) -> int:
+    from tritonllm.build import compression_report
+
+    students = compression_report.parse_students(args.students)
+    for student in students:
+        if not (student.model_dir / "config.json").is_file():
+            raise ValueError(f"--students: {student.label}: {student.model_dir} has no "
+                             "config.json")
+        if student.mode != "none":
+            from tritonllm.build.accuracy import check_simulable
+
+            check_simulable([student.mode])
+    rows = compression_report.run_report(teacher_dir, students, args.output_dir,
+                                         requests=args.requests, rounds=args.rounds,
+                                         speed=not args.no_speed)
+    print(compression_report.markdown(rows, args.requests, args.rounds))
     return 0

@@ -15,7 +15,12 @@ than left to a default that moved between releases (1.2 defaults ``tokens_per_bl
   before sm89): :func:`paged_context_fmha_blocker` names that case and the planner rejects it;
 - ``--use_fp8_context_fmha enable`` for FP8 models with an FP8 KV cache on FP8-capable GPUs;
 - ``--gemm_plugin`` (``auto``: the model dtype), ``--multiple_profiles``, ``--workers`` (ranks
-  built in parallel; trtllm-build caps it at the visible GPU count).
+  built in parallel; trtllm-build caps it at the visible GPU count);
+- ``--weight_sparsity`` (a switch, off by default) when the profile's ``compression.sparsity`` is
+  ``2:4``: TensorRT picks sparse tensor-core kernels for the 2:4 weights
+  (tritonllm.build.sparsity). Read in ``tensorrt_llm/commands/build.py`` at commit 008b2b8 (a
+  store-true flag defaulting to ``BuildConfig.weight_sparsity``, False); the v1.2.1 tag's copy
+  was not reachable here.
 
 One invocation builds every rank (``rank<N>.engine`` for N < tp x pp) into ``--output_dir``.
 """
@@ -65,11 +70,12 @@ def _switch(on: bool) -> str:
 def trtllm_build_command(profile: BuildProfile, checkpoint_dir: Path, engine_dir: Path
                          ) -> list[str]:
     """The exact ``trtllm-build`` argv for ``profile`` (see the module docstring)."""
-    limits, engine, serving = profile.limits, profile.engine, profile.serving
+    limits, engine = profile.limits, profile.engine
     q = profile.quantization
     fp8_fmha = (q.mode == "fp8" and q.kv_cache == "fp8"
                 and get_device(profile.target.gpu).supports_fp8)
     paged_context = profile.use_paged_context_fmha
+    sparse = ["--weight_sparsity"] if profile.compression.sparsity == "2:4" else []
     return [
         "trtllm-build",
         "--checkpoint_dir", str(checkpoint_dir),
@@ -89,6 +95,7 @@ def trtllm_build_command(profile: BuildProfile, checkpoint_dir: Path, engine_dir
         "--use_fp8_context_fmha", _switch(fp8_fmha),
         "--multiple_profiles", _switch(engine.multiple_profiles),
         "--workers", str(engine.workers or profile.parallel.world_size),
+        *sparse,
     ]
 
 

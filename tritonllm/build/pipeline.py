@@ -1,9 +1,12 @@
-"""``tritonllm build``: plan -> quantize -> verify -> engine -> repo, each stage skipped when its
-output exists and is up to date.
+"""``tritonllm build``: plan -> compress -> quantize -> verify -> engine -> repo, each stage skipped
+when its output exists and is up to date.
 
 Outputs, under the profile's output directory::
 
     plan.json                 the planner's numbers and verdict
+    compressed/model/         the pruned / distilled / 2:4-sparse HF checkpoint, when the profile
+                              has a ``compression:`` section (tritonllm.build.compress); the
+                              stages after it read this instead of ``model.dir``
     checkpoint/               TensorRT-LLM checkpoint (config.json, rank<N>.safetensors)
     verify.json               the verifier's report
     engine/                   rank<N>.engine, config.json, tritonllm-manifest.json
@@ -12,7 +15,8 @@ Outputs, under the profile's output directory::
 
 A stage is up to date when its stamp's key equals the key computed now: a hash of the profile
 sections the stage depends on (``profile.STAGE_SECTIONS``), of the upstream stage's key, and,
-for quantize, of the source checkpoint's files (names, sizes, modification times). So changing a
+for compress (or quantize, when nothing is compressed), of the source checkpoint's files (names,
+sizes, modification times). So changing a
 serving option re-renders the repository only; touching the model re-runs everything after plan.
 
 Exit statuses (``tritonllm build`` and each stage command): 0 done, 1 plan rejected or checkpoint
@@ -32,7 +36,7 @@ from tritonllm.build import engine as engine_stage
 from tritonllm.build import planner, source
 from tritonllm.build.profile import BuildProfile, profile_hash, stage_hash
 
-STAGES = ("plan", "quantize", "verify", "engine", "repo")
+STAGES = ("plan", "compress", "quantize", "verify", "engine", "repo")
 EXIT_OK, EXIT_FAILED, EXIT_ENGINE_DEFERRED = 0, 1, engine_stage.EXIT_ENGINE_DEFERRED
 
 
@@ -54,6 +58,7 @@ class Build:
         self.profile = profile
         self.root = Path(root) if root else profile.output_path
         self.plan_json = self.root / "plan.json"
+        self.compressed = self.root / "compressed"
         self.checkpoint = self.root / "checkpoint"
         self.verify_json = self.root / "verify.json"
         self.engine_dir = self.root / "engine"
@@ -63,8 +68,11 @@ class Build:
 
     def key(self, stage: str) -> str:
         p = self.profile
+        upstream = (lambda: self.key("compress")) if self.compresses else (
+            lambda: _model_fingerprint(p))
         parts = {"plan": lambda: profile_hash(p),
-                 "quantize": lambda: stage_hash(p, "quantize") + _model_fingerprint(p),
+                 "compress": lambda: stage_hash(p, "compress") + _model_fingerprint(p),
+                 "quantize": lambda: stage_hash(p, "quantize") + upstream(),
                  "verify": lambda: self.key("quantize"),
                  "engine": lambda: stage_hash(p, "engine") + self.key("quantize"),
                  "repo": lambda: stage_hash(p, "repo") + self.key("engine")}
@@ -86,7 +94,8 @@ class Build:
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
 
     def _output(self, stage: str) -> Path:
-        return {"plan": self.plan_json, "quantize": self.checkpoint / "config.json",
+        return {"plan": self.plan_json, "compress": self.compressed / "model" / "config.json",
+                "quantize": self.checkpoint / "config.json",
                 "verify": self.verify_json, "engine": self.engine_dir,
                 "repo": self.repo}[stage]
 
@@ -108,7 +117,45 @@ class Build:
         return StageResult("plan", "done" if plan.ok else "failed", plan.verdict)
 
     def plan(self) -> planner.Plan:
-        return planner.plan(self.profile, source.model_arch(self.profile))
+        return planner.plan(self.profile, self.model_arch())
+
+    # ---- the model the stages after compress read ---------------------------------------------
+
+    @property
+    def compresses(self) -> bool:
+        return self.profile.compression.enabled
+
+    def model_dir(self) -> Path:
+        """The HF checkpoint quantize, verify and the repository use: the compressed one when
+        the profile compresses (it must have been made), else the source."""
+        if not self.compresses:
+            return source.require_checkpoint_dir(self.profile)
+        path = self.compressed / "model"
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"compression: no compressed checkpoint at {path}; run "
+                                    "`tritonllm compress PROFILE` first")
+        return path
+
+    def model_arch(self):
+        """What the planner sizes: the compressed checkpoint's numbers once it exists, before
+        that the source's numbers cut as the profile says."""
+        from tritonllm.build.architectures import from_model_dir
+        from tritonllm.build.compress import compressed_arch
+
+        made = self.compressed / "model"
+        if self.compresses and (made / "config.json").is_file():
+            return from_model_dir(made)
+        return compressed_arch(source.model_arch(self.profile), self.profile.compression)
+
+    def _run_compress(self) -> StageResult:
+        from tritonllm.build.compress import compress
+
+        if not self.compresses:
+            return StageResult("compress", "skipped", "nothing to compress (no compression: "
+                               "section in the profile)")
+        result = compress(self.profile.compression, source.require_checkpoint_dir(self.profile),
+                          self.compressed, key=self.key("compress"))
+        return StageResult("compress", "done", result.detail)
 
     def _run_quantize(self) -> StageResult:
         from tritonllm.build.quantize import quantize
@@ -117,7 +164,7 @@ class Build:
         if not plan.ok:
             return StageResult("quantize", "failed", "the plan is rejected:\n"
                                + "\n".join(plan.problems))
-        result = quantize(self.profile, self.checkpoint)
+        result = quantize(self.profile, self.checkpoint, model_dir=self.model_dir())
         return StageResult("quantize", "done", f"{self.checkpoint} (quant_algo "
                            f"{result.quant_algo}, kv {result.kv_cache_quant_algo}, "
                            f"{result.seconds:.0f} s)")
@@ -128,8 +175,7 @@ class Build:
         if not (self.checkpoint / "config.json").is_file():
             return StageResult("verify", "failed", f"no checkpoint at {self.checkpoint}; run "
                                "`tritonllm quantize PROFILE` first")
-        report = verify(self.profile, self.checkpoint,
-                        source.require_checkpoint_dir(self.profile))
+        report = verify(self.profile, self.checkpoint, self.model_dir())
         self.verify_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         lines = list(report.problems) + list(report.notes)
         summary = (f"{report.tensors_checked} tensors checked, worst error / bound "
@@ -149,7 +195,8 @@ class Build:
     def _run_repo(self) -> StageResult:
         from tritonllm.build import repo_values
 
-        model_dir = source.checkpoint_dir(self.profile, fetch=False)
+        model_dir = (self.compressed / "model" if self.compresses
+                     else source.checkpoint_dir(self.profile, fetch=False))
         repo = repo_values.render(
             self.profile, self.repo, engine_dir=self.engine_dir,
             tokenizer_dir=source.tokenizer_dir(self.profile),

@@ -11,12 +11,17 @@ Shape of a profile file (every section and key optional except ``name``)::
     name: llama-3.1-8b-fp8-h100
     model: {dir: /models/Llama-3.1-8B-Instruct, architecture: llama-3.1-8b}
     dtype: bfloat16
+    compression: {depth: 0.4, distill: {max_steps: 400, max_minutes: 25}}
     quantization: {mode: fp8, kv_cache: fp8}
     parallel: {tp_size: 1, pp_size: 1}
     limits: {max_batch_size: 64, max_input_len: 4096, max_seq_len: 8192, max_num_tokens: 8192}
     target: {gpu: H100}
     engine: {gemm_plugin: auto, multiple_profiles: true}
     serving: {kv_cache_free_gpu_mem_fraction: 0.9, enable_kv_cache_reuse: true}
+
+``compression``: pruning, distillation and 2:4 sparsity of the Hugging Face checkpoint, run
+before quantization (tritonllm.build.compress); its result is an ordinary, smaller Llama
+checkpoint that every later stage uses in place of ``model.dir``. All off by default.
 
 ``serving.openai_port``: where the container entrypoint runs the OpenAI-compatible frontend in
 front of the ensemble (tritonllm.deploy.frontend); 0 runs none.
@@ -85,6 +90,81 @@ class QuantSpec:
     @property
     def quant_mode(self) -> quant_modes.QuantMode:
         return quant_modes.get_mode(self.mode)
+
+
+SPARSITY_PATTERNS = ("none", "2:4")
+SPARSITY_METHODS = ("sparsegpt", "sparse_magnitude")  # ModelOpt's modes (modelopt.torch.sparsity)
+
+
+@dataclass(frozen=True)
+class DistillSpec:
+    """Knowledge distillation of the pruned student from the unpruned teacher (ModelOpt's
+    ``modelopt.torch.distill``) on the bundled text. It stops at ``max_steps`` or after
+    ``max_minutes``, whichever comes first; ``max_steps: 0`` turns it off."""
+
+    max_steps: int = 0
+    max_minutes: float = 25.0
+    lr: float = 1e-4
+    batch_size: int = 4
+    seq_len: int = 128  # tokens per training window
+    temperature: float = 1.0  # logits KD softening
+    intermediate_weight: float = 0.0  # share of the loss from hidden-state matching (0: logits only)
+    checkpoint_every: int = 25  # steps between resumable checkpoints
+
+    def __post_init__(self) -> None:
+        _at_least("compression.distill.max_steps", self.max_steps, 0)
+        _positive("compression.distill.max_minutes", self.max_minutes)
+        _positive("compression.distill.lr", self.lr)
+        _at_least("compression.distill.batch_size", self.batch_size, 1)
+        _at_least("compression.distill.seq_len", self.seq_len, 8)
+        _positive("compression.distill.temperature", self.temperature)
+        if not 0.0 <= self.intermediate_weight < 1.0:
+            raise ValueError("compression.distill.intermediate_weight: must be in [0, 1), got "
+                             f"{self.intermediate_weight}")
+        _at_least("compression.distill.checkpoint_every", self.checkpoint_every, 1)
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    """Structured pruning, distillation and 2:4 sparsity (tritonllm.build.compress).
+
+    ``depth``: share of decoder layers removed (the least important on calibration text);
+    ``mlp``: share of MLP intermediate channels removed in every layer; ``kv_groups``: whole
+    KV-head groups (one KV head and the query heads that read it) removed in every layer;
+    ``sparsity: "2:4"``: two of every four weights of each decoder linear layer set to zero
+    (TensorRT-LLM then builds with ``--weight_sparsity``)."""
+
+    depth: float = 0.0
+    mlp: float = 0.0
+    kv_groups: int = 0
+    sparsity: str = "none"
+    sparsity_method: str = "sparsegpt"
+    calibration_samples: int = 8  # windows of the bundled calibration text for importance
+    calibration_max_len: int = 256
+    distill: DistillSpec = field(default_factory=DistillSpec)
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "mlp"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"compression.{name}: must be in [0, 1), got {value}")
+        _at_least("compression.kv_groups", self.kv_groups, 0)
+        if self.sparsity not in SPARSITY_PATTERNS:
+            raise ValueError(f"compression.sparsity: {self.sparsity!r} is not one of "
+                             f"{SPARSITY_PATTERNS}")
+        if self.sparsity_method not in SPARSITY_METHODS:
+            raise ValueError(f"compression.sparsity_method: {self.sparsity_method!r} is not one "
+                             f"of {SPARSITY_METHODS}")
+        _at_least("compression.calibration_samples", self.calibration_samples, 1)
+        _at_least("compression.calibration_max_len", self.calibration_max_len, 16)
+
+    @property
+    def prunes(self) -> bool:
+        return self.depth > 0 or self.mlp > 0 or self.kv_groups > 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.prunes or self.sparsity != "none" or self.distill.max_steps > 0
 
 
 @dataclass(frozen=True)
@@ -200,6 +280,7 @@ class BuildProfile:
     name: str
     model: ModelSpec = field(default_factory=ModelSpec)
     dtype: str = "bfloat16"
+    compression: CompressionSpec = field(default_factory=CompressionSpec)
     quantization: QuantSpec = field(default_factory=QuantSpec)
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
     limits: LimitsSpec = field(default_factory=LimitsSpec)
@@ -265,10 +346,12 @@ def profile_hash(profile: BuildProfile, sections: tuple[str, ...] | None = None,
 # changing a serving option does not redo the quantization). The engine stage also hashes the
 # one build flag that serving options decide (``use_paged_context_fmha``).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "compress": ("model", "compression"),
     "quantize": ("model", "dtype", "quantization", "parallel"),
-    "engine": ("model", "dtype", "quantization", "parallel", "limits", "target", "engine"),
-    "repo": ("name", "model", "dtype", "quantization", "parallel", "limits", "target", "engine",
-             "serving"),
+    "engine": ("model", "compression", "dtype", "quantization", "parallel", "limits", "target",
+               "engine"),
+    "repo": ("name", "model", "compression", "dtype", "quantization", "parallel", "limits",
+             "target", "engine", "serving"),
 }
 
 
@@ -345,3 +428,8 @@ def _convert(hint, value, where: str):
 def _at_least(name: str, value: int, floor: int) -> None:
     if value < floor:
         raise ValueError(f"{name}: must be >= {floor}, got {value}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name}: must be > 0, got {value}")
