@@ -2,7 +2,7 @@
 # The before/after A/B in README ("Where a decode step goes"): main's runner vs this tree's in
 # fp32 and int8, interleaved, three rounds; each line a fresh process (build/bench/decode_step.py).
 # Usage: build/bench/decode_step_ab.sh /path/to/main /path/to/this/tree
-PY=${PY:-/work/main/.venv/bin/python}
+PY=${PY:-$(dirname "$0")/../../.venv/bin/python}
 here=$(dirname "$0")
 for round in 1 2 3; do
   echo "--- round $round $(date -u +%H:%M:%S) load $(cut -d' ' -f1 /proc/loadavg)"
