@@ -40,16 +40,8 @@ def http_generate(server, body: dict, stream: bool = False):
 
 
 def http_stream_texts(server, body: dict) -> list[str]:
-    body = {**body, "stream": True, "id": uuid.uuid4().hex, "incremental_detokenize": True}
-    chunks = []
-    with http_generate(server, body, stream=True) as resp:
-        assert resp.status_code == 200, resp.text
-        for line in resp.iter_lines():
-            if line.startswith(b"data: "):
-                event = json.loads(line[len(b"data: "):])
-                assert "error" not in event, event
-                chunks.append(event["text_output"])
-    return chunks
+    body = {**body, "id": uuid.uuid4().hex, "incremental_detokenize": True}
+    return plain_sse_texts(server, body)
 
 
 def grpc_inputs(values: dict) -> list:
@@ -189,7 +181,8 @@ def test_concurrent_streams_are_exact_across_postprocessing_instances(triton_ser
 
 
 def plain_sse_texts(server, body: dict) -> list[str]:
-    """generate_stream as any SSE client sends it: no request id, no extra parameter."""
+    """generate_stream with ``body`` as given (as any SSE client sends it: no request id, no
+    extra parameter, unless ``body`` has them)."""
     chunks = []
     with http_generate(server, {**body, "stream": True}, stream=True) as resp:
         assert resp.status_code == 200, resp.text

@@ -62,6 +62,19 @@ def respond(pb_utils, request, model: ModelContract,
         return pb_utils.InferenceResponse(output_tensors=[], error=error(pb_utils, exc))
 
 
+def submit_each(pb_utils, requests, submit: Callable) -> None:
+    """A decoupled model's ``execute``: ``submit(request, sender)`` for each request; a
+    failure becomes that request's one, final error response (the others are unaffected)."""
+    final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    for request in requests:
+        sender = request.get_response_sender()
+        try:
+            submit(request, sender)
+        except Exception as exc:  # noqa: BLE001 - the error belongs to this request only
+            sender.send(pb_utils.InferenceResponse(output_tensors=[], error=error(pb_utils, exc)),
+                        flags=final)
+
+
 # Engine finish reasons answered with an error instead of outputs, and their Triton codes.
 _ERROR_CODES = {"error": "INTERNAL", "timeout": "CANCELLED"}
 

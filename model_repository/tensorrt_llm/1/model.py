@@ -47,14 +47,7 @@ class TritonPythonModel:
         self.live = {}  # Triton request id -> engine request id, for the ``stop`` input
 
     def execute(self, requests):
-        for request in requests:
-            sender = request.get_response_sender()
-            try:
-                self._submit(request, sender)
-            except Exception as exc:  # noqa: BLE001 - the error belongs to this request only
-                response = pb_utils.InferenceResponse(output_tensors=[],
-                                                      error=triton.error(pb_utils, exc))
-                sender.send(response, flags=FINAL)
+        triton.submit_each(pb_utils, requests, self._submit)
         return None
 
     def _submit(self, request, sender):

@@ -18,12 +18,10 @@ from tritonllm.models import engine_step, triton
 from tritonllm.serve.lifeline import exit_when_orphaned
 from tritonllm.tokenizer import TextCodec
 
-FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.stop_watchdog = exit_when_orphaned()  # never outlive tritonserver
+        self.orphan_watch = exit_when_orphaned()  # never outlive tritonserver
         params = triton.parameters(args)
         self.settings = engine_step.StepSettings.from_model_config(json.loads(args["model_config"]))
         self.send_preceding = parse_bool(params.get("send_preceding", "true"), "send_preceding")
@@ -34,14 +32,7 @@ class TritonPythonModel:
         self.engine.start()
 
     def execute(self, requests):
-        for request in requests:
-            sender = request.get_response_sender()
-            try:
-                self._submit(request, sender)
-            except Exception as exc:  # noqa: BLE001 - the error belongs to this request only
-                response = pb_utils.InferenceResponse(output_tensors=[],
-                                                      error=triton.error(pb_utils, exc))
-                sender.send(response, flags=FINAL)
+        triton.submit_each(pb_utils, requests, self._submit)
         return None
 
     def _submit(self, request, sender):
