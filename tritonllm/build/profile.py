@@ -72,12 +72,8 @@ class QuantSpec:
 
     def __post_init__(self) -> None:
         quant_modes.get_mode(self.mode)
-        if self.kv_cache not in quant_modes.KV_MODES:
-            raise ValueError(f"quantization.kv_cache: {self.kv_cache!r} is not one of "
-                             f"{tuple(quant_modes.KV_MODES)}")
-        if self.group_size not in AWQ_GROUP_SIZES:
-            raise ValueError(f"quantization.group_size: {self.group_size} is not one of "
-                             f"{AWQ_GROUP_SIZES}")
+        _one_of("quantization.kv_cache", self.kv_cache, quant_modes.KV_MODES)
+        _one_of("quantization.group_size", self.group_size, AWQ_GROUP_SIZES)
         if not 0.0 < self.awq_alpha_step <= 1.0:
             raise ValueError(f"quantization.awq_alpha_step: must be in (0, 1], got "
                              f"{self.awq_alpha_step}")
@@ -149,12 +145,8 @@ class CompressionSpec:
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"compression.{name}: must be in [0, 1), got {value}")
         _at_least("compression.kv_groups", self.kv_groups, 0)
-        if self.sparsity not in SPARSITY_PATTERNS:
-            raise ValueError(f"compression.sparsity: {self.sparsity!r} is not one of "
-                             f"{SPARSITY_PATTERNS}")
-        if self.sparsity_method not in SPARSITY_METHODS:
-            raise ValueError(f"compression.sparsity_method: {self.sparsity_method!r} is not one "
-                             f"of {SPARSITY_METHODS}")
+        _one_of("compression.sparsity", self.sparsity, SPARSITY_PATTERNS)
+        _one_of("compression.sparsity_method", self.sparsity_method, SPARSITY_METHODS)
         _at_least("compression.calibration_samples", self.calibration_samples, 1)
         _at_least("compression.calibration_max_len", self.calibration_max_len, 16)
 
@@ -220,9 +212,7 @@ class EngineSpec:
     tokens_per_block: int = 32  # paged KV block size
 
     def __post_init__(self) -> None:
-        if self.gemm_plugin not in GEMM_PLUGINS:
-            raise ValueError(f"engine.gemm_plugin: {self.gemm_plugin!r} is not one of "
-                             f"{GEMM_PLUGINS}")
+        _one_of("engine.gemm_plugin", self.gemm_plugin, GEMM_PLUGINS)
         _at_least("engine.workers", self.workers, 0)
         if self.tokens_per_block < 8 or self.tokens_per_block & (self.tokens_per_block - 1):
             raise ValueError(f"engine.tokens_per_block: must be a power of two >= 8, got "
@@ -258,9 +248,8 @@ class ServingSpec:
         if not 0.0 < self.kv_cache_free_gpu_mem_fraction <= 1.0:
             raise ValueError("serving.kv_cache_free_gpu_mem_fraction: must be in (0, 1], got "
                              f"{self.kv_cache_free_gpu_mem_fraction}")
-        if self.batch_scheduler_policy not in SCHEDULER_POLICIES:
-            raise ValueError(f"serving.batch_scheduler_policy: {self.batch_scheduler_policy!r} "
-                             f"is not one of {SCHEDULER_POLICIES}")
+        _one_of("serving.batch_scheduler_policy", self.batch_scheduler_policy,
+                SCHEDULER_POLICIES)
         _at_least("serving.triton_max_batch_size", self.triton_max_batch_size, 0)
         _at_least("serving.preprocessing_instances", self.preprocessing_instances, 0)
         _at_least("serving.postprocessing_instances", self.postprocessing_instances, 0)
@@ -294,8 +283,7 @@ class BuildProfile:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
             raise ValueError(f"name: must be non-empty letters, digits, '-', '_' or '.', "
                              f"got {self.name!r}")
-        if self.dtype not in quant_modes.DTYPES:
-            raise ValueError(f"dtype: {self.dtype!r} is not one of {tuple(quant_modes.DTYPES)}")
+        _one_of("dtype", self.dtype, quant_modes.DTYPES)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -423,6 +411,12 @@ def _convert(hint, value, where: str):
             return value
     names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
     raise ValueError(f"{where}: expected {names}, got {value!r}")
+
+
+def _one_of(name: str, value, choices) -> None:
+    """``choices``: a tuple, or a dict whose keys are the choices."""
+    if value not in choices:
+        raise ValueError(f"{name}: {value!r} is not one of {tuple(choices)}")
 
 
 def _at_least(name: str, value: int, floor: int) -> None:
