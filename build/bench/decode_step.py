@@ -1,4 +1,5 @@
-"""Median decode-step time (runner.forward + arg-max) at B=1 and B=8, 256 cached tokens per row.
+"""Median decode-step time (runner.forward + arg-max) at B=1 and B=8, 256 cached tokens per row
+(``THREADS`` torch threads, default 1).
 
 ``python decode_step.py TREE WEIGHTS``: imports tritonllm from TREE (so an older checkout can be
 measured); WEIGHTS ``fp32``/``int8``, or ``-`` for a tree whose EngineConfig has no ``weights``.
@@ -6,12 +7,14 @@ measured); WEIGHTS ``fp32``/``int8``, or ``-`` for a tree whose EngineConfig has
 import sys, time, statistics, torch
 tree, weights = sys.argv[1], sys.argv[2]
 sys.path.insert(0, tree)
-torch.set_num_threads(1)
+import os
+threads = int(os.environ.get("THREADS", "1"))
+torch.set_num_threads(threads)
 from tritonllm.engine import EngineConfig
 from tritonllm.engine.runner import ModelRunner
 from tritonllm.engine.scheduler import ScheduledBatch
 from tritonllm.model_source import resolve_model_dir
-kw = dict(num_threads=1, kv_cache_tokens=8192)
+kw = dict(num_threads=threads, kv_cache_tokens=8192)
 if weights != "-": kw["weights"] = weights
 runner = ModelRunner.from_hf_dir(resolve_model_dir(None), EngineConfig(**kw))
 def batch(rows, context=256, size=16):

@@ -13,22 +13,49 @@ import torch
 
 from tritonllm.build.corpus import HELDOUT
 from tritonllm.engine import EngineConfig
-from tritonllm.engine.runner import Int8Linear, ModelRunner
+from tritonllm.engine import cpu_kernels
+from tritonllm.engine.runner import KERNEL_MAX_ROWS, Int8Linear, ModelRunner
 
 CONFIG = EngineConfig(max_batch_size=2, max_num_tokens=256, max_input_len=256, max_seq_len=512,
                       kv_cache_tokens=512, num_threads=1, weights="int8")
 
 
-def test_int8_linear_is_close_to_fp32_for_rows_of_any_scale():
+@pytest.mark.parametrize("backend", ["kernels", "fbgemm"])
+def test_int8_linear_is_close_to_fp32_for_rows_of_any_scale(backend):
+    if backend == "kernels" and cpu_kernels.load() is None:
+        pytest.skip("our CPU kernels are unavailable here")
     torch.manual_seed(0)
     weight = torch.randn(96, 64) * 0.05
     x = torch.randn(5, 64) * torch.tensor([[1e-3], [1.0], [30.0], [1.0], [500.0]])
     x[1, 3] = 40.0  # an outlier channel
-    y, reference = Int8Linear.from_float(weight)(x), x @ weight.T
+    y, reference = Int8Linear.from_float(weight, backend=backend)(x), x @ weight.T
     # Every row within a few % of its own size (what the weights' int8 rounding leaves),
     # however small it is next to the others; one coarse grid for all rows would lose row 0.
     for row in range(5):
         assert (y[row] - reference[row]).norm() < 0.03 * reference[row].norm(), row
+
+
+def test_int8_kernel_error_is_the_weights_rounding_plus_15_bit_activations():
+    """Our kernel rounds each activation row to 15 bits (scale max|x| / 16383) and multiplies
+    exactly: against fp32 math on the dequantized weights (TensorRT-LLM's W8A16), each output
+    is off by at most half an activation step times the row's sum of |weights|."""
+    if cpu_kernels.load() is None:
+        pytest.skip("our CPU kernels are unavailable here (the fbgemm path is tested above)")
+    generator = torch.Generator().manual_seed(1)
+    weight, bias = torch.randn(77, 45, generator=generator), torch.randn(77, generator=generator)
+    linear = Int8Linear.from_float(weight, bias, backend="kernels")
+    dequantized = linear.qweight.float() * linear.scale[:, None]
+    x = torch.randn(KERNEL_MAX_ROWS + 5, 45, generator=generator)
+    x[2] *= 1e-4  # a small row keeps its own precision
+    x[3, 7] = 300.0  # an outlier only coarsens its own row
+    for rows in (1, 3, 8, KERNEL_MAX_ROWS + 5):
+        y, expected = linear(x[:rows]), torch.nn.functional.linear(x[:rows], dequantized, bias)
+        step = x[:rows].abs().amax(dim=1, keepdim=True) / 16383
+        bound = 0.5 * step * dequantized.abs().sum(dim=1) + 1e-5 * expected.abs() + 1e-5
+        assert ((y - expected).abs() <= bound).all(), rows
+    exact_rows = KERNEL_MAX_ROWS + 5  # the dequantize-and-oneDNN path of long chunks
+    assert torch.allclose(linear(x), torch.nn.functional.linear(x, dequantized, bias),
+                          atol=1e-4), exact_rows
 
 
 def test_unknown_weight_mode_names_the_field():

@@ -7,13 +7,16 @@ transformers' logits at that position from one full forward of the whole sequenc
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
-from tests.engine.engine_helpers import TINY_VOCAB, tiny_engine_config, tiny_llama
+from tests.engine.engine_helpers import TINY_VOCAB, tiny_engine_config, tiny_llama, tiny_runner
+from tritonllm.engine import cpu_kernels
 from tritonllm.engine.request import GenerationRequest, Sequence
-from tritonllm.engine.runner import Linear, ModelRunner, onednn_linear_works
-from tritonllm.engine.scheduler import Scheduler
+from tritonllm.engine.runner import KERNEL_MAX_ROWS, Linear, ModelRunner, onednn_linear_works
+from tritonllm.engine.scheduler import ScheduledBatch, Scheduler
 
 # (prompt length, tokens generated after it): a long prompt chunked over steps, a 1-token
 # prompt, and others joining at different steps.
@@ -114,19 +117,43 @@ def test_refuses_incomplete_state_dict_and_other_models():
         ModelRunner.from_state_dict(model.config, model.state_dict(), tiny_engine_config())
 
 
-def test_packed_and_plain_linear_agree():
+def linear_backends() -> list[str]:
+    return (["kernels"] if cpu_kernels.load() is not None else []) + (
+        ["onednn"] if onednn_linear_works() else []) + ["torch"]
+
+
+@pytest.mark.parametrize("backend", linear_backends())
+def test_every_linear_backend_equals_f_linear(backend):
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(96, 40, generator=generator)
-    bias = torch.randn(96, generator=generator)
-    x = torch.randn(33, 40, generator=generator)
-    packed, plain = Linear(weight, bias), Linear(weight, bias, pack=False)
-    assert packed.packed == onednn_linear_works() and not plain.packed
-    for rows in (1, 3, 8, 33):
+    weight = torch.randn(97, 41, generator=generator)  # row and K tails of the kernel's tiles
+    bias = torch.randn(97, generator=generator)
+    x = torch.randn(KERNEL_MAX_ROWS + 3, 41, generator=generator)
+    linear = Linear(weight, bias, backend=backend)
+    for rows in (1, 2, 3, 4, 7, 8, KERNEL_MAX_ROWS, KERNEL_MAX_ROWS + 3):
         expected = torch.nn.functional.linear(x[:rows], weight, bias)
-        assert torch.allclose(packed(x[:rows]), expected, atol=1e-4)
-        assert torch.equal(plain(x[:rows]), expected)
-    assert torch.equal(packed.dense_weight(), weight)
-    assert (packed.out_features, packed.in_features) == (96, 40)
+        assert torch.allclose(linear(x[:rows]), expected, atol=1e-4), rows
+    assert torch.equal(linear.dense_weight(), weight)
+    assert (linear.out_features, linear.in_features) == (97, 41)
+
+
+def test_cpu_kernels_build_where_gcc_and_avx2_are(monkeypatch):
+    if not shutil.which("g++") or not {"avx2", "fma"} <= cpu_kernels._cpu_flags():
+        pytest.skip("no g++ or no AVX2/FMA here: the engine uses torch's kernels")
+    assert cpu_kernels.load() is not None
+    assert tiny_runner(tiny_llama()).kernels is not None
+    monkeypatch.setenv(cpu_kernels.DISABLE_ENV, "0")
+    assert cpu_kernels.load() is None
+    runner = tiny_runner(tiny_llama())
+    assert runner.kernels is None and runner.layers[0].qkv.backend != "kernels"
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(num_key_value_heads=1, head_dim=24)])
+def test_matches_transformers_with_torch_kernels_only(monkeypatch, overrides):
+    """The path of a machine where our kernels cannot be built (SDPA views and gathers,
+    oneDNN's packed linear)."""
+    monkeypatch.setenv(cpu_kernels.DISABLE_ENV, "0")
+    model = tiny_llama(seed=3, **overrides)
+    assert teacher_forced_max_error(model, tiny_engine_config(block_size=8)) < 1e-4
 
 
 def test_refuses_tensors_of_the_wrong_shape():
@@ -136,3 +163,56 @@ def test_refuses_tensors_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"state_dict: layers.1.o_proj has shape \(64, 32\), "
                                          r"the config implies \(64, 64\)"):
         ModelRunner.from_state_dict(model.config, state, tiny_engine_config())
+
+
+@pytest.mark.parametrize("weights", ["fp32", "int8"])
+def test_fused_decode_layer_equals_the_torch_layer(weights):
+    """A decode-only step of rows with different contexts and non-consecutive blocks: one
+    ``tl_decode_layer`` call per layer gives the torch path's logits and writes the same K/V."""
+    if cpu_kernels.load() is None:
+        pytest.skip("our CPU kernels are unavailable here")
+    model = tiny_llama(seed=11, num_key_value_heads=1, attention_bias=True, mlp_bias=True)
+    runner = tiny_runner(model, block_size=4, weights=weights)
+    generator = torch.Generator().manual_seed(2)
+    runner.kv_cache.normal_(generator=generator)  # cached K/V the rows attend to
+    batch = ScheduledBatch(num_decodes=3)
+    for row, (table, context) in enumerate([([5, 2, 9], 11), ([0], 1), ([7, 3], 8)]):
+        slot = table[(context - 1) // 4] * 4 + (context - 1) % 4
+        batch.query_lens.append(1), batch.context_lens.append(context)
+        batch.block_tables.append(table), batch.sample.append(True)
+        batch.input_ids.append(10 + row), batch.positions.append(context - 1)
+        batch.slot_mapping.append(slot), batch.seqs.append(None)
+    cache = runner.kv_cache.clone()
+    assert runner.prepare(batch).fused is not None
+    fused = runner.forward(batch)
+    fused_cache, runner.kv_cache[:] = runner.kv_cache.clone(), cache
+    runner.fuse_decode_layers = False
+    assert runner.prepare(batch).fused is None
+    # int8: the 15-bit rounding of activations can land one step apart after a differently
+    # ordered RMSNorm sum, which moves logits by ~1e-4 of their size
+    tolerance = 1e-4 if weights == "fp32" else 1e-3
+    error = (fused - runner.forward(batch)).abs().max().item()
+    assert error < tolerance, error
+    assert torch.allclose(fused_cache, runner.kv_cache, atol=tolerance)
+
+
+def test_decode_attention_kernel_equals_sdpa():
+    """Rows of different contexts through scattered blocks, grouped heads, a head size with a
+    tail past the 8-wide vectors, peaked and flat softmaxes."""
+    lib = cpu_kernels.load()
+    if lib is None:
+        pytest.skip("our CPU kernels are unavailable here")
+    generator = torch.Generator().manual_seed(0)
+    heads, kv_heads, d, block = 6, 2, 20, 4
+    keys, values = (torch.randn(20, block, kv_heads, d, generator=generator) for _ in range(2))
+    q = torch.randn(3, heads, d, generator=generator) * torch.tensor([4.0, 1.0, 0.1])[:, None, None]
+    tables = torch.tensor([[5, 2, 9, 1], [0, 0, 0, 0], [7, 3, 0, 0]], dtype=torch.int32)
+    contexts = torch.tensor([13, 1, 8], dtype=torch.int32)
+    out = cpu_kernels.decode_attention(lib, q, keys, values, tables, contexts, d ** -0.5)
+    for row in range(3):
+        n = int(contexts[row])
+        slots = [int(tables[row, t // block]) * block + t % block for t in range(n)]
+        k, v = (c.view(-1, kv_heads, d)[slots].transpose(0, 1)[None] for c in (keys, values))
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            q[row][None, :, None], k, v, enable_gqa=True)[0, :, 0]
+        assert torch.allclose(out[row], expected, atol=1e-5), row

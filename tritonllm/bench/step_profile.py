@@ -3,12 +3,14 @@
 For each weight mode and batch size, on a synthetic decode batch (``B`` rows, each with
 ``context`` tokens already cached in consecutive blocks, as the block manager hands them out):
 
-- ``forward``: ``ModelRunner.forward`` end to end (median of ``reps``), and the same with the
-  decode rows' K/V gathered into a padded batch (``decode_views`` off: the A/B of that change);
-- the phases of the forward, timed in place by running the runner's own layer methods in the
-  order ``ModelRunner._decoder_layer`` runs them, each wrapped in a clock: list → tensor
+- ``forward``: ``ModelRunner.forward`` end to end (median of ``reps``), as it serves: with our
+  CPU kernels, each layer one ``tl_decode_layer`` call. Then ``forward, op by op``: the same
+  with ``fuse_decode_layers`` off (the layer as ~30 separate calls; with torch's kernels only,
+  the decode rows' K/V gathered into a padded batch instead, ``decode_views`` off);
+- the phases of the op-by-op forward, timed in place by running the runner's own layer methods
+  in the order ``ModelRunner._decoder_layer`` runs them, each wrapped in a clock: list → tensor
   preparation, embedding, RMSNorms, the four linear layers, RoPE, K/V write, attention,
-  SiLU·up, residual adds, lm_head; ``Python, other`` is the forward minus their sum;
+  SiLU·up, residual adds, lm_head; ``Python, other`` is the op-by-op forward minus their sum;
 - ``sampling`` (greedy, ``Sampler.sample``) and ``engine, outside the model``: one
   ``LLMEngine.step`` minus its forward and sampling (scheduling, bookkeeping, output callbacks;
   in tritonserver the callback is the handoff to Triton's response sender);
@@ -154,13 +156,14 @@ def profile(runner: ModelRunner, rows: int, context: int, reps: int) -> dict[str
     """All figures of one (runner, batch size), in ms."""
     batch = decode_batch(runner, rows, context)
     result = {"forward": _median_ms(lambda: runner.forward(batch), reps)}
-    runner.decode_views = False
-    result["forward, K/V gathered"] = _median_ms(lambda: runner.forward(batch), reps)
-    del runner.decode_views
+    switch = "fuse_decode_layers" if runner.kernel_layers is not None else "decode_views"
+    setattr(runner, switch, False)
+    result["forward, op by op"] = _median_ms(lambda: runner.forward(batch), reps)
     runs = [phase_times(runner, batch) for _ in range(max(3, reps // 2))]
+    delattr(runner, switch)
     for name in PHASES:
         result[name] = 1000 * statistics.median(run[name] for run in runs)
-    result["Python, other"] = result["forward"] - sum(result[name] for name in PHASES)
+    result["Python, other"] = result["forward, op by op"] - sum(result[name] for name in PHASES)
     logits = runner.forward(batch)
     seqs = _sequences(rows)
     result["sampling"] = _median_ms(lambda: Sampler().sample(logits, seqs, [[2]] * rows), reps)

@@ -7,16 +7,18 @@ and checkpoint loading (safetensors, or ``from_pretrained`` for other formats). 
 ours, shaped for inflight batching on CPU:
 
 - fp32 weights by default (greedy output equal to transformers'), or int8 weights per output
-  channel (``weights: int8``, :class:`Int8Linear`: ~4x fewer bytes per step, fbgemm's kernels);
+  channel (``weights: int8``, :class:`Int8Linear`: ~4x fewer bytes per step);
   q/k/v fused into one weight and gate/up into another, so each layer runs 4 matmuls;
 - every linear layer runs once over all of the step's tokens flattened to ``[T, hidden]``
   (decode rows and prompt chunks together), so weights are read once per step (a decode step
-  is bound by reading the weights; ``Linear`` uses oneDNN's packed kernels for that);
+  is bound by reading the weights: ``Linear`` and ``Int8Linear`` use our AVX2 kernels from
+  :mod:`cpu_kernels` for that, oneDNN for long prompt chunks, torch's kernels where ours
+  cannot be built);
 - new K/V are scattered into the cache with the step's ``slot_mapping``;
-- attention: a lone decode row with consecutive blocks attends to a view of the cache; several
-  decode rows together: their cached K/V gathered with one ``index_select`` of whole blocks
-  per layer into ``[B, max_context, kv_heads, head_dim]``, padding masked out; each prompt
-  chunk separately, causal within the chunk and attending its cached prefix;
+- attention: decode rows read their K/V in place through their block tables (our kernel; or,
+  without it, a lone row with consecutive blocks attends to a view of the cache and several
+  rows gather whole blocks with one ``index_select`` per layer, padding masked out); each
+  prompt chunk separately, causal within the chunk and attending its cached prefix;
 - the residual stream is updated in place and SiLU runs in place (fewer allocations per layer).
 
 KV cache: ``[num_layers, 2, num_blocks, block_size, kv_heads, head_dim]`` fp32, zero-filled,
@@ -30,6 +32,8 @@ state_dict, config)`` for weights already in memory under Hugging Face Llama nam
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
+from tritonllm.engine import cpu_kernels
 from tritonllm.engine.config import EngineConfig
 from tritonllm.engine.scheduler import ScheduledBatch
 
@@ -46,54 +51,91 @@ log = logging.getLogger(__name__)
 SUPPORTED_MODEL_TYPES = ("llama",)
 
 
-class Linear:
-    """``y = x @ weight.T + bias``: ``x [M, in]`` fp32 → ``[M, out]`` fp32.
+# Up to this many rows (decode steps, small prompt chunks) our kernel multiplies; above it
+# oneDNN does (measured at M=64: equal; M=256: oneDNN 1.4x faster; README, "CPU kernels").
+KERNEL_MAX_ROWS = 32
 
-    Where torch has oneDNN, the weight is kept only pre-packed in oneDNN's blocked layout and
-    multiplied with oneDNN's linear kernel (the pair torch's own compiler uses for CPU linears).
-    Measured here (AVX2, fp32, SmolLM2's layer shapes, weights not cache-resident) against
-    ``F.linear`` (MKL): M=1 13 vs 26 ms per 30 layers, M=8 19 vs 43 ms, M=64 64 vs 149 ms,
-    one thread. Without oneDNN: ``F.linear`` on the plain weight.
+
+class Linear:
+    """``y = x @ weight.T + bias``: ``x [M, in]`` fp32 → ``[M, out]`` fp32, weight kept once.
+
+    Kernels, best first (``backend``):
+
+    - ``kernels``: our ``tl_linear_f32`` (:mod:`cpu_kernels`) for up to ``KERNEL_MAX_ROWS``
+      rows, where a step is bound by reading the weight (M=1: 1.4x oneDNN's packed kernel
+      here); more rows go to oneDNN's linear on the plain weight (it reorders per call, which
+      costs little next to the compute of a long prompt chunk).
+    - ``onednn``: the weight pre-packed in oneDNN's blocked layout, oneDNN's linear for every M
+      (2-3x ``F.linear`` at decode shapes).
+    - ``torch``: ``F.linear`` (MKL).
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 pack: bool = True) -> None:
+                 backend: str | None = None) -> None:
         self.out_features, self.in_features = weight.shape
         self.bias = bias
-        self.packed = pack and onednn_linear_works()
-        if self.packed:
+        self.kernels = cpu_kernels.load() if backend in (None, "kernels") else None
+        self.backend = backend or ("kernels" if self.kernels is not None else
+                                   "onednn" if onednn_linear_works() else "torch")
+        if self.backend == "kernels" and self.kernels is None:
+            raise ValueError("Linear: backend 'kernels' is unavailable here (see cpu_kernels)")
+        if self.backend == "onednn":
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight)
         else:
-            self.weight = weight
+            self.weight = weight.contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed:
+        if self.backend == "kernels":
+            if x.shape[0] <= KERNEL_MAX_ROWS:
+                return cpu_kernels.linear(self.kernels, x, self.weight, self.bias)
+            return dense_linear(x, self.weight, self.bias)
+        if self.backend == "onednn":
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
     def dense_weight(self) -> torch.Tensor:
         """The weight as a plain ``[out, in]`` tensor (a copy when packed)."""
-        return self.weight.to_dense() if self.packed else self.weight
+        return self.weight.to_dense() if self.backend == "onednn" else self.weight
+
+    def kernel_operands(self):
+        """``(weight, scale, bias)`` as our kernels take them (backend ``kernels`` only)."""
+        return self.weight, None, self.bias
 
 
+def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+    """Many rows against a plain weight: oneDNN's linear where it works, else ``F.linear``."""
+    if onednn_linear_works():
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+@functools.lru_cache(maxsize=1)
 def onednn_linear_works() -> bool:
-    """True when torch's oneDNN packed linear exists and agrees with ``F.linear``."""
+    """True when torch's oneDNN linear (packed and plain weights) agrees with ``F.linear``."""
     if not torch.backends.mkldnn.is_available():
         return False
     try:
         weight, x = torch.randn(24, 16), torch.randn(3, 16)
         packed = torch.ops.mkldnn._reorder_linear_weight(weight)
-        y = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+        ys = [torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+              for w in (packed, weight)]
     except (AttributeError, RuntimeError):
         return False
-    return torch.allclose(y, F.linear(x, weight), atol=1e-4)
+    return all(torch.allclose(y, F.linear(x, weight), atol=1e-4) for y in ys)
 
 
 class Int8Linear:
-    """``y ≈ x @ (q * scale[:, None]).T + bias`` with int8 weights ``q [out, in]`` and one fp32
+    """``y = x @ (q * scale[:, None]).T + bias`` with int8 weights ``q [out, in]`` and one fp32
     scale per output channel (symmetric, TensorRT-LLM's per-channel weight-only recipe).
 
-    Kernel: fbgemm's dynamic int8 linear (``quantized::linear_prepack`` +
+    With our kernels (:mod:`cpu_kernels`, ``tl_linear_i8``): each row of activations is rounded
+    to 15-bit integers with its own scale and multiplied with the int8 weights exactly in int32
+    (AVX2 ``vpmaddwd``), so the error is the weights' int8 rounding plus at most 2^-15 of each
+    row's largest value: TensorRT-LLM's W8A16 numbers in effect. Up to ``KERNEL_MAX_ROWS``
+    rows; longer prompt chunks dequantize the weight for the call and use oneDNN
+    (compute-bound there, not read-bound).
+
+    Without them, fbgemm's dynamic int8 linear (``quantized::linear_prepack`` +
     ``quantized::linear_dynamic``), which quantizes its input to uint8 with one scale per call,
     multiplies in int32 and rescales to fp32. Used as is, that costs accuracy (SmolLM2: +12 %
     perplexity): one scale per call is set by the batch's largest row, and on CPUs without
@@ -106,26 +148,38 @@ class Int8Linear:
        lost (the grid is ``torch._choose_qparams_per_tensor``'s, the kernel's own choice), so
        activations carry ~14 bits and the error left is the weights' int8 rounding.
 
-    SmolLM2, perplexity on the accuracy report's text: +0.6 % over fp32 with every linear layer
-    (lm_head included) in int8; ModelOpt's simulated int8 weight-only: +0.4 % (README).
+    SmolLM2, perplexity on the accuracy report's text, every linear layer (lm_head included)
+    in int8: README, "int8 weights"; ModelOpt's simulated int8 weight-only: +0.4 %.
 
-    Why this kernel (torch 2.13, torchao 0.18): ``torch._int_mm`` (what torchao's
-    ``Int8DynamicActivationInt8WeightConfig`` runs in eager mode) has no fast CPU path (~170x
-    slower than fbgemm here), ``aten._weight_int8pack_mm`` is 3x slower than fp32 at M=1, and
-    oneDNN's fp16 weights need AVX512-FP16 or AVX-NE-CONVERT. torch deprecated the qint8
-    tensor type (pytorch/pytorch#184982) that ``linear_prepack`` takes: it is built once per
-    weight at load (:func:`fbgemm_pack`); the ops do not warn. :func:`int8_linear_works` says
-    whether they still exist; ``weights: int8`` refuses to start without them.
+    Why not torch's or torchao's int8 kernels (torch 2.13, torchao 0.18): ``torch._int_mm``
+    (what torchao's ``Int8DynamicActivationInt8WeightConfig`` runs in eager mode) has no fast
+    CPU path (~170x slower than fbgemm here), ``aten._weight_int8pack_mm`` is 3x slower than
+    fp32 at M=1, and oneDNN's fp16 weights need AVX512-FP16 or AVX-NE-CONVERT. torch
+    deprecated the qint8 tensor type (pytorch/pytorch#184982) that ``linear_prepack`` takes: it
+    is built once per weight at load (:func:`fbgemm_pack`); the ops do not warn.
+    :func:`int8_linear_works` says whether either path works here; ``weights: int8`` refuses to
+    start without one.
     """
 
     def __init__(self, qweight: torch.Tensor, scale: torch.Tensor,
-                 bias: torch.Tensor | None = None) -> None:
+                 bias: torch.Tensor | None = None, backend: str | None = None) -> None:
         self.out_features, self.in_features = qweight.shape
-        self.scale = scale
+        self.scale = scale.float().contiguous()
         self.bias = bias
-        self.packed = fbgemm_pack(qweight, scale, None)
+        self.kernels = cpu_kernels.load() if backend in (None, "kernels") else None
+        self.backend = backend or ("kernels" if self.kernels is not None else "fbgemm")
+        if self.backend == "kernels":
+            if self.kernels is None:
+                raise ValueError("Int8Linear: backend 'kernels' is unavailable here")
+            self.qweight = qweight.contiguous()
+        else:
+            self.packed = fbgemm_pack(qweight, self.scale, None)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "kernels":
+            if x.shape[0] <= KERNEL_MAX_ROWS:
+                return cpu_kernels.linear(self.kernels, x, self.qweight, self.bias, self.scale)
+            return dense_linear(x, self.qweight.float().mul_(self.scale[:, None]), self.bias)
         rows = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True).clamp_(min=1e-30)
         x = x / rows
         scale, zero_point = torch._choose_qparams_per_tensor(x, True)
@@ -134,9 +188,14 @@ class Int8Linear:
         y = y.add_(torch.ops.quantized.linear_dynamic(lost, self.packed, True)).mul_(rows)
         return y if self.bias is None else y.add_(self.bias)
 
+    def kernel_operands(self):
+        """``(weight, scale, bias)`` as our kernels take them (backend ``kernels`` only)."""
+        return self.qweight, self.scale, self.bias
+
     @classmethod
-    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> "Int8Linear":
-        return cls(*quantize_per_channel(weight), bias)
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                   backend: str | None = None) -> "Int8Linear":
+        return cls(*quantize_per_channel(weight), bias, backend=backend)
 
 
 def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,7 +219,8 @@ def fbgemm_pack(qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor |
 
 
 def int8_linear_works() -> bool:
-    """True when fbgemm's dynamic int8 linear exists here and computes what it should."""
+    """True when int8 weights can run here (our kernels, or fbgemm's) and compute what they
+    should."""
     try:
         weight, x = torch.randn(24, 16), torch.randn(3, 16)
         y = Int8Linear.from_float(weight)(x)
@@ -195,7 +255,11 @@ class StepTensors:
     consecutive ids, each row's ``(first slot, last slot + 1)`` in the flat cache (then the
     tables are not built); else None. ``prefills``: per other row ``(first_token, stop_token,
     blocks [nblk] or None when the chunk is the whole context, context_len, mask [n, context]
-    or None for plain causal)``.
+    or None for plain causal)``. With our kernels (``decode_views`` is then moot) the decode
+    rows' tables go to the attention kernel as they are: ``decode_tables`` ``[B, nblk]`` int32
+    (padded with block 0, never read past ``decode_contexts [B]`` int32), and neither runs nor
+    gathered blocks are built. ``fused``: a decode-only step as ``tl_decode_layer`` takes it
+    (pointers into this object's tensors), when the runner runs whole layers in our kernel.
     """
 
     input_ids: torch.Tensor
@@ -207,6 +271,9 @@ class StepTensors:
     decode_blocks: torch.Tensor | None
     decode_mask: torch.Tensor | None
     decode_runs: list[tuple[int, int]] | None
+    decode_tables: torch.Tensor | None
+    decode_contexts: torch.Tensor | None
+    fused: "cpu_kernels.StepC | None"
     prefills: list[tuple[int, int, torch.Tensor | None, int, torch.Tensor | None]]
 
 
@@ -243,12 +310,21 @@ def load_hf_state_dict(path: Path) -> dict[str, torch.Tensor]:
 class ModelRunner:
     """Owns the weights and the KV cache; ``forward(batch)`` returns the sampled rows' logits.
 
-    ``decode_views``: a lone decode row whose blocks are consecutive attends to a view of the
-    cache (no gather); False gathers always (the A/B baseline of ``make bench-engine``). With
-    several decode rows one gathered, batched call measured faster here than one call per row.
+    Decode-only steps (every row one token: the steady state of serving) run each decoder layer
+    as one call of our ``tl_decode_layer`` (RMSNorm, q/k/v, RoPE, K/V write, attention, o with
+    the residual add, RMSNorm, gate/up, SiLU, down with the residual add), the same math as the
+    torch path below without ~30 torch ops per layer; ``fuse_decode_layers`` False keeps the
+    torch path (the A/B of ``make bench-engine``). Other steps run the layer op by op.
+
+    Decode attention: our kernel (:mod:`cpu_kernels`) reads each row's K/V in place through its
+    block table. Without it (``self.kernels`` None), torch's SDPA: ``decode_views``: a lone
+    decode row whose blocks are consecutive attends to a view of the cache (no gather); False
+    gathers always (the A/B baseline of ``make bench-engine``). With several decode rows one
+    gathered, batched call measured faster here than one call per row.
     """
 
     decode_views = True
+    fuse_decode_layers = True
 
     def __init__(self, hf_config, state_dict: Mapping[str, torch.Tensor],
                  config: EngineConfig, int8: bool | None = None) -> None:
@@ -256,9 +332,10 @@ class ModelRunner:
         self._check_model(hf_config, config)
         self.int8 = config.weights == "int8" if int8 is None else int8
         if self.int8 and not int8_linear_works():
-            raise ValueError("weights: int8 needs fbgemm's dynamic int8 linear "
-                             "(torch.ops.quantized.linear_dynamic), missing in this torch build")
+            raise ValueError("weights: int8 needs our CPU kernels (cpu_kernels: AVX2, a C++ "
+                             "compiler) or fbgemm's dynamic int8 linear; neither works here")
         torch.set_num_threads(config.num_threads)  # process-wide in torch
+        self.kernels = cpu_kernels.load()
         self.hf_config = hf_config
         self.config = config
         self.num_layers = hf_config.num_hidden_layers
@@ -274,6 +351,7 @@ class ModelRunner:
         self.kv_cache = torch.zeros(
             self.num_layers, 2, config.num_blocks, config.block_size, self.num_kv_heads,
             self.head_dim, dtype=torch.float32)
+        self.kernel_layers = self._kernel_layers()
 
     @classmethod
     def from_hf_dir(cls, path: str | Path, config: EngineConfig) -> "ModelRunner":
@@ -371,6 +449,22 @@ class ModelRunner:
         self.layers = [self._layer_weights(get, i) for i in range(self.num_layers)]
         self._check_shapes()
 
+    def _kernel_layers(self) -> list[tuple] | None:
+        """Per layer ``(LayerC, K plane pointer, V plane pointer)`` for ``tl_decode_layer``;
+        None without our kernels (or with a linear layer on another backend)."""
+        if self.kernels is None:
+            return None
+        layers = []
+        for index, w in enumerate(self.layers):
+            linears = {"qkv": w.qkv, "o": w.o, "gate_up": w.gate_up, "down": w.down}
+            if any(linear.backend != "kernels" for linear in linears.values()):
+                return None
+            struct = cpu_kernels.layer_struct(w.input_norm, w.post_norm, {
+                name: linear.kernel_operands() for name, linear in linears.items()})
+            layers.append((struct, self.kv_cache[index, 0].data_ptr(),
+                           self.kv_cache[index, 1].data_ptr()))
+        return layers
+
     def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None):
         return Int8Linear.from_float(weight, bias) if self.int8 else Linear(weight, bias)
 
@@ -438,8 +532,13 @@ class ModelRunner:
         ``all_tokens``: the logits of every token of the step instead, ``[T, vocab_size]``."""
         step = self.prepare(batch)
         x = self.embed[step.input_ids]
-        for index, layer in enumerate(self.layers):
-            x = self._decoder_layer(index, layer, x, step)
+        if step.fused is not None:
+            fused, x_ptr = ctypes.byref(step.fused), x.data_ptr()
+            for layer, k_plane, v_plane in self.kernel_layers:
+                self.kernels.tl_decode_layer(ctypes.byref(layer), fused, x_ptr, k_plane, v_plane)
+        else:
+            for index, layer in enumerate(self.layers):
+                x = self._decoder_layer(index, layer, x, step)
         last = x if all_tokens else x[step.sample_tokens]
         return self.lm_head(F.rms_norm(last, (self.hidden_size,), self.final_norm, self.eps))
 
@@ -461,17 +560,46 @@ class ModelRunner:
         positions = torch.tensor(batch.positions, dtype=torch.long)
         ends = torch.tensor(batch.query_lens, dtype=torch.long).cumsum(0)
         sampled = torch.tensor(batch.sample, dtype=torch.bool)
-        lone = self.decode_views and batch.num_decodes == 1
-        runs = self._decode_runs(batch) if lone else None
-        blocks, mask = self._decode_blocks(batch) if runs is None else (None, None)
-        return StepTensors(
+        tables = contexts = runs = blocks = mask = None
+        if self.kernels is not None:
+            tables, contexts = self._decode_tables(batch)
+        else:
+            lone = self.decode_views and batch.num_decodes == 1
+            runs = self._decode_runs(batch) if lone else None
+            blocks, mask = self._decode_blocks(batch) if runs is None else (None, None)
+        step = StepTensors(
             input_ids=torch.tensor(batch.input_ids, dtype=torch.long),
             slot_mapping=torch.tensor(batch.slot_mapping, dtype=torch.long),
             cos=self.cos[positions].unsqueeze(1), sin=self.sin[positions].unsqueeze(1),
             sample_tokens=(ends - 1)[sampled], num_decodes=batch.num_decodes,
             decode_blocks=blocks, decode_mask=mask, decode_runs=runs,
+            decode_tables=tables, decode_contexts=contexts, fused=None,
             prefills=self._prefill_specs(batch, ends.tolist()),
         )
+        decode_only = batch.num_decodes == len(batch.query_lens) > 0
+        if decode_only and self.kernel_layers is not None and self.fuse_decode_layers:
+            step.fused = cpu_kernels.StepC(
+                B=batch.num_decodes, hidden=self.hidden_size, heads=self.num_heads,
+                kv_heads=self.num_kv_heads, head_dim=self.head_dim,
+                intermediate=self.hf_config.intermediate_size, eps=self.eps,
+                softmax_scale=self.head_dim ** -0.5, cos=step.cos.data_ptr(),
+                sin=step.sin.data_ptr(), slots=step.slot_mapping.data_ptr(),
+                tables=tables.data_ptr(), width=tables.shape[1],
+                block_size=self.config.block_size, contexts=contexts.data_ptr(),
+                nthreads=torch.get_num_threads())
+        return step
+
+    @staticmethod
+    def _decode_tables(batch: ScheduledBatch):
+        """The decode rows' block tables ``[B, nblk]`` (padded) and contexts ``[B]``, int32."""
+        count = batch.num_decodes
+        if count == 0:
+            return None, None
+        tables = batch.block_tables[:count]
+        width = max(len(table) for table in tables)
+        padded = [table + [0] * (width - len(table)) for table in tables]
+        return (torch.tensor(padded, dtype=torch.int32),
+                torch.tensor(batch.context_lens[:count], dtype=torch.int32))
 
     def _decode_runs(self, batch: ScheduledBatch) -> list[tuple[int, int]] | None:
         """Each decode row's context as one slot range, when its blocks are consecutive."""
@@ -577,6 +705,10 @@ class ModelRunner:
         manager hands out and takes back blocks in order) attend to a view of the cache, one
         call per row, with no copy; otherwise all rows' blocks are gathered into one padded,
         masked batch."""
+        if step.decode_tables is not None:
+            return cpu_kernels.decode_attention(self.kernels, q, cache[0], cache[1],
+                                                step.decode_tables, step.decode_contexts,
+                                                self.head_dim ** -0.5)
         if step.decode_runs is not None:
             flat = cache.view(2, -1, self.num_kv_heads, self.head_dim)
             return torch.cat([F.scaled_dot_product_attention(

@@ -1,0 +1,189 @@
+"""Our C++ kernels for the CPU engine (``csrc/cpu_kernels.cpp``): compile once, load, call.
+
+Why our own code here: a decode step reads every weight once, so its speed is the rate at which
+the linear layers read weights. torch's kernels read them far below what this CPU can: oneDNN's
+packed fp32 linear at M=1 runs SmolLM2's 121 linear layers in 1.4x the time of
+``tl_linear_f32`` (README, "CPU kernels"), fbgemm's dynamic int8 linear quantizes activations to
+7 bits and needs two calls plus element-wise repairs to stay accurate, and torch/torchao have no
+fast int8-weight kernel for AVX2 that keeps activations precise (``Int8Linear`` in runner.py
+lists what was measured). Here int8 weights meet activations rounded to 15 bits per row (an
+error ~250x below the weights' own int8 rounding, so TensorRT-LLM's W8A16 numbers in effect),
+decode rows attend in place in the block cache, and a decode step runs each whole layer in one
+call.
+
+The library is built on first use with the system's C++ compiler (``$CXX`` or ``g++``; ~3 s)
+into ``<cache>/kernels/<hash of source, flags and compiler>/`` and loaded with ctypes; a build
+goes to a temporary name first, so processes starting together do not trip over each other.
+:func:`load` returns None, and the runner keeps torch's kernels, when the CPU lacks AVX2/FMA,
+no compiler is found, the build fails, or ``TRITONLLM_CPU_KERNELS=0`` (the A/B baseline of
+``make bench-engine``). Calls release the GIL (ctypes) and use ``torch.get_num_threads()``
+OpenMP threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
+FLAGS = ["-O3", "-mavx2", "-mfma", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+REQUIRED_CPU_FLAGS = ("avx2", "fma")
+DISABLE_ENV = "TRITONLLM_CPU_KERNELS"
+
+_P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+_SIGNATURES = {
+    "tl_linear_f32": [_P, _I, _I, _P, _I, _P, _P, ctypes.c_int],
+    "tl_linear_i8": [_P, _I, _I, _P, _P, _I, _P, _P, ctypes.c_int],
+    "tl_decode_attention": [_P, _I, _I, _I, _I, _P, _P, _P, _I, _P, _I, _F, _P, ctypes.c_int],
+    "tl_decode_layer": [_P, _P, _P, _P, _P],
+}
+
+
+class LayerC(ctypes.Structure):
+    """One decoder layer's weights for ``tl_decode_layer`` (``LayerC`` in the C++ source)."""
+
+    _fields_ = [("input_norm", _P), ("post_norm", _P)] + [
+        (f"{kind}_{name}", _P) for name in ("qkv", "o", "gate_up", "down")
+        for kind in ("w", "s", "b")] + [("int8", _I)]
+
+
+class StepC(ctypes.Structure):
+    """A decode-only step for ``tl_decode_layer`` (``StepC`` in the C++ source)."""
+
+    _fields_ = [("B", _I), ("hidden", _I), ("heads", _I), ("kv_heads", _I), ("head_dim", _I),
+                ("intermediate", _I), ("eps", _F), ("softmax_scale", _F), ("cos", _P),
+                ("sin", _P), ("slots", _P), ("tables", _P), ("width", _I), ("block_size", _I),
+                ("contexts", _P), ("nthreads", ctypes.c_int)]
+
+
+def enabled() -> bool:
+    """False when ``TRITONLLM_CPU_KERNELS=0``."""
+    return os.environ.get(DISABLE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernels, or None where they cannot run (the reason is logged once)."""
+    return _load() if enabled() else None
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> ctypes.CDLL | None:
+    missing = [flag for flag in REQUIRED_CPU_FLAGS if flag not in _cpu_flags()]
+    if missing:
+        log.warning("CPU kernels off: this CPU lacks %s; using torch's kernels", missing)
+        return None
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if not compiler:
+        log.warning("CPU kernels off: no C++ compiler (set CXX or install g++); "
+                    "using torch's kernels")
+        return None
+    try:
+        path = _build(compiler)
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log.warning("CPU kernels off: %s; using torch's kernels", exc)
+        return None
+    for name, argtypes in _SIGNATURES.items():
+        getattr(lib, name).argtypes = argtypes
+        getattr(lib, name).restype = None
+    return lib
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _build(compiler: str) -> Path:
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                             check=True).stdout.splitlines()[0]
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, version]).encode()).hexdigest()
+    from tritonllm.model_source import cache_root
+
+    target = cache_root() / "kernels" / key[:16] / "libtritonllm_cpu.so"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    log.info("compiling the CPU kernels (%s) into %s", SOURCE.name, target.parent)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise subprocess.CalledProcessError(done.returncode, done.args, stderr=done.stderr)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("compiled the CPU kernels in %.1f s", time.monotonic() - start)
+    return target
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def linear(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor,
+           bias: torch.Tensor | None = None, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """``x [M, K]`` fp32 @ ``weight [N, K]``.T (× ``scale [N]`` for int8 weights) + ``bias``."""
+    x = x.contiguous()
+    m, k = x.shape
+    n = weight.shape[0]
+    y = torch.empty(m, n, dtype=torch.float32)
+    threads = torch.get_num_threads()
+    if weight.dtype == torch.int8:
+        lib.tl_linear_i8(x.data_ptr(), m, k, weight.data_ptr(), scale.data_ptr(), n,
+                         _ptr(bias), y.data_ptr(), threads)
+    else:
+        lib.tl_linear_f32(x.data_ptr(), m, k, weight.data_ptr(), n, _ptr(bias), y.data_ptr(),
+                          threads)
+    return y
+
+
+def decode_attention(lib: ctypes.CDLL, q: torch.Tensor, keys: torch.Tensor,
+                     values: torch.Tensor, tables: torch.Tensor, contexts: torch.Tensor,
+                     softmax_scale: float) -> torch.Tensor:
+    """One query per row ``q [B, H, d]`` against one layer's cache planes ``keys``/``values``
+    ``[num_blocks, block_size, KV, d]``, through ``tables [B, width]`` int32 block ids, over
+    ``contexts [B]`` int32 positions: ``[B, H, d]``."""
+    q = q.contiguous()
+    b, h, d = q.shape
+    out = torch.empty_like(q)
+    lib.tl_decode_attention(q.data_ptr(), b, h, keys.shape[2], d, keys.data_ptr(),
+                            values.data_ptr(), tables.data_ptr(), tables.shape[1],
+                            contexts.data_ptr(), keys.shape[1], softmax_scale, out.data_ptr(),
+                            torch.get_num_threads())
+    return out
+
+
+def layer_struct(input_norm: torch.Tensor, post_norm: torch.Tensor, linears: dict) -> LayerC:
+    """``linears``: ``{"qkv" | "o" | "gate_up" | "down": (weight, scale or None, bias or
+    None)}``, all fp32 weights or all int8. The tensors must outlive the struct."""
+    fields = {"input_norm": input_norm.data_ptr(), "post_norm": post_norm.data_ptr()}
+    for name, (weight, scale, bias) in linears.items():
+        fields.update({f"w_{name}": weight.data_ptr(), f"s_{name}": _ptr(scale),
+                       f"b_{name}": _ptr(bias)})
+    int8 = {weight.dtype == torch.int8 for weight, _, _ in linears.values()}
+    if len(int8) != 1:
+        raise ValueError("layer_struct: mixed fp32 and int8 weights in one layer")
+    return LayerC(int8=int(int8.pop()), **fields)

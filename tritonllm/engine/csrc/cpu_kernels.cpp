@@ -1,0 +1,409 @@
+// The CPU engine's two hot loops, for x86-64 with AVX2 and FMA (tritonllm/engine/cpu_kernels.py
+// compiles this file and calls it through ctypes; runner.py says when each is used).
+//
+//   tl_linear_f32 / tl_linear_i8: y[M,N] = x[M,K] . w[N,K]^T (* scale[N]) (+ bias[N]); w fp32,
+//     or int8 with one fp32 scale per row (weight-only int8). For int8, each row of x is rounded
+//     to 15-bit integers with its own scale (error <= 2^-15 of the row's largest value, far
+//     below the weights' own int8 rounding) and products are summed exactly in int32.
+//     A decode step is bound by reading w, so each w row is read from memory once per call and
+//     used for every row of x while it is in L1.
+//   tl_decode_attention: one query per row against its cached K/V, read in place through the
+//     row's block table (no gather), grouped-query heads, softmax in fp32.
+//   tl_decode_layer: a whole decoder layer for a step of decode rows (one token each), from
+//     the pieces above: the per-op overhead of ~30 torch calls per layer is gone.
+//
+// Threads: OpenMP, the runtime torch itself loads (libgomp), num_threads from the caller.
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <vector>
+
+namespace {
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// The next NR rows of w follow these in memory: fetch them into cache while these are used, a
+// share per step of k. Rows of SmolLM2's int8 layers are only 9 cache lines long, too short for
+// the hardware prefetcher to ramp up (measured: int8 read at a third of fp32's rate without).
+template <int NR, typename W>
+inline void prefetch_next(const W* w, int64_t K, int64_t k, int64_t step_bytes) {
+    const char* next = (const char*)(w + NR * K) + (k * (int64_t)sizeof(W) / step_bytes) * NR * step_bytes;
+    for (int64_t b = 0; b < NR * step_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
+}
+
+// out[i][j] = dot(x row i, w row j) over K, for MR rows of x and NR rows of w.
+template <int MR, int NR>
+inline void tile(const float* x, int64_t K, const float* w, float out[MR][NR]) {
+    __m256 acc[MR][NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        prefetch_next<NR>(w, K, k, 8 * sizeof(float));
+        __m256 wv[NR];
+        for (int j = 0; j < NR; ++j) wv[j] = _mm256_loadu_ps(w + j * K + k);
+        for (int i = 0; i < MR; ++i) {
+            const __m256 xv = _mm256_loadu_ps(x + i * K + k);
+            for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) {
+            float s = hsum(acc[i][j]);
+            for (int64_t t = k; t < K; ++t) s += x[i * K + t] * w[j * K + t];
+            out[i][j] = s;
+        }
+}
+
+// int8 weights: x arrives as int16 (X_BITS bits, one scale per row) and the products are summed
+// in int32 by vpmaddwd, 16 per instruction; widening each weight to fp32 instead was limited
+// by the conversions, not by memory. |pair sum| <= 2 * 127 * 2^14, so int32 holds the sum of
+// FLUSH_K products per lane; longer rows spill to fp32 every FLUSH_K values.
+constexpr int X_BITS = 15;              // |x_q| <= 2^14 - 1 = 16383
+constexpr int64_t FLUSH_K = 4096;
+
+template <int MR, int NR>
+inline void tile(const int16_t* x, int64_t K, const int8_t* w, float out[MR][NR]) {
+    __m256 total[MR][NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) total[i][j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    while (k + 16 <= K) {
+        const int64_t stop = K < k + FLUSH_K ? K : k + FLUSH_K;
+        __m256i acc[MR][NR];
+        for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_si256();
+        for (; k + 16 <= stop; k += 16) {
+            prefetch_next<NR>(w, K, k, 16);
+            __m256i wv[NR];
+            for (int j = 0; j < NR; ++j)
+                wv[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(w + j * K + k)));
+            for (int i = 0; i < MR; ++i) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i*)(x + i * K + k));
+                for (int j = 0; j < NR; ++j)
+                    acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(xv, wv[j]));
+            }
+        }
+        for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NR; ++j)
+                total[i][j] = _mm256_add_ps(total[i][j], _mm256_cvtepi32_ps(acc[i][j]));
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) {
+            int64_t rest = 0;
+            for (int64_t t = k; t < K; ++t) rest += (int32_t)x[i * K + t] * w[j * K + t];
+            out[i][j] = hsum(total[i][j]) + (float)rest;
+        }
+}
+
+// x [M, K] fp32 -> int16 with one scale per row (x = x_q * row_scale).
+void quantize_rows(const float* x, int64_t M, int64_t K, int16_t* xq, float* row_scale) {
+    const float top = (float)((1 << (X_BITS - 1)) - 1);
+    for (int64_t m = 0; m < M; ++m) {
+        const float* xr = x + m * K;
+        float peak = 0.f;
+        for (int64_t k = 0; k < K; ++k) peak = fabsf(xr[k]) > peak ? fabsf(xr[k]) : peak;
+        const float scale = peak > 0.f ? peak / top : 1.f;
+        const float inv = 1.f / scale;
+        for (int64_t k = 0; k < K; ++k) xq[m * K + k] = (int16_t)lrintf(xr[k] * inv);
+        row_scale[m] = scale;
+    }
+}
+
+struct Linear {
+    int64_t K, N;
+    const float* scale;      // per w row; null for fp32 weights
+    const float* row_scale;  // per x row, for int8 weights (x was quantized to int16)
+    const float* bias;   // may be null
+    float* y;
+    bool accumulate;     // y += x . w^T instead of y = (the residual add, fused)
+
+    template <int MR, int NR, typename X, typename W>
+    inline void run(const X* x, int64_t m, const W* w, int64_t n) const {
+        float out[MR][NR];
+        tile<MR, NR>(x + m * K, K, w + n * K, out);
+        for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NR; ++j) {
+                float v = scale ? out[i][j] * scale[n + j] * row_scale[m + i] : out[i][j];
+                if (bias) v += bias[n + j];
+                float& dst = y[(m + i) * N + n + j];
+                dst = accumulate ? dst + v : v;
+            }
+    }
+
+    // Rows n0..n1 of w against every row of x: NR rows of w at a time, x in tiles of MR rows.
+    template <int MR, int NR, typename X, typename W>
+    void rows(const X* x, int64_t M, const W* w, int64_t n0, int64_t n1) const {
+        int64_t n = n0;
+        for (; n + NR <= n1; n += NR) {
+            int64_t m = 0;
+            for (; m + MR <= M; m += MR) run<MR, NR>(x, m, w, n);
+            switch (M - m) {  // the last rows of x, while these w rows are still in L1
+                case 0: break;
+                case 1: run<1, NR>(x, m, w, n); break;
+                case 2: run<2, NR>(x, m, w, n); break;
+                default: run<3, NR>(x, m, w, n); break;
+            }
+        }
+        for (; n < n1; ++n)
+            for (int64_t m = 0; m < M; ++m) run<1, 1>(x, m, w, n);
+    }
+};
+
+template <typename X, typename W>
+void linear_rows(const Linear& op, const X* x, int64_t M, const W* w, int nthreads) {
+    const int64_t chunk = 48;  // w rows per task: many tasks per thread, little imbalance
+    const int64_t tasks = (op.N + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+        const int64_t n0 = t * chunk, n1 = n0 + chunk < op.N ? n0 + chunk : op.N;
+        if (M == 1)
+            op.rows<1, 8>(x, M, w, n0, n1);  // 8 w rows in flight: enough loads to fill the bus
+        else if constexpr (sizeof(X) == sizeof(int16_t))
+            op.rows<4, 2>(x, M, w, n0, n1);  // int8: measured faster than 4 x 3 (fewer spills)
+        else
+            op.rows<4, 3>(x, M, w, n0, n1);  // 12 accumulators, 3 + 1 registers for loads
+    }
+}
+
+void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, const float* bias,
+            float* y, int nthreads, bool accumulate = false) {
+    linear_rows(Linear{K, N, nullptr, nullptr, bias, y, accumulate}, x, M, w, nthreads);
+}
+
+void linear(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N,
+            const float* scale, const float* bias, float* y, int nthreads,
+            bool accumulate = false) {
+    thread_local std::vector<int16_t> xq;
+    thread_local std::vector<float> row_scale;
+    xq.resize(M * K);
+    row_scale.resize(M);
+    quantize_rows(x, M, K, xq.data(), row_scale.data());
+    linear_rows(Linear{K, N, scale, row_scale.data(), bias, y, accumulate}, xq.data(), M, w,
+                nthreads);
+}
+
+inline float dot(const float* a, const float* b, int64_t d) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    float s = hsum(acc);
+    for (; i < d; ++i) s += a[i] * b[i];
+    return s;
+}
+
+// e^x for x <= 0, 8 at a time: x = n ln2 + r with |r| <= ln2 / 2, e^r by its Taylor polynomial
+// to r^7 (relative error < 2e-7, about expf's), 2^n put into the exponent bits. x < -87 gives
+// 0 (below the smallest normal float; softmax terms that small do not count).
+inline __m256 exp_nonpositive(__m256 x) {
+    const __m256 low = _mm256_set1_ps(-87.f);
+    const __m256 too_small = _mm256_cmp_ps(x, low, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, low);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2, split in two
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+    const __m256i exponent = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
+    const __m256 e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), exponent));
+    return _mm256_andnot_ps(too_small, e);
+}
+
+// Each (row, KV head) reads its cached K and V once for all the query heads of its group.
+void decode_attention(const float* q, int64_t B, int64_t H, int64_t KV, int64_t d,
+                      const float* k_cache, const float* v_cache, const int32_t* tables,
+                      int64_t width, const int32_t* contexts, int64_t block_size,
+                      float softmax_scale, float* out, int nthreads) {
+    const int64_t group = H / KV;
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic) if (nthreads > 1)
+    for (int64_t bk = 0; bk < B * KV; ++bk) {
+        const int64_t b = bk / KV, kv = bk % KV, n = contexts[b];
+        const int32_t* table = tables + b * width;
+        const int64_t padded = (n + 7) / 8 * 8;
+        std::vector<float> scores(group * padded, -INFINITY);  // [group, padded]
+        const float* qg = q + (b * H + kv * group) * d;  // the group's heads are adjacent
+        for (int64_t t0 = 0, j = 0; t0 < n; t0 += block_size, ++j) {
+            const float* keys = k_cache + ((int64_t)table[j] * block_size * KV + kv) * d;
+            const int64_t stop = n - t0 < block_size ? n - t0 : block_size;
+            for (int64_t t = 0; t < stop; ++t)
+                for (int64_t g = 0; g < group; ++g)
+                    scores[g * padded + t0 + t] = dot(qg + g * d, keys + t * KV * d, d) * softmax_scale;
+        }
+        std::vector<float> inv_total(group);
+        for (int64_t g = 0; g < group; ++g) {
+            float* p = scores.data() + g * padded;
+            float top = -INFINITY;
+            for (int64_t t = 0; t < n; ++t) top = p[t] > top ? p[t] : top;
+            __m256 total = _mm256_setzero_ps();
+            for (int64_t t = 0; t < padded; t += 8) {  // padding: exp(-inf) = 0
+                const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(p + t), _mm256_set1_ps(top)));
+                _mm256_storeu_ps(p + t, e);
+                total = _mm256_add_ps(total, e);
+            }
+            inv_total[g] = 1.f / hsum(total);
+        }
+        float* og = out + (b * H + kv * group) * d;
+        for (int64_t i = 0; i < group * d; ++i) og[i] = 0.f;
+        for (int64_t t0 = 0, j = 0; t0 < n; t0 += block_size, ++j) {
+            const float* values = v_cache + ((int64_t)table[j] * block_size * KV + kv) * d;
+            const int64_t stop = n - t0 < block_size ? n - t0 : block_size;
+            for (int64_t t = 0; t < stop; ++t) {
+                const float* v = values + t * KV * d;
+                for (int64_t g = 0; g < group; ++g) {
+                    const float weight = scores[g * padded + t0 + t] * inv_total[g];
+                    const __m256 pt = _mm256_set1_ps(weight);
+                    float* o = og + g * d;
+                    int64_t i = 0;
+                    for (; i + 8 <= d; i += 8)
+                        _mm256_storeu_ps(o + i, _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + i), _mm256_loadu_ps(o + i)));
+                    for (; i < d; ++i) o[i] += weight * v[i];
+                }
+            }
+        }
+    }
+}
+
+// y = x / sqrt(mean(x^2) + eps) * weight, per row of n values.
+void rms_norm(const float* x, const float* weight, int64_t rows, int64_t n, float eps, float* y) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * n;
+        const float inv = 1.f / sqrtf(dot(xr, xr, n) / (float)n + eps);
+        for (int64_t i = 0; i < n; ++i) y[r * n + i] = xr[i] * inv * weight[i];
+    }
+}
+
+}  // namespace
+
+// One decoder layer's weights, as runner.py's LayerWeights holds them (fused q/k/v and
+// gate/up); w_* are fp32 or int8 (then s_* are the per-row scales); b_* may be null.
+struct LayerC {
+    const float* input_norm;
+    const float* post_norm;
+    const void* w_qkv; const float* s_qkv; const float* b_qkv;
+    const void* w_o; const float* s_o; const float* b_o;
+    const void* w_gate_up; const float* s_gate_up; const float* b_gate_up;
+    const void* w_down; const float* s_down; const float* b_down;
+    int64_t int8;
+};
+
+// A decode-only step: B rows, one token each, shapes of the model.
+struct StepC {
+    int64_t B, hidden, heads, kv_heads, head_dim, intermediate;
+    float eps, softmax_scale;
+    const float* cos;       // [B, head_dim] at each row's position
+    const float* sin;
+    const int64_t* slots;   // [B] cache slot of each row's new K/V
+    const int32_t* tables;  // [B, width] block ids
+    int64_t width, block_size;
+    const int32_t* contexts;  // [B] positions attended, the new one included
+    int nthreads;
+};
+
+namespace {
+
+void layer_linear(const StepC& s, const float* x, int64_t K, const void* w, const float* scale,
+                  const float* bias, int64_t N, float* y, bool accumulate, bool int8) {
+    if (int8)
+        linear(x, s.B, K, (const int8_t*)w, N, scale, bias, y, s.nthreads, accumulate);
+    else
+        linear(x, s.B, K, (const float*)w, N, bias, y, s.nthreads, accumulate);
+}
+
+// Rotate-half RoPE (transformers' Llama convention) of `heads` vectors of d values, in place.
+void rope(float* v, int64_t heads, int64_t d, const float* cos, const float* sin) {
+    const int64_t half = d / 2;
+    for (int64_t h = 0; h < heads; ++h) {
+        float* x = v + h * d;
+        for (int64_t i = 0; i < half; ++i) {
+            const float a = x[i], b = x[i + half];
+            x[i] = a * cos[i] - b * sin[i];
+            x[i + half] = b * cos[i + half] + a * sin[i + half];
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// x [B, hidden], the residual stream, updated in place: the whole layer for a decode-only step,
+// K/V of the new tokens written into this layer's cache planes [slots, KV, d].
+void tl_decode_layer(const LayerC* w, const StepC* step, float* x, float* k_cache,
+                     float* v_cache) {
+    const StepC& s = *step;
+    const int64_t B = s.B, hidden = s.hidden, d = s.head_dim, H = s.heads, KV = s.kv_heads;
+    const int64_t qkv_rows = (H + 2 * KV) * d, inter = s.intermediate;
+    const bool int8 = w->int8 != 0;
+    thread_local std::vector<float> buffer;
+    buffer.resize(B * (hidden + qkv_rows + H * d + 2 * inter));
+    float* normed = buffer.data();
+    float* qkv = normed + B * hidden;
+    float* attn = qkv + B * qkv_rows;
+    float* gate_up = attn + B * H * d;
+
+    rms_norm(x, w->input_norm, B, hidden, s.eps, normed);
+    layer_linear(s, normed, hidden, w->w_qkv, w->s_qkv, w->b_qkv, qkv_rows, qkv, false, int8);
+    std::vector<float> q(B * H * d);
+    for (int64_t b = 0; b < B; ++b) {
+        float* row = qkv + b * qkv_rows;
+        rope(row, H + KV, d, s.cos + b * d, s.sin + b * d);  // q and k heads are adjacent
+        for (int64_t i = 0; i < H * d; ++i) q[b * H * d + i] = row[i];
+        const int64_t slot = s.slots[b];
+        for (int64_t i = 0; i < KV * d; ++i) {
+            k_cache[slot * KV * d + i] = row[H * d + i];
+            v_cache[slot * KV * d + i] = row[(H + KV) * d + i];
+        }
+    }
+    decode_attention(q.data(), B, H, KV, d, k_cache, v_cache, s.tables, s.width, s.contexts,
+                     s.block_size, s.softmax_scale, attn, s.nthreads);
+    layer_linear(s, attn, H * d, w->w_o, w->s_o, w->b_o, hidden, x, true, int8);
+
+    rms_norm(x, w->post_norm, B, hidden, s.eps, normed);
+    layer_linear(s, normed, hidden, w->w_gate_up, w->s_gate_up, w->b_gate_up, 2 * inter,
+                 gate_up, false, int8);
+    for (int64_t b = 0; b < B; ++b) {  // silu(gate) * up, into the gate half
+        float* g = gate_up + b * 2 * inter;
+        const float* u = g + inter;
+        for (int64_t i = 0; i < inter; ++i) g[i] = g[i] / (1.f + expf(-g[i])) * u[i];
+    }
+    // down reads rows of `inter` values spaced 2 * inter apart: compact them first
+    for (int64_t b = 1; b < B; ++b)
+        for (int64_t i = 0; i < inter; ++i) gate_up[b * inter + i] = gate_up[b * 2 * inter + i];
+    layer_linear(s, gate_up, inter, w->w_down, w->s_down, w->b_down, hidden, x, true, int8);
+}
+
+
+void tl_linear_f32(const float* x, int64_t M, int64_t K, const float* w, int64_t N,
+                   const float* bias, float* y, int nthreads) {
+    linear(x, M, K, w, N, bias, y, nthreads);
+}
+
+void tl_linear_i8(const float* x, int64_t M, int64_t K, const int8_t* w, const float* scale,
+                  int64_t N, const float* bias, float* y, int nthreads) {
+    linear(x, M, K, w, N, scale, bias, y, nthreads);
+}
+
+// q, out: [B, H, d]. k_cache, v_cache: one layer's planes, [slots, KV, d] with slot =
+// block * block_size + offset. tables: [B, width] block ids; contexts: [B] positions to attend.
+void tl_decode_attention(const float* q, int64_t B, int64_t H, int64_t KV, int64_t d,
+                         const float* k_cache, const float* v_cache, const int32_t* tables,
+                         int64_t width, const int32_t* contexts, int64_t block_size,
+                         float softmax_scale, float* out, int nthreads) {
+    decode_attention(q, B, H, KV, d, k_cache, v_cache, tables, width, contexts, block_size,
+                     softmax_scale, out, nthreads);
+}
+
+}  // extern "C"
