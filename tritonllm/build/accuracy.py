@@ -14,8 +14,10 @@ Mode ``none`` is the 16-bit checkpoint: float32 weights rounded through float16.
 ``engine_weights`` adds the CPU engine's own serving paths (``EngineConfig.weights``), measured
 the same way through ``ModelRunner`` (perplexity and top-1 from one prefill per window, greedy
 tokens from ``LLMEngine``): rows ``CPU engine fp32`` (should equal the reference) and
-``CPU engine int8`` (int8 weights per channel, fbgemm's kernels; what ``--weights int8`` and a
-cpu profile with ``quantization.mode: int8_wo`` serve).
+``CPU engine int8`` (int8 weights per channel; what ``--weights int8`` and a cpu profile with
+``quantization.mode: int8_wo`` serve). With our CPU kernels the prefill behind perplexity and
+top-1 multiplies the dequantized weights in fp32 (long chunks), and the greedy tokens' decode
+steps round activations to 15 bits (``Int8Linear``); without them both run fbgemm's kernels.
 Written as ``accuracy.json`` and ``accuracy.md`` (a Markdown table).
 """
 

@@ -29,9 +29,9 @@ describe both the GPU engine and this CPU twin:
   overload: the excess is told to retry instead of timing out together with everyone else.
 - ``weights``: how linear-layer weights are stored and multiplied. ``fp32`` (the default for
   every checkpoint but W8A16): fp32, greedy output equal to transformers'. ``int8``: int8 per
-  output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe) with fbgemm's
-  dynamic int8 kernels, ~3.5x less time in the linear layers, perplexity within ~1 %
-  (README, "int8 weights"). ``auto``: ``int8`` for a TensorRT-LLM W8A16 checkpoint (what the
+  output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe), 4x fewer bytes
+  read per step, perplexity within ~1 % (README, "int8 weights"); our int8 kernel where it
+  builds (``cpu_kernels``), fbgemm's dynamic int8 kernels otherwise. ``auto``: ``int8`` for a TensorRT-LLM W8A16 checkpoint (what the
   GPU engine built from it computes with), ``fp32`` otherwise.
 """
 
