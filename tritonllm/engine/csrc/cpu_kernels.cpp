@@ -222,6 +222,50 @@ inline __m256 exp_nonpositive(__m256 x) {
     return _mm256_andnot_ps(too_small, e);
 }
 
+inline void prefetch_head(const float* p, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) _mm_prefetch((const char*)(p + i), _MM_HINT_T0);
+}
+
+// Scores of the group's G query heads against 4 keys at once: 4 * G independent sums keep the
+// FMA units busy (one sum at a time waits on each FMA's latency).
+template <int G>
+inline void scores4(const float* q, const float* const keys[4], int64_t d, float scale,
+                    float* out, int64_t stride) {
+    __m256 acc[G][4];
+    for (int g = 0; g < G; ++g)
+        for (int t = 0; t < 4; ++t) acc[g][t] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m256 k[4];
+        for (int t = 0; t < 4; ++t) k[t] = _mm256_loadu_ps(keys[t] + i);
+        for (int g = 0; g < G; ++g) {
+            const __m256 qv = _mm256_loadu_ps(q + g * d + i);
+            for (int t = 0; t < 4; ++t) acc[g][t] = _mm256_fmadd_ps(qv, k[t], acc[g][t]);
+        }
+    }
+    for (int g = 0; g < G; ++g)
+        for (int t = 0; t < 4; ++t) {
+            float sum = hsum(acc[g][t]);
+            for (int64_t j = i; j < d; ++j) sum += q[g * d + j] * keys[t][j];
+            out[g * stride + t] = sum * scale;
+        }
+}
+
+inline void scores_any(const float* q, int64_t group, const float* const keys[4], int count,
+                       int64_t d, float scale, float* out, int64_t stride) {
+    if (count == 4) {
+        switch (group) {  // the usual GQA groups: Llama 3 (4), SmolLM2 (3), 70B (8), MHA (1)
+            case 1: return scores4<1>(q, keys, d, scale, out, stride);
+            case 2: return scores4<2>(q, keys, d, scale, out, stride);
+            case 3: return scores4<3>(q, keys, d, scale, out, stride);
+            case 4: return scores4<4>(q, keys, d, scale, out, stride);
+            default: break;
+        }
+    }
+    for (int64_t g = 0; g < group; ++g)
+        for (int t = 0; t < count; ++t) out[g * stride + t] = dot(q + g * d, keys[t], d) * scale;
+}
+
 // Each (row, KV head) reads its cached K and V once for all the query heads of its group.
 void decode_attention(const float* q, int64_t B, int64_t H, int64_t KV, int64_t d,
                       const float* k_cache, const float* v_cache, const int32_t* tables,
@@ -234,15 +278,20 @@ void decode_attention(const float* q, int64_t B, int64_t H, int64_t KV, int64_t 
         const int32_t* table = tables + b * width;
         const int64_t padded = (n + 7) / 8 * 8;
         std::vector<float> scores(group * padded, -INFINITY);  // [group, padded]
-        const float* qg = q + (b * H + kv * group) * d;  // the group's heads are adjacent
-        for (int64_t t0 = 0, j = 0; t0 < n; t0 += block_size, ++j) {
-            const float* keys = k_cache + ((int64_t)table[j] * block_size * KV + kv) * d;
-            const int64_t stop = n - t0 < block_size ? n - t0 : block_size;
-            for (int64_t t = 0; t < stop; ++t)
-                for (int64_t g = 0; g < group; ++g)
-                    scores[g * padded + t0 + t] = dot(qg + g * d, keys + t * KV * d, d) * softmax_scale;
+        std::vector<const float*> keys(n), values(n);           // each position's K and V
+        for (int64_t t = 0; t < n; ++t) {
+            const int64_t slot = (int64_t)table[t / block_size] * block_size + t % block_size;
+            keys[t] = k_cache + (slot * KV + kv) * d;
+            values[t] = v_cache + (slot * KV + kv) * d;
         }
-        std::vector<float> inv_total(group);
+        const float* qg = q + (b * H + kv * group) * d;  // the group's heads are adjacent
+        for (int64_t t = 0; t < n; t += 4) {
+            const int count = n - t < 4 ? (int)(n - t) : 4;
+            for (int64_t ahead = t + 8; ahead < t + 12 && ahead < n; ++ahead)
+                prefetch_head(keys[ahead], d);  // cached K/V is strided: no hardware prefetch
+            scores_any(qg, group, keys.data() + t, count, d, softmax_scale, scores.data() + t,
+                       padded);
+        }
         for (int64_t g = 0; g < group; ++g) {
             float* p = scores.data() + g * padded;
             float top = -INFINITY;
@@ -253,24 +302,26 @@ void decode_attention(const float* q, int64_t B, int64_t H, int64_t KV, int64_t 
                 _mm256_storeu_ps(p + t, e);
                 total = _mm256_add_ps(total, e);
             }
-            inv_total[g] = 1.f / hsum(total);
-        }
-        float* og = out + (b * H + kv * group) * d;
-        for (int64_t i = 0; i < group * d; ++i) og[i] = 0.f;
-        for (int64_t t0 = 0, j = 0; t0 < n; t0 += block_size, ++j) {
-            const float* values = v_cache + ((int64_t)table[j] * block_size * KV + kv) * d;
-            const int64_t stop = n - t0 < block_size ? n - t0 : block_size;
-            for (int64_t t = 0; t < stop; ++t) {
-                const float* v = values + t * KV * d;
-                for (int64_t g = 0; g < group; ++g) {
-                    const float weight = scores[g * padded + t0 + t] * inv_total[g];
-                    const __m256 pt = _mm256_set1_ps(weight);
-                    float* o = og + g * d;
-                    int64_t i = 0;
-                    for (; i + 8 <= d; i += 8)
-                        _mm256_storeu_ps(o + i, _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + i), _mm256_loadu_ps(o + i)));
-                    for (; i < d; ++i) o[i] += weight * v[i];
+            const float inv = 1.f / hsum(total);
+            // out = sum_t p_t v_t: 64 values of the head at a time held in 8 registers
+            float* o = out + (b * H + kv * group + g) * d;
+            int64_t i0 = 0;
+            for (; i0 + 64 <= d; i0 += 64) {
+                __m256 acc[8];
+                for (int c = 0; c < 8; ++c) acc[c] = _mm256_setzero_ps();
+                for (int64_t t = 0; t < n; ++t) {
+                    if (t + 4 < n) prefetch_head(values[t + 4] + i0, d - i0 < 64 ? d - i0 : 64);
+                    const __m256 w = _mm256_set1_ps(p[t]);
+                    for (int c = 0; c < 8; ++c)
+                        acc[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(values[t] + i0 + 8 * c), acc[c]);
                 }
+                for (int c = 0; c < 8; ++c)
+                    _mm256_storeu_ps(o + i0 + 8 * c, _mm256_mul_ps(acc[c], _mm256_set1_ps(inv)));
+            }
+            for (int64_t i = i0; i < d; ++i) {  // head sizes that are not a multiple of 64
+                float sum = 0.f;
+                for (int64_t t = 0; t < n; ++t) sum += p[t] * values[t][i];
+                o[i] = sum * inv;
             }
         }
     }
