@@ -59,12 +59,6 @@ class ServerCounts:
             time.sleep(0.2)
 
 
-@pytest.fixture
-def pool_cache(tmp_path, monkeypatch):
-    """Prompt pools of these tests go to a temporary cache (the model dir is passed in)."""
-    monkeypatch.setenv("TRITONLLM_CACHE", str(tmp_path / "cache"))
-
-
 def check_run(out: Path, counts: ServerCounts, user_kind: str) -> dict:
     doc = load_summary(out)
     records = read_samples(out / "samples.jsonl")
