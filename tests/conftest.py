@@ -67,6 +67,22 @@ def hf_model(model_dir):
 
 
 @pytest.fixture(scope="session")
+def pool_cache_dir(tmp_path_factory) -> Path:
+    """The session's cache for load-test prompt pools. Pools are content-addressed (workload,
+    tokenizer), so runs with the same workload share one pool; each build is a child process
+    that loads the tokenizer, seconds of CPU."""
+    return tmp_path_factory.mktemp("pool-cache")
+
+
+@pytest.fixture
+def pool_cache(pool_cache_dir, monkeypatch):
+    """Prompt pools go to the session's temporary cache (``TRITONLLM_CACHE``), never the user's;
+    the tests pass the model dir in, so the model is not looked up there."""
+    monkeypatch.setenv("TRITONLLM_CACHE", str(pool_cache_dir))
+    return pool_cache_dir
+
+
+@pytest.fixture(scope="session")
 def triton_server(tmp_path_factory, model_dir) -> ServerInfo:
     work = tmp_path_factory.mktemp("triton")
     # Two postprocessing instances: every streaming test also proves that streamed text is

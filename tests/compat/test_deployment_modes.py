@@ -4,6 +4,7 @@ ModelInfer / HTTP infer), with inflight batching intact in both."""
 from __future__ import annotations
 
 import concurrent.futures
+import time
 
 import requests
 
@@ -31,8 +32,22 @@ def test_http_infer_on_the_unary_deployment(unary_server, codec, hf_model):
     assert result.as_numpy("text_output")[0].decode() == expected
 
 
+def settled_idle_metrics(server, timeout_s: float = 60.0) -> dict:
+    """Idle engine metrics whose finished counts have stopped moving: a request is counted just
+    after its reply is sent, so the previous test's last one can still be on its way."""
+    deadline = time.monotonic() + timeout_s
+    metrics = wait_for_idle_cache(server)
+    while time.monotonic() < deadline:
+        time.sleep(0.6)  # past one refresh of the engine's stats (twice a second)
+        again = wait_for_idle_cache(server)
+        if all(again[k] == metrics[k] for k in ("completed", "cancelled", "failed")):
+            return again
+        metrics = again
+    return metrics
+
+
 def test_concurrent_unary_requests_share_decode_steps(unary_server):
-    before = wait_for_idle_cache(unary_server)
+    before = settled_idle_metrics(unary_server)
     values = {"text_input": wire.text(PROMPT), "max_tokens": wire.i32(48),
               "exclude_input_in_output": wire.flag(True)}
     with concurrent.futures.ThreadPoolExecutor(6) as pool:

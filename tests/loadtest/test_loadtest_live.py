@@ -59,12 +59,6 @@ class ServerCounts:
             time.sleep(0.2)
 
 
-@pytest.fixture
-def pool_cache(tmp_path, monkeypatch):
-    """Prompt pools of these tests go to a temporary cache (the model dir is passed in)."""
-    monkeypatch.setenv("TRITONLLM_CACHE", str(tmp_path / "cache"))
-
-
 def check_run(out: Path, counts: ServerCounts, user_kind: str) -> dict:
     doc = load_summary(out)
     records = read_samples(out / "samples.jsonl")
@@ -89,7 +83,7 @@ def test_headless_stream_run_matches_the_server(triton_server, tmp_path, pool_ca
     counts = ServerCounts(triton_server)
     code = tritonllm_main([
         "loadtest", "run", "--user", "http-stream",
-        "--host", "http://" + loopback(triton_server.http_url), "-u", "2", "-t", "12s",
+        "--host", "http://" + loopback(triton_server.http_url), "-u", "2", "-t", "6s",
         "--workload", WORKLOAD, "--model-dir", str(triton_server.model_dir),
         "--slo", "ttft=1us,attainment=50%", "--out", str(out), "--", "--only-summary"])
     assert code == SLO_FAILED_EXIT_CODE
@@ -128,7 +122,7 @@ def test_distributed_master_and_two_workers(triton_server, tmp_path, pool_cache)
     locust = [sys.executable, "-m", "locust", "-f", locustfile]
     master = locust + [
         "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-        "--expect-workers", "2", "--headless", "-u", "2", "-r", "2", "-t", "12s",
+        "--expect-workers", "2", "--headless", "-u", "2", "-r", "2", "-t", "8s",
         "--stop-timeout", "60", "-H", loopback(triton_server.grpc_url), "--workload", WORKLOAD,
         "--model-dir", str(triton_server.model_dir), "--report-dir", str(tmp_path),
         "--progress-interval", "3", "--only-summary"]

@@ -17,9 +17,8 @@ HANG = 180  # seconds: far beyond any normal end; reaching it means the run hung
 
 
 @pytest.fixture
-def closed_run(tmp_path, monkeypatch, model_dir):
+def closed_run(tmp_path, pool_cache, model_dir):
     """A LocustRun builder aimed at a port nobody listens on."""
-    monkeypatch.setenv("TRITONLLM_CACHE", str(tmp_path / "cache"))
     port = free_port()
 
     def make(user: str, run_time: str = "10m", *extra: str) -> LocustRun:

@@ -10,10 +10,9 @@ from tritonllm.loadtest.runner import LocustRun
 
 
 def test_openai_user_matches_the_server(triton_server, openai_frontend, served_model, tmp_path,
-                                        monkeypatch):
-    monkeypatch.setenv("TRITONLLM_CACHE", str(tmp_path / "cache"))
+                                        pool_cache):
     run = LocustRun(out_dir=str(tmp_path), user="openai", host=loopback(openai_frontend.url),
-                    users=2, run_time="8s", workload=WORKLOAD, model=served_model,
+                    users=2, run_time="6s", workload=WORKLOAD, model=served_model,
                     model_dir=str(triton_server.model_dir), slo="e2e=10m",
                     extra_args=("--only-summary",))
     counts = ServerCounts(triton_server)

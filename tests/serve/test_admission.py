@@ -20,6 +20,9 @@ from tritonllm.serve.launcher import Ports, TritonServer
 from tritonllm.serve.metrics import engine_stats
 
 PROMPT = "The capital of France is"
+# Long enough that a burst sent at once finds the first request still running (~2 s here);
+# each admitted one runs alone (max_batch_size=1), so every token is paid in wall time.
+BURST_TOKENS = 48
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def generate(server, max_tokens: int) -> requests.Response:
 def test_a_burst_beyond_the_queue_is_refused_and_the_rest_served(small_server):
     before = engine_stats(small_server.metrics_url)
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        replies = list(pool.map(lambda _: generate(small_server, 96), range(6)))
+        replies = list(pool.map(lambda _: generate(small_server, BURST_TOKENS), range(6)))
     served = [r for r in replies if r.status_code == 200]
     refused = [r for r in replies if "max_queue_size: server busy" in r.text]
     assert len(served) + len(refused) == 6, [r.text for r in replies]
@@ -62,7 +65,8 @@ def test_the_client_raises_server_busy_for_a_refusal(small_server):
     def ask(_):
         with Client(protocol="grpc", url=small_server.grpc_url) as client:
             try:
-                return client.generate(PROMPT, max_tokens=96, min_tokens=96).text
+                return client.generate(PROMPT, max_tokens=BURST_TOKENS,
+                                       min_tokens=BURST_TOKENS).text
             except ServerBusyError as exc:
                 return exc
 

@@ -4,8 +4,9 @@
   and leave the requests hanging (see tritonllm.serve.watchdog); serve must notice, say which
   stub died, stop the server (the streams then fail with a connection error instead of hanging)
   and exit with EXIT_UNHEALTHY, leaving no process behind.
-- SIGTERM with an abandoned ``generate_stream``: serve exits within the grace period plus the
-  launcher's kill margin, leaving no stub behind.
+- SIGTERM with an abandoned ``generate_stream``: serve exits 0 within the grace period plus the
+  launcher's kill margin, stopping the OpenAI frontend it started beside Triton, leaving no
+  stub or frontend behind and no port open.
 
 Deadlines here detect hangs only (the machine is shared); none asserts a speed.
 """
@@ -19,12 +20,15 @@ import socket
 import subprocess
 import threading
 
+import requests
+
 from tests.serve.processes import wait_gone
 from tritonllm.client import Client, ConnectionError, GenerationOptions, TritonLLMError
 from tritonllm.client._http import generate_path, json_body
 from tritonllm.client._request import build_request
+from tritonllm.model_source import DEFAULT_MODEL_NAME
 from tritonllm.serve.cpu import EXIT_UNHEALTHY
-from tritonllm.serve.launcher import KILL_MARGIN_S, Ports
+from tritonllm.serve.launcher import KILL_MARGIN_S, Ports, free_port
 
 HANG_S = 300
 LONG = dict(max_tokens=1500, min_tokens=1500)  # never ends on its own during the test
@@ -105,12 +109,24 @@ def abandon_a_stream(http_port: int) -> None:
 
 
 def test_sigterm_with_an_abandoned_stream_exits_within_the_grace_period(launch):
-    ports = Ports.free()
-    proc, tree = launch(0, "--grace-period", str(GRACE_S), ports=ports)
+    """Also ``serve``'s OpenAI frontend: started beside Triton, stopped with it on SIGTERM."""
+    ports, openai_port = Ports.free(), free_port()
+    proc, tree = launch(openai_port, "--grace-period", str(GRACE_S), ports=ports)
+    assert any("tritonllm.openai" in cmd for cmd in tree.values()), tree
+    models = requests.get(f"http://127.0.0.1:{openai_port}/v1/models", timeout=10).json()
+    assert models["data"][0]["id"] == DEFAULT_MODEL_NAME
     abandon_a_stream(ports.http)
 
     proc.send_signal(signal.SIGTERM)
 
     assert proc.wait(timeout=GRACE_S + KILL_MARGIN_S + TEARDOWN_S) == 0
+    banner = proc.stderr.read()  # the rest of the ready banner, then the stop
+    assert f"OpenAI  http://127.0.0.1:{openai_port}/v1" in banner  # loopback by default
     assert wait_gone(tree) == []
     assert engine_stub(tree) in tree  # it was there, and is gone now
+    for port in (openai_port, ports.http):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+            raise AssertionError(f"port {port} still answers after serve stopped")
+        except requests.ConnectionError:
+            pass

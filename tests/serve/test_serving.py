@@ -224,7 +224,7 @@ def test_stop_words_end_generation(triton_server):
 
 # --- inflight batching ---------------------------------------------------------------------
 
-def test_concurrent_streams_share_decode_steps(triton_server, codec, hf_model):
+def test_concurrent_streams_share_decode_steps(triton_server):
     before = engine_metrics(triton_server)
     lengths = [8, 12, 16, 20, 24, 28, 32, 40]
     prompts = [f"{PROMPTS[i % len(PROMPTS)]} (variant {i})" for i in range(8)]
@@ -236,13 +236,19 @@ def test_concurrent_streams_share_decode_steps(triton_server, codec, hf_model):
         texts = grpc_collect(stream, 8)
     finally:
         stream.close()
-    for i, (prompt, n) in enumerate(zip(prompts, lengths)):
+
+    def whole(prompt_and_length):
+        prompt, n = prompt_and_length
+        return http_generate(triton_server, {"text_input": prompt, "max_tokens": n,
+                                             "min_tokens": n, "exclude_input_in_output": True,
+                                             "return_num_output_tokens": True}).json()
+
+    with ThreadPoolExecutor(len(prompts)) as pool:  # a batch of its own, other timing
+        wholes = list(pool.map(whole, zip(prompts, lengths)))
+    for i, n in enumerate(lengths):
         streamed = "".join(text for _, text, _ in texts[f"r{i}"])
-        whole = http_generate(triton_server, {"text_input": prompt, "max_tokens": n,
-                                              "min_tokens": n, "exclude_input_in_output": True,
-                                              "return_num_output_tokens": True}).json()
-        assert streamed == whole["text_output"]
-        assert whole["num_output_tokens"] == n
+        assert streamed == wholes[i]["text_output"]
+        assert wholes[i]["num_output_tokens"] == n
     after = engine_metrics(triton_server)
     assert after["steps_with_multiple_decodes"] - before["steps_with_multiple_decodes"] >= 8
     assert after["max_running_seen"] >= 4

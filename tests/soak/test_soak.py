@@ -34,7 +34,7 @@ def test_a_short_soak_loses_nothing_and_leaves_the_kv_cache_full(triton_server, 
                                                                    tmp_path):
     config = SoakConfig(http_url=triton_server.http_url, grpc_url=triton_server.grpc_url,
                         openai_url=openai_frontend.url, metrics_url=triton_server.metrics_url,
-                        duration_s=20, concurrency=4, window_s=5, rss_interval_s=1,
+                        duration_s=10, concurrency=4, window_s=5, rss_interval_s=1,
                         output_dir=tmp_path)
     run = run_soak(config)
     summary = summarize(run)
