@@ -86,11 +86,15 @@ def engine_output_sender(pb_utils, sender, to_outputs: Callable, on_finished: Ca
     last carries the FINAL flag. An engine failure becomes an INTERNAL error response (the
     request's fault never reaches here: bad input is refused before it is queued); a request
     ended by its timeout, a CANCELLED one saying so.
-    ``on_finished(output)`` runs after the final response.
+    ``on_finished(output)`` runs just before the final response is sent, so a client holding
+    its reply already finds the request in the metrics (counted after the send, a scrape right
+    after the reply could miss it).
     """
     final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
     def on_output(output) -> None:
+        if output.finished:
+            on_finished(output)
         if output.error and output.finish_reason in _ERROR_CODES:
             code = getattr(pb_utils.TritonError, _ERROR_CODES[output.finish_reason])
             text = output.error if output.finish_reason == "timeout" else \
@@ -101,7 +105,5 @@ def engine_output_sender(pb_utils, sender, to_outputs: Callable, on_finished: Ca
             tensors = to_tensors(pb_utils, to_outputs(output))
             sender.send(pb_utils.InferenceResponse(output_tensors=tensors),
                         flags=final if output.finished else 0)
-        if output.finished:
-            on_finished(output)
 
     return on_output
