@@ -74,30 +74,36 @@ def write(points: list[dict], teacher_ppl: float, out_dir: Path, label: str) -> 
 
 
 def plot(points: list[dict], info: dict, path: Path, label: str) -> None:
+    """Log-log: perplexity against tokens; the pruned model (0 tokens) is drawn at half the
+    first trained point's tokens."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     teacher = info["teacher_perplexity"]
+    trained = [p for p in points if p["tokens"] > 0]
+    zero = trained[0]["tokens"] / 2 if trained else 1
+    xs = [p["tokens"] or zero for p in points]
     fig, ax = plt.subplots(figsize=(8, 5))
-    tokens = [p["tokens"] for p in points]
-    ax.plot(tokens, [p["heldout_perplexity"] for p in points], marker="o", label=label)
-    for p in points[::max(1, len(points) // 6)]:
+    ax.plot(xs, [p["heldout_perplexity"] for p in points], marker="o", label=label)
+    ax.annotate("pruned", (zero, points[0]["heldout_perplexity"]), textcoords="offset points",
+                xytext=(6, 0), fontsize=7)
+    for p in trained[::max(1, len(trained) // 4)] + trained[-1:]:
         ax.annotate(f"{p['elapsed_s'] / 60:.0f} min", (p["tokens"], p["heldout_perplexity"]),
-                    textcoords="offset points", xytext=(4, 6), fontsize=7)
-    if "fit_a" in info:
-        end = max(info["goal_tokens_estimate"], tokens[-1]) * 1.2
-        xs = [tokens[1] * (end / tokens[1]) ** (i / 60) for i in range(61)]
-        ax.plot(xs, [teacher * math.exp(info["fit_a"] * x ** -info["fit_b"]) for x in xs],
-                linestyle=":", color="grey", label="power-law fit (extrapolation)")
+                    textcoords="offset points", xytext=(3, 7), fontsize=7)
+    if "fit_a" in info and trained:
+        end = max(info["goal_tokens_estimate"], xs[-1]) * 1.5
+        fx = [trained[0]["tokens"] * (end / trained[0]["tokens"]) ** (i / 80) for i in range(81)]
+        ax.plot(fx, [teacher * math.exp(info["fit_a"] * x ** -info["fit_b"]) for x in fx],
+                linestyle=":", color="grey", label="power-law fit of the run (extrapolation)")
     ax.axhline(teacher, color="black", linewidth=0.8, label=f"teacher {teacher:.2f}")
     ax.axhline(teacher * GOAL, color="green", linestyle="--", linewidth=0.8,
                label=f"goal: +15 % ({teacher * GOAL:.2f})")
     half = (info["pruned_perplexity"] + teacher) / 2
     ax.axhline(half, color="orange", linestyle="--", linewidth=0.8,
                label=f"half of the pruning loss recovered ({half:.1f})")
-    ax.set_xscale("symlog", linthresh=max(tokens[1] if len(tokens) > 1 else 1, 1))
+    ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training tokens seen (student forward + backward)")
     ax.set_ylabel("perplexity on held-out text")
