@@ -12,7 +12,7 @@ import pytest
 import torch
 from tests.engine.engine_helpers import hf_greedy, tiny_llama
 
-from tritonllm.build import prune, sparsity
+from tritonllm.build import distill_data, prune, sparsity
 from tritonllm.build.distill import PROGRESS, distill
 from tritonllm.build.profile import CompressionSpec, DistillSpec, from_dict
 
@@ -105,19 +105,20 @@ def _student_and_teacher():
 
 
 def test_distillation_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
-    tokens = torch.randint(3, 300, (400,), generator=torch.Generator().manual_seed(2))
+    ids = torch.randint(3, 300, (25, 16), generator=torch.Generator().manual_seed(2))
     spec = DistillSpec(max_steps=4, batch_size=2, seq_len=16, lr=1e-3, checkpoint_every=2,
                        intermediate_weight=0.25)
     layer_map = {0: 0, 1: 2}
     whole, teacher = _student_and_teacher()
-    whole, result = distill(whole, teacher, tokens, spec, tmp_path / "a", layer_map, "k")
+    rows = distill_data.scored(teacher, ids, 0)  # live teacher: no cached targets
+    whole, result = distill(whole, teacher, rows, spec, tmp_path / "a", layer_map, "k")
     assert (result.steps, result.resumed_from, result.stopped_by) == (4, 0, "steps")
 
     first, teacher = _student_and_teacher()
-    distill(first, teacher, tokens, DistillSpec(**{**spec.__dict__, "max_steps": 2}),
+    distill(first, teacher, rows, DistillSpec(**{**spec.__dict__, "max_steps": 2}),
             tmp_path / "b", layer_map, "k")
     second, teacher = _student_and_teacher()
-    second, resumed = distill(second, teacher, tokens, spec, tmp_path / "b", layer_map, "k")
+    second, resumed = distill(second, teacher, rows, spec, tmp_path / "b", layer_map, "k")
     assert resumed.resumed_from == 2 and resumed.steps == 4
     assert json.loads((tmp_path / "b" / PROGRESS).read_text())["step"] == 4
     for (name, a), b in zip(whole.state_dict().items(), second.state_dict().values()):
@@ -126,6 +127,53 @@ def test_distillation_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     assert not torch.equal(untouched.model.layers[0].mlp.up_proj.weight,
                            whole.model.layers[0].mlp.up_proj.weight)
     assert type(whole).__name__ == "LlamaForCausalLM"  # ModelOpt's wrapper is gone
+
+
+def test_cached_top_k_over_the_whole_vocabulary_trains_like_the_live_teacher(tmp_path):
+    ids = torch.randint(3, 300, (6, 16), generator=torch.Generator().manual_seed(3))
+    spec = DistillSpec(max_steps=3, batch_size=2, seq_len=16, lr=1e-3, top_k=0)
+    live, teacher = _student_and_teacher()
+    live, ran_live = distill(live, teacher, distill_data.scored(teacher, ids, 0), spec,
+                             tmp_path / "live", {}, "k")
+    cached, teacher = _student_and_teacher()
+    everything = distill_data.scored(teacher, ids, teacher.config.vocab_size)
+    cached, ran_cached = distill(cached, teacher, everything,
+                                 DistillSpec(**{**spec.__dict__, "top_k": 300}),
+                                 tmp_path / "cached", {}, "k")
+    # same loss on the same rows (the cache holds fp16 logits), and after two updates
+    assert ran_cached.first_loss == pytest.approx(ran_live.first_loss, rel=1e-3)
+    assert ran_cached.last_loss == pytest.approx(ran_live.last_loss, rel=1e-2)
+    assert ran_cached.last_loss < ran_cached.first_loss
+    untouched, _ = _student_and_teacher()
+    assert not torch.equal(untouched.model.layers[0].mlp.up_proj.weight,
+                           cached.model.layers[0].mlp.up_proj.weight)
+
+
+def test_teacher_samples_carry_the_teachers_logits_where_they_were_sampled():
+    teacher = tiny_llama(num_hidden_layers=2)
+    starts = [[5, 6, 7], [8, 9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]]  # last one is cut
+    tokenizer = type("T", (), {"pad_token_id": 0})()
+    rows = distill_data.generated(teacher, tokenizer, starts, 20, 16, 8, log=lambda _: None)
+    assert len(rows) == distill_data.GENERATE_BATCH and rows.ids.shape[1] == 16
+    assert rows.ids[0, :3].tolist() == [5, 6, 7] and rows.ids[2, :8].tolist() == starts[2][:8]
+    # a row is its prompt + the sampled tokens; targets from the prompt's last token to the
+    # last sampled position but one (its successor is not in the row)
+    assert rows.mask[0].tolist() == [False] * 2 + [True] * 8 + [False] * 6
+    assert rows.mask[2].tolist() == [False] * 7 + [True] * 8 + [False]
+    with torch.no_grad():
+        top = teacher(rows.ids, use_cache=False).logits.topk(8, dim=-1)
+    assert torch.equal(top.indices[rows.mask], rows.index[rows.mask])
+    torch.testing.assert_close(top.values[rows.mask], rows.logit[rows.mask].float(), atol=1e-2,
+                               rtol=1e-3)
+
+
+def test_every_row_is_trained_once_per_epoch_in_an_order_fixed_by_the_step():
+    from tritonllm.build.distill import batch_rows
+
+    epoch = torch.cat([batch_rows(10, 2, step) for step in range(5)])
+    assert sorted(epoch.tolist()) == list(range(10))
+    assert torch.equal(batch_rows(10, 2, 7), batch_rows(10, 2, 7))
+    assert not torch.equal(torch.cat([batch_rows(10, 2, s) for s in range(5, 10)]), epoch)
 
 
 def test_compress_stage_feeds_planner_quantize_engine_command_and_cpu_twin(tiny_llama_dir,
@@ -142,7 +190,8 @@ def test_compress_stage_feeds_planner_quantize_engine_command_and_cpu_twin(tiny_
         "compression": {"depth": 0.25, "mlp": 0.25, "kv_groups": 2, "sparsity": "2:4",
                         "sparsity_method": "sparse_magnitude", "calibration_samples": 1,
                         "calibration_max_len": 32,
-                        "distill": {"max_steps": 2, "batch_size": 1, "seq_len": 16}},
+                        "distill": {"max_steps": 2, "batch_size": 1, "seq_len": 16,
+                                    "generate_tokens": 8, "eval_every": 1}},
         "quantization": {"calibration_samples": 1, "calibration_max_len": 32},
         "limits": {"max_seq_len": 256, "max_input_len": 128, "max_num_tokens": 256}})
     build = Build(profile, tmp_path)
@@ -154,6 +203,11 @@ def test_compress_stage_feeds_planner_quantize_engine_command_and_cpu_twin(tiny_
     assert build.plan().weight_bytes_total < 0.75 * dense_bytes
     assert build.run("compress").status == "done"
     assert build.run("compress").status == "skipped"  # up to date
+    curve = json.loads((tmp_path / "compressed" / "distill" / "curve.json").read_text())
+    assert [p["step"] for p in curve] == [0, 1, 2]
+    assert all(1 < p["heldout_perplexity"] < 1e4 for p in curve)
+    trained = json.loads((tmp_path / "compressed" / "compress.json").read_text())["distill"]
+    assert trained["training_tokens"] > trained["training_rows"] * 8  # bundled + sampled rows
     made = json.loads((tmp_path / "compressed" / "model" / "config.json").read_text())
     assert (made["num_hidden_layers"], made["intermediate_size"], made["num_attention_heads"],
             made["num_key_value_heads"]) == (3, 192, 4, 2)
@@ -201,3 +255,24 @@ def test_compression_report_measures_teacher_and_students_in_one_run(tiny_llama_
     assert (tmp_path / "report" / "compression.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="--students: expected LABEL=DIR"):
         compression_report.parse_students("no-dir")
+
+
+def test_distillation_curve_summary_and_power_law_extrapolation(tmp_path):
+    import math
+
+    from tritonllm.build import distill_curve
+
+    teacher = 20.0  # excess loss e = 3 * t^-0.5 nats: the goal's ln 1.15 at (3 / ln 1.15)^2
+    points = [{"step": s, "tokens": 100 * s, "elapsed_s": 6.0 * s, "train_loss": None,
+               "heldout_perplexity": teacher * math.exp(3 * (100 * s) ** -0.5) if s else 80.0}
+              for s in range(0, 50, 10)]
+    info = distill_curve.write(points, teacher, tmp_path, "s")
+    assert math.isclose(info["fit_a"], 3) and math.isclose(info["fit_b"], 0.5)
+    assert math.isclose(info["goal_tokens_estimate"], (3 / math.log(1.15)) ** 2)
+    assert math.isclose(info["tokens_per_minute"], 1000)
+    assert math.isclose(info["recovered_share"], (80 - points[-1]["heldout_perplexity"]) / 60)
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    assert json.loads((tmp_path / "curve.json").read_text())["points"] == points
+    with pytest.raises(ValueError, match="--curve: .* no held-out perplexity"):
+        (tmp_path / "bare.json").write_text(json.dumps([{"step": 0}]))
+        distill_curve.load(tmp_path / "bare.json")

@@ -169,6 +169,12 @@ def _accuracy_parser(subparsers) -> None:
                    help="requests of the mixed workload per speed run")
     g.add_argument("--rounds", type=int, default=2, help="interleaved speed rounds (median)")
     g.add_argument("--no-speed", action="store_true", help="quality only")
+    g.add_argument("--speed-of", default=None, metavar="LABEL,...",
+                   help="measure speed only for the teacher and these students' shapes "
+                        "(default: every shape)")
+    g.add_argument("--curve", default=None, metavar="LABEL=PATH",
+                   help="a compress run's distill/curve.json: writes curve.json (points, "
+                        "summary, extrapolation) and curve.png against this run's teacher")
     p.set_defaults(handler=_accuracy)
 
 
@@ -198,10 +204,15 @@ def _accuracy(args) -> int:
     return 0
 
 
+def _labels(text: str | None) -> set[str] | None:
+    return None if text is None else {s.strip() for s in text.split(",") if s.strip()}
+
+
 def _compression_report(args, teacher_dir: Path) -> int:
     from tritonllm.build import compression_report
 
     students = compression_report.parse_students(args.students)
+    curve = _read_curve(args.curve) if args.curve else None
     for student in students:
         if not (student.model_dir / "config.json").is_file():
             raise ValueError(f"--students: {student.label}: {student.model_dir} has no "
@@ -212,6 +223,21 @@ def _compression_report(args, teacher_dir: Path) -> int:
             check_simulable([student.mode])
     rows = compression_report.run_report(teacher_dir, students, args.output_dir,
                                          requests=args.requests, rounds=args.rounds,
-                                         speed=not args.no_speed)
+                                         speed=not args.no_speed,
+                                         speed_of=_labels(args.speed_of))
     print(compression_report.markdown(rows, args.requests, args.rounds))
+    if curve:
+        from tritonllm.build import distill_curve
+
+        info = distill_curve.write(curve[1], rows[0].perplexity, args.output_dir, curve[0])
+        print(json.dumps(info, indent=2))
     return 0
+
+
+def _read_curve(text: str) -> tuple[str, list[dict]]:
+    from tritonllm.build import distill_curve
+
+    label, sep, path = text.partition("=")
+    if not sep or not label or not path:
+        raise ValueError(f"--curve: expected LABEL=PATH, got {text!r}")
+    return label, distill_curve.load(Path(path))

@@ -10,7 +10,8 @@ Outputs, under the stage's directory::
     model/            the compressed checkpoint: config.json, model.safetensors, tokenizer
                       (an ordinary LlamaForCausalLM; later stages read it instead of model.dir)
     pruned/           the pruned student before distillation (kept for the accuracy report)
-    distill/          checkpoint.pt (resumable) and progress.json
+    distill/          rows.pt (training rows + teacher top-k), checkpoint.pt (resumable),
+                      progress.json, curve.json (held-out perplexity vs step, eval_every)
     compress.json     what was done: the kept layers, sizes, parameter counts, distillation
 
 :func:`compressed_arch` gives the same numbers from the profile alone, so the planner sizes a
@@ -108,14 +109,55 @@ def _prune(teacher, windows, spec: CompressionSpec, out_dir: Path, tokenizer, su
 
 def _distill(student, teacher, tokenizer, spec: CompressionSpec, out_dir: Path,
              layer_map: dict, key: str, summary: dict, log):
-    from tritonllm.build import corpus
-    from tritonllm.build.distill import distill, training_tokens
+    from tritonllm.build.distill import distill
 
-    tokens = training_tokens(tokenizer, corpus.CALIBRATION, spec.distill.seq_len)
-    student, result = distill(student, teacher, tokens, spec.distill, out_dir / "distill", layer_map,
-                     key, log)
-    summary["distill"] = {**result.to_dict(), "training_tokens": len(tokens)}
+    rows = training_rows(teacher, tokenizer, spec, out_dir / "distill", key, log)
+    evaluate = heldout_perplexity(tokenizer) if spec.distill.eval_every else None
+    student, result = distill(student, teacher, rows, spec.distill, out_dir / "distill",
+                              layer_map, key, log, evaluate)
+    summary["distill"] = {**result.to_dict(), "training_rows": len(rows),
+                          "training_tokens": rows.target_tokens}
     return student
+
+
+def training_rows(teacher, tokenizer, spec: CompressionSpec, work_dir: Path, key: str, log):
+    """The bundled text packed into rows plus ``generate_tokens`` of teacher samples, with the
+    teacher's top-k logits when the loop uses them (``distill_data``); kept in
+    ``rows.pt`` and reused by a rerun with the same ``key`` (sampling is the slow part)."""
+    import torch
+
+    from tritonllm.build import corpus, distill_data
+    from tritonllm.build.distill import uses_cache
+
+    d = spec.distill
+    path = work_dir / "rows.pt"
+    if path.is_file() and (saved := torch.load(path, weights_only=True))["key"] == key:
+        log(f"distill: reusing the training rows of {path}")
+        return distill_data.Rows(*saved["rows"])
+    top_k = d.top_k if uses_cache(d) else 0
+    parts = [distill_data.scored(teacher, distill_data.packed(tokenizer, corpus.CALIBRATION,
+                                                              d.seq_len), top_k)]
+    if d.generate_tokens:
+        starts = distill_data.prompts(tokenizer, corpus.CALIBRATION)
+        parts.append(distill_data.generated(teacher, tokenizer, starts, d.generate_tokens,
+                                            d.seq_len, top_k, log=log))
+    rows = distill_data.Rows.cat(parts)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"key": key, "rows": [rows.ids, rows.mask, rows.index, rows.logit]}, path)
+    return rows
+
+
+def heldout_perplexity(tokenizer):
+    """``evaluate`` for the distillation curve: perplexity on ``corpus.HELDOUT``, computed as
+    the accuracy report does (same windows)."""
+    import math
+
+    from tritonllm.build import accuracy, corpus
+
+    ids = tokenizer(corpus.HELDOUT, return_tensors="pt").input_ids[0]
+    windows = list(ids.split(accuracy.WINDOW))
+    return lambda model: {"heldout_perplexity": math.exp(accuracy.evaluate(model, windows, [],
+                                                                           0).nll)}
 
 
 def save_checkpoint(model, tokenizer, path: Path) -> None:

@@ -14,7 +14,9 @@ every student (any HF Llama dir, e.g. a build's ``compressed/model`` or ``compre
   other processes falls on all of them alike. One benchmark per model shape (layers, heads,
   MLP width): the CPU twin computes dense fp32, so checkpoints of one shape (before and after
   distillation, 2:4 zeros, a ``:MODE`` row's simulated quantization) run at the same speed and
-  share the figures.
+  share the figures. ``speed_of`` limits the speed runs to the teacher and the shapes of the
+  named students (the others keep "-"); every speed run notes the 1-minute load average of the
+  machine when it started (``load_avg``), since other processes change these figures.
 
 Writes ``compression.json``, ``compression.md`` and ``compression.png`` (perplexity vs c=1
 tokens/s).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +61,7 @@ class Row:
     tok_s_c1: float | None = None
     tok_s_c8: float | None = None
     bench_runs: dict = field(default_factory=dict)
+    load_avg: list = field(default_factory=list)  # 1-minute load average as each speed run began
 
 
 def parse_students(text: str) -> list[Student]:
@@ -138,12 +142,14 @@ def measure_speed(rows: list[Row], requests: int, rounds: int, log=print) -> Non
     prompts = [TextCodec.from_dir(dirs[0]).encode(i.prompt) for i in items]
     engines = {d: LLMEngine(d, _engine_config(Path(d))).start() for d in dirs}
     runs: dict = {d: {1: [], 8: []} for d in dirs}
+    loads: dict = {d: [] for d in dirs}
     try:
         for engine in engines.values():
             engine.generate([_warmup()], timeout=600)
         for round_ in range(rounds):
             for d, engine in engines.items():  # interleaved: every model in every round
                 for level in (1, 8):
+                    loads[d].append(round(os.getloadavg()[0], 2))
                     with tqdm(total=len(items), desc=f"{Path(d).name} c={level}",
                               leave=False) as bar:
                         runs[d][level].append(engine_run(engine, prompts, items, level,
@@ -153,12 +159,21 @@ def measure_speed(rows: list[Row], requests: int, rounds: int, log=print) -> Non
     finally:
         for engine in engines.values():
             engine.shutdown()
-    by_shape = {shapes[d]: runs[d] for d in dirs}
+    by_shape = {shapes[d]: (runs[d], loads[d]) for d in dirs}
     for r in rows:
-        measured = by_shape[shapes[r.model_dir]]
+        measured, r.load_avg = by_shape[shapes[r.model_dir]]
         r.bench_runs = measured
         r.tok_s_c1 = statistics.median(measured[1])
         r.tok_s_c8 = statistics.median(measured[8])
+
+
+def timed_rows(rows: list[Row], speed_of: set[str] | None) -> list[Row]:
+    """The teacher and the rows that share a shape with a student named in ``speed_of``
+    (every row when it is None)."""
+    if speed_of is None:
+        return rows
+    shapes = {_shape(Path(r.model_dir)) for r in rows if r.label in speed_of}
+    return [rows[0]] + [r for r in rows[1:] if _shape(Path(r.model_dir)) in shapes]
 
 
 def _engine_config(model_dir: Path):
@@ -188,7 +203,7 @@ def markdown(rows: list[Row], requests: int, rounds: int) -> str:
             "held-out positions where the model's next-token argmax equals the teacher's; "
             f"tokens/s: CPU twin, in-process engine, mixed workload of {requests} requests, "
             f"median of {rounds} interleaved rounds, same run; weight bytes at float16 (or the "
-            "quantization mode), as the planner counts them.", "",
+            f"quantization mode), as the planner counts them.{_load_note(rows)}", "",
             "| model | params (M) | non-zero linear | weight MB | perplexity | change | top-1 "
             "| tok/s c=1 | tok/s c=8 | speed-up c=1 / c=8 |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -202,6 +217,14 @@ def markdown(rows: list[Row], requests: int, rounds: int) -> str:
             f" | {100 * r.top1_agreement:.1f} % | {_num(r.tok_s_c1)} | {_num(r.tok_s_c8)} | "
             f"{speed} |")
     return "\n".join(head + lines) + "\n"
+
+
+def _load_note(rows: list[Row]) -> str:
+    loads = [x for r in rows for x in r.load_avg]
+    if not loads:
+        return ""
+    return (f" Load average (1 min) when the speed runs began: {min(loads):.1f} to "
+            f"{max(loads):.1f} on this machine's {os.cpu_count()} cores.")
 
 
 def _num(value: float | None) -> str:
@@ -235,14 +258,17 @@ def plot(rows: list[Row], path: Path) -> None:
 
 
 def run_report(teacher_dir: Path, students: list[Student], out_dir: Path | None,
-               requests: int = 8, rounds: int = 2, speed: bool = True, log=print
-               ) -> list[Row]:
+               requests: int = 8, rounds: int = 2, speed: bool = True, log=print,
+               speed_of: set[str] | None = None) -> list[Row]:
     """The teacher first, then ``students`` (see the module docstring)."""
+    unknown = (speed_of or set()) - {s.label for s in students}
+    if unknown:
+        raise ValueError(f"--speed-of: {sorted(unknown)} not among the --students labels")
     torch.manual_seed(0)
     everyone = [Student("teacher (dense)", Path(teacher_dir)), *students]
     rows = measure_quality(everyone, Path(teacher_dir), log)
     if speed:
-        measure_speed(rows, requests, rounds, log)
+        measure_speed(timed_rows(rows, speed_of), requests, rounds, log)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

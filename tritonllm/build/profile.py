@@ -95,17 +95,22 @@ SPARSITY_METHODS = ("sparsegpt", "sparse_magnitude")  # ModelOpt's modes (modelo
 @dataclass(frozen=True)
 class DistillSpec:
     """Knowledge distillation of the pruned student from the unpruned teacher (ModelOpt's
-    ``modelopt.torch.distill``) on the bundled text. It stops at ``max_steps`` or after
-    ``max_minutes``, whichever comes first; ``max_steps: 0`` turns it off."""
+    ``modelopt.torch.distill`` losses) on the bundled text plus ``generate_tokens`` of the
+    teacher's own samples (tritonllm.build.distill_data). It stops at ``max_steps`` or after
+    ``max_minutes`` of training, whichever comes first; ``max_steps: 0`` turns it off."""
 
     max_steps: int = 0
     max_minutes: float = 25.0
-    lr: float = 1e-4
+    lr: float = 1e-4  # peak; linear warm-up, cosine decay to a tenth at max_steps
     batch_size: int = 4
-    seq_len: int = 128  # tokens per training window
+    seq_len: int = 128  # tokens per training row
     temperature: float = 1.0  # logits KD softening
     intermediate_weight: float = 0.0  # share of the loss from hidden-state matching (0: logits only)
     checkpoint_every: int = 25  # steps between resumable checkpoints
+    generate_tokens: int = 0  # teacher-sampled tokens added (at least; whole batches of 16)
+    top_k: int = 64  # teacher logits cached once per position (0: teacher forward every step)
+    freeze_embeddings: bool = False  # keep the (tied) embedding / lm_head as pruned
+    eval_every: int = 0  # steps between held-out perplexity points of distill/curve.json
 
     def __post_init__(self) -> None:
         _at_least("compression.distill.max_steps", self.max_steps, 0)
@@ -118,6 +123,9 @@ class DistillSpec:
             raise ValueError("compression.distill.intermediate_weight: must be in [0, 1), got "
                              f"{self.intermediate_weight}")
         _at_least("compression.distill.checkpoint_every", self.checkpoint_every, 1)
+        _at_least("compression.distill.generate_tokens", self.generate_tokens, 0)
+        _at_least("compression.distill.top_k", self.top_k, 0)
+        _at_least("compression.distill.eval_every", self.eval_every, 0)
 
 
 @dataclass(frozen=True)
