@@ -1,4 +1,4 @@
-// The CPU engine's two hot loops, for x86-64 with AVX2 and FMA (tritonllm/engine/cpu_kernels.py
+// The CPU engine's hot loops, for x86-64 with AVX2 and FMA (tritonllm/engine/cpu_kernels.py
 // compiles this file and calls it through ctypes; runner.py says when each is used).
 //
 //   tl_linear_f32 / tl_linear_i8: y[M,N] = x[M,K] . w[N,K]^T (* scale[N]) (+ bias[N]); w fp32,
