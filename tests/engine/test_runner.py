@@ -196,14 +196,15 @@ def test_fused_decode_layer_equals_the_torch_layer(weights):
     assert torch.allclose(fused_cache, runner.kv_cache, atol=tolerance)
 
 
-def test_decode_attention_kernel_equals_sdpa():
-    """Rows of different contexts through scattered blocks, grouped heads, a head size with a
-    tail past the 8-wide vectors, peaked and flat softmaxes."""
+@pytest.mark.parametrize("d", [20, 72])  # tails past the 8-wide and the 64-wide loops
+def test_decode_attention_kernel_equals_sdpa(d):
+    """Rows of different contexts through scattered blocks, grouped heads, peaked and flat
+    softmaxes."""
     lib = cpu_kernels.load()
     if lib is None:
         pytest.skip("our CPU kernels are unavailable here")
     generator = torch.Generator().manual_seed(0)
-    heads, kv_heads, d, block = 6, 2, 20, 4
+    heads, kv_heads, block = 6, 2, 4
     keys, values = (torch.randn(20, block, kv_heads, d, generator=generator) for _ in range(2))
     q = torch.randn(3, heads, d, generator=generator) * torch.tensor([4.0, 1.0, 0.1])[:, None, None]
     tables = torch.tensor([[5, 2, 9, 1], [0, 0, 0, 0], [7, 3, 0, 0]], dtype=torch.int32)
