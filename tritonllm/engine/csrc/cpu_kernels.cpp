@@ -399,15 +399,15 @@ void tl_decode_layer(const LayerC* w, const StepC* step, float* x, float* k_cach
     const int64_t qkv_rows = (H + 2 * KV) * d, inter = s.intermediate;
     const bool int8 = w->int8 != 0;
     thread_local std::vector<float> buffer;
-    buffer.resize(B * (hidden + qkv_rows + H * d + 2 * inter));
+    buffer.resize(B * (hidden + qkv_rows + 2 * H * d + 2 * inter));
     float* normed = buffer.data();
     float* qkv = normed + B * hidden;
     float* attn = qkv + B * qkv_rows;
     float* gate_up = attn + B * H * d;
+    float* q = gate_up + B * 2 * inter;  // the rotated queries, [B, H, d] for the attention
 
     rms_norm(x, w->input_norm, B, hidden, s.eps, normed);
     layer_linear(s, normed, hidden, w->w_qkv, w->s_qkv, w->b_qkv, qkv_rows, qkv, false, int8);
-    std::vector<float> q(B * H * d);
     for (int64_t b = 0; b < B; ++b) {
         float* row = qkv + b * qkv_rows;
         rope(row, H + KV, d, s.cos + b * d, s.sin + b * d);  // q and k heads are adjacent
@@ -418,7 +418,7 @@ void tl_decode_layer(const LayerC* w, const StepC* step, float* x, float* k_cach
             v_cache[slot * KV * d + i] = row[(H + KV) * d + i];
         }
     }
-    decode_attention(q.data(), B, H, KV, d, k_cache, v_cache, s.tables, s.width, s.contexts,
+    decode_attention(q, B, H, KV, d, k_cache, v_cache, s.tables, s.width, s.contexts,
                      s.block_size, s.softmax_scale, attn, s.nthreads);
     layer_linear(s, attn, H * d, w->w_o, w->s_o, w->b_o, hidden, x, true, int8);
 
