@@ -168,7 +168,7 @@ def test_refuses_tensors_of_the_wrong_shape():
 @pytest.mark.parametrize("weights", ["fp32", "int8"])
 def test_fused_decode_layer_equals_the_torch_layer(weights):
     """A decode-only step of rows with different contexts and non-consecutive blocks: one
-    ``tl_decode_layer`` call per layer gives the torch path's logits and writes the same K/V."""
+    ``tl_decoder_layer`` call per layer gives the torch path's logits and writes the same K/V."""
     if cpu_kernels.load() is None:
         pytest.skip("our CPU kernels are unavailable here")
     model = tiny_llama(seed=11, num_key_value_heads=1, attention_bias=True, mlp_bias=True)
@@ -186,7 +186,7 @@ def test_fused_decode_layer_equals_the_torch_layer(weights):
     assert runner.prepare(batch).fused is not None
     fused = runner.forward(batch)
     fused_cache, runner.kv_cache[:] = runner.kv_cache.clone(), cache
-    runner.fuse_decode_layers = False
+    runner.fuse_layers = False
     assert runner.prepare(batch).fused is None
     # int8: the 15-bit rounding of activations can land one step apart after a differently
     # ordered RMSNorm sum, which moves logits by ~1e-4 of their size
@@ -194,6 +194,53 @@ def test_fused_decode_layer_equals_the_torch_layer(weights):
     error = (fused - runner.forward(batch)).abs().max().item()
     assert error < tolerance, error
     assert torch.allclose(fused_cache, runner.kv_cache, atol=tolerance)
+
+
+@pytest.mark.parametrize("weights", ["fp32", "int8"])
+def test_fused_layer_runs_prompt_chunks_like_the_torch_layer(weights):
+    """A step of two decode rows, a prompt chunk after 5 cached tokens and a whole prompt
+    (9 tokens): one ``tl_decoder_layer`` call per layer, each prompt token attending like a
+    decode row whose context ends at it, gives every token's logits of the op-by-op path
+    (causal SDPA over the chunk) and writes the same K/V."""
+    if cpu_kernels.load() is None:
+        pytest.skip("our CPU kernels are unavailable here")
+    model = tiny_llama(seed=5, num_key_value_heads=2)
+    runner = tiny_runner(model, block_size=4, weights=weights)
+    runner.kv_cache.normal_(generator=torch.Generator().manual_seed(3))
+    batch = ScheduledBatch(num_decodes=2)
+    rows = [([5, 2, 9], 11, 1), ([6], 3, 1), ([1, 8], 8, 3), ([3, 4], 4, 4)]  # table, context, n
+    for row, (table, context, n) in enumerate(rows):
+        batch.query_lens.append(n), batch.context_lens.append(context)
+        batch.block_tables.append(table), batch.sample.append(True), batch.seqs.append(None)
+        for position in range(context - n, context):
+            batch.input_ids.append(20 + row + position), batch.positions.append(position)
+            batch.slot_mapping.append(table[position // 4] * 4 + position % 4)
+    cache = runner.kv_cache.clone()
+    step = runner.prepare(batch)
+    assert step.fused is not None and step.fused.B == 9
+    assert step.decode_contexts.tolist() == [11, 3, 6, 7, 8, 1, 2, 3, 4]
+    fused = runner.forward(batch, all_tokens=True)
+    fused_cache, runner.kv_cache[:] = runner.kv_cache.clone(), cache
+    runner.fuse_layers = False
+    assert runner.prepare(batch).fused is None
+    reference = runner.forward(batch, all_tokens=True)
+    # relative to the logits' size: int8 rounds activations to 15 bits (see the test above)
+    tolerance = 1e-5 if weights == "fp32" else 1e-3
+    error = (fused - reference).abs().max().item() / reference.abs().max().item()
+    assert error < tolerance, error
+    assert torch.allclose(fused_cache, runner.kv_cache, atol=1e-4 if weights == "fp32" else 1e-3)
+
+
+def test_steps_past_kernel_max_rows_run_op_by_op():
+    if cpu_kernels.load() is None:
+        pytest.skip("our CPU kernels are unavailable here")
+    runner = tiny_runner(tiny_llama(), block_size=4)
+    for n, fused in ((KERNEL_MAX_ROWS, True), (KERNEL_MAX_ROWS + 1, False)):
+        table = list(range(-(-n // 4)))
+        batch = ScheduledBatch(query_lens=[n], context_lens=[n], block_tables=[table],
+                               sample=[True], input_ids=[7] * n, positions=list(range(n)),
+                               slot_mapping=list(range(n)), seqs=[None])
+        assert (runner.prepare(batch).fused is not None) == fused, n
 
 
 @pytest.mark.parametrize("d", [20, 72])  # tails past the 8-wide and the 64-wide loops

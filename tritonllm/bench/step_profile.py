@@ -4,8 +4,8 @@ For each weight mode and batch size, on a synthetic decode batch (``B`` rows, ea
 ``context`` tokens already cached in consecutive blocks, as the block manager hands them out):
 
 - ``forward``: ``ModelRunner.forward`` end to end (median of ``reps``), as it serves: with our
-  CPU kernels, each layer one ``tl_decode_layer`` call. Then ``forward, op by op``: the same
-  with ``fuse_decode_layers`` off (the layer as ~30 separate calls; with torch's kernels only,
+  CPU kernels, each layer one ``tl_decoder_layer`` call. Then ``forward, op by op``: the same
+  with ``fuse_layers`` off (the layer as ~30 separate calls; with torch's kernels only,
   the decode rows' K/V gathered into a padded batch instead, ``decode_views`` off);
 - the phases of the op-by-op forward, timed in place by running the runner's own layer methods
   in the order ``ModelRunner._decoder_layer`` runs them, each wrapped in a clock: list → tensor
@@ -156,7 +156,7 @@ def profile(runner: ModelRunner, rows: int, context: int, reps: int) -> dict[str
     """All figures of one (runner, batch size), in ms."""
     batch = decode_batch(runner, rows, context)
     result = {"forward": _median_ms(lambda: runner.forward(batch), reps)}
-    switch = "fuse_decode_layers" if runner.kernel_layers is not None else "decode_views"
+    switch = "fuse_layers" if runner.kernel_layers is not None else "decode_views"
     setattr(runner, switch, False)
     result["forward, op by op"] = _median_ms(lambda: runner.forward(batch), reps)
     runs = [phase_times(runner, batch) for _ in range(max(3, reps // 2))]

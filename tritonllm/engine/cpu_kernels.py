@@ -8,8 +8,8 @@ packed fp32 linear at M=1 runs SmolLM2's 121 linear layers in 1.4x the time of
 fast int8-weight kernel for AVX2 that keeps activations precise (``Int8Linear`` in runner.py
 lists what was measured). Here int8 weights meet activations rounded to 15 bits per row (an
 error ~250x below the weights' own int8 rounding, so TensorRT-LLM's W8A16 numbers in effect),
-decode rows attend in place in the block cache, and a decode step runs each whole layer in one
-call.
+decode rows attend in place in the block cache, and a step of up to 32 tokens (decode rows and
+short prompt chunks) runs each whole layer in one call.
 
 The library is built on first use with the system's C++ compiler (``$CXX`` or ``g++``; ~3 s)
 into ``<cache>/kernels/<hash of source, flags and compiler>/`` and loaded with ctypes; a build
@@ -47,12 +47,12 @@ _SIGNATURES = {
     "tl_linear_f32": [_P, _I, _I, _P, _I, _P, _P, ctypes.c_int],
     "tl_linear_i8": [_P, _I, _I, _P, _P, _I, _P, _P, ctypes.c_int],
     "tl_decode_attention": [_P, _I, _I, _I, _I, _P, _P, _P, _I, _P, _I, _F, _P, ctypes.c_int],
-    "tl_decode_layer": [_P, _P, _P, _P, _P],
+    "tl_decoder_layer": [_P, _P, _P, _P, _P],
 }
 
 
 class LayerC(ctypes.Structure):
-    """One decoder layer's weights for ``tl_decode_layer`` (``LayerC`` in the C++ source)."""
+    """One decoder layer's weights for ``tl_decoder_layer`` (``LayerC`` in the C++ source)."""
 
     _fields_ = [("input_norm", _P), ("post_norm", _P)] + [
         (f"{kind}_{name}", _P) for name in ("qkv", "o", "gate_up", "down")
@@ -60,7 +60,7 @@ class LayerC(ctypes.Structure):
 
 
 class StepC(ctypes.Structure):
-    """A decode-only step for ``tl_decode_layer`` (``StepC`` in the C++ source)."""
+    """A step of a few tokens for ``tl_decoder_layer`` (``StepC`` in the C++ source)."""
 
     _fields_ = [("B", _I), ("hidden", _I), ("heads", _I), ("kv_heads", _I), ("head_dim", _I),
                 ("intermediate", _I), ("eps", _F), ("softmax_scale", _F), ("cos", _P),

@@ -258,8 +258,9 @@ class StepTensors:
     or None for plain causal)``. With our kernels (``decode_views`` is then moot) the decode
     rows' tables go to the attention kernel as they are: ``decode_tables`` ``[B, nblk]`` int32
     (padded with block 0, never read past ``decode_contexts [B]`` int32), and neither runs nor
-    gathered blocks are built. ``fused``: a decode-only step as ``tl_decode_layer`` takes it
-    (pointers into this object's tensors), when the runner runs whole layers in our kernel.
+    gathered blocks are built. ``fused``: the step as ``tl_decoder_layer`` takes it (pointers
+    into this object's tensors), when the runner runs whole layers in our kernel; the tables
+    and contexts then have one row per token of the step.
     """
 
     input_ids: torch.Tensor
@@ -310,11 +311,13 @@ def load_hf_state_dict(path: Path) -> dict[str, torch.Tensor]:
 class ModelRunner:
     """Owns the weights and the KV cache; ``forward(batch)`` returns the sampled rows' logits.
 
-    Decode-only steps (every row one token: the steady state of serving) run each decoder layer
-    as one call of our ``tl_decode_layer`` (RMSNorm, q/k/v, RoPE, K/V write, attention, o with
-    the residual add, RMSNorm, gate/up, SiLU, down with the residual add), the same math as the
-    torch path below without ~30 torch ops per layer; ``fuse_decode_layers`` False keeps the
-    torch path (the A/B of ``make bench-engine``). Other steps run the layer op by op.
+    Steps of up to ``KERNEL_MAX_ROWS`` tokens (decode rows, the steady state of serving, and
+    short prompt chunks: a prompt token attends like a decode row whose context ends at it) run
+    each decoder layer as one call of our ``tl_decoder_layer`` (RMSNorm, q/k/v, RoPE, K/V
+    write, attention, o with the residual add, RMSNorm, gate/up, SiLU, down with the residual
+    add), the same math as the torch path below without ~30 torch ops per layer;
+    ``fuse_layers`` False keeps the torch path (the A/B of ``make bench-engine``). Longer steps
+    run the layer op by op.
 
     Decode attention: our kernel (:mod:`cpu_kernels`) reads each row's K/V in place through its
     block table. Without it (``self.kernels`` None), torch's SDPA: ``decode_views``: a lone
@@ -324,7 +327,7 @@ class ModelRunner:
     """
 
     decode_views = True
-    fuse_decode_layers = True
+    fuse_layers = True
 
     def __init__(self, hf_config, state_dict: Mapping[str, torch.Tensor],
                  config: EngineConfig, int8: bool | None = None) -> None:
@@ -450,7 +453,7 @@ class ModelRunner:
         self._check_shapes()
 
     def _kernel_layers(self) -> list[tuple] | None:
-        """Per layer ``(LayerC, K plane pointer, V plane pointer)`` for ``tl_decode_layer``;
+        """Per layer ``(LayerC, K plane pointer, V plane pointer)`` for ``tl_decoder_layer``;
         None without our kernels (or with a linear layer on another backend)."""
         if self.kernels is None:
             return None
@@ -535,7 +538,8 @@ class ModelRunner:
         if step.fused is not None:
             fused, x_ptr = ctypes.byref(step.fused), x.data_ptr()
             for layer, k_plane, v_plane in self.kernel_layers:
-                self.kernels.tl_decode_layer(ctypes.byref(layer), fused, x_ptr, k_plane, v_plane)
+                self.kernels.tl_decoder_layer(ctypes.byref(layer), fused, x_ptr, k_plane,
+                                              v_plane)
         else:
             for index, layer in enumerate(self.layers):
                 x = self._decoder_layer(index, layer, x, step)
@@ -561,8 +565,10 @@ class ModelRunner:
         ends = torch.tensor(batch.query_lens, dtype=torch.long).cumsum(0)
         sampled = torch.tensor(batch.sample, dtype=torch.bool)
         tables = contexts = runs = blocks = mask = None
+        fuse = (self.kernel_layers is not None and self.fuse_layers
+                and 0 < len(batch.input_ids) <= KERNEL_MAX_ROWS)
         if self.kernels is not None:
-            tables, contexts = self._decode_tables(batch)
+            tables, contexts = self._attention_tables(batch, every_token=fuse)
         else:
             lone = self.decode_views and batch.num_decodes == 1
             runs = self._decode_runs(batch) if lone else None
@@ -576,10 +582,9 @@ class ModelRunner:
             decode_tables=tables, decode_contexts=contexts, fused=None,
             prefills=self._prefill_specs(batch, ends.tolist()),
         )
-        decode_only = batch.num_decodes == len(batch.query_lens) > 0
-        if decode_only and self.kernel_layers is not None and self.fuse_decode_layers:
+        if fuse:
             step.fused = cpu_kernels.StepC(
-                B=batch.num_decodes, hidden=self.hidden_size, heads=self.num_heads,
+                B=len(batch.input_ids), hidden=self.hidden_size, heads=self.num_heads,
                 kv_heads=self.num_kv_heads, head_dim=self.head_dim,
                 intermediate=self.hf_config.intermediate_size, eps=self.eps,
                 softmax_scale=self.head_dim ** -0.5, cos=step.cos.data_ptr(),
@@ -590,16 +595,22 @@ class ModelRunner:
         return step
 
     @staticmethod
-    def _decode_tables(batch: ScheduledBatch):
-        """The decode rows' block tables ``[B, nblk]`` (padded) and contexts ``[B]``, int32."""
-        count = batch.num_decodes
-        if count == 0:
+    def _attention_tables(batch: ScheduledBatch, every_token: bool = False):
+        """Block tables ``[R, nblk]`` int32 (padded with block 0) and contexts ``[R]`` int32 for
+        our attention kernel: R = the decode rows, or with ``every_token`` every token of the
+        step, a prompt chunk's token at position p attending to positions 0..p."""
+        rows = len(batch.query_lens) if every_token else batch.num_decodes
+        tables, contexts = [], []
+        for i in range(rows):
+            n, context = batch.query_lens[i], batch.context_lens[i]
+            tables += [batch.block_tables[i]] * n
+            contexts += range(context - n + 1, context + 1)
+        if not tables:
             return None, None
-        tables = batch.block_tables[:count]
         width = max(len(table) for table in tables)
         padded = [table + [0] * (width - len(table)) for table in tables]
         return (torch.tensor(padded, dtype=torch.int32),
-                torch.tensor(batch.context_lens[:count], dtype=torch.int32))
+                torch.tensor(contexts, dtype=torch.int32))
 
     def _decode_runs(self, batch: ScheduledBatch) -> list[tuple[int, int]] | None:
         """Each decode row's context as one slot range, when its blocks are consecutive."""

@@ -9,8 +9,9 @@
 //     used for every row of x while it is in L1.
 //   tl_decode_attention: one query per row against its cached K/V, read in place through the
 //     row's block table (no gather), grouped-query heads, softmax in fp32.
-//   tl_decode_layer: a whole decoder layer for a step of decode rows (one token each), from
-//     the pieces above: the per-op overhead of ~30 torch calls per layer is gone.
+//   tl_decoder_layer: a whole decoder layer for a step of a few tokens (decode rows, and
+//     prompt chunks with one row per token), from the pieces above: the per-op overhead of ~30
+//     torch calls per layer is gone.
 //
 // Threads: OpenMP, the runtime torch itself loads (libgomp), num_threads from the caller.
 
@@ -350,13 +351,15 @@ struct LayerC {
     int64_t int8;
 };
 
-// A decode-only step: B rows, one token each, shapes of the model.
+// A step of B tokens, shapes of the model. Each token attends like a decode row: its own
+// block table and context (the token of a prompt chunk at position p attends to positions
+// 0..p). All B tokens' K/V are written before any attends, so a chunk sees its own tokens.
 struct StepC {
     int64_t B, hidden, heads, kv_heads, head_dim, intermediate;
     float eps, softmax_scale;
-    const float* cos;       // [B, head_dim] at each row's position
+    const float* cos;       // [B, head_dim] at each token's position
     const float* sin;
-    const int64_t* slots;   // [B] cache slot of each row's new K/V
+    const int64_t* slots;   // [B] cache slot of each token's new K/V
     const int32_t* tables;  // [B, width] block ids
     int64_t width, block_size;
     const int32_t* contexts;  // [B] positions attended, the new one included
@@ -390,9 +393,9 @@ void rope(float* v, int64_t heads, int64_t d, const float* cos, const float* sin
 
 extern "C" {
 
-// x [B, hidden], the residual stream, updated in place: the whole layer for a decode-only step,
+// x [B, hidden], the residual stream, updated in place: the whole layer for a step of B tokens,
 // K/V of the new tokens written into this layer's cache planes [slots, KV, d].
-void tl_decode_layer(const LayerC* w, const StepC* step, float* x, float* k_cache,
+void tl_decoder_layer(const LayerC* w, const StepC* step, float* x, float* k_cache,
                      float* v_cache) {
     const StepC& s = *step;
     const int64_t B = s.B, hidden = s.hidden, d = s.head_dim, H = s.heads, KV = s.kv_heads;
