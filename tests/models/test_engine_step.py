@@ -188,6 +188,14 @@ def test_stream_interval_must_be_positive_and_is_read_from_the_model_config():
     assert StepSettings.from_model_config(config).stream_interval == 4
 
 
+def test_cancellation_check_period_is_read_from_the_model_config():
+    assert StepSettings().cancellation_check_period_ms == 100  # TensorRT-LLM's default
+    config = {"parameters": {"cancellation_check_period_ms": {"string_value": "20"}}}
+    assert StepSettings.from_model_config(config).cancellation_check_period_ms == 20
+    with pytest.raises(ValueError, match="cancellation_check_period_ms: must be >= 1, got 0"):
+        StepSettings(cancellation_check_period_ms=0)
+
+
 def test_only_streaming_responses_carry_preceding_ids():
     out = GenerationOutput("e1", [7], finished=False)
     streamed = output_tensors(out, Wants(preceding_ids=True), [5, 6])

@@ -135,6 +135,16 @@ def test_gpu_queue_policy_bounds_the_queue():
     assert not unbounded.dynamic_batching.HasField("default_queue_policy")
 
 
+@pytest.mark.parametrize("settings", [CPU, GPU], ids=["cpu", "gpu"])
+def test_the_engine_gets_the_cancellation_check_period(settings):
+    """One key for both engines: TensorRT-LLM's backend reads it, and so does the CPU step."""
+    configs = {name: parse(text) for name, text in render_configs(
+        dataclasses.replace(settings, cancellation_check_period_ms=20)).items()}
+    assert configs["tensorrt_llm"].parameters["cancellation_check_period_ms"].string_value == "20"
+    with pytest.raises(ValueError, match="cancellation_check_period_ms: must be >= 1, got 0"):
+        dataclasses.replace(settings, cancellation_check_period_ms=0)
+
+
 def test_postprocessing_scales_in_order_and_the_engine_gets_stream_interval():
     scaled = dataclasses.replace(CPU, postprocessing_instances=3, preprocessing_instances=2,
                                  stream_interval=4)

@@ -54,16 +54,22 @@ STREAMING_NEEDS_DECOUPLED = ("streaming: streaming is only supported if the mode
 @dataclass(frozen=True)
 class StepSettings:
     """Per-deployment facts the step needs: whether the model is decoupled (responses may
-    stream), the ``exclude_input_in_output`` model parameter (the default for requests) and
-    ``stream_interval`` (see :class:`StreamShaper`)."""
+    stream), the ``exclude_input_in_output`` model parameter (the default for requests),
+    ``stream_interval`` (see :class:`StreamShaper`) and ``cancellation_check_period_ms`` (how
+    often a running request asks Triton whether it was cancelled; TensorRT-LLM's backend
+    parameter of the same name, default 100)."""
 
     decoupled: bool = True
     exclude_input_in_output: bool = False
     stream_interval: int = 1
+    cancellation_check_period_ms: int = 100
 
     def __post_init__(self) -> None:
         if self.stream_interval < 1:
             raise ValueError(f"stream_interval: must be >= 1, got {self.stream_interval}")
+        if self.cancellation_check_period_ms < 1:
+            raise ValueError("cancellation_check_period_ms: must be >= 1, got "
+                             f"{self.cancellation_check_period_ms}")
 
     @classmethod
     def from_model_config(cls, config: dict) -> "StepSettings":
@@ -73,7 +79,9 @@ class StepSettings:
         return cls(decoupled=bool(policy.get("decoupled", False)),
                    exclude_input_in_output=contract.parse_bool(
                        params.get("exclude_input_in_output", "false"), "exclude_input_in_output"),
-                   stream_interval=int(params.get("stream_interval", "1")))
+                   stream_interval=int(params.get("stream_interval", "1")),
+                   cancellation_check_period_ms=int(
+                       params.get("cancellation_check_period_ms", "100")))
 
 
 @dataclass(frozen=True)

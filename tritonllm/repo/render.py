@@ -77,9 +77,11 @@ class RepoSettings:
     stream / HTTP generate_stream) and refuses unary ModelInfer and HTTP infer on the engine and
     the ensemble; false serves unary calls and refuses ``stream=true``.
     ``max_input_len`` / ``max_seq_len`` are the engine's limits; preprocessing checks them so
-    that errors name the ensemble's fields. ``cpu_engine_parameters`` (target ``cpu``) are handed
-    to the CPU engine adapter as string parameters; ``gpu_engine`` (target ``gpu``) fills the
-    ``tensorrtllm`` backend's.
+    that errors name the ensemble's fields. ``cancellation_check_period_ms``: how often the
+    engine step asks Triton whether a running request was cancelled (TensorRT-LLM's backend
+    parameter; the CPU step reads the same one). ``cpu_engine_parameters`` (target ``cpu``) are
+    handed to the CPU engine adapter as string parameters; ``gpu_engine`` (target ``gpu``)
+    fills the ``tensorrtllm`` backend's.
     """
 
     tokenizer_dir: str
@@ -91,6 +93,7 @@ class RepoSettings:
     postprocessing_instances: int = 1
     stream_interval: int = 1
     decoupled: bool = True
+    cancellation_check_period_ms: int = 100
     cpu_engine_parameters: dict[str, str] = field(default_factory=dict)
     gpu_engine: GpuEngineSettings | None = None
 
@@ -105,7 +108,8 @@ class RepoSettings:
         if not 0 < self.max_input_len <= self.max_seq_len:
             raise ValueError(f"max_input_len: must be in [1, max_seq_len={self.max_seq_len}], "
                              f"got {self.max_input_len}")
-        for name in ("preprocessing_instances", "postprocessing_instances", "stream_interval"):
+        for name in ("preprocessing_instances", "postprocessing_instances", "stream_interval",
+                     "cancellation_check_period_ms"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.target == "gpu" and self.decoupled and self.postprocessing_instances > 1:
@@ -185,6 +189,7 @@ def _engine_model(settings: RepoSettings) -> pb.ModelConfig:
             # Requests beyond it get UNAVAILABLE / HTTP 503 "Exceeds maximum queue size".
             cfg.dynamic_batching.default_queue_policy.max_queue_size = gpu.max_queue_size
         params = gpu.parameters()
+    params = {"cancellation_check_period_ms": settings.cancellation_check_period_ms, **params}
     _set_parameters(cfg, params)
     return cfg
 

@@ -13,8 +13,11 @@ others run join the running batch in both deployment modes:
 
 Inputs and outputs: see ``tritonllm.models.engine_step``. A bad request gets INVALID_ARG naming
 the field and the limit; a cancelled request (client gone, or ``stop``) frees its KV cache at
-the next step. If the engine's step loop dies, the requests in flight get an INTERNAL error and
-this stub exits (tritonllm.models.crash), which the supervisor sees.
+the next step after it is seen: the engine asks Triton at most every
+``cancellation_check_period_ms`` (default 100) per request, as TensorRT-LLM's backend does.
+Responses are sent from a thread of their own (``triton.ResponseQueue``), not the engine's.
+If the engine's step loop dies, the requests in flight get an INTERNAL error and this stub
+exits (tritonllm.models.crash), which the supervisor sees.
 """
 
 import json
@@ -37,9 +40,12 @@ class TritonPythonModel:
         self.orphan_watch = exit_when_orphaned()  # never outlive tritonserver
         params = triton.parameters(args)
         self.settings = engine_step.StepSettings.from_model_config(json.loads(args["model_config"]))
-        self.engine = LLMEngine(params["model_dir"], EngineConfig.from_parameters(params))
+        config = EngineConfig.from_parameters(params)
+        self.engine = LLMEngine(params["model_dir"], config)
+        # sent off the engine thread; at most two steps' worth wait
+        self.responses = triton.ResponseQueue(max_waiting=2 * config.max_batch_size)
         self.inflight = crash.InFlight()
-        self.engine.on_fatal = crash.on_engine_fatal(self.inflight)
+        self.engine.on_fatal = crash.on_engine_fatal(self.inflight, self._send_then_exit)
         self.engine.start()
         self.metrics = EngineMetrics(pb_utils, args["model_name"])
         self.metrics.set_stats(self.engine.stats())
@@ -73,14 +79,23 @@ class TritonPythonModel:
         shaper = engine_step.StreamShaper(self.settings.stream_interval)
         send = triton.engine_output_sender(
             pb_utils, sender,
-            lambda output: engine_step.output_tensors(output, wants, shaper.preceding), finished)
+            lambda output: engine_step.output_tensors(output, wants, shaper.preceding), finished,
+            self.responses, on_send_error=lambda _: self.engine.cancel(engine_id))
         on_output = self.inflight.track(engine_id, engine_step.shaped(shaper, send))
+        is_cancelled = triton.polled(sender.is_cancelled,
+                                     self.settings.cancellation_check_period_ms / 1000)
         try:
-            self.engine.submit(generation, on_output, is_cancelled=sender.is_cancelled)
+            self.engine.submit(generation, on_output, is_cancelled=is_cancelled)
         except BaseException:
             self.inflight.forget(engine_id)
             raise
 
+    def _send_then_exit(self):
+        """The engine died: send the error responses ``fail_all`` queued, then end the stub."""
+        self.responses.close(timeout=10)
+        crash.exit_process()
+
     def finalize(self):
         self.stop_metrics.set()
-        self.engine.shutdown()
+        self.engine.shutdown()  # requests in flight get their final (cancelled) responses
+        self.responses.close(timeout=10)

@@ -29,6 +29,7 @@ class TritonPythonModel:
         self.engine = ReplayEngine(replay_ids(codec, 4096),
                                    float(params.get("steps_per_second", "0")),
                                    emit_every=self.settings.stream_interval)
+        self.responses = triton.ResponseQueue()
         self.engine.start()
 
     def execute(self, requests):
@@ -46,8 +47,10 @@ class TritonPythonModel:
                 tensors.pop("preceding_ids", None)
             return tensors
 
-        send = triton.engine_output_sender(pb_utils, sender, to_outputs, lambda _: None)
+        send = triton.engine_output_sender(pb_utils, sender, to_outputs, lambda _: None,
+                                           self.responses)
         self.engine.submit(generation, engine_step.shaped(shaper, send), sender.is_cancelled)
 
     def finalize(self):
         self.engine.shutdown()
+        self.responses.close(timeout=10)
