@@ -103,16 +103,32 @@ inline void tile(const int16_t* x, int64_t K, const int8_t* w, float out[MR][NR]
         }
 }
 
-// x [M, K] fp32 -> int16 with one scale per row (x = x_q * row_scale).
+// x [M, K] fp32 -> int16 with one scale per row (x = x_q * row_scale), rounded to nearest
+// even (lrintf's rounding), 8 at a time.
 void quantize_rows(const float* x, int64_t M, int64_t K, int16_t* xq, float* row_scale) {
     const float top = (float)((1 << (X_BITS - 1)) - 1);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     for (int64_t m = 0; m < M; ++m) {
         const float* xr = x + m * K;
-        float peak = 0.f;
-        for (int64_t k = 0; k < K; ++k) peak = fabsf(xr[k]) > peak ? fabsf(xr[k]) : peak;
+        int16_t* qr = xq + m * K;
+        __m256 peak8 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) peak8 = _mm256_max_ps(peak8, _mm256_and_ps(_mm256_loadu_ps(xr + k), abs_mask));
+        __m128 p4 = _mm_max_ps(_mm256_castps256_ps128(peak8), _mm256_extractf128_ps(peak8, 1));
+        p4 = _mm_max_ps(p4, _mm_movehl_ps(p4, p4));
+        float peak = _mm_cvtss_f32(_mm_max_ss(p4, _mm_movehdup_ps(p4)));
+        for (; k < K; ++k) peak = fabsf(xr[k]) > peak ? fabsf(xr[k]) : peak;
         const float scale = peak > 0.f ? peak / top : 1.f;
         const float inv = 1.f / scale;
-        for (int64_t k = 0; k < K; ++k) xq[m * K + k] = (int16_t)lrintf(xr[k] * inv);
+        const __m256 inv8 = _mm256_set1_ps(inv);
+        for (k = 0; k + 16 <= K; k += 16) {
+            const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + k), inv8));
+            const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + k + 8), inv8));
+            // packs works per 128-bit lane: (a0 b0 a1 b1) -> reorder to (a0 a1 b0 b1)
+            const __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
+            _mm256_storeu_si256((__m256i*)(qr + k), packed);
+        }
+        for (; k < K; ++k) qr[k] = (int16_t)lrintf(xr[k] * inv);
         row_scale[m] = scale;
     }
 }
@@ -221,6 +237,22 @@ inline __m256 exp_nonpositive(__m256 x) {
     const __m256i exponent = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
     const __m256 e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), exponent));
     return _mm256_andnot_ps(too_small, e);
+}
+
+// g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u, 8 at a time. e = e^-|g| <= 1 keeps the
+// exponent non-positive: for g < 0, g / (1 + e^-g) = g * e / (1 + e).
+void silu_mul(float* g, const float* u, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.f), sign = _mm256_set1_ps(-0.f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = exp_nonpositive(_mm256_or_ps(x, sign));  // e^-|x|
+        const __m256 negative = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+        const __m256 num = _mm256_blendv_ps(x, _mm256_mul_ps(x, e), negative);
+        const __m256 y = _mm256_div_ps(num, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(y, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; ++i) g[i] = g[i] / (1.f + expf(-g[i])) * u[i];
 }
 
 inline void prefetch_head(const float* p, int64_t n) {
@@ -428,11 +460,8 @@ void tl_decoder_layer(const LayerC* w, const StepC* step, float* x, float* k_cac
     rms_norm(x, w->post_norm, B, hidden, s.eps, normed);
     layer_linear(s, normed, hidden, w->w_gate_up, w->s_gate_up, w->b_gate_up, 2 * inter,
                  gate_up, false, int8);
-    for (int64_t b = 0; b < B; ++b) {  // silu(gate) * up, into the gate half
-        float* g = gate_up + b * 2 * inter;
-        const float* u = g + inter;
-        for (int64_t i = 0; i < inter; ++i) g[i] = g[i] / (1.f + expf(-g[i])) * u[i];
-    }
+    for (int64_t b = 0; b < B; ++b)  // silu(gate) * up, into the gate half
+        silu_mul(gate_up + b * 2 * inter, gate_up + b * 2 * inter + inter, inter);
     // down reads rows of `inter` values spaced 2 * inter apart: compact them first
     for (int64_t b = 1; b < B; ++b)
         for (int64_t i = 0; i < inter; ++i) gate_up[b * inter + i] = gate_up[b * 2 * inter + i];
