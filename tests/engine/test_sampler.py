@@ -7,6 +7,7 @@ import torch
 from transformers import (NoBadWordsLogitsProcessor, RepetitionPenaltyLogitsProcessor,
                           TopKLogitsWarper, TopPLogitsWarper)
 
+from tritonllm.engine import cpu_kernels
 from tritonllm.engine.request import GenerationRequest, SamplingParams, Sequence
 from tritonllm.engine.sampler import Sampler
 
@@ -26,14 +27,40 @@ def random_logits(rows=1, seed=0):
     return torch.randn(rows, VOCAB, generator=torch.Generator().manual_seed(seed)) * 3
 
 
-def test_greedy_picks_argmax_with_its_log_prob():
+@pytest.mark.parametrize("kernels", ["1", "0"])  # ours where they build; torch's
+def test_greedy_picks_argmax_with_its_log_prob(monkeypatch, kernels):
+    monkeypatch.setenv(cpu_kernels.DISABLE_ENV, kernels)
     logits = random_logits(3)
     seqs = [make_seq(i) for i in range(3)]
-    results = Sampler().sample(logits.clone(), seqs, [[]] * 3)
+    sampler = Sampler()
+    assert (sampler._kernels is None) == (kernels == "0" or cpu_kernels.load() is None)
+    results = sampler.sample(logits.clone(), seqs, [[]] * 3)
     expected = torch.log_softmax(logits, -1)
     for row, (token, log_prob) in enumerate(results):
         assert token == int(logits[row].argmax())
         assert log_prob == pytest.approx(float(expected[row, token]), abs=1e-6)
+
+
+@pytest.mark.parametrize("vocab", [49152, 61])  # SmolLM2's, and a tail past the 8-wide loop
+def test_greedy_kernel_equals_torch_argmax_and_log_softmax(vocab):
+    """Random rows, a tie (the first index wins, as torch's), banned (-inf) entries, a row
+    with all but one banned, an all-banned row, and a NaN (torch's arg-max takes it)."""
+    lib = cpu_kernels.load()
+    if lib is None:
+        pytest.skip("our CPU kernels are unavailable here")
+    logits = torch.randn(7, vocab, generator=torch.Generator().manual_seed(1)) * 8
+    logits[1, [3, vocab - 2]] = logits[1].max() + 1      # tie: index 3 first
+    logits[2, ::2] = float("-inf")
+    logits[3] = float("-inf")
+    logits[3, vocab - 1] = 0.5
+    logits[4] = float("-inf")
+    logits[5, 17] = float("nan")
+    logits[6, vocab - 1] = 100.0                         # the maximum in the tail
+    tokens, log_probs = cpu_kernels.greedy(lib, logits)
+    expected = logits.argmax(dim=-1)
+    expected_lp = torch.log_softmax(logits, dim=-1).gather(1, expected[:, None])[:, 0]
+    assert tokens == expected.tolist()
+    assert torch.allclose(torch.tensor(log_probs), expected_lp, atol=1e-5, equal_nan=True)
 
 
 def test_repetition_penalty_matches_transformers():

@@ -48,6 +48,7 @@ _SIGNATURES = {
     "tl_linear_i8": [_P, _I, _I, _P, _P, _I, _P, _P, ctypes.c_int],
     "tl_decode_attention": [_P, _I, _I, _I, _I, _P, _P, _P, _I, _P, _I, _F, _P, ctypes.c_int],
     "tl_decoder_layer": [_P, _P, _P, _P, _P],
+    "tl_greedy": [_P, _I, _I, _P, _P],
 }
 
 
@@ -158,6 +159,16 @@ def linear(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor,
         lib.tl_linear_f32(x.data_ptr(), m, k, weight.data_ptr(), n, _ptr(bias), y.data_ptr(),
                           threads)
     return y
+
+
+def greedy(lib: ctypes.CDLL, logits: torch.Tensor) -> tuple[list[int], list[float]]:
+    """Per row of ``logits [R, V]`` fp32: the arg-max (first of ties) and its log-softmax."""
+    logits = logits.contiguous()
+    rows, vocab = logits.shape
+    tokens = torch.empty(rows, dtype=torch.int64)
+    log_probs = torch.empty(rows, dtype=torch.float32)
+    lib.tl_greedy(logits.data_ptr(), rows, vocab, tokens.data_ptr(), log_probs.data_ptr())
+    return tokens.tolist(), log_probs.tolist()
 
 
 def decode_attention(lib: ctypes.CDLL, q: torch.Tensor, keys: torch.Tensor,

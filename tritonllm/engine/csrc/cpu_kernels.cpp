@@ -7,6 +7,8 @@
 //     below the weights' own int8 rounding) and products are summed exactly in int32.
 //     A decode step is bound by reading w, so each w row is read from memory once per call and
 //     used for every row of x while it is in L1.
+//   tl_greedy: arg-max and its log-softmax per row of logits, in two passes (torch's arg-max
+//     alone took ~120 us over SmolLM2's 49,152 logits).
 //   tl_decode_attention: one query per row against its cached K/V, read in place through the
 //     row's block table (no gather), grouped-query heads, softmax in fp32.
 //   tl_decoder_layer: a whole decoder layer for a step of a few tokens (decode rows, and
@@ -255,6 +257,57 @@ void silu_mul(float* g, const float* u, int64_t n) {
     for (; i < n; ++i) g[i] = g[i] / (1.f + expf(-g[i])) * u[i];
 }
 
+// The first index of the largest of x[0..n) and its log-softmax, -log(sum(e^(x - max))). A NaN
+// anywhere: the first NaN's index and NaN (torch's arg-max counts NaN as the largest).
+void greedy_row(const float* x, int64_t n, int64_t* token, float* log_prob) {
+    // Per lane: the largest value and the index where it first occurred (strictly greater
+    // replaces, so ties keep the earlier index); then the smallest such index across lanes.
+    __m256 top8 = _mm256_set1_ps(-INFINITY), nan8 = _mm256_setzero_ps();
+    __m256i at8 = _mm256_setzero_si256(), index8 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i eight = _mm256_set1_epi32(8);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 greater = _mm256_cmp_ps(v, top8, _CMP_GT_OQ);
+        top8 = _mm256_blendv_ps(top8, v, greater);
+        at8 = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(at8),
+                                                   _mm256_castsi256_ps(index8), greater));
+        nan8 = _mm256_or_ps(nan8, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        index8 = _mm256_add_epi32(index8, eight);
+    }
+    float tops[8];
+    int32_t ats[8];
+    _mm256_storeu_ps(tops, top8);
+    _mm256_storeu_si256((__m256i*)ats, at8);
+    float top = -INFINITY;
+    int64_t at = 0;
+    for (int l = 0; l < 8; ++l)
+        if (tops[l] > top || (tops[l] == top && ats[l] < at)) top = tops[l], at = ats[l];
+    bool nan = _mm256_movemask_ps(nan8) != 0;
+    for (int64_t t = i; t < n; ++t) {
+        nan = nan || x[t] != x[t];
+        if (x[t] > top) top = x[t], at = t;
+    }
+    if (nan) {
+        for (at = 0; x[at] == x[at]; ++at) {}
+        *token = at;
+        *log_prob = NAN;
+        return;
+    }
+    *token = at;
+    if (top == -INFINITY) {  // all banned: torch's log_softmax gives NaN too
+        *log_prob = NAN;
+        return;
+    }
+    const __m256 top_b = _mm256_set1_ps(top);
+    __m256 sum8 = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8)
+        sum8 = _mm256_add_ps(sum8, exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), top_b)));
+    float sum = hsum(sum8);
+    for (; i < n; ++i) sum += expf(x[i] - top);
+    *log_prob = -logf(sum);
+}
+
 inline void prefetch_head(const float* p, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) _mm_prefetch((const char*)(p + i), _MM_HINT_T0);
 }
@@ -477,6 +530,11 @@ void tl_linear_f32(const float* x, int64_t M, int64_t K, const float* w, int64_t
 void tl_linear_i8(const float* x, int64_t M, int64_t K, const int8_t* w, const float* scale,
                   int64_t N, const float* bias, float* y, int nthreads) {
     linear(x, M, K, w, N, scale, bias, y, nthreads);
+}
+
+// Greedy choice for each of R rows of logits [R, V]: token[r] and its log-probability.
+void tl_greedy(const float* logits, int64_t R, int64_t V, int64_t* token, float* log_prob) {
+    for (int64_t r = 0; r < R; ++r) greedy_row(logits + r * V, V, token + r, log_prob + r);
 }
 
 // q, out: [B, H, d]. k_cache, v_cache: one layer's planes, [slots, KV, d] with slot =
