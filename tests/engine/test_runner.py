@@ -7,6 +7,7 @@ transformers' logits at that position from one full forward of the whole sequenc
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 import pytest
@@ -241,6 +242,45 @@ def test_steps_past_kernel_max_rows_run_op_by_op():
                                sample=[True], input_ids=[7] * n, positions=list(range(n)),
                                slot_mapping=list(range(n)), seqs=[None])
         assert (runner.prepare(batch).fused is not None) == fused, n
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """``torch.set_num_threads(count)`` for the block: our kernels take their thread count from
+    it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("context", [40, 200, 1000])
+def test_decode_attention_kernel_splits_a_lone_context_and_merges_the_parts(context):
+    """One row with one KV head is fewer (row, head) pairs than threads: its context is
+    attended in parts of >= 64 positions, merged by their maxima (40: one part, the others
+    empty); equal to SDPA either way."""
+    lib = cpu_kernels.load()
+    if lib is None:
+        pytest.skip("our CPU kernels are unavailable here")
+    generator = torch.Generator().manual_seed(context)
+    heads, d, block = 4, 64, 16
+    blocks = -(-context // block)
+    keys, values = (torch.randn(blocks + 3, block, 1, d, generator=generator) for _ in range(2))
+    keys[1, 3] *= 6  # a peaked score in the middle of the context
+    q = torch.randn(1, heads, d, generator=generator)
+    order = torch.randperm(blocks + 3, generator=generator)[:blocks]
+    tables = order.to(torch.int32)[None]
+    contexts = torch.tensor([context], dtype=torch.int32)
+    for threads in (1, 2, 4):
+        with torch_threads(threads):
+            out = cpu_kernels.decode_attention(lib, q, keys, values, tables, contexts, d ** -0.5)
+        slots = [int(tables[0, t // block]) * block + t % block for t in range(context)]
+        k, v = (c.view(-1, 1, d)[slots].transpose(0, 1)[None] for c in (keys, values))
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            q[0][None, :, None], k, v, enable_gqa=True)[0, :, 0]
+        assert torch.allclose(out[0], expected, atol=1e-5), threads
 
 
 @pytest.mark.parametrize("d", [20, 72])  # tails past the 8-wide and the 64-wide loops

@@ -352,62 +352,120 @@ inline void scores_any(const float* q, int64_t group, const float* const keys[4]
         for (int t = 0; t < count; ++t) out[g * stride + t] = dot(q + g * d, keys[t], d) * scale;
 }
 
-// Each (row, KV head) reads its cached K and V once for all the query heads of its group.
+// One (row, KV head) over n positions (keys[t], values[t]: each position's K and V), for the
+// group's query heads qg [group, d]: o[g] = sum_t e^(s_t - top[g]) v_t, divided by
+// total[g] = sum_t e^(s_t - top[g]) when `normalize` (the whole context), where
+// s_t = q.k_t * scale and top[g] = max_t s_t.
+void attend(const float* qg, int64_t group, const float* const* keys, const float* const* values,
+            int64_t n, int64_t d, float scale, bool normalize, float* o, float* top,
+            float* total) {
+    const int64_t padded = (n + 7) / 8 * 8;
+    std::vector<float> scores(group * padded, -INFINITY);  // [group, padded]
+    for (int64_t t = 0; t < n; t += 4) {
+        const int count = n - t < 4 ? (int)(n - t) : 4;
+        for (int64_t ahead = t + 8; ahead < t + 12 && ahead < n; ++ahead)
+            prefetch_head(keys[ahead], d);  // cached K/V is strided: no hardware prefetch
+        scores_any(qg, group, keys + t, count, d, scale, scores.data() + t, padded);
+    }
+    for (int64_t g = 0; g < group; ++g) {
+        float* p = scores.data() + g * padded;
+        float peak = -INFINITY;
+        for (int64_t t = 0; t < n; ++t) peak = p[t] > peak ? p[t] : peak;
+        __m256 sum = _mm256_setzero_ps();
+        for (int64_t t = 0; t < padded; t += 8) {  // padding: exp(-inf) = 0
+            const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(p + t), _mm256_set1_ps(peak)));
+            _mm256_storeu_ps(p + t, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        top[g] = peak;
+        total[g] = hsum(sum);
+        const __m256 factor = _mm256_set1_ps(normalize ? 1.f / total[g] : 1.f);
+        // o = sum_t p_t v_t: 64 values of the head at a time held in 8 registers
+        float* og = o + g * d;
+        int64_t i0 = 0;
+        for (; i0 + 64 <= d; i0 += 64) {
+            __m256 acc[8];
+            for (int c = 0; c < 8; ++c) acc[c] = _mm256_setzero_ps();
+            for (int64_t t = 0; t < n; ++t) {
+                if (t + 4 < n) prefetch_head(values[t + 4] + i0, d - i0 < 64 ? d - i0 : 64);
+                const __m256 w = _mm256_set1_ps(p[t]);
+                for (int c = 0; c < 8; ++c)
+                    acc[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(values[t] + i0 + 8 * c), acc[c]);
+            }
+            for (int c = 0; c < 8; ++c)
+                _mm256_storeu_ps(og + i0 + 8 * c, _mm256_mul_ps(acc[c], factor));
+        }
+        for (int64_t i = i0; i < d; ++i) {  // head sizes that are not a multiple of 64
+            float sum_i = 0.f;
+            for (int64_t t = 0; t < n; ++t) sum_i += p[t] * values[t][i];
+            og[i] = normalize ? sum_i / total[g] : sum_i;
+        }
+    }
+}
+
+// Each (row, KV head) reads its cached K and V once for all the query heads of its group. With
+// fewer (row, KV head) pairs than twice the threads (a lone row: SmolLM2 has 3 KV heads), each
+// context is split into parts of at least MIN_PART positions, attended in parallel and merged
+// by their maxima (the split-K of flash decoding), so no thread waits on another's head.
+constexpr int64_t MIN_PART = 64;
+
 void decode_attention(const float* q, int64_t B, int64_t H, int64_t KV, int64_t d,
                       const float* k_cache, const float* v_cache, const int32_t* tables,
                       int64_t width, const int32_t* contexts, int64_t block_size,
                       float softmax_scale, float* out, int nthreads) {
-    const int64_t group = H / KV;
+    const int64_t group = H / KV, pairs = B * KV;
+    const int64_t parts = pairs >= 2 * nthreads ? 1 : (2 * nthreads + pairs - 1) / pairs;
+    const int64_t stride = group * (d + 2);  // per part: o [group, d], top [group], total [group]
+    std::vector<float> partial(pairs * parts * stride);
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic) if (nthreads > 1)
-    for (int64_t bk = 0; bk < B * KV; ++bk) {
-        const int64_t b = bk / KV, kv = bk % KV, n = contexts[b];
+    for (int64_t task = 0; task < pairs * parts; ++task) {
+        const int64_t bk = task / parts, part = task % parts, b = bk / KV, kv = bk % KV;
+        const int64_t n = contexts[b];
+        int64_t per = (n + parts - 1) / parts;
+        per = per < MIN_PART ? MIN_PART : per;
+        const int64_t t0 = part * per, t1 = t0 + per < n ? t0 + per : n;
+        float* o = partial.data() + task * stride;
+        float* top = o + group * d;
+        float* total = top + group;
+        if (parts == 1) o = out + (b * H + kv * group) * d;  // the whole context: the output
+        if (t0 >= t1) {  // a short context needs fewer parts: this one counts for nothing
+            for (int64_t g = 0; g < group; ++g) top[g] = -INFINITY, total[g] = 0.f;
+            for (int64_t i = 0; i < group * d; ++i) o[i] = 0.f;
+            continue;
+        }
         const int32_t* table = tables + b * width;
-        const int64_t padded = (n + 7) / 8 * 8;
-        std::vector<float> scores(group * padded, -INFINITY);  // [group, padded]
-        std::vector<const float*> keys(n), values(n);           // each position's K and V
-        for (int64_t t = 0; t < n; ++t) {
+        std::vector<const float*> keys(t1 - t0), values(t1 - t0);
+        for (int64_t t = t0; t < t1; ++t) {
             const int64_t slot = (int64_t)table[t / block_size] * block_size + t % block_size;
-            keys[t] = k_cache + (slot * KV + kv) * d;
-            values[t] = v_cache + (slot * KV + kv) * d;
+            keys[t - t0] = k_cache + (slot * KV + kv) * d;
+            values[t - t0] = v_cache + (slot * KV + kv) * d;
         }
         const float* qg = q + (b * H + kv * group) * d;  // the group's heads are adjacent
-        for (int64_t t = 0; t < n; t += 4) {
-            const int count = n - t < 4 ? (int)(n - t) : 4;
-            for (int64_t ahead = t + 8; ahead < t + 12 && ahead < n; ++ahead)
-                prefetch_head(keys[ahead], d);  // cached K/V is strided: no hardware prefetch
-            scores_any(qg, group, keys.data() + t, count, d, softmax_scale, scores.data() + t,
-                       padded);
-        }
+        attend(qg, group, keys.data(), values.data(), t1 - t0, d, softmax_scale, parts == 1, o,
+               top, total);
+    }
+    if (parts == 1) return;
+    for (int64_t bk = 0; bk < pairs; ++bk) {
+        const int64_t b = bk / KV, kv = bk % KV;
+        const float* first = partial.data() + bk * parts * stride;
         for (int64_t g = 0; g < group; ++g) {
-            float* p = scores.data() + g * padded;
-            float top = -INFINITY;
-            for (int64_t t = 0; t < n; ++t) top = p[t] > top ? p[t] : top;
-            __m256 total = _mm256_setzero_ps();
-            for (int64_t t = 0; t < padded; t += 8) {  // padding: exp(-inf) = 0
-                const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(p + t), _mm256_set1_ps(top)));
-                _mm256_storeu_ps(p + t, e);
-                total = _mm256_add_ps(total, e);
+            float peak = -INFINITY;
+            for (int64_t p = 0; p < parts; ++p) {
+                const float top = first[p * stride + group * d + g];
+                peak = top > peak ? top : peak;
             }
-            const float inv = 1.f / hsum(total);
-            // out = sum_t p_t v_t: 64 values of the head at a time held in 8 registers
+            float sum = 0.f;
+            std::vector<float> weight(parts);
+            for (int64_t p = 0; p < parts; ++p) {
+                const float* part = first + p * stride;
+                weight[p] = part[group * d + g] == -INFINITY ? 0.f : expf(part[group * d + g] - peak);
+                sum += weight[p] * part[group * d + group + g];
+            }
             float* o = out + (b * H + kv * group + g) * d;
-            int64_t i0 = 0;
-            for (; i0 + 64 <= d; i0 += 64) {
-                __m256 acc[8];
-                for (int c = 0; c < 8; ++c) acc[c] = _mm256_setzero_ps();
-                for (int64_t t = 0; t < n; ++t) {
-                    if (t + 4 < n) prefetch_head(values[t + 4] + i0, d - i0 < 64 ? d - i0 : 64);
-                    const __m256 w = _mm256_set1_ps(p[t]);
-                    for (int c = 0; c < 8; ++c)
-                        acc[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(values[t] + i0 + 8 * c), acc[c]);
-                }
-                for (int c = 0; c < 8; ++c)
-                    _mm256_storeu_ps(o + i0 + 8 * c, _mm256_mul_ps(acc[c], _mm256_set1_ps(inv)));
-            }
-            for (int64_t i = i0; i < d; ++i) {  // head sizes that are not a multiple of 64
-                float sum = 0.f;
-                for (int64_t t = 0; t < n; ++t) sum += p[t] * values[t][i];
-                o[i] = sum * inv;
+            for (int64_t i = 0; i < d; ++i) {
+                float v = 0.f;
+                for (int64_t p = 0; p < parts; ++p) v += weight[p] * first[p * stride + g * d + i];
+                o[i] = v / sum;
             }
         }
     }
