@@ -88,7 +88,7 @@ bench: model
 # The same workload on vLLM CPU and llama.cpp, back to back with ours in one run (issue 12).
 # The first run installs them into ~/.cache/tritonllm/peers (llama.cpp: a 10+ minute build).
 bench-peers: model
-	$(BIN)/tritonllm bench serving --num-threads 1 --skip-transformers --install-peer \
+	$(BIN)/tritonllm bench serving --skip-transformers --install-peer \
 		--peer vllm --peer llama.cpp --gguf-type f32 f16 q8_0
 
 bench-engine: model

@@ -260,7 +260,7 @@ class StepTensors:
     (padded with block 0, never read past ``decode_contexts [B]`` int32), and neither runs nor
     gathered blocks are built. ``fused``: the step as ``tl_decoder_layer`` takes it (pointers
     into this object's tensors), when the runner runs whole layers in our kernel; the tables
-    and contexts then have one row per token of the step.
+    and contexts then have one row per token of the step, and ``prefills`` is empty.
     """
 
     input_ids: torch.Tensor
@@ -580,7 +580,7 @@ class ModelRunner:
             sample_tokens=(ends - 1)[sampled], num_decodes=batch.num_decodes,
             decode_blocks=blocks, decode_mask=mask, decode_runs=runs,
             decode_tables=tables, decode_contexts=contexts, fused=None,
-            prefills=self._prefill_specs(batch, ends.tolist()),
+            prefills=[] if fuse else self._prefill_specs(batch, ends.tolist()),
         )
         if fuse:
             step.fused = cpu_kernels.StepC(
