@@ -1,0 +1,63 @@
+"""Decode steps with an older build of our kernels against this tree's, in one process.
+
+``python kernel_step_ab.py REV`` (a git revision of this repository; or a path to an older
+``cpu_kernels.cpp``): that revision's kernels, compiled with this tree's flags, swapped into
+one runner for alternate steps (only the fused layer call differs), fp32 and int8, B = 1 and 8,
+256 cached tokens per row, ``THREADS`` threads (default 2). Separate processes run one after
+the other see the machine's read bandwidth move step times by up to ±20 %; alternating steps
+in one process does not. README, "CPU kernels".
+"""
+import ctypes, os, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+import torch
+
+tree = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(tree))
+threads = int(os.environ.get("THREADS", "2"))
+torch.set_num_threads(threads)
+from tritonllm.engine import EngineConfig, cpu_kernels  # noqa: E402
+from tritonllm.engine.runner import ModelRunner  # noqa: E402
+from tritonllm.engine.scheduler import ScheduledBatch  # noqa: E402
+from tritonllm.model_source import resolve_model_dir  # noqa: E402
+
+new = cpu_kernels.load()
+work = Path(tempfile.mkdtemp())
+source, built = Path(sys.argv[1]), work / "old.so"
+if not source.is_file():
+    source = work / "old.cpp"
+    source.write_bytes(subprocess.run(
+        ["git", "-C", str(tree), "show", f"{sys.argv[1]}:tritonllm/engine/csrc/cpu_kernels.cpp"],
+        check=True, capture_output=True).stdout)
+subprocess.run([os.environ.get("CXX", "g++"), *cpu_kernels.FLAGS, str(source), "-o", str(built)],
+               check=True)
+old = ctypes.CDLL(str(built))
+layer = getattr(old, "tl_decoder_layer", None) or old.tl_decode_layer  # its older name
+layer.argtypes, layer.restype = cpu_kernels._SIGNATURES["tl_decoder_layer"], None
+old.tl_decoder_layer = layer
+
+
+def batch(rows: int, context: int = 256, size: int = 16) -> ScheduledBatch:
+    per, b = -(-context // size), ScheduledBatch(num_decodes=rows)
+    for i in range(rows):
+        table = list(range(i * per, (i + 1) * per))
+        b.query_lens.append(1), b.context_lens.append(context), b.block_tables.append(table)
+        b.sample.append(True), b.input_ids.append(100 + i), b.positions.append(context - 1)
+        b.seqs.append(None)
+        b.slot_mapping.append(table[(context - 1) // size] * size + (context - 1) % size)
+    return b
+
+
+for weights in ("fp32", "int8"):
+    runner = ModelRunner.from_hf_dir(resolve_model_dir(None), EngineConfig(
+        num_threads=threads, kv_cache_tokens=8192, weights=weights))
+    for rows in (1, 8):
+        step, times = batch(rows), {"old": [], "new": []}
+        for _ in range(21):
+            for name, lib in (("old", old), ("new", new)):
+                runner.kernels = lib
+                start = time.perf_counter()
+                runner.forward(step)
+                times[name].append(time.perf_counter() - start)
+        o, n = (1000 * statistics.median(times[k][1:]) for k in ("old", "new"))
+        print(f"{weights} B={rows}: old {o:.1f} ms, new {n:.1f} ms ({o / n:.2f}x)", flush=True)
