@@ -17,10 +17,9 @@ def test_responses_go_out_in_order_from_another_thread():
 
     for i in range(100):
         responses.put(lambda i=i: send(i))
-    assert responses.flush(timeout=10)
+    assert responses.close(timeout=10)
     assert sent == list(range(100))
     assert threads == {"tritonllm-responses"}
-    assert responses.close(timeout=10)
 
 
 def test_a_failed_send_reaches_its_handler_and_the_queue_keeps_sending():

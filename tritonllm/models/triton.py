@@ -103,15 +103,6 @@ class ResponseQueue:
         """Run ``send()`` on the queue's thread; if it raises, ``on_error(exc)`` there."""
         self._queue.put((send, on_error))
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far was sent; False if ``timeout`` ran out first."""
-        done = threading.Event()
-        try:
-            self._queue.put((done.set, None), timeout=timeout)
-        except queue.Full:
-            return False
-        return done.wait(timeout)
-
     def close(self, timeout: float | None = None) -> bool:
         """Send what is queued, then end the thread; False if ``timeout`` ran out first."""
         try:

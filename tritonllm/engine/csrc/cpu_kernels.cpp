@@ -31,6 +31,12 @@ inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+inline float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
 // The next NR rows of w follow these in memory: fetch them into cache while these are used, a
 // share per step of k. Rows of SmolLM2's int8 layers are only 9 cache lines long, too short for
 // the hardware prefetcher to ramp up (measured: int8 read at a third of fp32's rate without).
@@ -116,9 +122,7 @@ void quantize_rows(const float* x, int64_t M, int64_t K, int16_t* xq, float* row
         __m256 peak8 = _mm256_setzero_ps();
         int64_t k = 0;
         for (; k + 8 <= K; k += 8) peak8 = _mm256_max_ps(peak8, _mm256_and_ps(_mm256_loadu_ps(xr + k), abs_mask));
-        __m128 p4 = _mm_max_ps(_mm256_castps256_ps128(peak8), _mm256_extractf128_ps(peak8, 1));
-        p4 = _mm_max_ps(p4, _mm_movehl_ps(p4, p4));
-        float peak = _mm_cvtss_f32(_mm_max_ss(p4, _mm_movehdup_ps(p4)));
+        float peak = hmax(peak8);
         for (; k < K; ++k) peak = fabsf(xr[k]) > peak ? fabsf(xr[k]) : peak;
         const float scale = peak > 0.f ? peak / top : 1.f;
         const float inv = 1.f / scale;
