@@ -35,6 +35,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -42,7 +43,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from tritonllm.engine import cpu_kernels
+from tritonllm.engine import cpu_kernels, huge_pages
 from tritonllm.engine.config import EngineConfig
 from tritonllm.engine.scheduler import ScheduledBatch
 
@@ -319,6 +320,11 @@ class ModelRunner:
     ``fuse_layers`` False keeps the torch path (the A/B of ``make bench-engine``). Longer steps
     run the layer op by op.
 
+    Memory: with our kernels, the weights are copied in the order a step reads them into one
+    region, and the KV cache is allocated, in transparent huge pages (:mod:`huge_pages`: a step
+    streams both, and 4 KiB pages cost a TLB miss every 4 KiB); ``huge_pages`` False keeps
+    ordinary allocations (the A/B baseline).
+
     Decode attention: our kernel (:mod:`cpu_kernels`) reads each row's K/V in place through its
     block table. Without it (``self.kernels`` None), torch's SDPA: ``decode_views``: a lone
     decode row whose blocks are consecutive attends to a view of the cache (no gather); False
@@ -328,6 +334,7 @@ class ModelRunner:
 
     decode_views = True
     fuse_layers = True
+    huge_pages = True
 
     def __init__(self, hf_config, state_dict: Mapping[str, torch.Tensor],
                  config: EngineConfig, int8: bool | None = None) -> None:
@@ -350,10 +357,21 @@ class ModelRunner:
         self.vocab_size = hf_config.vocab_size
         self.eps = hf_config.rms_norm_eps
         self._load_weights(state_dict)
+        in_huge_pages = self.huge_pages and self.kernels is not None
+        if in_huge_pages:
+            self._pack_weights()
         self.cos, self.sin = self._rope_tables(hf_config, config.max_seq_len)
-        self.kv_cache = torch.zeros(
-            self.num_layers, 2, config.num_blocks, config.block_size, self.num_kv_heads,
-            self.head_dim, dtype=torch.float32)
+        shape = (self.num_layers, 2, config.num_blocks, config.block_size, self.num_kv_heads,
+                 self.head_dim)
+        if in_huge_pages:
+            self.kv_cache = huge_pages.zeros(4 * math.prod(shape)).view(torch.float32).view(shape)
+        else:
+            self.kv_cache = torch.zeros(shape, dtype=torch.float32)
+        if in_huge_pages:
+            granted = [huge_pages.huge_bytes(t) for t in (self.final_norm, self.kv_cache)]
+            log.info("weights and KV cache: %s MiB in transparent huge pages (THP mode: %s)",
+                     " + ".join("?" if b is None else str(b >> 20) for b in granted),
+                     huge_pages.thp_mode())
         self.kernel_layers = self._kernel_layers()
 
     @classmethod
@@ -451,6 +469,32 @@ class ModelRunner:
         self.lm_head = self._linear(self.embed if head is None else head, None)
         self.layers = [self._layer_weights(get, i) for i in range(self.num_layers)]
         self._check_shapes()
+
+    def _pack_weights(self) -> None:
+        """Every weight tensor, copied in the order a step reads it (layer by layer, then the
+        final norm and ``lm_head``) into one :mod:`huge_pages` region; a tensor held twice (a
+        tied ``lm_head``) is copied once. Only plain tensors, which our kernels read: nothing is
+        packed when a linear layer runs on oneDNN's or fbgemm's packed weights."""
+        def linear(layer) -> list[tuple[object, str]]:
+            return [(layer, name) for name in ("weight", "qweight", "scale", "bias")
+                    if isinstance(getattr(layer, name, None), torch.Tensor)]
+
+        linears = [self.lm_head] + [getattr(w, n) for w in self.layers
+                                    for n in ("qkv", "o", "gate_up", "down")]
+        if any(layer.backend != "kernels" for layer in linears):
+            return
+        slots = []
+        for w in self.layers:
+            slots += [(w, "input_norm"), *linear(w.qkv), *linear(w.o), (w, "post_norm"),
+                      *linear(w.gate_up), *linear(w.down)]
+        slots += [(self, "final_norm"), *linear(self.lm_head), (self, "embed")]
+        unique: dict[int, torch.Tensor] = {}
+        for holder, name in slots:
+            tensor = getattr(holder, name)
+            unique.setdefault(id(tensor), tensor.contiguous())
+        copies = dict(zip(unique, huge_pages.pack(list(unique.values()))))
+        for holder, name in slots:
+            setattr(holder, name, copies[id(getattr(holder, name))])
 
     def _kernel_layers(self) -> list[tuple] | None:
         """Per layer ``(LayerC, K plane pointer, V plane pointer)`` for ``tl_decoder_layer``;
