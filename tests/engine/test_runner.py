@@ -137,6 +137,23 @@ def test_every_linear_backend_equals_f_linear(backend):
     assert (linear.out_features, linear.in_features) == (97, 41)
 
 
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_kernel_linear_computes_every_row_on_any_thread_count(threads):
+    """Rows of the weight are tasks of 48; threads start on their own shares and take what is
+    left of the others' (more threads than cores here: some are descheduled mid-call)."""
+    if cpu_kernels.load() is None:
+        pytest.skip("our CPU kernels are unavailable here")
+    generator = torch.Generator().manual_seed(4)
+    weight = torch.randn(48 * 13 + 5, 41, generator=generator)
+    x = torch.randn(5, 41, generator=generator)
+    linear = Linear(weight, backend="kernels")
+    with torch_threads(threads):
+        for rows in (1, 5):
+            for _ in range(20):
+                expected = torch.nn.functional.linear(x[:rows], weight)
+                assert torch.allclose(linear(x[:rows]), expected, atol=1e-4), rows
+
+
 def test_cpu_kernels_build_where_gcc_and_avx2_are(monkeypatch):
     if not shutil.which("g++") or not {"avx2", "fma"} <= cpu_kernels._cpu_flags():
         pytest.skip("no g++ or no AVX2/FMA here: the engine uses torch's kernels")
@@ -167,13 +184,21 @@ def test_refuses_tensors_of_the_wrong_shape():
 
 
 @pytest.mark.parametrize("weights", ["fp32", "int8"])
-def test_fused_decode_layer_equals_the_torch_layer(weights):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_fused_decode_layer_equals_the_torch_layer(weights, threads):
     """A decode-only step of rows with different contexts and non-consecutive blocks: one
-    ``tl_decoder_layer`` call per layer gives the torch path's logits and writes the same K/V."""
+    ``tl_decoder_layer`` call per layer gives the torch path's logits and writes the same K/V.
+    With 3 threads, o and down (2 tasks each, added to the residual) leave a thread without a
+    share of its own: it takes the others' (a task run twice would add twice)."""
     if cpu_kernels.load() is None:
         pytest.skip("our CPU kernels are unavailable here")
     model = tiny_llama(seed=11, num_key_value_heads=1, attention_bias=True, mlp_bias=True)
-    runner = tiny_runner(model, block_size=4, weights=weights)
+    with torch_threads(threads):
+        runner = tiny_runner(model, block_size=4, weights=weights, num_threads=threads)
+        fused_step_equals_op_by_op(runner, weights)
+
+
+def fused_step_equals_op_by_op(runner, weights):
     generator = torch.Generator().manual_seed(2)
     runner.kv_cache.normal_(generator=generator)  # cached K/V the rows attend to
     batch = ScheduledBatch(num_decodes=3)
@@ -198,7 +223,8 @@ def test_fused_decode_layer_equals_the_torch_layer(weights):
 
 
 @pytest.mark.parametrize("weights", ["fp32", "int8"])
-def test_fused_layer_runs_prompt_chunks_like_the_torch_layer(weights):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_fused_layer_runs_prompt_chunks_like_the_torch_layer(weights, threads):
     """A step of two decode rows, a prompt chunk after 5 cached tokens and a whole prompt
     (9 tokens): one ``tl_decoder_layer`` call per layer, each prompt token attending like a
     decode row whose context ends at it, gives every token's logits of the op-by-op path
@@ -206,7 +232,12 @@ def test_fused_layer_runs_prompt_chunks_like_the_torch_layer(weights):
     if cpu_kernels.load() is None:
         pytest.skip("our CPU kernels are unavailable here")
     model = tiny_llama(seed=5, num_key_value_heads=2)
-    runner = tiny_runner(model, block_size=4, weights=weights)
+    with torch_threads(threads):
+        runner = tiny_runner(model, block_size=4, weights=weights, num_threads=threads)
+        fused_chunks_equal_op_by_op(runner, weights)
+
+
+def fused_chunks_equal_op_by_op(runner, weights):
     runner.kv_cache.normal_(generator=torch.Generator().manual_seed(3))
     batch = ScheduledBatch(num_decodes=2)
     rows = [([5, 2, 9], 11, 1), ([6], 3, 1), ([1, 8], 8, 3), ([3, 4], 4, 4)]  # table, context, n

@@ -18,8 +18,11 @@
 // Threads: OpenMP, the runtime torch itself loads (libgomp), num_threads from the caller.
 
 #include <immintrin.h>
+#include <omp.h>
 #include <math.h>
 #include <stdint.h>
+
+#include <atomic>
 #include <vector>
 
 namespace {
@@ -179,12 +182,53 @@ struct Linear {
     }
 };
 
+// A thread's share of a parallel loop, [begin, end) packed in one word so that its owner
+// (from the front) and a thief (from the back) never take the same task.
+struct alignas(64) Share {
+    std::atomic<uint64_t> range;
+    void set(int64_t begin, int64_t end) { range.store((uint64_t)begin << 32 | (uint64_t)end); }
+    bool take(bool front, int64_t& task) {
+        uint64_t cur = range.load(std::memory_order_relaxed);
+        for (;;) {
+            const int64_t begin = (int64_t)(cur >> 32), end = (int64_t)(cur & 0xffffffffu);
+            if (begin >= end) return false;
+            const uint64_t next = front ? (uint64_t)(begin + 1) << 32 | (uint64_t)end
+                                        : (uint64_t)begin << 32 | (uint64_t)(end - 1);
+            if (range.compare_exchange_weak(cur, next)) {
+                task = front ? begin : end - 1;
+                return true;
+            }
+        }
+    }
+};
+
+// run(task) for tasks 0..count-1 on nthreads threads. Each thread starts on its own contiguous
+// share, front to back (its weight rows stream forward, the prefetch runs ahead of them), then
+// takes what is left of the others' shares from their backs. A thread that was descheduled
+// (tritonserver and the other stubs share these cores) or reads slower no longer holds up the
+// step by its whole share: a static split waited for it at every barrier.
+template <typename Run>
+void parallel_tasks(int64_t count, int nthreads, const Run& run) {
+    if (nthreads <= 1 || count <= 1) {
+        for (int64_t t = 0; t < count; ++t) run(t);
+        return;
+    }
+    std::vector<Share> shares(nthreads);
+    for (int i = 0; i < nthreads; ++i) shares[i].set(count * i / nthreads, count * (i + 1) / nthreads);
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int self = omp_get_thread_num();
+        int64_t task;
+        while (shares[self].take(true, task)) run(task);
+        for (int i = 1; i < nthreads; ++i)  // also the shares of threads the team lacks
+            while (shares[(self + i) % nthreads].take(false, task)) run(task);
+    }
+}
+
 template <typename X, typename W>
 void linear_rows(const Linear& op, const X* x, int64_t M, const W* w, int nthreads) {
     const int64_t chunk = 48;  // w rows per task: many tasks per thread, little imbalance
-    const int64_t tasks = (op.N + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
-    for (int64_t t = 0; t < tasks; ++t) {
+    parallel_tasks((op.N + chunk - 1) / chunk, nthreads, [&](int64_t t) {
         const int64_t n0 = t * chunk, n1 = n0 + chunk < op.N ? n0 + chunk : op.N;
         if (M == 1)
             op.rows<1, 8>(x, M, w, n0, n1);  // 8 w rows in flight: enough loads to fill the bus
@@ -192,7 +236,7 @@ void linear_rows(const Linear& op, const X* x, int64_t M, const W* w, int nthrea
             op.rows<4, 2>(x, M, w, n0, n1);  // int8: measured faster than 4 x 3 (fewer spills)
         else
             op.rows<4, 3>(x, M, w, n0, n1);  // 12 accumulators, 3 + 1 registers for loads
-    }
+    });
 }
 
 void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, const float* bias,
