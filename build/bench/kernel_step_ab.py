@@ -2,7 +2,7 @@
 
 ``python kernel_step_ab.py REV`` (a git revision of this repository; or a path to an older
 ``cpu_kernels.cpp``): that revision's kernels, compiled with this tree's flags, swapped into
-one runner for alternate steps (only the fused layer call differs), fp32 and int8, B = 1 and 8,
+one runner for alternate steps (only the fused layers' call differs), fp32 and int8, B = 1 and 8,
 256 cached tokens per row, ``THREADS`` threads (default 2). Separate processes run one after
 the other see the machine's read bandwidth move step times by up to ±20 %; alternating steps
 in one process does not. README, "CPU kernels".
@@ -23,18 +23,21 @@ from tritonllm.model_source import resolve_model_dir  # noqa: E402
 
 new = cpu_kernels.load()
 work = Path(tempfile.mkdtemp())
-source, built = Path(sys.argv[1]), work / "old.so"
-if not source.is_file():
-    source = work / "old.cpp"
-    source.write_bytes(subprocess.run(
-        ["git", "-C", str(tree), "show", f"{sys.argv[1]}:tritonllm/engine/csrc/cpu_kernels.cpp"],
-        check=True, capture_output=True).stdout)
-subprocess.run([os.environ.get("CXX", "g++"), *cpu_kernels.FLAGS, str(source), "-o", str(built)],
-               check=True)
+source, old_source, built = Path(sys.argv[1]), work / "old.cpp", work / "old.so"
+text = source.read_text() if source.is_file() else subprocess.run(
+    ["git", "-C", str(tree), "show", f"{sys.argv[1]}:tritonllm/engine/csrc/cpu_kernels.cpp"],
+    check=True, capture_output=True, text=True).stdout
+if "tl_decoder_layers" not in text:  # older builds: the runner's one call per step, added
+    one = "tl_decoder_layer" if "void tl_decoder_layer(" in text else "tl_decode_layer"
+    text += ('extern "C" void tl_decoder_layers(const LayerC* layers, int64_t count, '
+             'const StepC* step, float* x, float* const* k, float* const* v) {\n'
+             f'    for (int64_t i = 0; i < count; ++i) {one}(layers + i, step, x, k[i], v[i]);\n}}\n')
+old_source.write_text(text)
+subprocess.run([os.environ.get("CXX", "g++"), *cpu_kernels.FLAGS, str(old_source), "-o",
+                str(built)], check=True)
 old = ctypes.CDLL(str(built))
-layer = getattr(old, "tl_decoder_layer", None) or old.tl_decode_layer  # its older name
-layer.argtypes, layer.restype = cpu_kernels._SIGNATURES["tl_decoder_layer"], None
-old.tl_decoder_layer = layer
+old.tl_decoder_layers.argtypes = cpu_kernels._SIGNATURES["tl_decoder_layers"]
+old.tl_decoder_layers.restype = None
 
 
 def batch(rows: int, context: int = 256, size: int = 16) -> ScheduledBatch:

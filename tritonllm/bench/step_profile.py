@@ -4,7 +4,7 @@ For each weight mode and batch size, on a synthetic decode batch (``B`` rows, ea
 ``context`` tokens already cached in consecutive blocks, as the block manager hands them out):
 
 - ``forward``: ``ModelRunner.forward`` end to end (median of ``reps``), as it serves: with our
-  CPU kernels, each layer one ``tl_decoder_layer`` call. Then ``forward, op by op``: the same
+  CPU kernels, all layers in one ``tl_decoder_layers`` call. Then ``forward, op by op``: the same
   with ``fuse_layers`` off (the layer as ~30 separate calls; with torch's kernels only,
   the decode rows' K/V gathered into a padded batch instead, ``decode_views`` off);
 - the phases of the op-by-op forward, timed in place by running the runner's own layer methods

@@ -48,6 +48,7 @@ _SIGNATURES = {
     "tl_linear_i8": [_P, _I, _I, _P, _P, _I, _P, _P, ctypes.c_int],
     "tl_decode_attention": [_P, _I, _I, _I, _I, _P, _P, _P, _I, _P, _I, _F, _P, ctypes.c_int],
     "tl_decoder_layer": [_P, _P, _P, _P, _P],
+    "tl_decoder_layers": [_P, _I, _P, _P, _P, _P],
     "tl_greedy": [_P, _I, _I, _P, _P],
 }
 
@@ -58,6 +59,23 @@ class LayerC(ctypes.Structure):
     _fields_ = [("input_norm", _P), ("post_norm", _P)] + [
         (f"{kind}_{name}", _P) for name in ("qkv", "o", "gate_up", "down")
         for kind in ("w", "s", "b")] + [("int8", _I)]
+
+
+class DecoderLayers:
+    """Every layer of a model for ``tl_decoder_layers``: ``LayerC`` structs and each layer's K
+    and V cache plane pointers as C arrays (what they point to must outlive this)."""
+
+    def __init__(self, structs: list[LayerC], k_planes: list[int], v_planes: list[int]) -> None:
+        self.count = len(structs)
+        self.structs = (LayerC * self.count)(*structs)
+        self.k_planes = (_P * self.count)(*k_planes)
+        self.v_planes = (_P * self.count)(*v_planes)
+
+    def run(self, lib: ctypes.CDLL, step: "StepC", x: torch.Tensor) -> None:
+        """The step's layers over the residual stream ``x`` (updated in place)."""
+        lib.tl_decoder_layers(ctypes.byref(self.structs), self.count, ctypes.byref(step),
+                              x.data_ptr(), ctypes.byref(self.k_planes),
+                              ctypes.byref(self.v_planes))
 
 
 class StepC(ctypes.Structure):

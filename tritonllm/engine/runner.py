@@ -32,7 +32,6 @@ state_dict, config)`` for weights already in memory under Hugging Face Llama nam
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import logging
 import math
@@ -314,9 +313,9 @@ class ModelRunner:
 
     Steps of up to ``KERNEL_MAX_ROWS`` tokens (decode rows, the steady state of serving, and
     short prompt chunks: a prompt token attends like a decode row whose context ends at it) run
-    each decoder layer as one call of our ``tl_decoder_layer`` (RMSNorm, q/k/v, RoPE, K/V
-    write, attention, o with the residual add, RMSNorm, gate/up, SiLU, down with the residual
-    add), the same math as the torch path below without ~30 torch ops per layer;
+    every decoder layer in one call of our ``tl_decoder_layers``, each layer whole (RMSNorm,
+    q/k/v, RoPE, K/V write, attention, o with the residual add, RMSNorm, gate/up, SiLU, down
+    with the residual add), the same math as the torch path below without ~30 torch ops per layer;
     ``fuse_layers`` False keeps the torch path (the A/B of ``make bench-engine``). Longer steps
     run the layer op by op.
 
@@ -496,21 +495,22 @@ class ModelRunner:
         for holder, name in slots:
             setattr(holder, name, copies[id(getattr(holder, name))])
 
-    def _kernel_layers(self) -> list[tuple] | None:
-        """Per layer ``(LayerC, K plane pointer, V plane pointer)`` for ``tl_decoder_layer``;
-        None without our kernels (or with a linear layer on another backend)."""
+    def _kernel_layers(self) -> "cpu_kernels.DecoderLayers | None":
+        """Every layer's weights and K/V cache planes for ``tl_decoder_layers``; None without
+        our kernels (or with a linear layer on another backend)."""
         if self.kernels is None:
             return None
-        layers = []
-        for index, w in enumerate(self.layers):
+        structs = []
+        for w in self.layers:
             linears = {"qkv": w.qkv, "o": w.o, "gate_up": w.gate_up, "down": w.down}
             if any(linear.backend != "kernels" for linear in linears.values()):
                 return None
-            struct = cpu_kernels.layer_struct(w.input_norm, w.post_norm, {
-                name: linear.kernel_operands() for name, linear in linears.items()})
-            layers.append((struct, self.kv_cache[index, 0].data_ptr(),
-                           self.kv_cache[index, 1].data_ptr()))
-        return layers
+            structs.append(cpu_kernels.layer_struct(w.input_norm, w.post_norm, {
+                name: linear.kernel_operands() for name, linear in linears.items()}))
+        planes = range(self.num_layers)
+        return cpu_kernels.DecoderLayers(structs,
+                                         [self.kv_cache[i, 0].data_ptr() for i in planes],
+                                         [self.kv_cache[i, 1].data_ptr() for i in planes])
 
     def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None):
         return Int8Linear.from_float(weight, bias) if self.int8 else Linear(weight, bias)
@@ -580,10 +580,7 @@ class ModelRunner:
         step = self.prepare(batch)
         x = self.embed[step.input_ids]
         if step.fused is not None:
-            fused, x_ptr = ctypes.byref(step.fused), x.data_ptr()
-            for layer, k_plane, v_plane in self.kernel_layers:
-                self.kernels.tl_decoder_layer(ctypes.byref(layer), fused, x_ptr, k_plane,
-                                              v_plane)
+            self.kernel_layers.run(self.kernels, step.fused, x)
         else:
             for index, layer in enumerate(self.layers):
                 x = self._decoder_layer(index, layer, x, step)

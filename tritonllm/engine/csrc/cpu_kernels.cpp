@@ -13,7 +13,7 @@
 //     row's block table (no gather), grouped-query heads, softmax in fp32.
 //   tl_decoder_layer: a whole decoder layer for a step of a few tokens (decode rows, and
 //     prompt chunks with one row per token), from the pieces above: the per-op overhead of ~30
-//     torch calls per layer is gone.
+//     torch calls per layer is gone. tl_decoder_layers: all of them, in one call.
 //
 // Threads: OpenMP, the runtime torch itself loads (libgomp), num_threads from the caller.
 
@@ -627,6 +627,14 @@ void tl_decoder_layer(const LayerC* w, const StepC* step, float* x, float* k_cac
     layer_linear(s, gate_up, inter, w->w_down, w->s_down, w->b_down, hidden, x, true, int8);
 }
 
+// Every decoder layer of a step, in order: one ctypes call per step instead of one per layer,
+// so the GIL is given up and taken back once (in tritonserver the stub's response sender
+// thread wants it too) and no Python runs between layers.
+void tl_decoder_layers(const LayerC* layers, int64_t count, const StepC* step, float* x,
+                       float* const* k_caches, float* const* v_caches) {
+    for (int64_t i = 0; i < count; ++i)
+        tl_decoder_layer(layers + i, step, x, k_caches[i], v_caches[i]);
+}
 
 void tl_linear_f32(const float* x, int64_t M, int64_t K, const float* w, int64_t N,
                    const float* bias, float* y, int nthreads) {
