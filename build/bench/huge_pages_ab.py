@@ -15,21 +15,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 threads = int(os.environ.get("THREADS", "2"))
 torch.set_num_threads(threads)
+from tritonllm.bench.step_profile import decode_batch  # noqa: E402
 from tritonllm.engine import EngineConfig, huge_pages  # noqa: E402
 from tritonllm.engine.runner import ModelRunner  # noqa: E402
-from tritonllm.engine.scheduler import ScheduledBatch  # noqa: E402
 from tritonllm.model_source import resolve_model_dir  # noqa: E402
-
-
-def batch(rows: int, context: int = 256, size: int = 16) -> ScheduledBatch:
-    per, b = -(-context // size), ScheduledBatch(num_decodes=rows)
-    for i in range(rows):
-        table = list(range(i * per, (i + 1) * per))
-        b.query_lens.append(1), b.context_lens.append(context), b.block_tables.append(table)
-        b.sample.append(True), b.input_ids.append(100 + i), b.positions.append(context - 1)
-        b.seqs.append(None)
-        b.slot_mapping.append(table[(context - 1) // size] * size + (context - 1) % size)
-    return b
 
 
 print(f"transparent huge pages: {huge_pages.thp_mode()}")
@@ -44,7 +33,7 @@ for weights in sys.argv[1:] or ["int8", "fp32"]:
     print(f"{weights}: weights + KV cache in huge pages: {granted[0] >> 20} + "
           f"{granted[1] >> 20} MiB")
     for rows in (1, 8):
-        step, times = batch(rows), {False: [], True: []}
+        step, times = decode_batch(runners[True], rows, 256), {False: [], True: []}
         for runner in runners.values():
             runner.forward(step)
         for i in range(40):  # alternate which goes first
@@ -55,6 +44,6 @@ for weights in sys.argv[1:] or ["int8", "fp32"]:
         small, huge = (1000 * statistics.median(times[k]) for k in (False, True))
         print(f"{weights} B={rows}: 4 KiB pages {small:.1f} ms, huge pages {huge:.1f} ms "
               f"({small / huge:.2f}x)", flush=True)
-    logits = [runners[k].forward(batch(1)) for k in (False, True)]
+    logits = [runners[k].forward(decode_batch(runners[k], 1, 256)) for k in (False, True)]
     print(f"{weights}: same logits: {torch.equal(*logits)}")
     del runners

@@ -16,9 +16,9 @@ tree = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(tree))
 threads = int(os.environ.get("THREADS", "2"))
 torch.set_num_threads(threads)
+from tritonllm.bench.step_profile import decode_batch  # noqa: E402
 from tritonllm.engine import EngineConfig, cpu_kernels  # noqa: E402
 from tritonllm.engine.runner import ModelRunner  # noqa: E402
-from tritonllm.engine.scheduler import ScheduledBatch  # noqa: E402
 from tritonllm.model_source import resolve_model_dir  # noqa: E402
 
 new = cpu_kernels.load()
@@ -40,22 +40,11 @@ old.tl_decoder_layers.argtypes = cpu_kernels._SIGNATURES["tl_decoder_layers"]
 old.tl_decoder_layers.restype = None
 
 
-def batch(rows: int, context: int = 256, size: int = 16) -> ScheduledBatch:
-    per, b = -(-context // size), ScheduledBatch(num_decodes=rows)
-    for i in range(rows):
-        table = list(range(i * per, (i + 1) * per))
-        b.query_lens.append(1), b.context_lens.append(context), b.block_tables.append(table)
-        b.sample.append(True), b.input_ids.append(100 + i), b.positions.append(context - 1)
-        b.seqs.append(None)
-        b.slot_mapping.append(table[(context - 1) // size] * size + (context - 1) % size)
-    return b
-
-
 for weights in ("fp32", "int8"):
     runner = ModelRunner.from_hf_dir(resolve_model_dir(None), EngineConfig(
         num_threads=threads, kv_cache_tokens=8192, weights=weights))
     for rows in (1, 8):
-        step, times = batch(rows), {"old": [], "new": []}
+        step, times = decode_batch(runner, rows, 256), {"old": [], "new": []}
         for _ in range(21):
             for name, lib in (("old", old), ("new", new)):
                 runner.kernels = lib
