@@ -315,7 +315,8 @@ class ModelRunner:
     short prompt chunks: a prompt token attends like a decode row whose context ends at it) run
     every decoder layer in one call of our ``tl_decoder_layers``, each layer whole (RMSNorm,
     q/k/v, RoPE, K/V write, attention, o with the residual add, RMSNorm, gate/up, SiLU, down
-    with the residual add), the same math as the torch path below without ~30 torch ops per layer;
+    with the residual add), the same math as the torch path below without ~30 torch ops per
+    layer;
     ``fuse_layers`` False keeps the torch path (the A/B of ``make bench-engine``). Longer steps
     run the layer op by op.
 
@@ -364,13 +365,12 @@ class ModelRunner:
                  self.head_dim)
         if in_huge_pages:
             self.kv_cache = huge_pages.zeros(4 * math.prod(shape)).view(torch.float32).view(shape)
-        else:
-            self.kv_cache = torch.zeros(shape, dtype=torch.float32)
-        if in_huge_pages:
             granted = [huge_pages.huge_bytes(t) for t in (self.final_norm, self.kv_cache)]
             log.info("weights and KV cache: %s MiB in transparent huge pages (THP mode: %s)",
                      " + ".join("?" if b is None else str(b >> 20) for b in granted),
                      huge_pages.thp_mode())
+        else:
+            self.kv_cache = torch.zeros(shape, dtype=torch.float32)
         self.kernel_layers = self._kernel_layers()
 
     @classmethod

@@ -214,7 +214,8 @@ void parallel_tasks(int64_t count, int nthreads, const Run& run) {
         return;
     }
     std::vector<Share> shares(nthreads);
-    for (int i = 0; i < nthreads; ++i) shares[i].set(count * i / nthreads, count * (i + 1) / nthreads);
+    for (int i = 0; i < nthreads; ++i)
+        shares[i].set(count * i / nthreads, count * (i + 1) / nthreads);
 #pragma omp parallel num_threads(nthreads)
     {
         const int self = omp_get_thread_num();
