@@ -47,14 +47,13 @@ _SIGNATURES = {
     "tl_linear_f32": [_P, _I, _I, _P, _I, _P, _P, ctypes.c_int],
     "tl_linear_i8": [_P, _I, _I, _P, _P, _I, _P, _P, ctypes.c_int],
     "tl_decode_attention": [_P, _I, _I, _I, _I, _P, _P, _P, _I, _P, _I, _F, _P, ctypes.c_int],
-    "tl_decoder_layer": [_P, _P, _P, _P, _P],
     "tl_decoder_layers": [_P, _I, _P, _P, _P, _P],
     "tl_greedy": [_P, _I, _I, _P, _P],
 }
 
 
 class LayerC(ctypes.Structure):
-    """One decoder layer's weights for ``tl_decoder_layer`` (``LayerC`` in the C++ source)."""
+    """One decoder layer's weights for ``tl_decoder_layers`` (``LayerC`` in the C++ source)."""
 
     _fields_ = [("input_norm", _P), ("post_norm", _P)] + [
         (f"{kind}_{name}", _P) for name in ("qkv", "o", "gate_up", "down")
@@ -79,7 +78,7 @@ class DecoderLayers:
 
 
 class StepC(ctypes.Structure):
-    """A step of a few tokens for ``tl_decoder_layer`` (``StepC`` in the C++ source)."""
+    """A step of a few tokens for ``tl_decoder_layers`` (``StepC`` in the C++ source)."""
 
     _fields_ = [("B", _I), ("hidden", _I), ("heads", _I), ("kv_heads", _I), ("head_dim", _I),
                 ("intermediate", _I), ("eps", _F), ("softmax_scale", _F), ("cos", _P),

@@ -258,7 +258,7 @@ class StepTensors:
     or None for plain causal)``. With our kernels (``decode_views`` is then moot) the decode
     rows' tables go to the attention kernel as they are: ``decode_tables`` ``[B, nblk]`` int32
     (padded with block 0, never read past ``decode_contexts [B]`` int32), and neither runs nor
-    gathered blocks are built. ``fused``: the step as ``tl_decoder_layer`` takes it (pointers
+    gathered blocks are built. ``fused``: the step as ``tl_decoder_layers`` takes it (pointers
     into this object's tensors), when the runner runs whole layers in our kernel; the tables
     and contexts then have one row per token of the step, and ``prefills`` is empty.
     """
