@@ -49,6 +49,7 @@ def test_greedy_batches_match_transformers(tiny_model, references, overrides):
     assert final_tokens(outputs) == references
     assert stats.steps_with_multiple_decodes > 0 and stats.max_running_seen == 4
     assert stats.free_kv_tokens == stats.total_kv_tokens and stats.completed == 5
+    assert 0 < stats.forward_seconds < stats.step_seconds
     if overrides.get("scheduler_policy") == "max_utilization":
         assert stats.preempted > 0
     else:

@@ -65,6 +65,8 @@ def test_counters_and_histograms_move_when_a_request_finishes(triton_server):
     assert moved("tritonllm_generation_tokens_total") == 12
     assert moved("tritonllm_prompt_tokens_total") >= 5  # the prompt, through the chat-free path
     assert moved("tritonllm_engine_steps_total") >= 12
+    forward = moved("tritonllm_engine_forward_seconds_total")
+    assert 0 < forward < moved("tritonllm_engine_step_seconds_total")
     for name in ("tritonllm_time_to_first_token_seconds", "tritonllm_e2e_request_latency_seconds",
                  "tritonllm_request_queue_time_seconds",
                  "tritonllm_request_time_per_output_token_seconds"):

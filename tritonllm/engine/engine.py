@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -59,6 +60,9 @@ class EngineStats:
     ``*_kv_*``: KV-cache capacity, free vs total, in blocks and tokens; free counts cached
     blocks no request holds (they are evicted when their space is needed);
     ``cached_kv_blocks``: blocks holding a reusable prefix, in use or not.
+    ``step_seconds``: wall time in steps that ran a batch (intake, scheduling, forward,
+    sampling, sending outputs); ``forward_seconds``: of that, the batched forward alone. Their
+    difference is the engine's own per-step work; wall time beyond ``step_seconds`` is idle.
     """
 
     steps: int = 0
@@ -75,6 +79,8 @@ class EngineStats:
     prefix_cache_queries: int = 0
     prefix_cache_hits: int = 0
     prefix_cache_evictions: int = 0
+    step_seconds: float = 0.0
+    forward_seconds: float = 0.0
     running: int = 0
     waiting: int = 0
     free_kv_blocks: int = 0
@@ -98,7 +104,7 @@ class LLMEngine:
 
         if isinstance(model_dir_or_runner, (str, Path)):
             config = config or EngineConfig()
-            model_dir_or_runner = ModelRunner.from_dir(model_dir_or_runner, config)
+            model_dir_or_runner = _on_own_thread(ModelRunner.from_dir, model_dir_or_runner, config)
         self.runner = model_dir_or_runner
         self.config = config or self.runner.config
         if self.runner.config != self.config:
@@ -113,6 +119,7 @@ class LLMEngine:
         self._next_seq_id = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._step_clock = 0.0  # perf_counter() up to which the current step is counted
         self._refresh_cache_stats()
         # Hears the exception that ends the step loop (on the dying engine thread); the
         # requests in flight are then the caller's to answer: the engine cannot finish them.
@@ -280,6 +287,7 @@ class LLMEngine:
 
         Called by the background loop; call it directly only when the loop is not started.
         """
+        self._step_clock = time.perf_counter()
         self._drain_inbox()
         self._apply_cancellations()
         batch = self.scheduler.schedule()
@@ -288,6 +296,8 @@ class LLMEngine:
             self._run_batch(batch)
         with self._cond:
             self._refresh_cache_stats()
+            if batch is not None:
+                self._clock_step()
 
     def _drain_inbox(self) -> None:
         with self._cond:
@@ -322,7 +332,11 @@ class LLMEngine:
             seq.first_scheduled_time_ns = seq.first_scheduled_time_ns or now
         sampled = [seq for seq, sample in zip(batch.seqs, batch.sample) if sample]
         try:
+            start = time.perf_counter()
             logits = self.runner.forward(batch)
+            with self._cond:  # step time too: the outputs sent next carry consistent stats
+                self._stats.forward_seconds += time.perf_counter() - start
+                self._clock_step()
             self.scheduler.commit(batch)  # its K/V are written: reusable from now on
             choices = self._sample(logits, sampled)
         except Exception as exc:
@@ -439,6 +453,12 @@ class LLMEngine:
             s.max_running_seen = max(s.max_running_seen, len(self.scheduler.running))
             self._refresh_cache_stats()
 
+    def _clock_step(self) -> None:
+        """Add the step's time since the last call to ``step_seconds`` (caller holds the lock)."""
+        now = time.perf_counter()
+        self._stats.step_seconds += now - self._step_clock
+        self._step_clock = now
+
     def _refresh_cache_stats(self) -> None:
         """Copy queue lengths and cache capacity into the stats (caller holds the lock)."""
         s, blocks = self._stats, self.scheduler.block_manager
@@ -451,6 +471,20 @@ class LLMEngine:
         s.free_kv_blocks, s.total_kv_blocks = blocks.num_free_blocks, blocks.num_blocks
         s.free_kv_tokens, s.total_kv_tokens = blocks.num_free_tokens, blocks.num_total_tokens
         s.cached_kv_blocks = blocks.num_cached_blocks
+
+
+def _on_own_thread(fn, *args):
+    """``fn(*args)`` on a thread that exits when it returns (its exception is raised here).
+
+    Why the model loads this way: OpenMP (libgomp) keeps a pool of worker threads for each
+    thread that ran a parallel region, until that thread exits. Loading on the caller's thread
+    would leave its idle pool beside the step thread's, and once libgomp manages more threads
+    than there are cores it cuts its spin-wait to ~100 spins: the step's threads then sleep and
+    wake at each of its ~200 barriers (measured: ~200 voluntary context switches per step
+    against 0, and slower steps whenever anything else runs, as tritonserver does).
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tritonllm-load") as pool:
+        return pool.submit(fn, *args).result()  # leaving the block joins the thread
 
 
 def _expired(seq: Sequence, now_ns: int) -> bool:

@@ -39,6 +39,8 @@ COUNTERS = {
     "prefix_cache_queries": "tritonllm_prefix_cache_queries_total",
     "prefix_cache_hits": "tritonllm_prefix_cache_hits_total",
     "prefix_cache_evictions": "tritonllm_prefix_cache_evictions_total",
+    "step_seconds": "tritonllm_engine_step_seconds_total",
+    "forward_seconds": "tritonllm_engine_forward_seconds_total",
 }
 # EngineStats field -> gauge name (the field is a current value or a high-water mark).
 GAUGES = {
