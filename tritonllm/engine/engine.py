@@ -95,7 +95,10 @@ class LLMEngine:
 
     ``model_dir_or_runner``: a Hugging Face Llama checkpoint directory, a TensorRT-LLM
     checkpoint directory (``ModelRunner.from_dir``), or a ``ModelRunner``
-    (e.g. from ``ModelRunner.from_state_dict``) built with the same ``config``.
+    (e.g. from ``ModelRunner.from_state_dict``) built with the same ``config``. A directory is
+    loaded on a thread that then exits (see ``_on_own_thread``); a runner built on a thread
+    that lives on, such as the main thread, leaves the step's OpenMP threads sleeping at each
+    barrier on a machine with as many threads as cores (correct, but slower).
     """
 
     def __init__(self, model_dir_or_runner, config: EngineConfig | None = None) -> None:
