@@ -1,5 +1,6 @@
 """The OpenAI Locust user (``--user openai``) against the real frontend and tritonserver: every
-request it sent is one the server served, with the server's token counts, TTFT from SSE."""
+request it sent is one the server served, with the server's token counts, TTFT from SSE; with
+no ``--model`` it calls the model id the frontend lists."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from tests.loadtest.test_loadtest_live import WORKLOAD, ServerCounts, check_run,
 from tritonllm.loadtest.runner import LocustRun
 
 
-def test_openai_user_matches_the_server(triton_server, openai_frontend, served_model, tmp_path,
-                                        pool_cache):
+def test_openai_user_matches_the_server(triton_server, openai_frontend, tmp_path, pool_cache):
     run = LocustRun(out_dir=str(tmp_path), user="openai", host=loopback(openai_frontend.url),
-                    users=2, run_time="6s", workload=WORKLOAD, model=served_model,
+                    users=2, run_time="6s", workload=WORKLOAD,
                     model_dir=str(triton_server.model_dir), slo="e2e=10m",
                     extra_args=("--only-summary",))
     counts = ServerCounts(triton_server)

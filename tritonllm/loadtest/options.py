@@ -62,8 +62,8 @@ def add_arguments(parser) -> None:
     group.add_argument("--model-dir", default=d.model_dir,
                        help="tokenizer directory of the served model (default: the default model)")
     group.add_argument("--model", default=d.model,
-                       help="Triton model to call (default: ensemble; tensorrt_llm for the "
-                            "engine user)")
+                       help="model to call (default: ensemble; tensorrt_llm for the engine "
+                            "user; for the openai user, the id the frontend lists)")
     group.add_argument("--request-rate", type=float, default=d.request_rate,
                        help="open loop: Poisson arrivals at this many requests/s in total, split "
                             "evenly over the -u users (default 0: closed loop)")

@@ -15,6 +15,7 @@ flight (open loop). In-flight requests finish within Locust's ``--stop-timeout``
 
 from __future__ import annotations
 
+import requests
 from gevent.pool import Group
 from locust import FastHttpUser, HttpUser, User, task
 
@@ -161,11 +162,25 @@ class HttpStreamUser(LlmUser, HttpUser):
 class OpenAIStreamUser(HttpStreamUser):
     """The OpenAI API streamed (``/v1/completions``; ``/v1/chat/completions`` for chat
     workloads), timed per SSE chunk like :class:`HttpStreamUser`. ``--model`` is the served
-    model id (default ``ensemble``); the host is the frontend (``make serve``: port 9000)."""
+    model id (default: the one the frontend lists at ``GET /v1/models``); the host is the
+    frontend (``make serve``: port 9000)."""
 
     kind = "openai"
     request_name = None  # the path
 
+    def on_start(self) -> None:
+        super().on_start()
+        self._model = self.environment.tritonllm.options.model or served_model_id(self.host)
+
     def make_provider(self, prompt: Prompt):
-        return OpenAIStreamProvider(self.environment.tritonllm.options.model or "ensemble",
-                                    chat=prompt.chat)
+        return OpenAIStreamProvider(self._model, chat=prompt.chat)
+
+
+def served_model_id(host: str) -> str:
+    """The one model id an OpenAI-API server lists (not a timed request: plain ``requests``)."""
+    reply = requests.get(f"{host.rstrip('/')}/v1/models", timeout=30)
+    reply.raise_for_status()
+    ids = [model["id"] for model in reply.json().get("data", [])]
+    if len(ids) != 1:
+        raise ValueError(f"--model: {host} serves {ids or 'no model'}; name the one to call")
+    return ids[0]
