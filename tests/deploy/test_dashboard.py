@@ -23,7 +23,11 @@ def test_panels_cover_what_dashboards_expect():
                    "rate(tritonllm_generation_tokens_total", "tritonllm_num_requests_running",
                    "tritonllm_num_requests_waiting", "tritonllm_kv_cache_usage_perc",
                    "sum by (finished_reason) (rate(tritonllm_request_success_total",
-                   "sum by (status) (rate(tritonllm_openai_requests_total"):
+                   "sum by (status) (rate(tritonllm_openai_requests_total",
+                   "sum (rate(tritonllm_engine_forward_seconds_total[$__rate_interval])) / "
+                   "sum (rate(tritonllm_engine_steps_total[$__rate_interval]))",
+                   "sum (rate(tritonllm_prefix_cache_hits_total[$__rate_interval])) / "
+                   "sum (rate(tritonllm_prefix_cache_queries_total[$__rate_interval]))"):
         assert needed in exprs, needed
     assert len({p["id"] for p in doc["panels"]}) == len(doc["panels"])
 
@@ -51,3 +55,13 @@ def test_rates_and_windows():
     query = dashboard.Query("rate", "c_total", "{{reason}}", by="reason")
     series = evaluate(query, scrapes, window_s=4)
     assert series == {"a": [(t, 3.0) for t in (2, 4, 6, 8)]}
+
+
+def test_ratio_divides_summed_increases_and_leaves_a_gap_when_idle():
+    def counters(t, seconds, steps):
+        return (t, {'s_total{model="a"}': seconds, 's_total{model="b"}': seconds / 2,
+                    'n_total{model="a"}': steps})
+    scrapes = [counters(0, 0.0, 0), counters(2, 0.8, 20), counters(4, 0.8, 20)]
+    query = dashboard.Query("ratio", "s_total", "step", per="n_total")
+    # (0.8 + 0.4) s over 20 steps; then no step moved: no point, as Prometheus' 0/0
+    assert evaluate(query, scrapes, window_s=2) == {"step": [(2, pytest.approx(0.06))]}

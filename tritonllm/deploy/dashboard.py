@@ -22,18 +22,23 @@ RATE_WINDOW = "$__rate_interval"
 @dataclass(frozen=True)
 class Query:
     """``kind``: ``quantile`` (``q`` of histogram ``metric``), ``rate`` (per second, summed,
-    split by ``by`` when set) or ``gauge`` (summed). ``legend``: Grafana's legend format."""
+    split by ``by`` when set), ``ratio`` (the rate of ``metric`` over the rate of counter
+    ``per``, both summed) or ``gauge`` (summed). ``legend``: Grafana's legend format."""
 
     kind: str
     metric: str
     legend: str
     q: float = 0.0
     by: str = ""
+    per: str = ""
 
     def promql(self) -> str:
         if self.kind == "quantile":
             return (f"histogram_quantile({self.q}, sum by (le) "
                     f"(rate({self.metric}_bucket[{RATE_WINDOW}])))")
+        if self.kind == "ratio":
+            return (f"sum (rate({self.metric}[{RATE_WINDOW}])) / "
+                    f"sum (rate({self.per}[{RATE_WINDOW}]))")
         if self.kind == "rate":
             by = f" by ({self.by})" if self.by else ""
             return f"sum{by} (rate({self.metric}[{RATE_WINDOW}]))"
@@ -72,6 +77,14 @@ PANELS = (
         Query("rate", "tritonllm_openai_requests_total", "{{status}}", by="status"),)),
     Panel("OpenAI frontend time to first token", "s",
           _quantiles("tritonllm_openai_time_to_first_token_seconds")),
+    Panel("Engine step time (mean)", "s", (
+        Query("ratio", "tritonllm_engine_step_seconds_total", "step",
+              per="tritonllm_engine_steps_total"),
+        Query("ratio", "tritonllm_engine_forward_seconds_total", "forward",
+              per="tritonllm_engine_steps_total"))),
+    Panel("Prefix-cache hit rate", "percentunit", (
+        Query("ratio", "tritonllm_prefix_cache_hits_total", "hits / queried tokens",
+              per="tritonllm_prefix_cache_queries_total"),)),
 )
 
 

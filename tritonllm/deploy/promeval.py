@@ -48,6 +48,15 @@ def rates(old: Scrape, new: Scrape, metric: str, by: str = "") -> dict[str, floa
     return {key: value / seconds for key, value in increases(old, new, metric, by).items()}
 
 
+def ratio(old: Scrape, new: Scrape, metric: str, per: str) -> float | None:
+    """The summed increase of ``metric`` over that of ``per`` between the scrapes (None when
+    ``per`` did not move: Prometheus' division by zero, a gap in the graph)."""
+    denominator = sum(increases(old, new, per).values())
+    if denominator <= 0:
+        return None
+    return sum(increases(old, new, metric).values()) / denominator
+
+
 def histogram_quantile(q: float, old: Scrape, new: Scrape, metric: str) -> float | None:
     """The ``q`` quantile of the observations made between the scrapes (None when none)."""
     increase = increases(old, new, f"{metric}_bucket", by="le")
@@ -78,8 +87,9 @@ def evaluate(query, scrapes: list[Scrape], window_s: float) -> dict[str, list]:
         old = _window_start(scrapes, i, window_s)
         if old is None:
             continue
-        if query.kind == "quantile":
-            value = histogram_quantile(query.q, old, new, query.metric)
+        if query.kind in ("quantile", "ratio"):
+            value = (histogram_quantile(query.q, old, new, query.metric)
+                     if query.kind == "quantile" else ratio(old, new, query.metric, query.per))
             if value is not None:
                 out.setdefault(query.legend, []).append((new[0], value))
         else:
