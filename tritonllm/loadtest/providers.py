@@ -28,6 +28,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import requests
 
 from tritonllm import contract
 from tritonllm.client import GenerationOptions, ServerError
@@ -274,3 +275,10 @@ class GrpcEngineProvider:
             output_tokens=_int_output(result, "num_output_tokens"),
             final=_is_final(result),
         )
+
+
+def served_model_ids(base_url: str, timeout_s: float = 10.0) -> list[str]:
+    """The model ids an OpenAI-API server lists at ``GET /v1/models``, in its order."""
+    reply = requests.get(f"{base_url.rstrip('/')}/v1/models", timeout=timeout_s)
+    reply.raise_for_status()
+    return [model["id"] for model in reply.json().get("data", [])]

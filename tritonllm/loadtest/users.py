@@ -15,13 +15,15 @@ flight (open loop). In-flight requests finish within Locust's ``--stop-timeout``
 
 from __future__ import annotations
 
-import requests
+import functools
+
 from gevent.pool import Group
 from locust import FastHttpUser, HttpUser, User, task
 
 from tritonllm.loadtest.metrics import RequestRecord
 from tritonllm.loadtest.providers import (HttpGenerateProvider, HttpStreamProvider,
-                                          OpenAIStreamProvider, ServerReportedError)
+                                          OpenAIStreamProvider, ServerReportedError,
+                                          served_model_ids)
 from tritonllm.loadtest.trace import RequestTrace
 from tritonllm.loadtest.workloads import Prompt
 
@@ -176,11 +178,10 @@ class OpenAIStreamUser(HttpStreamUser):
         return OpenAIStreamProvider(self._model, chat=prompt.chat)
 
 
+@functools.cache  # once per process, not once per user
 def served_model_id(host: str) -> str:
-    """The one model id an OpenAI-API server lists (not a timed request: plain ``requests``)."""
-    reply = requests.get(f"{host.rstrip('/')}/v1/models", timeout=30)
-    reply.raise_for_status()
-    ids = [model["id"] for model in reply.json().get("data", [])]
+    """The one model id an OpenAI-API server lists (not a timed request)."""
+    ids = served_model_ids(host, timeout_s=30)
     if len(ids) != 1:
         raise ValueError(f"--model: {host} serves {ids or 'no model'}; name the one to call")
     return ids[0]

@@ -20,6 +20,7 @@ from pathlib import Path
 import requests
 
 from tritonllm.client import Client
+from tritonllm.loadtest.providers import served_model_ids
 from tritonllm.serve.metrics import engine_stats
 
 from . import kinds, procs
@@ -142,9 +143,7 @@ def openai_model(config: SoakConfig) -> str | None:
     """The model id the OpenAI frontend serves (its first ``/v1/models`` entry)."""
     if config.openai is None:
         return None
-    response = requests.get(f"{config.openai}/v1/models", timeout=10)
-    response.raise_for_status()
-    return response.json()["data"][0]["id"]
+    return served_model_ids(config.openai)[0]
 
 
 def server_pid(config: SoakConfig) -> int | None:
