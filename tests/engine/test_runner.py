@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.engine.engine_helpers import TINY_VOCAB, tiny_engine_config, tiny_llama, tiny_runner
-from tritonllm.engine import cpu_kernels
+from tritonllm.engine import cpu_kernels, kernel_build
 from tritonllm.engine.request import GenerationRequest, Sequence
 from tritonllm.engine.runner import KERNEL_MAX_ROWS, Linear, ModelRunner, onednn_linear_works
 from tritonllm.engine.scheduler import ScheduledBatch, Scheduler
@@ -155,11 +155,11 @@ def test_kernel_linear_computes_every_row_on_any_thread_count(threads):
 
 
 def test_cpu_kernels_build_where_gcc_and_avx2_are(monkeypatch):
-    if not shutil.which("g++") or not {"avx2", "fma"} <= cpu_kernels._cpu_flags():
+    if not shutil.which("g++") or not {"avx2", "fma"} <= kernel_build.cpu_flags():
         pytest.skip("no g++ or no AVX2/FMA here: the engine uses torch's kernels")
     assert cpu_kernels.load() is not None
     assert tiny_runner(tiny_llama()).kernels is not None
-    monkeypatch.setenv(cpu_kernels.DISABLE_ENV, "0")
+    monkeypatch.setenv(cpu_kernels.MODE_ENV, "0")
     assert cpu_kernels.load() is None
     runner = tiny_runner(tiny_llama())
     assert runner.kernels is None and runner.layers[0].qkv.backend != "kernels"
@@ -169,7 +169,7 @@ def test_cpu_kernels_build_where_gcc_and_avx2_are(monkeypatch):
 def test_matches_transformers_with_torch_kernels_only(monkeypatch, overrides):
     """The path of a machine where our kernels cannot be built (SDPA views and gathers,
     oneDNN's packed linear)."""
-    monkeypatch.setenv(cpu_kernels.DISABLE_ENV, "0")
+    monkeypatch.setenv(cpu_kernels.MODE_ENV, "0")
     model = tiny_llama(seed=3, **overrides)
     assert teacher_forced_max_error(model, tiny_engine_config(block_size=8)) < 1e-4
 

@@ -29,7 +29,7 @@ def random_logits(rows=1, seed=0):
 
 @pytest.mark.parametrize("kernels", ["1", "0"])  # ours where they build; torch's
 def test_greedy_picks_argmax_with_its_log_prob(monkeypatch, kernels):
-    monkeypatch.setenv(cpu_kernels.DISABLE_ENV, kernels)
+    monkeypatch.setenv(cpu_kernels.MODE_ENV, kernels)
     logits = random_logits(3)
     seqs = [make_seq(i) for i in range(3)]
     sampler = Sampler()

@@ -13,8 +13,8 @@ from tritonllm.serve.launcher import Ports
 @pytest.fixture
 def launch(tmp_path):
     """Start ``tritonllm serve`` in its own process group, wait for "ready", return (proc,
-    {pid: cmdline} of its tree); ``extra``: more serve options. Anything left is SIGKILLed
-    afterwards."""
+    {pid: cmdline} of its tree); ``proc.startup_log`` holds its stderr up to "ready".
+    ``extra``: more serve options. Anything left is SIGKILLed afterwards."""
     started = []
 
     def start(openai_port: int = 0, *extra: str, ports: Ports | None = None):
@@ -23,7 +23,7 @@ def launch(tmp_path):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
         started.append(proc)
-        wait_for_line(proc.stderr, "[tritonllm] ready")
+        proc.startup_log = wait_for_line(proc.stderr, "[tritonllm] ready")
         tree = descendants(proc.pid)
         assert any("tritonserver" in cmd for cmd in tree.values()), tree
         assert any("triton_python_backend_stub" in cmd for cmd in tree.values()), tree

@@ -11,45 +11,23 @@ error ~250x below the weights' own int8 rounding, so TensorRT-LLM's W8A16 number
 decode rows attend in place in the block cache, and a step of up to 32 tokens (decode rows and
 short prompt chunks) runs each whole layer in one call.
 
-The library is built on first use with the system's C++ compiler (``$CXX`` or ``g++``; ~3 s)
-into ``<cache>/kernels/<hash of source, flags and compiler>/`` and loaded with ctypes; a build
-goes to a temporary name first, so processes starting together do not trip over each other.
-:func:`load` returns None, and the runner keeps torch's kernels, when the CPU lacks AVX2/FMA,
-no compiler is found, the build fails, or ``TRITONLLM_CPU_KERNELS=0`` (the A/B baseline of
-``make bench-engine``). Calls release the GIL (ctypes) and use ``torch.get_num_threads()``
-OpenMP threads.
+Building and loading the library (and what happens when it cannot be used) is
+:mod:`tritonllm.engine.kernel_build`'s job; :func:`load` is re-exported here. Calls release the
+GIL (ctypes) and use ``torch.get_num_threads()`` OpenMP threads.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
-import hashlib
-import logging
-import os
-import shutil
-import subprocess
-import tempfile
-import time
-from pathlib import Path
 
 import torch
 
-log = logging.getLogger(__name__)
+from tritonllm.engine.kernel_build import MODE_ENV, load
 
-SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
-FLAGS = ["-O3", "-mavx2", "-mfma", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
-REQUIRED_CPU_FLAGS = ("avx2", "fma")
-DISABLE_ENV = "TRITONLLM_CPU_KERNELS"
+__all__ = ["MODE_ENV", "DecoderLayers", "LayerC", "StepC", "decode_attention", "greedy",
+           "layer_struct", "linear", "load"]
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-_SIGNATURES = {
-    "tl_linear_f32": [_P, _I, _I, _P, _I, _P, _P, ctypes.c_int],
-    "tl_linear_i8": [_P, _I, _I, _P, _P, _I, _P, _P, ctypes.c_int],
-    "tl_decode_attention": [_P, _I, _I, _I, _I, _P, _P, _P, _I, _P, _I, _F, _P, ctypes.c_int],
-    "tl_decoder_layers": [_P, _I, _P, _P, _P, _P],
-    "tl_greedy": [_P, _I, _I, _P, _P],
-}
 
 
 class LayerC(ctypes.Structure):
@@ -84,77 +62,6 @@ class StepC(ctypes.Structure):
                 ("intermediate", _I), ("eps", _F), ("softmax_scale", _F), ("cos", _P),
                 ("sin", _P), ("slots", _P), ("tables", _P), ("width", _I), ("block_size", _I),
                 ("contexts", _P), ("nthreads", ctypes.c_int)]
-
-
-def enabled() -> bool:
-    """False when ``TRITONLLM_CPU_KERNELS=0``."""
-    return os.environ.get(DISABLE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def load() -> ctypes.CDLL | None:
-    """The compiled kernels, or None where they cannot run (the reason is logged once)."""
-    return _load() if enabled() else None
-
-
-@functools.lru_cache(maxsize=1)
-def _load() -> ctypes.CDLL | None:
-    missing = [flag for flag in REQUIRED_CPU_FLAGS if flag not in _cpu_flags()]
-    if missing:
-        log.warning("CPU kernels off: this CPU lacks %s; using torch's kernels", missing)
-        return None
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if not compiler:
-        log.warning("CPU kernels off: no C++ compiler (set CXX or install g++); "
-                    "using torch's kernels")
-        return None
-    try:
-        path = _build(compiler)
-        lib = ctypes.CDLL(str(path))
-    except (OSError, subprocess.CalledProcessError) as exc:
-        log.warning("CPU kernels off: %s; using torch's kernels", exc)
-        return None
-    for name, argtypes in _SIGNATURES.items():
-        getattr(lib, name).argtypes = argtypes
-        getattr(lib, name).restype = None
-    return lib
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def _build(compiler: str) -> Path:
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
-                             check=True).stdout.splitlines()[0]
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, version]).encode()).hexdigest()
-    from tritonllm.model_source import cache_root
-
-    target = cache_root() / "kernels" / key[:16] / "libtritonllm_cpu.so"
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    log.info("compiling the CPU kernels (%s) into %s", SOURCE.name, target.parent)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp],
-                              capture_output=True, text=True)
-        if done.returncode:
-            raise subprocess.CalledProcessError(done.returncode, done.args, stderr=done.stderr)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    log.info("compiled the CPU kernels in %.1f s", time.monotonic() - start)
-    return target
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tritonllm.engine import EngineConfig
+from tritonllm.engine import EngineConfig, kernel_build
 from tritonllm.model_source import cache_root, resolve_model_dir
 from tritonllm.openai.server import FrontendProcess
 from tritonllm.openai.settings import DEFAULT_PORT, FrontendSettings
@@ -80,6 +80,8 @@ def serve(deployment: CpuDeployment, ports: Ports, log_file: Path | None = None,
     log (default: one in the tritonllm cache, so a crash can be reported)."""
     repo = deployment.prepare()
     print(f"[tritonllm] model repository: {repo}", file=sys.stderr)
+    if not _report_kernels():
+        return 1
     _warn_if_exposed(host)
     server = TritonServer(repo, ports, log_file=log_file or _default_log(ports), host=host,
                           grace_period_s=grace_period_s, admin_key=_admin_key(ports))
@@ -134,6 +136,19 @@ def _supervise(server: TritonServer) -> int:
 def _died(server: TritonServer, code: int) -> int:
     print(f"[tritonllm] error: {server.exit_report()}", file=sys.stderr, flush=True)
     return 128 - code if code < 0 else code or 1
+
+
+def _report_kernels() -> bool:
+    """Build the engine's CPU kernels here (the model's stub then loads them from the cache) and
+    say which path the engine runs; False when they are required and unavailable."""
+    status = kernel_build.status()
+    print(f"[tritonllm] CPU kernels: {status.describe()}", file=sys.stderr)
+    if status.library is None and kernel_build.mode() == "require":
+        print(f"[tritonllm] error: {kernel_build.MODE_ENV}=require and the kernels cannot be "
+              f"used; set {kernel_build.MODE_ENV}=1 to run torch's kernels instead",
+              file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def _warn_if_exposed(host: str) -> None:
