@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
 
-.PHONY: serve test test-gpuset install install-gpuset model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix loadtest loadtest-sweep k8s clean
+.PHONY: serve test test-gpuset gpu-check install install-gpuset model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -101,6 +101,11 @@ bench-ensemble: model
 
 bench-prefix: model
 	$(BIN)/tritonllm bench prefix --num-threads 1
+
+# On a GPU node with the GPU image's stack: build SmolLM2 engines (fp16, fp8), serve each and run
+# the live checks against it; one summary line. Refuses (status 3) anywhere else.
+gpu-check: model
+	$(BIN)/tritonllm deploy gpu-check
 
 # Against a running server (make serve in another terminal).
 loadtest: model

@@ -1,9 +1,17 @@
 """Shared fixtures. ``triton_server`` is a REAL tritonserver process serving the default model
-(SmolLM2-135M-Instruct) through the CPU engine, started once per test session."""
+(SmolLM2-135M-Instruct) through the CPU engine, started once per test session.
+
+With ``TRITONLLM_TEST_SERVER`` set (JSON: ``http``, ``grpc``, ``metrics`` as host:port,
+``openai`` as a URL, ``model_dir``), ``triton_server`` and ``openai_frontend`` are that running
+deployment instead: ``tritonllm deploy gpu-check`` points the live tests at a GPU server so."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import types
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +24,13 @@ from tritonllm.serve.launcher import Ports, TritonServer
 # Small enough to start fast, large enough for 8 concurrent requests of a few hundred tokens.
 TEST_ENGINE = EngineConfig(max_batch_size=8, max_num_tokens=256, max_input_len=1024,
                            max_seq_len=2048, kv_cache_tokens=8192)
+EXTERNAL_SERVER_ENV = "TRITONLLM_TEST_SERVER"
+
+
+def external_server() -> dict | None:
+    """The running deployment named by ``TRITONLLM_TEST_SERVER`` (None: start our own)."""
+    text = os.environ.get(EXTERNAL_SERVER_ENV)
+    return json.loads(text) if text else None
 
 
 def pytest_report_header(config):
@@ -84,6 +99,13 @@ def pool_cache(pool_cache_dir, monkeypatch):
 
 @pytest.fixture(scope="session")
 def triton_server(tmp_path_factory, model_dir) -> ServerInfo:
+    external = external_server()
+    if external:
+        work = tmp_path_factory.mktemp("external")
+        yield ServerInfo(external["http"], external["grpc"], f"http://{external['metrics']}"
+                         "/metrics", Path(external["model_dir"]), work, work / "none.log",
+                         TEST_ENGINE)
+        return
     work = tmp_path_factory.mktemp("triton")
     # Two postprocessing instances: every streaming test also proves that streamed text is
     # exact whichever instance decodes each response (tritonllm.models.postprocess).
@@ -106,6 +128,14 @@ def openai_frontend(triton_server, tmp_path_factory):
     the session's tritonserver."""
     from tritonllm.openai import FrontendProcess, FrontendSettings
     from tritonllm.serve.launcher import free_port
+
+    external = external_server()
+    if external:
+        with urllib.request.urlopen(f"{external['openai']}/v1/models", timeout=30) as reply:
+            model = json.load(reply)["data"][0]["id"]
+        yield types.SimpleNamespace(url=external["openai"],
+                                    settings=types.SimpleNamespace(model_name=model))
+        return
 
     settings = FrontendSettings(triton_url=triton_server.grpc_url,
                                 model_name=triton_server.model_dir.name,

@@ -3,6 +3,7 @@
     tritonllm deploy entrypoint [--profile P] [--dry-run]   what the images run
     tritonllm deploy worker                                 a LeaderWorkerSet worker pod
     tritonllm deploy k8s [--check]                          render (or check) deploy/k8s/
+    tritonllm deploy gpu-check [--mode M]                   the GPU acceptance run
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def register(subparsers) -> None:
                    help="validate offline and compare with the files on disk; write nothing")
     k.set_defaults(handler=_k8s)
 
+    g = sub.add_parser("gpu-check", help="on a GPU node: build SmolLM2 engines, serve them and "
+                                         "run the live checks against them")
+    g.add_argument("--mode", action="append", choices=("fp16", "fp8"), default=None,
+                   help="repeatable (default: fp16, and fp8 where the GPU has it)")
+    g.add_argument("--work-dir", type=Path, default=Path("out/gpu-check"))
+    g.set_defaults(handler=_gpu_check)
+
 
 def _entrypoint(args: argparse.Namespace) -> int:
     from tritonllm.deploy.entrypoint import DeployError, EntrypointOptions, run
@@ -67,6 +75,12 @@ def _entrypoint(args: argparse.Namespace) -> int:
         return run(options)
     except DeployError as exc:
         raise ValueError(str(exc)) from None  # printed as "tritonllm: error: ..." (status 2)
+
+
+def _gpu_check(args: argparse.Namespace) -> int:
+    from tritonllm.deploy.gpu_check import run
+
+    return run(args.work_dir, tuple(args.mode) if args.mode else None)
 
 
 def _worker() -> int:
