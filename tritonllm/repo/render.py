@@ -22,6 +22,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonllm import contract
+from tritonllm.repo import backend_parameters
 from tritonllm.contract import ModelContract, Tensor, format_bool
 from tritonllm.engine.config import SCHEDULER_POLICIES
 
@@ -43,6 +44,10 @@ class GpuEngineSettings:
     exclude_input_in_output: bool = False
     max_queue_delay_microseconds: int = 0
     max_queue_size: int = 0  # Triton's queue policy; TensorRT-LLM's executor reads it too
+    # Guided decoding stays off ("") unless both are set; the backend reads both keys unguarded,
+    # so they are always rendered (tritonllm.repo.backend_parameters).
+    guided_decoding_backend: str = ""
+    xgrammar_tokenizer_info_path: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -52,6 +57,12 @@ class GpuEngineSettings:
         if not 0.0 < self.kv_cache_free_gpu_mem_fraction <= 1.0:
             raise ValueError("kv_cache_free_gpu_mem_fraction: must be in (0, 1], got "
                              f"{self.kv_cache_free_gpu_mem_fraction}")
+        if self.guided_decoding_backend not in ("", "xgrammar"):
+            raise ValueError("guided_decoding_backend: must be 'xgrammar' or '' (off), got "
+                             f"{self.guided_decoding_backend!r}")
+        if bool(self.guided_decoding_backend) != bool(self.xgrammar_tokenizer_info_path):
+            raise ValueError("xgrammar_tokenizer_info_path: needed with guided_decoding_backend "
+                             "'xgrammar', and only then")
 
     def parameters(self) -> dict[str, str]:
         params = {
@@ -63,6 +74,8 @@ class GpuEngineSettings:
             "enable_chunked_context": format_bool(self.enable_chunked_context),
             "max_beam_width": str(self.max_beam_width),
             "exclude_input_in_output": format_bool(self.exclude_input_in_output),
+            "guided_decoding_backend": self.guided_decoding_backend,
+            "xgrammar_tokenizer_info_path": self.xgrammar_tokenizer_info_path,
         }
         if self.max_tokens_in_paged_kv_cache is not None:
             params["max_tokens_in_paged_kv_cache"] = str(self.max_tokens_in_paged_kv_cache)
@@ -188,7 +201,11 @@ def _engine_model(settings: RepoSettings) -> pb.ModelConfig:
         if gpu.max_queue_size:
             # Requests beyond it get UNAVAILABLE / HTTP 503 "Exceeds maximum queue size".
             cfg.dynamic_batching.default_queue_policy.max_queue_size = gpu.max_queue_size
-        params = gpu.parameters()
+        params = {"tokenizer_dir": settings.tokenizer_dir, **gpu.parameters()}
+        problems = backend_parameters.problems(params)
+        if problems:
+            raise ValueError("tensorrt_llm: the tensorrtllm backend would not load this config: "
+                             + "; ".join(problems))
     params = {"cancellation_check_period_ms": settings.cancellation_check_period_ms, **params}
     _set_parameters(cfg, params)
     return cfg
