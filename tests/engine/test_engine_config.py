@@ -26,7 +26,7 @@ def test_config_derives_blocks_and_rounds_capacity():
 @pytest.mark.parametrize("fields, message", [
     (dict(max_batch_size=0), "max_batch_size: must be an integer >= 1"),
     (dict(block_size=-4), "block_size: must be an integer >= 1"),
-    (dict(num_threads=0), "num_threads: must be an integer >= 1"),
+    (dict(num_threads=-1), "num_threads: must be an integer >= 0 \\(0: automatic\\)"),
     (dict(max_input_len=4096, max_seq_len=4096), r"max_input_len: 4096 must be < max_seq_len"),
     (dict(max_num_tokens=4, max_batch_size=8), r"max_num_tokens: 4 must be >= max_batch_size"),
     (dict(max_num_tokens=256, enable_chunked_context=False),

@@ -21,6 +21,7 @@ import queue
 import time
 from dataclasses import dataclass, field
 
+from tritonllm.engine.threads import thread_budget
 from tritonllm.bench.workload import WorkItem, mixed_workload
 
 
@@ -199,7 +200,7 @@ def run(args) -> int:
     from tritonllm.tokenizer import TextCodec
 
     config = dataclass_from_args(EngineConfig, args, "engine")
-    torch.set_num_threads(config.num_threads)  # the same threads for baselines and engine
+    torch.set_num_threads(thread_budget(config.num_threads).limit)  # baselines as engine
     model_dir = resolve_model_dir(args.model)
     codec = TextCodec.from_dir(model_dir)
     items = mixed_workload(args.requests)
@@ -212,7 +213,7 @@ def run(args) -> int:
         if args.profile_only:
             return 0
     print(f"model {model_dir}\n{len(items)} requests, {sum(i.output_tokens for i in items)} "
-          f"output tokens, torch threads {config.num_threads}")
+          f"output tokens, engine threads {thread_budget(config.num_threads).reason}")
     results = []
     if not args.skip_transformers:
         results += _baselines(model_dir, prompts, items, args.static_batch_size, codec.pad_id, tqdm)

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tritonllm.engine.threads import thread_budget
 from tritonllm.bench.engine_bench import RunResult, percentile
 
 WORKLOAD = Path(__file__).resolve().parents[2] / "loadtest" / "workloads" / "shared-prefix-1k.yaml"
@@ -141,8 +142,8 @@ def run(args) -> int:
                        num_prompts=args.requests * args.rounds + 1)
     warmup, *prompts = build_prompts(workload, TextCodec.from_dir(model_dir))
     print(f"model {model_dir}\nworkload {workload.describe()}; {args.rounds} rounds of "
-          f"{args.requests} requests per engine at c={args.concurrency}, torch threads "
-          f"{config.num_threads}")
+          f"{args.requests} requests per engine at c={args.concurrency}, engine threads "
+          f"{thread_budget(config.num_threads).reason}")
     runner = ModelRunner.from_hf_dir(model_dir, replace(config, enable_kv_cache_reuse=True))
     sides = [Side("reuse on", LLMEngine(runner).start()),
              Side("reuse off", LLMEngine(sharing_weights(

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pathlib import Path
 
+from tritonllm.engine.threads import thread_budget
 from tritonllm.bench import engine_bench
 from tritonllm.bench.engine_bench import RunResult, _baselines, format_table
 from tritonllm.bench.workload import WorkItem, mixed_workload
@@ -111,13 +112,13 @@ def run(args) -> int:
     items = mixed_workload(args.requests)
     peers = _peers_ready(args)  # before anything is measured: a missing peer fails fast
     print(f"model {model_dir}\n{len(items)} requests, {sum(i.output_tokens for i in items)} "
-          f"output tokens, torch threads {config.num_threads}")
+          f"output tokens, engine threads {thread_budget(config.num_threads).reason}")
     runs, generated, wrong = _served(model_dir, config, items, args.concurrency, tqdm, peers,
                                      args.rounds, args.ready_timeout)
     ours = [merge(level_runs) for level_runs in runs.pop(OURS)]
     results = ours
     if not args.skip_transformers:
-        torch.set_num_threads(config.num_threads)  # the baselines get the engine's threads
+        torch.set_num_threads(thread_budget(config.num_threads).limit)  # as the engine's
         codec = TextCodec.from_dir(model_dir)
         prompts = [codec.encode(item.prompt) for item in items]
         results = _baselines(model_dir, prompts, items, args.static_batch_size, codec.pad_id,

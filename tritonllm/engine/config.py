@@ -19,9 +19,9 @@ describe both the GPU engine and this CPU twin:
   KV-cache block reuse (its executor's ``enable_block_reuse``; the Triton backend's parameter of
   this name). Cached blocks nobody holds stay until their space is needed (least recently used
   first) and count as free capacity. On by default, as in TensorRT-LLM 1.2.
-- ``num_threads``: torch intra-op threads (process-wide in torch). Default: the cores this
-  process may use. On a machine shared with other busy processes, 1 is often faster: OpenMP
-  threads that wait for a descheduled peer stall every step.
+- ``num_threads``: threads of the step (torch's intra-op threads and our kernels'). 0 (the
+  default): up to the CPUs this process may use (affinity mask and cgroup CPU quota), fewer
+  while other processes take cores (:mod:`tritonllm.engine.threads`); N > 0: exactly N.
 - ``max_stop_words``: most stop words, and most bad words, per request.
 - ``max_queue_size``: most requests waiting for a batch slot (beyond the free ones); one more is
   refused at once with :class:`~tritonllm.engine.QueueFullError` (Triton's ``max_queue_size``;
@@ -68,7 +68,7 @@ class EngineConfig:
     scheduler_policy: str = "guaranteed_no_evict"
     enable_chunked_context: bool = True
     enable_kv_cache_reuse: bool = True
-    num_threads: int = field(default_factory=available_cores)
+    num_threads: int = 0
     max_stop_words: int = 64  # per request, for stop words and for bad words each
     max_queue_size: int = 32
     weights: str = "auto"
@@ -92,10 +92,14 @@ class EngineConfig:
 
     def _check_positive(self) -> None:
         for name in ("max_batch_size", "max_num_tokens", "max_input_len", "max_seq_len",
-                     "kv_cache_tokens", "block_size", "num_threads", "max_stop_words"):
+                     "kv_cache_tokens", "block_size", "max_stop_words"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+
+        if not isinstance(self.num_threads, int) or self.num_threads < 0:
+            raise ValueError(f"num_threads: must be an integer >= 0 (0: automatic), got "
+                             f"{self.num_threads!r}")
 
     def _check_relations(self) -> None:
         if self.max_input_len >= self.max_seq_len:

@@ -26,6 +26,7 @@ from tritonllm.contract import TIMEOUT_MARK
 from tritonllm.engine.config import EngineConfig
 from tritonllm.engine.request import GenerationOutput, GenerationRequest, Sequence
 from tritonllm.engine.scheduler import ScheduledBatch, Scheduler
+from tritonllm.engine.threads import ThreadGovernor, thread_budget
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class LLMEngine:
             raise ValueError("config: differs from the config the ModelRunner was built with")
         self.scheduler = Scheduler(self.config)
         self.sampler = Sampler()
+        self.threads = ThreadGovernor(thread_budget(self.config.num_threads))
+        log.info("engine threads: %s", self.threads.budget.reason)
         self._stats = EngineStats()
         self._cond = threading.Condition()
         self._inbox: list[Sequence] = []
@@ -335,6 +338,7 @@ class LLMEngine:
             seq.first_scheduled_time_ns = seq.first_scheduled_time_ns or now
         sampled = [seq for seq, sample in zip(batch.seqs, batch.sample) if sample]
         try:
+            self.runner.set_threads(self.threads.threads())
             start = time.perf_counter()
             logits = self.runner.forward(batch)
             with self._cond:  # step time too: the outputs sent next carry consistent stats

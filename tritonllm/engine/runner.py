@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from tritonllm.engine import cpu_kernels, huge_pages
+from tritonllm.engine.threads import thread_budget
 from tritonllm.engine.config import EngineConfig
 from tritonllm.engine.scheduler import ScheduledBatch
 
@@ -344,7 +345,7 @@ class ModelRunner:
         if self.int8 and not int8_linear_works():
             raise ValueError("weights: int8 needs our CPU kernels (cpu_kernels: AVX2, a C++ "
                              "compiler) or fbgemm's dynamic int8 linear; neither works here")
-        torch.set_num_threads(config.num_threads)  # process-wide in torch
+        torch.set_num_threads(thread_budget(config.num_threads).limit)
         self.kernels = cpu_kernels.load()
         self.hf_config = hf_config
         self.config = config
@@ -571,6 +572,13 @@ class ModelRunner:
         return cos[0].contiguous(), sin[0].contiguous()
 
     # ---- the step ------------------------------------------------------------------------
+
+    @staticmethod
+    def set_threads(count: int) -> None:
+        """Run the steps that this thread calls on ``count`` threads (OpenMP's thread count is
+        per calling thread: call it from the thread that steps)."""
+        if torch.get_num_threads() != count:
+            torch.set_num_threads(count)
 
     @torch.inference_mode()
     def forward(self, batch: ScheduledBatch, all_tokens: bool = False) -> torch.Tensor:

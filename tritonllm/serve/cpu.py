@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tritonllm.engine import EngineConfig, kernel_build
+from tritonllm.engine.threads import thread_budget
 from tritonllm.model_source import cache_root, resolve_model_dir
 from tritonllm.openai.server import FrontendProcess
 from tritonllm.openai.settings import DEFAULT_PORT, FrontendSettings
@@ -82,6 +83,8 @@ def serve(deployment: CpuDeployment, ports: Ports, log_file: Path | None = None,
     print(f"[tritonllm] model repository: {repo}", file=sys.stderr)
     if not _report_kernels():
         return 1
+    threads = thread_budget(deployment.engine.num_threads)
+    print(f"[tritonllm] engine threads: {threads.reason}", file=sys.stderr)
     _warn_if_exposed(host)
     server = TritonServer(repo, ports, log_file=log_file or _default_log(ports), host=host,
                           grace_period_s=grace_period_s, admin_key=_admin_key(ports))
