@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # tritonllm images; see deploy/README.md.
 #
-#   docker build --target gpu -t tritonllm:0.1.0-gpu .   NGC Triton + TensorRT-LLM 1.2.1: builds
+#   docker build --target gpu -t tritonllm:0.1.0-gpu .   NGC Triton + TensorRT-LLM 1.1.0: builds
 #                                                        engines once, serves tp x pp ranks
 #   docker build --target cpu -t tritonllm:0.1.0-cpu .   slim Python + the CPU twin (`tritonllm
 #                                                        serve`) and Locust for load tests
@@ -72,7 +72,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
 CMD ["tritonllm", "serve"]
 
 # ------------------------------------------------------------------------------------------------
-# GPU: the NGC container with TensorRT-LLM 1.2.1 (the last line that builds engines) and the
+# GPU: the NGC container with TensorRT-LLM 1.1.0 (the last line that builds engines) and the
 # tensorrtllm backend. Our package goes in without dependencies so the container's torch,
 # transformers, ModelOpt and TensorRT-LLM stay exactly as NVIDIA tested them.
 FROM ${TRITON_IMAGE} AS gpu
@@ -82,7 +82,7 @@ ARG REVISION=unknown
 ARG KUBECTL_VERSION=v1.33.4
 ARG TARGETARCH=amd64
 LABEL org.opencontainers.image.title="tritonllm-gpu" \
-      org.opencontainers.image.description="Llama on Triton Inference Server with TensorRT-LLM 1.2.1 engines: build once, cache, serve with tensor/pipeline parallelism" \
+      org.opencontainers.image.description="Llama on Triton Inference Server with TensorRT-LLM 1.1.0 engines: build once, cache, serve with tensor/pipeline parallelism" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.base.name="${TRITON_IMAGE}"

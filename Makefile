@@ -34,7 +34,7 @@ serve: model
 test: model
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The GPU image's Python set (transformers 4.57.1, ModelOpt 0.37, see requirements/gpu-image.txt)
+# The GPU image's Python set (transformers 4.56.0, ModelOpt 0.37, see requirements/gpu-image.txt)
 # in its own venv, our package installed with --no-deps as the GPU image does; it runs the tests
 # of everything the GPU image executes. The default model comes from the main venv (`make model`).
 GPUSET_VENV := .venv-gpuset

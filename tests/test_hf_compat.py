@@ -1,4 +1,4 @@
-"""Files written by transformers 5 (the CPU set) load under 4.57.1 (the GPU image's set), and the
+"""Files written by transformers 5 (the CPU set) load under 4.56.0 (the GPU image's set), and the
 portable forms we write still load under 5. This file runs under both sets (`make test`,
 `make test-gpuset`); each run checks its own side against files as transformers 5.24 wrote them."""
 

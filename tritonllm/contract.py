@@ -1,7 +1,7 @@
 """The tensor contract of the Triton model repository, declared once.
 
 Names, dtypes and shapes follow tensorrtllm_backend's ``all_models/inflight_batcher_llm``
-(TensorRT-LLM 1.2.x), so clients written for NVIDIA's deployment work unchanged against ours,
+(TensorRT-LLM 1.1.x), so clients written for NVIDIA's deployment work unchanged against ours,
 on GPU and on CPU. Everything that needs these facts reads them from here: the config renderer
 (``tritonllm.repo``), the model.py adapters, the client and the load-test providers.
 

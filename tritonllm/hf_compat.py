@@ -1,19 +1,19 @@
 """The one home of code that differs between the two transformers lines we run under.
 
-The CPU twin runs transformers 5 (pyproject.toml); the GPU image runs what TensorRT-LLM 1.2.1
-pins, transformers 4.57.1 (requirements/gpu-image.txt). Files written by one are read by the
+The CPU twin runs transformers 5 (pyproject.toml); the GPU image runs what TensorRT-LLM 1.1.0
+pins, transformers 4.56.0 (requirements/gpu-image.txt). Files written by one are read by the
 other: the default model directory and the tokenizer copies in build outputs are written on CPU
-machines with transformers 5 and read in the GPU image with 4.57.1.
+machines with transformers 5 and read in the GPU image with 4.56.
 
 Known differences, each handled here and tested under both sets (tests/test_hf_compat.py):
 
-- transformers 5 saves ``"tokenizer_class": "TokenizersBackend"``; 4.57.1 has no such class
+- transformers 5 saves ``"tokenizer_class": "TokenizersBackend"``; 4.56 has no such class
   ("Tokenizer class TokenizersBackend does not exist"). :func:`write_portable_tokenizer_config`
   rewrites it to ``PreTrainedTokenizerFast``, which both lines read (5 treats it as an alias of
   its fast backend); :func:`load_tokenizer` also loads directories written before that fix.
-- transformers 5 saves ``extra_special_tokens`` as a list; 4.57.1 expects a mapping there and
+- transformers 5 saves ``extra_special_tokens`` as a list; 4.56 expects a mapping there and
   reads a list as ``additional_special_tokens``, the key both lines read.
-- transformers 5 saves the RoPE base inside ``"rope_parameters"`` in config.json; 4.57.1 reads
+- transformers 5 saves the RoPE base inside ``"rope_parameters"`` in config.json; 4.56 reads
   only a top-level ``"rope_theta"`` and silently falls back to 10000 (SmolLM2 needs 100000: a
   wrong model, not an error). :func:`portable_model_config` adds the top-level keys, which 5
   reads too. Building a ``LlamaConfig`` in code has the same split: :func:`llama_rope_kwargs`.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 PORTABLE_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
-# Classes transformers 5 writes that 4.57.1 does not know; all are fast (tokenizer.json) backends.
+# Classes transformers 5 writes that 4.56 does not know; all are fast (tokenizer.json) backends.
 _V5_ONLY_CLASSES = frozenset({"TokenizersBackend"})
 # The files a tokenizer may be made of (never the weights).
 _TOKENIZER_FILE_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "chat_template",
@@ -57,7 +57,7 @@ def portable_tokenizer_config(config: dict) -> dict:
 
 
 def portable_model_config(config: dict) -> dict:
-    """``config`` (a config.json's content) with the RoPE keys 4.57.1 reads added beside 5's."""
+    """``config`` (a config.json's content) with the RoPE keys 4.56 reads added beside 5's."""
     out = dict(config)
     rope = dict(out.get("rope_parameters") or {})
     if "rope_theta" in rope and "rope_theta" not in out:
@@ -99,7 +99,7 @@ def _rewrite_json(path: Path, transform) -> bool:
 
 def llama_rope_kwargs(rope_parameters: dict) -> dict:
     """``LlamaConfig`` keyword arguments for ``rope_parameters`` (transformers 5's form:
-    ``{"rope_type", "rope_theta", ...scaling keys}``) under the installed transformers; 4.57.1
+    ``{"rope_type", "rope_theta", ...scaling keys}``) under the installed transformers; 4.56
     ignores ``rope_parameters`` and would use a RoPE base of 10000."""
     if transformers_major() >= 5:
         return {"rope_parameters": dict(rope_parameters)}
@@ -117,7 +117,7 @@ def load_tokenizer(model_dir: str | os.PathLike):
     """The Hugging Face tokenizer of ``model_dir``, under either transformers line.
 
     ``AutoTokenizer`` when the directory's tokenizer_config.json is readable as it stands;
-    otherwise (written by transformers 5, read by 4.57.1) the portable form of that config is
+    otherwise (written by transformers 5, read by 4.56) the portable form of that config is
     applied in memory: same vocabulary, special tokens and chat template. The directory is never
     modified here (it may be read-only, e.g. a mounted volume).
     """

@@ -8,7 +8,7 @@ cached; every later start loads the checkpoint in seconds instead of the ~35 s G
 Any local Hugging Face Llama directory can be served instead: pass its path.
 
 The cached checkpoint is written by transformers 5 and read both by it and by the GPU image's
-transformers 4.57.1: its config.json and tokenizer_config.json are kept in the form both read (:mod:`hf_compat`).
+transformers 4.56.0: its config.json and tokenizer_config.json are kept in the form both read (:mod:`hf_compat`).
 """
 
 from __future__ import annotations
@@ -99,6 +99,6 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    # The GPU image reads this directory with transformers 4.57.1 (see hf_compat).
+    # The GPU image reads this directory with transformers 4.56.0 (see hf_compat).
     write_portable_checkpoint(out_dir)
     print("[tritonllm] conversion done", file=sys.stderr)

@@ -27,7 +27,7 @@ class InvalidInputError(ValueError):
 
 
 def load_tokenizer(model_dir: str | Path):
-    """``model_dir``'s Hugging Face tokenizer under transformers 5 or 4.57.1 (the GPU image's),
+    """``model_dir``'s Hugging Face tokenizer under transformers 5 or 4.56.0 (the GPU image's),
     whichever of them wrote it (see :mod:`tritonllm.hf_compat`)."""
     from tritonllm.hf_compat import load_tokenizer as load
 
@@ -74,7 +74,7 @@ class TextCodec:
 
     def decode_many(self, sequences: list[list[int]]) -> list[str]:
         """``decode`` of each sequence. A fast tokenizer's Rust ``tokenizers.Tokenizer`` is
-        called directly (the call transformers 5 and 4.57 make themselves, without their Python
+        called directly (the call transformers 5 and 4.56 make themselves, without their Python
         layers: a third of the cost per sequence here), one sequence at a time: its
         ``decode_batch`` hands short sequences to a thread pool and was 4x slower here."""
         rust = self._rust_tokenizer

@@ -1,4 +1,4 @@
-"""trtllm-build command lines against TensorRT-LLM 1.2.1's CLI, and the engine stage on a machine
+"""trtllm-build command lines against TensorRT-LLM 1.1.0's CLI, and the engine stage on a machine
 without TensorRT-LLM (commands printed, exit status 3)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ GPU_PROFILES = ["llama-3.1-8b-fp8-h100", "llama-3.1-70b-fp8-tp4-h100",
 
 
 def trtllm_build_1_2_1_parser() -> argparse.ArgumentParser:
-    """trtllm-build's options as TensorRT-LLM 1.2.1 defines them (commands/build.py, and the
+    """trtllm-build's options as TensorRT-LLM 1.1.0 defines them (commands/build.py, and the
     plugin options plugin.add_plugin_argument adds from PluginConfig), re-declared here from
     the source so an unknown flag or value fails to parse. Abbreviations are refused so a typo
     cannot pass for a prefix."""
@@ -124,7 +124,7 @@ def test_cpu_target_has_nothing_to_compile(tmp_path):
 
 def test_manifest_records_the_profile_and_detects_changes():
     profile = load_profile(PROFILES / "llama-3.1-70b-fp8-tp4-h100.yaml")
-    manifest = make_manifest(profile, "1.2.1", "NVIDIA H100 80GB HBM3", "9.0")
+    manifest = make_manifest(profile, "1.1.0", "NVIDIA H100 80GB HBM3", "9.0")
     assert (manifest.tp_size, manifest.quant_algo, manifest.kv_cache_quant_algo) == (4, "FP8",
                                                                                      "FP8")
     assert check_manifest(manifest, profile_hash=engine_hash(profile), gpu_count=4) is None

@@ -11,7 +11,7 @@ from tritonllm.build.manifest import (MANIFEST_NAME, EngineManifest, check_engin
 
 MANIFEST = EngineManifest(
     profile_name="llama-3.1-70b-fp8-tp4-h100", profile_hash="0123456789abcdef",
-    tensorrt_llm_version="1.2.1", gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0",
+    tensorrt_llm_version="1.1.0", gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0",
     tp_size=4, pp_size=1, dtype="bfloat16", quant_algo="FP8", kv_cache_quant_algo="FP8",
     max_batch_size=64, max_input_len=8192, max_seq_len=16384, max_num_tokens=8192,
     created="2026-11-26T10:00:00Z")
@@ -27,13 +27,13 @@ def test_round_trip(tmp_path):
 def test_matching_engine_passes():
     assert check_manifest(MANIFEST) is None
     assert check_manifest(MANIFEST, profile_hash="0123456789abcdef",
-                          tensorrt_llm_version="1.2.1", compute_capability="9.0",
+                          tensorrt_llm_version="1.1.0", compute_capability="9.0",
                           gpu_count=8) is None
 
 
 @pytest.mark.parametrize("expected, fragment", [
     ({"profile_hash": "ffffffffffffffff"}, "the profile now hashes to ffffffffffffffff"),
-    ({"tensorrt_llm_version": "1.3.0"}, "built with TensorRT-LLM 1.2.1 but this runtime has 1.3.0"),
+    ({"tensorrt_llm_version": "1.3.0"}, "built with TensorRT-LLM 1.1.0 but this runtime has 1.3.0"),
     ({"compute_capability": "8.9"}, "compute capability 9.0) but this GPU has compute capability 8.9"),
     ({"gpu_count": 2}, "needs 4 GPUs (tp_size=4 x pp_size=1) but 2 are visible"),
 ])

@@ -1,5 +1,5 @@
 """ModelOpt configs per mode, in both preset shapes: 0.47's list (`make test`) and 0.37's dict
-(what TensorRT-LLM 1.2.1's container carries; `make test-gpuset`). Each run checks the presets
+(what TensorRT-LLM 1.1.0's container carries; `make test-gpuset`). Each run checks the presets
 of the ModelOpt it has installed."""
 
 from __future__ import annotations

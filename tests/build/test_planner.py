@@ -190,7 +190,7 @@ NO_PAGED_CONTEXT = {"enable_kv_cache_reuse": False, "enable_chunked_context": Fa
     ({"mode": "none", "kv_cache": "fp8"}, "an FP8 KV cache with quant_algo None"),
 ])
 def test_rule_kv_cache_reuse_needs_paged_context_fmha(quantization, blocker):
-    # trtllm-build 1.2.1 turns paged context FMHA off for these KV caches (with a warning);
+    # trtllm-build 1.1.0 turns paged context FMHA off for these KV caches (with a warning);
     # the executor would then drop reuse silently and refuse chunked context.
     _only(_problems("llama-3.1-8b", quantization=quantization),
           "serving.enable_kv_cache_reuse and serving.enable_chunked_context: need paged context "

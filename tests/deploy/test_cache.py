@@ -18,6 +18,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from tritonllm.gpu_stack import TENSORRT_LLM_VERSION
 from tritonllm.build.engine import make_manifest
 from tritonllm.build.manifest import MANIFEST_NAME, write_manifest
 from tritonllm.build.profile import engine_hash, load_profile
@@ -35,7 +36,7 @@ parallel: {{tp_size: {tp}, pp_size: 1}}
 limits: {{max_batch_size: {batch}, max_input_len: 2048, max_seq_len: 4096, max_num_tokens: 8192}}
 target: {{gpu: H100}}
 """
-H100 = NodeFacts("1.2.1", "NVIDIA H100 80GB HBM3", "9.0", 2)
+H100 = NodeFacts(TENSORRT_LLM_VERSION, "NVIDIA H100 80GB HBM3", "9.0", 2)
 
 BUILDER = """\
 import os, pathlib, sys
@@ -54,7 +55,7 @@ engine.mkdir(parents=True, exist_ok=True)
 (engine / "config.json").write_text("{}")
 for rank in range(profile.parallel.world_size):
     (engine / f"rank{rank}.engine").write_bytes(b"engine")
-version = os.environ.get("BUILD_TRTLLM", "1.2.1")
+version = os.environ.get("BUILD_TRTLLM", "1.1.0")
 write_manifest(engine, make_manifest(profile, version, "NVIDIA H100 80GB HBM3", "9.0"))
 """
 
@@ -64,7 +65,7 @@ def write_profile(path, tp=1, batch=64):
     return load_profile(path)
 
 
-def engine_on_disk(engine_dir, profile, version="1.2.1", cc="9.0", ranks=None):
+def engine_on_disk(engine_dir, profile, version="1.1.0", cc="9.0", ranks=None):
     engine_dir.mkdir(parents=True, exist_ok=True)
     (engine_dir / "config.json").write_text("{}")
     for rank in range(profile.parallel.world_size if ranks is None else ranks):
@@ -72,7 +73,7 @@ def engine_on_disk(engine_dir, profile, version="1.2.1", cc="9.0", ranks=None):
     write_manifest(engine_dir, make_manifest(profile, version, "NVIDIA H100 80GB HBM3", cc))
 
 
-def decide(build_dir, profile, version="1.2.1", cc="9.0"):
+def decide(build_dir, profile, version="1.1.0", cc="9.0"):
     return cache.decide(build_dir, profile_hash=engine_hash(profile),
                         tensorrt_llm_version=version, compute_capability=cc,
                         world_size=profile.parallel.world_size)
@@ -92,8 +93,8 @@ def test_miss_hit_and_rebuild_for_a_changed_profile(tmp_path):
     assert stale.action == cache.REBUILD and engine_hash(changed) in stale.reason
 
 
-@pytest.mark.parametrize("version,cc,needle", [("1.1.0", "9.0", "TensorRT-LLM 1.1.0"),
-                                               ("1.2.1", "8.9", "compute capability")])
+@pytest.mark.parametrize("version,cc,needle", [("1.0.0", "9.0", "TensorRT-LLM 1.0.0"),
+                                               ("1.1.0", "8.9", "compute capability")])
 def test_engine_from_another_version_or_gpu_is_rebuilt(tmp_path, version, cc, needle):
     profile = write_profile(tmp_path / "p.yaml")
     engine_on_disk(tmp_path / "build" / "engine", profile, version=version, cc=cc)
@@ -123,7 +124,7 @@ def test_two_manifests_are_refused(tmp_path):
 
 def test_discard_removes_only_the_stale_engine(tmp_path):
     profile = write_profile(tmp_path / "p.yaml")
-    engine_on_disk(tmp_path / "build" / "engine", profile, version="1.1.0")
+    engine_on_disk(tmp_path / "build" / "engine", profile, version="1.0.0")
     (tmp_path / "build" / "checkpoint").mkdir()
     cache.discard(decide(tmp_path / "build", profile))
     assert not (tmp_path / "build" / "engine").exists()
@@ -132,12 +133,12 @@ def test_discard_removes_only_the_stale_engine(tmp_path):
 
 def test_a_new_version_builds_beside_the_old_engines(tmp_path):
     profile = write_profile(tmp_path / "p.yaml")
-    old = cache.engine_root(tmp_path, profile.name, "1.2.0", "sm90") / "build"
-    new = cache.engine_root(tmp_path, profile.name, "1.2.1", "sm90") / "build"
-    engine_on_disk(old / "engine", profile, version="1.2.0")
+    old = cache.engine_root(tmp_path, profile.name, "1.1.0rc5", "sm90") / "build"
+    new = cache.engine_root(tmp_path, profile.name, "1.1.0", "sm90") / "build"
+    engine_on_disk(old / "engine", profile, version="1.1.0rc5")
     assert old != new
     assert decide(new, profile).action == cache.BUILD
-    assert decide(old, profile, version="1.2.0").action == cache.REUSE  # rollback still works
+    assert decide(old, profile, version="1.1.0rc5").action == cache.REUSE  # rollback still works
 
 
 # --- lock -------------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ def test_build_once_then_reuse_then_rebuild(tmp_path, builder):
     profile = write_profile(tmp_path / "p.yaml", tp=2)
     first = plan(profile)
     assert first.decision.action == cache.BUILD
-    assert first.root == tmp_path / "cache" / "engines" / "cache-test" / "trtllm-1.2.1-sm90"
+    assert first.root == tmp_path / "cache" / "engines" / "cache-test" / "trtllm-1.1.0-sm90"
     engine_dir = prepare_engine(first, command)
     assert runs.read_text() == "1" and (engine_dir / "rank1.engine").is_file()
     config = engine_model_config(first.repo_dir)

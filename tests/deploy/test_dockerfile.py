@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from tritonllm.deploy.multinode import RSH_AGENT
+from tritonllm import gpu_stack
 from tritonllm.engine import kernel_build
 from tritonllm.openai.settings import DEFAULT_PORT as OPENAI_PORT
 from tritonllm.serve.launcher import DEFAULT_PORTS
 
-GPU_BASE = "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3"
+GPU_BASE = gpu_stack.TRITON_GPU_IMAGE
 
 
 def hadolint() -> str:

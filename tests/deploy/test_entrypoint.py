@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tritonllm.gpu_stack import TENSORRT_LLM_VERSION
 from tritonllm.build.profile import load_profile
 from tritonllm.deploy import cache
 from tritonllm.deploy.entrypoint import (DeployError, EntrypointOptions, cpu_deployment,
@@ -16,8 +17,8 @@ from tritonllm.deploy.multinode import RSH_AGENT
 from tritonllm.deploy.node import NodeFacts
 from tritonllm.serve.cpu import CpuDeployment
 
-H100x4 = NodeFacts("1.2.1", "NVIDIA H100 80GB HBM3", "9.0", 4)
-A100x4 = NodeFacts("1.2.1", "NVIDIA A100-SXM4-40GB", "8.0", 4)
+H100x4 = NodeFacts(TENSORRT_LLM_VERSION, "NVIDIA H100 80GB HBM3", "9.0", 4)
+A100x4 = NodeFacts(TENSORRT_LLM_VERSION, "NVIDIA A100-SXM4-40GB", "8.0", 4)
 LWS_ENV = {"LWS_LEADER_ADDRESS": "tritonllm-m-0.tritonllm-m.ns", "LWS_GROUP_SIZE": "2"}
 
 
@@ -43,7 +44,7 @@ def test_no_tensorrt_llm_means_no_gpu_path(tp4):
 
 
 def test_too_few_gpus_names_tp_and_pp(tp4):
-    two = NodeFacts("1.2.1", "NVIDIA H100 80GB HBM3", "9.0", 2)
+    two = NodeFacts(TENSORRT_LLM_VERSION, "NVIDIA H100 80GB HBM3", "9.0", 2)
     with pytest.raises(DeployError, match=r"needs 4 GPUs \(tp_size=4 x pp_size=1\) but this "
                                           r"node has 2"):
         plan_gpu(tp4, two, EntrypointOptions(), {})
@@ -53,7 +54,7 @@ def test_single_node_plan(tp4):
     plan = plan_gpu(tp4, H100x4, EntrypointOptions(exit_timeout_s=45), {})
     assert plan.decision.action == cache.BUILD and plan.group is None
     assert plan.launch.world_size == 4 and not plan.launch.hosts
-    assert plan.root.name == "trtllm-1.2.1-sm90"
+    assert plan.root.name == "trtllm-1.1.0-sm90"
     report = describe(plan, EntrypointOptions())
     assert "engine cache: build" in report
     assert f"{tp4.source} --output-dir {plan.build_dir}" in report
@@ -73,7 +74,7 @@ def test_multinode_plan_from_lws_env(tp4pp2):
 def test_multinode_needs_the_group(tp4pp2):
     with pytest.raises(DeployError, match="needs 8 GPUs .* this node has 4"):
         plan_gpu(tp4pp2, A100x4, EntrypointOptions(gpus_per_pod=4), {})
-    two = NodeFacts("1.2.1", "NVIDIA A100-SXM4-40GB", "8.0", 2)
+    two = NodeFacts(TENSORRT_LLM_VERSION, "NVIDIA A100-SXM4-40GB", "8.0", 2)
     with pytest.raises(DeployError, match="gpus_per_pod is 4 but this pod sees 2"):
         plan_gpu(tp4pp2, two, EntrypointOptions(gpus_per_pod=4), LWS_ENV)
 

@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from tritonllm.gpu_stack import TENSORRT_LLM_VERSION
 from tritonllm.build.profile import ServingSpec, load_profile
 from tritonllm.deploy import frontend
 from tritonllm.deploy.entrypoint import EntrypointOptions, describe, plan_gpu, run
@@ -21,7 +22,7 @@ from tritonllm.model_source import DEFAULT_MODEL_NAME
 from tritonllm.openai.settings import DEFAULT_PORT
 from tritonllm.serve.launcher import Ports, free_port
 
-H100 = NodeFacts("1.2.1", "NVIDIA H100 80GB HBM3", "9.0", 8)
+H100 = NodeFacts(TENSORRT_LLM_VERSION, "NVIDIA H100 80GB HBM3", "9.0", 8)
 GPU_PROFILES = ["build/llama-3.1-8b-fp8-h100.yaml", "build/llama-3.1-70b-fp8-tp4-h100.yaml"]
 
 
@@ -65,7 +66,7 @@ def test_gpu_plan_runs_the_frontend_in_front_of_the_ensemble(repo_root, path, de
 def test_multinode_leader_runs_one_frontend(repo_root):
     profile = load_profile(repo_root / "deploy/profiles/llama-3.1-70b-bf16-tp4pp2-a100.yaml")
     env = {"LWS_LEADER_ADDRESS": "tritonllm-m-0.tritonllm-m.ns", "LWS_GROUP_SIZE": "2"}
-    facts = NodeFacts("1.2.1", "NVIDIA A100-SXM4-40GB", "8.0", 4)
+    facts = NodeFacts(TENSORRT_LLM_VERSION, "NVIDIA A100-SXM4-40GB", "8.0", 4)
     plan = plan_gpu(profile, facts, EntrypointOptions(gpus_per_pod=4), env)
     report = describe(plan, EntrypointOptions())
     assert report.count("tritonllm.openai") == 1  # beside mpirun, not one per rank

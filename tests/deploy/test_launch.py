@@ -1,5 +1,5 @@
 """World size and tritonserver/mpirun command lines for tp/pp combinations (leader mode, as
-TensorRT-LLM 1.2.x's triton_backend/scripts/launch_triton_server.py builds them)."""
+TensorRT-LLM 1.1.x's triton_backend/scripts/launch_triton_server.py builds them)."""
 
 from __future__ import annotations
 

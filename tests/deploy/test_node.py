@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tritonllm.gpu_stack import TENSORRT_LLM_VERSION
 from tritonllm.deploy.node import NodeFacts, detect, parse_nvidia_smi, tensorrt_llm_version
 
 
@@ -27,11 +28,11 @@ def test_garbage_is_refused():
 
 
 def test_facts_validation_and_tag():
-    assert NodeFacts("1.2.1", "NVIDIA L4", "8.9", 1).sm_tag == "sm89"
+    assert NodeFacts(TENSORRT_LLM_VERSION, "NVIDIA L4", "8.9", 1).sm_tag == "sm89"
     with pytest.raises(ValueError, match="gpu_count"):
-        NodeFacts("1.2.1", None, None, -1)
+        NodeFacts(TENSORRT_LLM_VERSION, None, None, -1)
     with pytest.raises(ValueError, match="compute_capability"):
-        NodeFacts("1.2.1", "NVIDIA L4", None, 1)
+        NodeFacts(TENSORRT_LLM_VERSION, "NVIDIA L4", None, 1)
 
 
 def test_detect_on_this_machine():
@@ -46,6 +47,6 @@ def test_version_read_without_importing(tmp_path, monkeypatch):
     package = tmp_path / "tensorrt_llm"
     package.mkdir()
     (package / "__init__.py").write_text("raise ImportError('importing loads CUDA')\n")
-    (package / "version.py").write_text('__version__ = "1.2.1"\n')
+    (package / "version.py").write_text('__version__ = "1.1.0"\n')
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert tensorrt_llm_version() == "1.2.1"
+    assert tensorrt_llm_version() == "1.1.0"

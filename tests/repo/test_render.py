@@ -68,7 +68,7 @@ def test_tensors_match_the_contract():
 
 
 def test_reference_names_and_dtypes_are_kept():
-    # Spot checks against tensorrtllm_backend's inflight_batcher_llm (TensorRT-LLM 1.2.x).
+    # Spot checks against tensorrtllm_backend's inflight_batcher_llm (TensorRT-LLM 1.1.x).
     ens, eng = contract.ENSEMBLE, contract.TENSORRT_LLM
     assert (ens.input("text_input").dtype, ens.input("max_tokens").dtype) == ("STRING", "INT32")
     assert ens.input("seed").dtype == "UINT64" and ens.input("top_p").dtype == "FP32"
@@ -165,7 +165,7 @@ def test_gpu_engine_neither_declares_nor_wires_preceding_ids():
     configs = render_configs(GPU)
     assert "preceding_ids" not in configs["tensorrt_llm"]
     assert "PRECEDING_IDS" not in configs["ensemble"]
-    with pytest.raises(ValueError, match="stream_interval: TensorRT-LLM 1.2.1's tensorrtllm"):
+    with pytest.raises(ValueError, match="stream_interval: TensorRT-LLM 1.1.0's tensorrtllm"):
         dataclasses.replace(GPU, stream_interval=2)
     with pytest.raises(ValueError, match="postprocessing_instances: streamed text is exact"):
         dataclasses.replace(GPU, postprocessing_instances=2)

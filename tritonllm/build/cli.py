@@ -22,7 +22,7 @@ def register(subparsers) -> None:
                         ("quantize", "quantize with ModelOpt and export the TensorRT-LLM "
                                      "checkpoint (CPU is fine)"),
                         ("verify", "check the exported checkpoint against the profile, "
-                                   "TensorRT-LLM 1.2.1's layout and the source weights"),
+                                   "TensorRT-LLM 1.1.0's layout and the source weights"),
                         ("engine", "run trtllm-build, or print its exact command lines "
                                    "(exit 3) where TensorRT-LLM or a GPU is missing")):
         p = _profile_parser(subparsers, stage, text)

@@ -1,15 +1,16 @@
-"""The engine stage: ``trtllm-build`` (TensorRT-LLM 1.2.1) command lines from a profile, run when
+"""The engine stage: ``trtllm-build`` (TensorRT-LLM 1.1.0) command lines from a profile, run when
 TensorRT-LLM and a GPU are present, printed otherwise.
 
-Flags are TensorRT-LLM 1.2.1's (``tensorrt_llm/commands/build.py`` and the plugin options it adds
-from ``tensorrt_llm/plugin/plugin.py``). Every option that matters is passed explicitly rather
-than left to a default that moved between releases (1.2 defaults ``tokens_per_block`` to 32 and
-``use_paged_context_fmha`` to enable; older releases did not):
+Flags are TensorRT-LLM's (``tensorrt_llm/commands/build.py`` and the plugin options it adds from
+``tensorrt_llm/plugin/plugin.py``, read at commits 65f1d15 and 008b2b8 of the 1.x line; the
+v1.1.0 tag's own copy, commit 48b7b5d, was not reachable). Every option that matters is passed
+explicitly rather than left to a default that moved between releases (``tokens_per_block``,
+``use_paged_context_fmha``):
 
 - limits: ``--max_batch_size --max_input_len --max_seq_len --max_num_tokens``, beam width 1;
 - ``--kv_cache_type paged`` with ``--tokens_per_block``;
 - ``--use_paged_context_fmha enable`` when KV-cache reuse or chunked context is on (both need it:
-  without it the 1.2.1 executor silently disables block reuse and refuses chunked context).
+  without it the executor silently disables block reuse and refuses chunked context).
   trtllm-build itself turns the flag off, with only a warning, for an INT8 KV cache and for an
   FP8 KV cache without FP8 attention (quant_algo other than FP8, W4A8_AWQ, NVFP4; or a GPU
   before sm89): :func:`paged_context_fmha_blocker` names that case and the planner rejects it;
@@ -19,8 +20,7 @@ than left to a default that moved between releases (1.2 defaults ``tokens_per_bl
 - ``--weight_sparsity`` (a switch, off by default) when the profile's ``compression.sparsity`` is
   ``2:4``: TensorRT picks sparse tensor-core kernels for the 2:4 weights
   (tritonllm.build.sparsity). Read in ``tensorrt_llm/commands/build.py`` at commit 008b2b8 (a
-  store-true flag defaulting to ``BuildConfig.weight_sparsity``, False); the v1.2.1 tag's copy
-  was not reachable here.
+  store-true flag defaulting to ``BuildConfig.weight_sparsity``, False).
 
 One invocation builds every rank (``rank<N>.engine`` for N < tp x pp) into ``--output_dir``.
 """
@@ -39,8 +39,8 @@ from tritonllm.build import quant_modes
 from tritonllm.build.gpus import get_device
 from tritonllm.build.manifest import EngineManifest, write_manifest
 from tritonllm.build.profile import BuildProfile, engine_hash
+from tritonllm.gpu_stack import TENSORRT_LLM_VERSION, TRITON_GPU_IMAGE
 
-TENSORRT_LLM_VERSION = "1.2.1"
 EXIT_ENGINE_DEFERRED = 3  # commands printed, not run: no TensorRT-LLM or no GPU here
 
 
@@ -100,7 +100,7 @@ def trtllm_build_command(profile: BuildProfile, checkpoint_dir: Path, engine_dir
 
 
 # quant_algo values with FP8 attention, for which trtllm-build keeps paged context FMHA on an
-# FP8 KV cache (TensorRT-LLM 1.2.x tensorrt_llm/builder.py, build()).
+# FP8 KV cache (TensorRT-LLM 1.1.x tensorrt_llm/builder.py, build()).
 FP8_ATTENTION_ALGOS = ("FP8", "W4A8_AWQ", "NVFP4")
 
 
@@ -123,8 +123,7 @@ def environment_problem() -> str | None:
     """Why engines cannot be built here (None when they can)."""
     if importlib.util.find_spec("tensorrt_llm") is None:
         return (f"TensorRT-LLM is not installed here; run the commands on a GPU node with "
-                f"TensorRT-LLM {TENSORRT_LLM_VERSION} (e.g. the "
-                "nvcr.io/nvidia/tritonserver:25.12-trtllm-python-py3 container)")
+                f"TensorRT-LLM {TENSORRT_LLM_VERSION} (e.g. the {TRITON_GPU_IMAGE} container)")
     import torch
 
     if not torch.cuda.is_available():

@@ -21,7 +21,7 @@ FP8 on one H100 it gives ~12.7k tokens/s at batch 64; TensorRT-LLM publishes ~28
 larger batches, which is why the estimate is an input here, not a promise.
 
 On GPU, postprocessing is exact with several instances only when the engine sends
-``preceding_ids`` (tritonllm.models.postprocess); TensorRT-LLM 1.2.1's ``tensorrtllm`` backend
+``preceding_ids`` (tritonllm.models.postprocess); TensorRT-LLM 1.1.0's ``tensorrtllm`` backend
 does not, so streaming GPU profiles keep ONE postprocessing instance (per-request detokenizer
 state, several responses per ``execute``) and the plan says how far one instance falls short
 (``serving.decoupled: false`` deployments answer each request whole and scale freely).
@@ -86,7 +86,7 @@ class InstancePlan:
             lines.append(f"  warning: postprocessing needs {self.postprocessing_needed} "
                          f"instances at {POST_US_PER_RESPONSE:.0f} us/response, but exact "
                          "streamed text with several instances needs preceding_ids, which "
-                         "TensorRT-LLM 1.2.1's tensorrtllm backend does not send; one "
+                         "TensorRT-LLM 1.1.0's tensorrtllm backend does not send; one "
                          f"instance leaves ~{self.postprocessing_shortfall:,.0f} responses/s "
                          "queued at the planned load")
         return "\n".join(lines)

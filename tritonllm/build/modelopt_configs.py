@@ -1,6 +1,6 @@
 """ModelOpt quantization configs for each mode, written once for two ModelOpt generations.
 
-TensorRT-LLM 1.2.1 pins ``nvidia-modelopt~=0.37.0`` (its GPU container carries it); our CPU
+TensorRT-LLM 1.1.0 pins ``nvidia-modelopt~=0.37.0`` (its GPU container carries it); our CPU
 environment runs 0.47.0 beside torch 2.13 / transformers 5.24. Their presets differ in shape:
 0.37 keeps ``quant_cfg`` as a dict ``{pattern: cfg}``, 0.47 as a list of
 ``{"quantizer_name": pattern, "cfg": ..., "enable": ...}`` entries applied in order. The edits

@@ -254,7 +254,7 @@ def _paged_context_rule(profile: BuildProfile) -> list[str]:
     if blocker is None or get_device(profile.target.gpu).is_cpu:
         return []
     return [f"serving.{' and serving.'.join(wanted)}: need paged context FMHA, which "
-            f"TensorRT-LLM 1.2.1's trtllm-build disables for {blocker}; set "
+            f"TensorRT-LLM 1.1.0's trtllm-build disables for {blocker}; set "
             f"quantization.kv_cache: none (or fp8 with mode fp8/w4a8_awq/nvfp4), or set "
             f"{' and '.join(f'serving.{w}: false' for w in wanted)}"]
 

@@ -229,12 +229,12 @@ class EngineSpec:
 
 @dataclass(frozen=True)
 class ServingSpec:
-    """Triton ``tensorrtllm`` backend settings (TensorRT-LLM 1.2.x parameter names)."""
+    """Triton ``tensorrtllm`` backend settings (TensorRT-LLM 1.1.x parameter names)."""
 
     kv_cache_free_gpu_mem_fraction: float = 0.9
     batch_scheduler_policy: str = "guaranteed_no_evict"
     # Share the KV cache of a common token prefix between requests: the tensorrtllm backend's
-    # parameter (its default when absent, TensorRT-LLM 1.2) and the CPU engine's setting. The
+    # parameter (its default when absent, TensorRT-LLM 1.1) and the CPU engine's setting. The
     # engine must be built with paged context FMHA (trtllm-build does when this or chunked
     # context is on; the planner rejects quantizations for which TensorRT-LLM turns it off).
     enable_kv_cache_reuse: bool = True
@@ -301,7 +301,7 @@ class BuildProfile:
     @property
     def use_paged_context_fmha(self) -> bool:
         """trtllm-build's ``--use_paged_context_fmha``: KV-cache reuse and chunked context both
-        need it (TensorRT-LLM 1.2.1's executor disables reuse without it, and refuses chunked
+        need it (TensorRT-LLM 1.1.0's executor disables reuse without it, and refuses chunked
         context). A build option decided by serving options: part of the engine's hash."""
         return self.serving.enable_kv_cache_reuse or self.serving.enable_chunked_context
 

@@ -1,7 +1,7 @@
 """Quantization modes: one table that the planner, the quantizer, the verifier and the accuracy
 report all read.
 
-Each mode names the TensorRT-LLM 1.2.1 ``QuantAlgo`` written to the checkpoint's
+Each mode names the TensorRT-LLM 1.1.0 ``QuantAlgo`` written to the checkpoint's
 ``config.json`` (tensorrt_llm/quantization/mode.py) and who produces the low-precision weights:
 
 - ``modelopt``: ModelOpt calibrates and writes quantized weights + scales into the checkpoint

@@ -1,7 +1,7 @@
-"""What TensorRT-LLM 1.2.1's checkpoint loader reads, for Llama: config keys and, per rank file,
+"""What TensorRT-LLM 1.1.0's checkpoint loader reads, for Llama: config keys and, per rank file,
 every tensor's name, shape and dtype.
 
-Written from TensorRT-LLM v1.2.x source (read, not copied):
+Written from TensorRT-LLM v1.1.x source (read, not copied):
 
 - ``models/modeling_utils.py``: ``PretrainedConfig.__init__`` (required keys), ``QuantConfig``
   (a dataclass built with ``cls(**config)``, so an unknown key in ``quantization`` is a
@@ -79,7 +79,7 @@ class RankGeometry:
 
 
 def check_config(config: dict) -> list[str]:
-    """Problems that would stop TensorRT-LLM 1.2.1 from reading this ``config.json``."""
+    """Problems that would stop TensorRT-LLM 1.1.0 from reading this ``config.json``."""
     problems = [f"config.json: missing key {key!r}" for key in REQUIRED_CONFIG_KEYS
                 if key not in config]
     quant = config.get("quantization") or {}

@@ -5,7 +5,7 @@ Three checks, each reported with every problem found (not just the first):
 1. ``config.json`` agrees with the profile (dtype, tp/pp, quant_algo, KV cache, AWQ group) and
    with the source model (layers, heads, sizes, vocab, positions, rope base and scaling).
 2. Layout: the config keys and every rank file's tensor names, shapes and dtypes are what
-   TensorRT-LLM 1.2.1's loader reads (``trtllm_layout``).
+   TensorRT-LLM 1.1.0's loader reads (``trtllm_layout``).
 3. Weights: the TP/PP shards, reassembled (``trtllm_checkpoint``), equal the source weights cast
    to the profile dtype (full precision, and every norm/embedding), or, for quantized GEMMs,
    dequantize to within the quantizer's rounding bound of the source: per element

@@ -35,12 +35,14 @@ from tritonllm.deploy import cache, frontend
 from tritonllm.deploy.launch import LaunchSpec
 from tritonllm.deploy.multinode import RSH_AGENT, PodGroup, group_from_env
 from tritonllm.deploy.node import NodeFacts
+from tritonllm.gpu_stack import TENSORRT_LLM_VERSION, TRITON_GPU_IMAGE
 from tritonllm.serve.launcher import ADMIN_KEY_ENV, Ports, new_admin_key
 
 if TYPE_CHECKING:
     from tritonllm.openai.settings import FrontendSettings
 
 PROFILE_ENV = "TRITONLLM_PROFILE"
+ALLOW_OTHER_ENV = "TRITONLLM_ALLOW_OTHER_TENSORRT_LLM"
 HF_REPO_ENV = "TRITONLLM_HF_REPO"
 
 
@@ -173,6 +175,7 @@ def plan_gpu(profile: BuildProfile, facts: NodeFacts, options: EntrypointOptions
     if not facts.tensorrt_llm_version:
         raise DeployError("TensorRT-LLM is not installed here: run the GPU image (Dockerfile "
                           "target gpu), or use target.gpu: cpu for the CPU twin")
+    _check_tensorrt_llm(facts.tensorrt_llm_version, env)
     group = group_from_env(env, options.gpus_per_pod) if options.gpus_per_pod else None
     _check_gpus(profile, facts, group, options)
     from tritonllm.model_source import cache_root
@@ -189,6 +192,16 @@ def plan_gpu(profile: BuildProfile, facts: NodeFacts, options: EntrypointOptions
     openai = frontend.frontend_settings(profile, options.ports, profile.serving.decoupled)
     return GpuPlan(profile, facts, group, root, launch, _decide(profile, facts, root / "build"),
                    openai)
+
+
+def _check_tensorrt_llm(version: str, env: dict[str, str]) -> None:
+    """The build flags, backend parameters and pins are TENSORRT_LLM_VERSION's: another minor
+    release is refused before a long build that might not load (override: ALLOW_OTHER_ENV=1)."""
+    if version.split(".")[:2] != TENSORRT_LLM_VERSION.split(".")[:2] and \
+            env.get(ALLOW_OTHER_ENV) != "1":
+        raise DeployError(f"this node has TensorRT-LLM {version}; tritonllm targets "
+                          f"{TENSORRT_LLM_VERSION} ({TRITON_GPU_IMAGE}); set "
+                          f"{ALLOW_OTHER_ENV}=1 to build and serve anyway")
 
 
 def _check_gpus(profile: BuildProfile, facts: NodeFacts, group: PodGroup | None,

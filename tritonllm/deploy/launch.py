@@ -1,6 +1,6 @@
 """The tritonserver command line for a TensorRT-LLM engine of world size tp x pp.
 
-Leader mode, as TensorRT-LLM 1.2.x's ``triton_backend/scripts/launch_triton_server.py`` launches
+Leader mode, as TensorRT-LLM 1.1.x's ``triton_backend/scripts/launch_triton_server.py`` launches
 it: one MPI world of ``tp_size * pp_size`` ranks, one tritonserver process per rank (one GPU
 each), joined in a single ``mpirun`` as MPMD app contexts separated by ``:``. Rank 0 loads the
 whole repository and serves HTTP/gRPC/metrics. Every other rank loads only the engine model

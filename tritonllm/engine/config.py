@@ -18,7 +18,7 @@ describe both the GPU engine and this CPU twin:
   between requests (a common system prompt is computed once and then read), TensorRT-LLM's
   KV-cache block reuse (its executor's ``enable_block_reuse``; the Triton backend's parameter of
   this name). Cached blocks nobody holds stay until their space is needed (least recently used
-  first) and count as free capacity. On by default, as in TensorRT-LLM 1.2.
+  first) and count as free capacity. On by default, as in TensorRT-LLM 1.1.
 - ``num_threads``: threads of the step (torch's intra-op threads and our kernels'). 0 (the
   default): up to the CPUs this process may use (affinity mask and cgroup CPU quota), fewer
   while other processes take cores (:mod:`tritonllm.engine.threads`); N > 0: exactly N.

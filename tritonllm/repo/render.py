@@ -32,7 +32,7 @@ PYTHON_MODELS = ("preprocessing", "postprocessing")
 
 @dataclass(frozen=True)
 class GpuEngineSettings:
-    """The ``tensorrtllm`` backend's parameters (TensorRT-LLM 1.2.x key names)."""
+    """The ``tensorrtllm`` backend's parameters (TensorRT-LLM 1.1.x key names)."""
 
     engine_dir: str
     batch_scheduler_policy: str = "guaranteed_no_evict"
@@ -128,10 +128,10 @@ class RepoSettings:
         if self.target == "gpu" and self.decoupled and self.postprocessing_instances > 1:
             raise ValueError("postprocessing_instances: streamed text is exact with several "
                              "instances only when the engine sends preceding_ids, which "
-                             "TensorRT-LLM 1.2.1's tensorrtllm backend does not; use 1 on "
+                             "TensorRT-LLM 1.1.0's tensorrtllm backend does not; use 1 on "
                              "target 'gpu' with decoupled (streaming) serving")
         if self.target == "gpu" and self.stream_interval != 1:
-            raise ValueError("stream_interval: TensorRT-LLM 1.2.1's tensorrtllm backend has no "
+            raise ValueError("stream_interval: TensorRT-LLM 1.1.0's tensorrtllm backend has no "
                              "such setting (trtllm-serve's LLM API has); it must be 1 on target "
                              "'gpu'")
 
