@@ -22,6 +22,10 @@ time) and the runs interleave: ours at c=1, each peer at c=1, ours at c=8, each 
 ``--rounds`` times, so load from other processes falls on all of them alike.
 ``--install-peer`` installs a missing peer into the cache dir first (vLLM: a few minutes;
 llama.cpp: a build of ``llama-server``, 10+ minutes).
+
+``--neighbours N`` also runs every target (ours and each peer) with N busy processes beside it,
+interleaved with the quiet runs, and prints contended / quiet per target and concurrency;
+``--server-cpus 0`` starts the servers on those CPUs only (``tritonllm.bench.contention``).
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pathlib import Path
 
-from tritonllm.engine.threads import thread_budget
 from tritonllm.bench import engine_bench
 from tritonllm.bench.engine_bench import RunResult, _baselines, format_table
+from tritonllm.bench.contention import (children_on, contended, contended_label,
+                                        format_contention, parse_cpus)
 from tritonllm.bench.workload import WorkItem, mixed_workload
 from tritonllm.engine.config import available_cores
+from tritonllm.engine.threads import thread_budget
 
 
 def served_run(url: str, items: list[WorkItem], concurrency: int, progress) -> RunResult:
@@ -93,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rounds", type=int, default=1,
                        help="repeat the interleaved runs this many times; tok/s is over all "
                             "rounds (default 1)")
+    busy = parser.add_argument_group("a busy machine (tritonllm.bench.contention)")
+    busy.add_argument("--neighbours", type=int, default=0,
+                      help="also run every target with N busy processes beside it and print "
+                           "contended / quiet (default 0: quiet runs only)")
+    busy.add_argument("--server-cpus", default=None,
+                      help="start the servers (ours and the peers) on these CPUs only, e.g. 0 "
+                           "or 0-1 (default: all of this process's)")
 
 
 def run(args) -> int:
@@ -107,14 +120,22 @@ def run(args) -> int:
 
     if args.rounds < 1:
         raise ValueError(f"--rounds: must be >= 1, got {args.rounds}")
+    if args.neighbours < 0:
+        raise ValueError(f"--neighbours: must be >= 0, got {args.neighbours}")
+    server_cpus = parse_cpus(args.server_cpus)
     config = dataclass_from_args(EngineConfig, args, "engine")
     model_dir = resolve_model_dir(args.model)
     items = mixed_workload(args.requests)
     peers = _peers_ready(args)  # before anything is measured: a missing peer fails fast
     print(f"model {model_dir}\n{len(items)} requests, {sum(i.output_tokens for i in items)} "
           f"output tokens, engine threads {thread_budget(config.num_threads).reason}")
-    runs, generated, wrong = _served(model_dir, config, items, args.concurrency, tqdm, peers,
-                                     args.rounds, args.ready_timeout)
+    if server_cpus:
+        print(f"servers on CPUs {sorted(server_cpus)}")
+    with children_on(server_cpus):
+        runs, generated, wrong = _served(model_dir, config, items, args.concurrency, tqdm,
+                                         peers, args.rounds, args.ready_timeout,
+                                         args.neighbours)
+    busy = _pop_contended(runs, args.neighbours)
     ours = [merge(level_runs) for level_runs in runs.pop(OURS)]
     results = ours
     if not args.skip_transformers:
@@ -124,12 +145,27 @@ def run(args) -> int:
         results = _baselines(model_dir, prompts, items, args.static_batch_size, codec.pad_id,
                              tqdm) + results
     print(format_table(results))
-    asked = args.rounds * len(args.concurrency) * sum(i.output_tokens for i in items)
+    asked = (args.rounds * len(args.concurrency) * sum(i.output_tokens for i in items)
+             * (2 if args.neighbours else 1))
     print(f"server counted {generated} generated tokens for the measured runs "
           f"(the workload asked for {asked})")
     if peers:
         _print_peers(ours, runs, wrong, args.concurrency)
+    if busy:
+        quiet = {OURS: ours, **{label: [merge(r) for r in per_level]
+                                for label, per_level in runs.items()}}
+        print(format_contention(quiet, busy, args.concurrency, args.neighbours))
     return 0 if generated == asked and not wrong else 1
+
+
+def _pop_contended(runs: dict, neighbours: int) -> dict:
+    """The contended runs, taken out of ``runs`` (label -> merged run per level)."""
+    from tritonllm.bench.peer_bench import merge
+
+    if not neighbours:
+        return {}
+    return {label: [merge(r) for r in runs.pop(contended_label(label, neighbours))]
+            for label in [k for k in runs if not k.endswith(" busy")]}
 
 
 OURS = "ours"
@@ -165,10 +201,12 @@ def _print_peers(ours: list[RunResult], runs: dict, wrong: list[str], levels) ->
     print(format_ratios(ours, theirs, levels))
 
 
-def _served(model_dir, config, items, levels, tqdm, peers=(), rounds=1, ready_timeout_s=300.0):
+def _served(model_dir, config, items, levels, tqdm, peers=(), rounds=1, ready_timeout_s=300.0,
+            neighbours=0):
     """Start our server and each peer's, warm them up, then measure every one at each level,
-    interleaved (``peer_bench.interleave``). Returns the runs (label -> per level -> rounds),
-    the tokens our server counted, and the peers' requests of another length."""
+    interleaved (``peer_bench.interleave``), each also with ``neighbours`` busy processes beside
+    it when asked. Returns the runs (label -> per level -> rounds), the tokens our server
+    counted, and the peers' requests of another length."""
     import tempfile
     from contextlib import ExitStack
 
@@ -189,6 +227,9 @@ def _served(model_dir, config, items, levels, tqdm, peers=(), rounds=1, ready_ti
             log_dir = peer.root / "logs" / peer.label.replace(" ", "-")
             url = stack.enter_context(started_peer(peer, model_dir, log_dir, ready_timeout_s))
             targets[peer.label] = _peer_target(url, peer, items, wrong, tqdm)
+        if neighbours:
+            targets.update({contended_label(label, neighbours): contended(run, neighbours)
+                            for label, run in list(targets.items())})
         time.sleep(1.0)  # the engine gauges refresh twice a second
         before = engine_stats(server.metrics_url)["generated_tokens"]
         runs = interleave(targets, levels, rounds)
