@@ -50,8 +50,10 @@ def test_files_are_written(tmp_path: Path):
 
 def test_options_map_onto_the_config():
     args = build_parser().parse_args(["soak", "--seconds", "20", "--openai-url", "",
-                                      "--concurrency", "4", "--metrics-url", "h:1"])
+                                      "--concurrency", "4", "--metrics-url", "h:1",
+                                      "--neighbours", "1"])
     config = _config(args)
     assert (config.duration_s, config.openai, config.concurrency) == (20, None, 4)
+    assert config.neighbours == 1
     assert config.metrics == "http://h:1/metrics"
     assert _config(build_parser().parse_args(["soak", "--minutes", "2"])).duration_s == 120

@@ -32,10 +32,11 @@ def test_the_server_and_its_stubs_are_found_by_port(triton_server):
 
 def test_a_short_soak_loses_nothing_and_leaves_the_kv_cache_full(triton_server, openai_frontend,
                                                                    tmp_path):
+    """With a busy neighbour beside the server, as on a shared node."""
     config = SoakConfig(http_url=triton_server.http_url, grpc_url=triton_server.grpc_url,
                         openai_url=openai_frontend.url, metrics_url=triton_server.metrics_url,
                         duration_s=10, concurrency=4, window_s=5, rss_interval_s=1,
-                        output_dir=tmp_path)
+                        output_dir=tmp_path, neighbours=1)
     run = run_soak(config)
     summary = summarize(run)
     paths = write(summary, run, tmp_path)

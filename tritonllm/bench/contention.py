@@ -30,7 +30,8 @@ def busy_neighbours(count: int) -> Iterator[list[subprocess.Popen]]:
     """``count`` processes that each keep one core busy until the block ends."""
     procs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(count)]
     try:
-        time.sleep(SETTLE_S)
+        if procs:
+            time.sleep(SETTLE_S)
         yield procs
     finally:
         for proc in procs:

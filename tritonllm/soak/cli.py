@@ -42,6 +42,9 @@ def register(subparsers) -> None:
                    help=f"fail above this RSS growth fraction (default {d.max_rss_growth})")
     p.add_argument("--server-pid", type=int, default=None,
                    help="tritonserver's PID (default: the process listening on the HTTP port)")
+    p.add_argument("--neighbours", type=int, default=d.neighbours,
+                   help="busy processes (one core each) beside the server for the whole run "
+                        f"(default {d.neighbours})")
     p.add_argument("--output-dir", type=Path, default=d.output_dir)
     p.set_defaults(handler=_soak)
 
@@ -56,7 +59,7 @@ def _config(args):
                       duration_s=duration, concurrency=args.concurrency, seed=args.seed,
                       window_s=args.window_s, warmup_s=args.warmup_s,
                       max_rss_growth=args.max_rss_growth, server_pid=args.server_pid,
-                      output_dir=args.output_dir)
+                      output_dir=args.output_dir, neighbours=args.neighbours)
 
 
 def _soak(args) -> int:

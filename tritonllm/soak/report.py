@@ -73,7 +73,8 @@ def summarize(run: SoakRun) -> dict:
              for k in ("completed", "cancelled", "failed", "rejected")}
     return {"config": {"duration_s": c.duration_s, "concurrency": c.concurrency, "seed": c.seed,
                        "window_s": c.window_s, "warmup_s": c.warmup_s,
-                       "openai": c.openai is not None, "max_rss_growth": c.max_rss_growth},
+                       "openai": c.openai is not None, "max_rss_growth": c.max_rss_growth,
+                       "neighbours": c.neighbours},
             "elapsed_s": round(run.elapsed_s, 1), "totals": run.totals, "by_kind": run.by_kind,
             "stuck_workers": run.stuck_workers, "windows": windows(run),
             "kv": {"full": run.kv_full, "free_tokens": after.get("free_kv_tokens"),
@@ -85,8 +86,8 @@ def markdown(summary: dict) -> str:
     """The results table (and the per-window latency table) as markdown."""
     t, kv, mem = summary["totals"], summary["kv"], summary["rss"]
     errors = ", ".join(f"{k}: {v}" for k, v in t["errors"].items()) or "0"
-    rows = [("duration (s) / concurrency", f"{summary['elapsed_s']} / "
-             f"{summary['config']['concurrency']}"),
+    rows = [("duration (s) / concurrency / busy neighbours", f"{summary['elapsed_s']} / "
+             f"{summary['config']['concurrency']} / {summary['config'].get('neighbours', 0)}"),
             ("sent", t["sent"]), ("completed", t["completed"]), ("rejected (busy)", t["rejected"]),
             ("expected errors (bad input, short timeout)", t["expected_error"]),
             ("abandoned (disconnects)", t["abandoned"]), ("errors", errors),

@@ -1,5 +1,6 @@
 """Run a soak: ``concurrency`` worker threads, each looping over requests drawn from the mix
-(seeded per worker) until the time is up; an RSS sampler alongside; then the end checks.
+(seeded per worker) until the time is up, with ``neighbours`` busy processes beside the server
+when asked; an RSS sampler alongside; then the end checks.
 
 The end checks: workers get ``join_timeout_s`` to finish their last request (one still waiting
 is *lost*); the engine must then go idle with every KV token free (``engine_stats``:
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from tritonllm.bench.contention import busy_neighbours
 from tritonllm.client import Client
 from tritonllm.loadtest.providers import served_model_ids
 from tritonllm.serve.metrics import engine_stats
@@ -50,11 +52,14 @@ class SoakConfig:
     idle_timeout_s: float = 120.0
     join_timeout_s: float = 330.0
     output_dir: Path = Path("soak-results")
+    neighbours: int = 0  # busy processes beside the server for the whole run
 
     def __post_init__(self) -> None:
         for name in ("duration_s", "window_s", "rss_interval_s", "idle_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        if self.neighbours < 0:
+            raise ValueError(f"neighbours: must be >= 0, got {self.neighbours}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency: must be >= 1, got {self.concurrency}")
         if self.max_rss_growth < 0:
@@ -204,9 +209,11 @@ def run_soak(config: SoakConfig) -> SoakRun:
     deadline = t0 + config.duration_s
     workers = [threading.Thread(target=_worker, args=(i, config, model, tally, t0, deadline),
                                 daemon=True, name=f"soak-{i}") for i in range(config.concurrency)]
-    for w in workers:
-        w.start()
-    _sample_while(workers, samples, t0, deadline + config.join_timeout_s, config.rss_interval_s)
+    with busy_neighbours(config.neighbours):
+        for w in workers:
+            w.start()
+        _sample_while(workers, samples, t0, deadline + config.join_timeout_s,
+                      config.rss_interval_s)
     elapsed = time.monotonic() - t0
     totals, by_kind, records = tally.totals(), tally.by_kind(), list(tally.records)
     kv_full, stats_after = wait_idle(config.metrics, config.idle_timeout_s)
