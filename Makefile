@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL ?=
-HTTP_PORT ?= 8000
-GRPC_PORT ?= 8001
-METRICS_PORT ?= 8002
-OPENAI_PORT ?= 9000
+# Ports: tritonllm's defaults (tritonllm/defaults.py); set HTTP_PORT=... etc. to override.
+HTTP_PORT ?=
+GRPC_PORT ?=
+METRICS_PORT ?=
+OPENAI_PORT ?=
 PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
-LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s --workload 128/128
+LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s
 
 .PHONY: serve test test-gpuset gpu-check install install-gpuset model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix loadtest loadtest-sweep k8s clean
 
@@ -28,8 +29,9 @@ model: $(STAMP)
 
 serve: model
 	$(BIN)/tritonllm serve $(if $(MODEL),--model $(MODEL)) \
-		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
-		--openai-port $(OPENAI_PORT)
+		$(if $(HTTP_PORT),--http-port $(HTTP_PORT)) $(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) \
+		$(if $(METRICS_PORT),--metrics-port $(METRICS_PORT)) \
+		$(if $(OPENAI_PORT),--openai-port $(OPENAI_PORT))
 
 test: model
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

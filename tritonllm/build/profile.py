@@ -42,6 +42,7 @@ from pathlib import Path
 
 import yaml
 
+from tritonllm.defaults import OPENAI_PORT
 from tritonllm.build import quant_modes
 from tritonllm.build.gpus import get_device
 from tritonllm.engine.config import SCHEDULER_POLICIES
@@ -248,9 +249,7 @@ class ServingSpec:
     max_queue_delay_microseconds: int = 0
     max_queue_size: int = 32  # waiting requests beyond the batch; more get 503 (0: no limit)
     engine_dir: str = ""  # the engines' path as the server sees it; "" = the build's engine dir
-    # The container's OpenAI frontend; 0: none. 9000 is tritonllm.openai.settings.DEFAULT_PORT
-    # (a test pins the two equal; importing tritonllm.openai here would pull in its web stack).
-    openai_port: int = 9000
+    openai_port: int = OPENAI_PORT  # the container's OpenAI frontend; 0: none
 
     def __post_init__(self) -> None:
         if not 0.0 < self.kv_cache_free_gpu_mem_fraction <= 1.0:

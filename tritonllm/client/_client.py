@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tritonllm.defaults import GRPC_PORT, HTTP_PORT
 from ._options import GenerationOptions
 from ._errors import ServerError, TritonLLMError
 from ._request import InferRequest, build_request, messages_to_text, stop_request
 from ._results import Chunk, Completion, CompletionBuilder, Outputs, chunk_from
 
-DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
+DEFAULT_URLS = {"http": f"localhost:{HTTP_PORT}", "grpc": f"localhost:{GRPC_PORT}"}
 _OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(GenerationOptions))
 
 Messages = Sequence[Mapping[str, str]]

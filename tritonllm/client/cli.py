@@ -9,6 +9,7 @@ gRPC localhost:8001). The client library is imported inside the handlers.
 
 from __future__ import annotations
 
+from tritonllm.client._client import DEFAULT_URLS
 import argparse
 import sys
 
@@ -46,7 +47,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     net = parser.add_argument_group("server")
     net.add_argument("--grpc", action="store_true", help="use gRPC instead of HTTP")
     net.add_argument("--url", default=None,
-                     help="host:port (default: localhost:8000 for HTTP, localhost:8001 for gRPC)")
+                     help=f"host:port (default: {DEFAULT_URLS['http']} for HTTP, "
+                          f"{DEFAULT_URLS['grpc']} for gRPC)")
     net.add_argument("--model", default=settings.model, help=f"default {settings.model}")
     net.add_argument("--timeout", type=float, default=settings.timeout,
                      help=f"seconds a request may take (default {settings.timeout})")

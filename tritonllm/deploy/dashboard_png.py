@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from tritonllm.defaults import METRICS_PORT, OPENAI_PORT
 from tritonllm.deploy.dashboard import PANELS
 from tritonllm.deploy.promeval import Scrape, evaluate
 
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tritonllm.deploy.dashboard_png",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--metrics-url", action="append", default=None,
-                   help="a /metrics URL (repeatable); default Triton :8002 and the frontend :9000")
+                   help=f"a /metrics URL (repeatable); default Triton :{METRICS_PORT} and the "
+                        f"frontend :{OPENAI_PORT}")
     p.add_argument("--duration", type=float, default=120.0, help="seconds to scrape")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between scrapes")
     p.add_argument("--window", type=float, default=10.0, help="rate window, seconds")
@@ -94,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_scrapes:
         scrapes = load_scrapes(args.from_scrapes)
     else:
-        urls = args.metrics_url or ["http://127.0.0.1:8002/metrics",
-                                    "http://127.0.0.1:9000/metrics"]
+        urls = args.metrics_url or [f"http://127.0.0.1:{METRICS_PORT}/metrics",
+                                    f"http://127.0.0.1:{OPENAI_PORT}/metrics"]
         scrapes = collect(urls, args.duration, args.interval)
         save_scrapes(scrapes, args.out.with_suffix(".scrapes.jsonl"))
     print(f"wrote {plot(scrapes, args.window, args.out, args.title)}")

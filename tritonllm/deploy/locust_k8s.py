@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tritonllm.defaults import DEFAULT_WORKLOAD
 from tritonllm.deploy.k8s import CACHE_DIR, CACHE_PVC, PART_OF, UID, Rendered
 from tritonllm.serve.launcher import DEFAULT_PORTS
 
@@ -28,7 +29,7 @@ class LoadTestSpec:
     users: int = 64
     spawn_rate: float = 4.0
     duration: str = "10m"
-    workload: str = "128/128"
+    workload: str = DEFAULT_WORKLOAD
     slo: str = "ttft=2s,tpot=100ms"
 
     def __post_init__(self) -> None:

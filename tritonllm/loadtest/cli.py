@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from tritonllm.defaults import GRPC_PORT, HTTP_PORT
 import argparse
 import sys
 from datetime import datetime
@@ -44,7 +45,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="http (generate), http-stream (SSE), grpc (ensemble stream), engine "
                         "(tensorrt_llm with token ids); default %(default)s")
     p.add_argument("--host", default=d.host,
-                   help="http://127.0.0.1:8000 for HTTP users, 127.0.0.1:8001 for gRPC users")
+                   help=f"http://127.0.0.1:{HTTP_PORT} for HTTP users, 127.0.0.1:{GRPC_PORT} "
+                        "for gRPC users")
     p.add_argument("-u", "--users", type=int, default=d.users, help="concurrent users")
     p.add_argument("-r", "--spawn-rate", type=float, default=d.spawn_rate,
                    help="users started per second (default: all at once)")

@@ -17,6 +17,7 @@ import gevent
 from gevent.queue import Empty, Queue
 
 from tritonllm import contract
+from tritonllm.defaults import GRPC_PORT
 from tritonllm.loadtest.metrics import RequestRecord
 from tritonllm.loadtest.providers import GrpcEngineProvider, GrpcEnsembleProvider
 from tritonllm.loadtest.trace import RequestTrace
@@ -40,7 +41,7 @@ def grpc_url(host: str) -> str:
             host = host[len(scheme):]
     if not host or ":" not in host:
         raise ValueError(f"host: {host!r} is not host:port of Triton's gRPC endpoint (e.g. "
-                         "127.0.0.1:8001)")
+                         f"127.0.0.1:{GRPC_PORT})")
     return host.rstrip("/")
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from tritonllm.defaults import DEFAULT_WORKLOAD
 from tritonllm.loadtest.slo import Slo
 from tritonllm.loadtest.workloads import WorkloadConfig, parse_spec
 
-DEFAULT_WORKLOAD = "128/128"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritonllm.defaults import DEFAULT_WORKLOAD, GRPC_PORT, HTTP_PORT, OPENAI_PORT
 from tritonllm.loadtest.pool import ensure_pool
 from tritonllm.loadtest.shapes import Ramp, Soak, Spike, Step, parse_params
 from tritonllm.loadtest.slo import Slo
@@ -44,7 +45,7 @@ class LocustRun:
     users: int = 4
     spawn_rate: float = 0.0
     run_time: str = "60s"
-    workload: str = "128/128"
+    workload: str = DEFAULT_WORKLOAD
     request_rate: float = 0.0
     slo: str = ""
     processes: int = 0
@@ -79,8 +80,9 @@ class LocustRun:
         if self.host:
             return self.host
         if self.user == "openai":
-            return "http://127.0.0.1:9000"
-        return "127.0.0.1:8001" if self.user in GRPC_USERS else "http://127.0.0.1:8000"
+            return f"http://127.0.0.1:{OPENAI_PORT}"
+        return (f"127.0.0.1:{GRPC_PORT}" if self.user in GRPC_USERS
+                else f"http://127.0.0.1:{HTTP_PORT}")
 
     def locustfiles(self) -> str:
         files = [self.locustfile or str(LOADTEST_DIR / USERS[self.user])]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tritonllm.defaults import GRPC_PORT, OPENAI_PORT
 from tritonllm.model_source import DEFAULT_MODEL_NAME
 
-DEFAULT_PORT = 9000  # the port Triton's own OpenAI frontend uses
+DEFAULT_PORT = OPENAI_PORT
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: ~250k tokens of prompt, far over any context here
 
 
@@ -22,7 +23,7 @@ class FrontendSettings:
     asks the ensemble for one whole response and a streamed request gets its text in one
     chunk."""
 
-    triton_url: str = "localhost:8001"
+    triton_url: str = f"localhost:{GRPC_PORT}"
     triton_model: str = "ensemble"
     model_name: str = DEFAULT_MODEL_NAME
     host: str = "127.0.0.1"

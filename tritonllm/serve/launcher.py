@@ -32,11 +32,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritonllm.defaults import TRITON_PORTS
 from tritonllm.model_source import cache_root
 from tritonllm.serve.lifeline import die_with_parent
 from tritonllm.serve.ports import PortInUseError, check_free
 
-DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+DEFAULT_PORTS = TRITON_PORTS
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_GRACE_PERIOD_S = 10
 KILL_MARGIN_S = 15  # after the grace period, how long tritonserver gets to exit before SIGKILL

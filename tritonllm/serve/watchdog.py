@@ -29,6 +29,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tritonllm.defaults import HTTP_PORT
 from tritonllm.serve.procfs import descendants
 
 STUB_NAME = "triton_python_backend_stub"
@@ -95,7 +96,7 @@ def for_command(pid: int, argv: list[str]) -> Watchdog | None:
     ready. None for any other command."""
     if not any(Path(arg).name == "tritonserver" for arg in argv):
         return None
-    port = "8000"
+    port = str(HTTP_PORT)
     for i, arg in enumerate(argv):
         if arg.startswith("--http-port="):
             port = arg.split("=", 1)[1]

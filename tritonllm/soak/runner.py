@@ -20,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from tritonllm.defaults import GRPC_PORT, HTTP_PORT, METRICS_PORT, OPENAI_PORT
 from tritonllm.bench.contention import busy_neighbours
 from tritonllm.client import Client
 from tritonllm.loadtest.providers import served_model_ids
@@ -37,10 +38,10 @@ class SoakConfig:
     ``max_rss_growth``: a fraction (0.05 = 5 %). ``server_pid``: None finds the process
     listening on the HTTP port. Times in seconds."""
 
-    http_url: str = "localhost:8000"
-    grpc_url: str = "localhost:8001"
-    openai_url: str | None = "localhost:9000"
-    metrics_url: str = "localhost:8002"
+    http_url: str = f"localhost:{HTTP_PORT}"
+    grpc_url: str = f"localhost:{GRPC_PORT}"
+    openai_url: str | None = f"localhost:{OPENAI_PORT}"
+    metrics_url: str = f"localhost:{METRICS_PORT}"
     duration_s: float = 600.0
     concurrency: int = 16
     seed: int = 0
