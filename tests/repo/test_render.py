@@ -171,3 +171,9 @@ def test_gpu_engine_neither_declares_nor_wires_preceding_ids():
         dataclasses.replace(GPU, postprocessing_instances=2)
     unary = dataclasses.replace(GPU, decoupled=False, postprocessing_instances=2)
     assert parse(render_configs(unary)["postprocessing"]).instance_group[0].count == 2
+
+
+def test_limits_are_checked_as_the_engine_and_profile_check_them():
+    """One rule (tritonllm.limits): a prompt as long as the sequence leaves no room to generate."""
+    with pytest.raises(ValueError, match=r"max_input_len: 2048 must be < max_seq_len \(2048\)"):
+        dataclasses.replace(CPU, max_input_len=2048)

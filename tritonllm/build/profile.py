@@ -42,6 +42,7 @@ from pathlib import Path
 
 import yaml
 
+from tritonllm.limits import check_limits
 from tritonllm.defaults import OPENAI_PORT
 from tritonllm.build import quant_modes
 from tritonllm.build.gpus import get_device
@@ -194,13 +195,9 @@ class LimitsSpec:
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens"):
             _at_least(f"limits.{name}", getattr(self, name), 1)
-        if self.max_input_len >= self.max_seq_len:
-            raise ValueError(f"limits.max_input_len: {self.max_input_len} must be < max_seq_len "
-                             f"({self.max_seq_len}) to leave room for generated tokens")
-        if self.max_num_tokens < self.max_batch_size:
-            raise ValueError(f"limits.max_num_tokens: {self.max_num_tokens} must be >= "
-                             f"max_batch_size ({self.max_batch_size}) so every request can "
-                             "decode in one step")
+        check_limits(max_input_len=self.max_input_len, max_seq_len=self.max_seq_len,
+                     max_batch_size=self.max_batch_size, max_num_tokens=self.max_num_tokens,
+                     prefix="limits.")
 
 
 @dataclass(frozen=True)

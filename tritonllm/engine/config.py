@@ -42,6 +42,7 @@ import os
 from dataclasses import dataclass, field
 
 from tritonllm.contract import format_bool, parse_bool
+from tritonllm.limits import check_limits
 
 # TensorRT-LLM's batch_scheduler_policy values; the build profile and the renderer read them here.
 SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
@@ -102,16 +103,8 @@ class EngineConfig:
                              f"{self.num_threads!r}")
 
     def _check_relations(self) -> None:
-        if self.max_input_len >= self.max_seq_len:
-            raise ValueError(
-                f"max_input_len: {self.max_input_len} must be < max_seq_len ({self.max_seq_len}), "
-                "leaving room for at least one generated token"
-            )
-        if self.max_num_tokens < self.max_batch_size:
-            raise ValueError(
-                f"max_num_tokens: {self.max_num_tokens} must be >= max_batch_size "
-                f"({self.max_batch_size}) so every running request can decode in one step"
-            )
+        check_limits(max_input_len=self.max_input_len, max_seq_len=self.max_seq_len,
+                     max_batch_size=self.max_batch_size, max_num_tokens=self.max_num_tokens)
         if not self.enable_chunked_context and self.max_num_tokens < self.max_input_len:
             raise ValueError(
                 f"max_num_tokens: {self.max_num_tokens} must be >= max_input_len "

@@ -21,6 +21,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from tritonllm.limits import check_limits
 from tritonllm import contract
 from tritonllm.repo import backend_parameters
 from tritonllm.contract import ModelContract, Tensor, format_bool
@@ -118,9 +119,9 @@ class RepoSettings:
         if self.triton_max_batch_size < 1:
             raise ValueError(f"triton_max_batch_size: must be >= 1, got "
                              f"{self.triton_max_batch_size}")
-        if not 0 < self.max_input_len <= self.max_seq_len:
-            raise ValueError(f"max_input_len: must be in [1, max_seq_len={self.max_seq_len}], "
-                             f"got {self.max_input_len}")
+        if self.max_input_len < 1:
+            raise ValueError(f"max_input_len: must be >= 1, got {self.max_input_len}")
+        check_limits(max_input_len=self.max_input_len, max_seq_len=self.max_seq_len)
         for name in ("preprocessing_instances", "postprocessing_instances", "stream_interval",
                      "cancellation_check_period_ms"):
             if getattr(self, name) < 1:
