@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tritonllm.serve.launcher import Ports, ServerError, TritonServer, backend_dir, server_env
+from tritonllm.serve.launcher import Ports, LaunchError, TritonServer, backend_dir, server_env
 
 
 def test_backend_dir_holds_the_python_backend_and_this_interpreters_stub():
@@ -37,7 +37,7 @@ def test_a_busy_port_is_refused_with_a_hint(tmp_path):
         sock.listen()
         busy = sock.getsockname()[1]
         server = TritonServer(tmp_path, Ports(busy, busy + 1, busy + 2))
-        with pytest.raises(ServerError, match=f"port {busy} is already in use"):
+        with pytest.raises(LaunchError, match=f"port {busy} is already in use"):
             server.start(timeout_s=5)
 
 
@@ -45,6 +45,6 @@ def test_a_broken_repository_fails_fast_with_the_log(tmp_path):
     (tmp_path / "repo" / "broken").mkdir(parents=True)
     (tmp_path / "repo" / "broken" / "config.pbtxt").write_text('name: "broken" backend: "nope"')
     server = TritonServer(tmp_path / "repo", Ports.free(), log_file=tmp_path / "log")
-    with pytest.raises(ServerError, match="exited with status"):
+    with pytest.raises(LaunchError, match="exited with status"):
         server.start(timeout_s=60)
     assert (tmp_path / "log").read_text()

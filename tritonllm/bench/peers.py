@@ -1,4 +1,4 @@
-"""The peers a CPU user would pick instead of us: vLLM CPU and llama.cpp's server (issue 12).
+"""The peers a CPU user would pick instead of us: vLLM CPU and llama.cpp's server.
 
 Each peer lives in its own environment under a cache dir outside the repository
 (:func:`peers_dir`: ``$TRITONLLM_PEERS_DIR``, else ``$XDG_CACHE_HOME/tritonllm/peers``, else
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from tritonllm.loadtest.providers import OpenAIStreamProvider
 from tritonllm.loadtest.workloads import Prompt
-from tritonllm.serve.lifeline import die_with_parent
+from tritonllm.process import die_with_parent
 
 VLLM_VERSION = "0.32.0"
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"

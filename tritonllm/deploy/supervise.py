@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from tritonllm.process import kill_group
 from tritonllm.serve.watchdog import EXIT_UNHEALTHY, Watchdog, for_command
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -40,7 +41,7 @@ class _Forwarder:
         if self.first_signal_at is not None:
             _log(f"second signal {signal.Signals(signum).name}: killing the server")
             if self.proc is not None:
-                _kill_group(self.proc.pid)
+                kill_group(self.proc.pid)
             return
         self.first_signal_at = time.monotonic()
         if self.proc is None:
@@ -73,7 +74,7 @@ def run_forwarding_signals(argv: list[str], env: dict[str, str] | None = None,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if proc is not None:
-            _kill_group(proc.pid)  # anything the child left behind in its group
+            kill_group(proc.pid)  # anything the child left behind in its group
 
 
 def _wait(proc: subprocess.Popen, forwarder: _Forwarder, kill_after_s: float,
@@ -87,12 +88,12 @@ def _wait(proc: subprocess.Popen, forwarder: _Forwarder, kill_after_s: float,
             started = forwarder.first_signal_at
             if started is not None and time.monotonic() - started > kill_after_s:
                 _log(f"server still running {kill_after_s:.0f} s after the signal: killing it")
-                _kill_group(proc.pid)
+                kill_group(proc.pid)
         if watchdog and started is None and time.monotonic() >= next_check:
             next_check = time.monotonic() + 1.0
             if (reason := watchdog.check()) is not None:
                 _log(f"error: {reason}; killing the server (exit status {EXIT_UNHEALTHY})")
-                _kill_group(proc.pid)
+                kill_group(proc.pid)
                 proc.wait()
                 return EXIT_UNHEALTHY
 
@@ -103,12 +104,6 @@ def _send(pid: int, signum: int) -> None:
     except ProcessLookupError:
         pass
 
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _log(message: str) -> None:

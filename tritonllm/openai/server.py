@@ -17,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from tritonllm.contract import parse_bool
-from tritonllm.serve.lifeline import die_with_parent
+from tritonllm.process import die_with_parent
 
 from .settings import FrontendSettings
 
@@ -71,7 +71,7 @@ def _optional_float(text: str) -> float | None:
 class FrontendProcess:
     """The frontend as a child process; a context manager. ``start`` waits until it answers
     ``GET /v1/models``; ``stop`` sends SIGTERM and, after ``timeout_s``, SIGKILL. The child gets
-    SIGTERM if the thread that started it dies (:func:`tritonllm.serve.lifeline.die_with_parent`).
+    SIGTERM if the thread that started it dies (:func:`tritonllm.process.die_with_parent`).
     Its output goes to ``log_file``; without one it is discarded, unless ``inherit_output``
     (a container's entrypoint: the child writes to our stdout). ``new_session``: run it in its
     own session, so a terminal's Ctrl-C reaches only its parent, which decides when to stop it."""

@@ -8,7 +8,7 @@ comes first on ``PATH``.
 
 Process contract: tritonserver runs in its own session (a terminal's Ctrl-C reaches the
 launcher, which stops the server in order) and gets SIGTERM from the kernel if the thread that
-started it dies (:func:`tritonllm.serve.lifeline.die_with_parent`), so ``kill -9`` of the
+started it dies (:func:`tritonllm.process.die_with_parent`), so ``kill -9`` of the
 launcher never leaves a server behind. On SIGTERM tritonserver drains in-flight requests for up
 to ``grace_period_s`` (its ``--exit-timeout-secs``), then exits and stops its backend stubs.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tritonllm.defaults import TRITON_PORTS
 from tritonllm.model_source import cache_root
-from tritonllm.serve.lifeline import die_with_parent
+from tritonllm.process import die_with_parent, kill_group
 from tritonllm.serve.ports import PortInUseError, check_free
 
 DEFAULT_PORTS = TRITON_PORTS
@@ -48,7 +48,7 @@ ADMIN_KEY_ENV = "TRITONLLM_ADMIN_KEY"  # where deployments take the admin key fr
 LOG_TAIL_LINES = 20
 
 
-class ServerError(RuntimeError):
+class LaunchError(RuntimeError):
     """tritonserver could not be started, did not become ready, or died."""
 
 
@@ -74,7 +74,7 @@ def pytriton_root() -> Path:
 
     root = Path(pytriton.__file__).parent / "tritonserver"
     if not (root / "bin" / "tritonserver").is_file():
-        raise ServerError(f"no tritonserver binary under {root}; is nvidia-pytriton installed?")
+        raise LaunchError(f"no tritonserver binary under {root}; is nvidia-pytriton installed?")
     return root
 
 
@@ -88,7 +88,7 @@ def backend_dir() -> Path:
     root = pytriton_root()
     stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.is_file():
-        raise ServerError(f"nvidia-pytriton ships no Python backend stub for Python {version}")
+        raise LaunchError(f"nvidia-pytriton ships no Python backend stub for Python {version}")
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(root / "backends" / "python", staging / "python")
@@ -202,7 +202,7 @@ class TritonServer:
             try:
                 check_free(port, self.host)
             except PortInUseError as exc:
-                raise ServerError(str(exc)) from None
+                raise LaunchError(str(exc)) from None
         output = subprocess.DEVNULL
         if self.log_file:
             self._log_handle = open(self.log_file, "ab")
@@ -223,11 +223,11 @@ class TritonServer:
         url = f"http://{self.http_url}/v2/health/ready"
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise ServerError(self.exit_report())
+                raise LaunchError(self.exit_report())
             if _http_ok(url):
                 return
             time.sleep(0.5)
-        raise ServerError(f"tritonserver not ready after {timeout_s:.0f} s{self._log_hint()}")
+        raise LaunchError(f"tritonserver not ready after {timeout_s:.0f} s{self._log_hint()}")
 
     def stop(self, timeout_s: float | None = None) -> None:
         """SIGTERM to tritonserver alone (it drains in-flight requests for up to the grace
@@ -245,7 +245,7 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait()
-        _kill_group(self._proc.pid)  # stubs left behind by a crashed server
+        kill_group(self._proc.pid)  # stubs left behind by a crashed server
         self._proc = None
         if self._log_handle:
             self._log_handle.close()
@@ -291,9 +291,3 @@ def _http_ok(url: str) -> bool:
     except (urllib.error.URLError, OSError):
         return False
 
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

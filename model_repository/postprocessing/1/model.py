@@ -17,7 +17,7 @@ import triton_python_backend_utils as pb_utils
 from tritonllm.contract import POSTPROCESSING
 from tritonllm.models import triton
 from tritonllm.models.postprocess import Postprocessor, wants_incremental
-from tritonllm.serve.lifeline import exit_when_orphaned
+from tritonllm.process import exit_when_orphaned
 from tritonllm.tokenizer import FastDecoder
 
 

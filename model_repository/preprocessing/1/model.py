@@ -13,7 +13,7 @@ import triton_python_backend_utils as pb_utils
 from tritonllm.contract import PREPROCESSING
 from tritonllm.models import triton
 from tritonllm.models.preprocess import Limits, Preprocessor
-from tritonllm.serve.lifeline import exit_when_orphaned
+from tritonllm.process import exit_when_orphaned
 from tritonllm.tokenizer import TextCodec
 
 

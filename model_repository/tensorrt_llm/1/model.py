@@ -29,7 +29,7 @@ from tritonllm.contract import TENSORRT_LLM
 from tritonllm.engine import EngineConfig, LLMEngine
 from tritonllm.models import crash, engine_step, triton
 from tritonllm.models.metrics import EngineMetrics
-from tritonllm.serve.lifeline import exit_when_orphaned
+from tritonllm.process import exit_when_orphaned
 from tritonllm.tokenizer import InvalidInputError
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL

@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 from tritonllm.bench.synthetic import ReplayEngine, replay_ids
 from tritonllm.contract import TENSORRT_LLM, parse_bool
 from tritonllm.models import engine_step, triton
-from tritonllm.serve.lifeline import exit_when_orphaned
+from tritonllm.process import exit_when_orphaned
 from tritonllm.tokenizer import TextCodec
 
 

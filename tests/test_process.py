@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.serve.processes import wait_gone
-from tritonllm.serve.lifeline import exit_when_orphaned
+from tritonllm.process import exit_when_orphaned
 
 # A parent that starts one child, waits until the child says it is armed, prints the child's
 # pid, then sleeps (until we SIGKILL it).
@@ -22,12 +22,12 @@ print(child.pid, flush=True)
 time.sleep(600)
 """
 SLEEPER = "import time; print('armed', flush=True); time.sleep(600)"
-WATCHED = ("import time; from tritonllm.serve.lifeline import exit_when_orphaned; "
+WATCHED = ("import time; from tritonllm.process import exit_when_orphaned; "
            "exit_when_orphaned(0.1); print('armed', flush=True); time.sleep(600)")
 # As a stub blocked in a pb_utils call: the main thread sleeps in C while holding the GIL
 # (ctypes.PyDLL keeps it), so no Python thread of this process can run.
 WATCHED_HOLDING_THE_GIL = (
-    "import ctypes; from tritonllm.serve.lifeline import exit_when_orphaned; "
+    "import ctypes; from tritonllm.process import exit_when_orphaned; "
     "exit_when_orphaned(0.1); print('armed', flush=True); ctypes.PyDLL(None).sleep(600)")
 
 
@@ -50,8 +50,7 @@ def _reap(pid: int) -> None:
 
 
 def test_die_with_parent_signals_the_child_when_the_parent_is_killed():
-    extra = (", preexec_fn=__import__('tritonllm.serve.lifeline').serve.lifeline"
-             ".die_with_parent()")
+    extra = ", preexec_fn=__import__('tritonllm.process').process.die_with_parent()"
     pid = _orphan_a_child(SLEEPER, extra)
     try:
         assert wait_gone([pid], timeout_s=60) == []

@@ -1,4 +1,6 @@
-"""Child processes that never outlive the process that started them (Linux).
+"""Process helpers shared by the launcher, the supervisor, the OpenAI frontend, the benchmarks and
+the Triton models: children that never outlive the process that started them (Linux), and
+killing a process group.
 
 Two tools, for two kinds of child:
 
@@ -68,3 +70,11 @@ def exit_when_orphaned(poll_s: float = 1.0) -> subprocess.Popen:
     return subprocess.Popen(["/bin/sh", "-c", _WATCHER, "orphan-watch", str(os.getpid()),
                              str(os.getppid()), f"{poll_s:g}"],
                             stdin=subprocess.DEVNULL, close_fds=True)
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process of group ``pgid``; nothing to do when it is gone or not ours."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
