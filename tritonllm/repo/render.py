@@ -15,7 +15,7 @@ Model code (each ``model.py``) is copied from the top-level ``model_repository/`
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -83,31 +83,44 @@ class GpuEngineSettings:
         return {**params, **self.extra}
 
 
-@dataclass(frozen=True)
-class RepoSettings:
-    """Everything the model repository needs besides the contract.
+@dataclass(frozen=True, kw_only=True)
+class EnsembleOptions:
+    """How the ensemble serves, whatever the engine: the settings a deployment chooses
+    (``tritonllm serve``'s :class:`~tritonllm.serve.cpu.CpuDeployment` inherits them).
 
     ``decoupled`` is tensorrtllm_backend's ``decoupled_mode``: true lets responses stream (gRPC
     stream / HTTP generate_stream) and refuses unary ModelInfer and HTTP infer on the engine and
     the ensemble; false serves unary calls and refuses ``stream=true``.
-    ``max_input_len`` / ``max_seq_len`` are the engine's limits; preprocessing checks them so
-    that errors name the ensemble's fields. ``cancellation_check_period_ms``: how often the
-    engine step asks Triton whether a running request was cancelled (TensorRT-LLM's backend
-    parameter; the CPU step reads the same one). ``cpu_engine_parameters`` (target ``cpu``) are
-    handed to the CPU engine adapter as string parameters; ``gpu_engine`` (target ``gpu``)
-    fills the ``tensorrtllm`` backend's.
+    ``cancellation_check_period_ms``: how often the engine step asks Triton whether a running
+    request was cancelled (TensorRT-LLM's backend parameter; the CPU step reads the same one).
     """
 
-    tokenizer_dir: str
-    max_input_len: int
-    max_seq_len: int
-    target: str = "cpu"
     triton_max_batch_size: int = 64
     preprocessing_instances: int = 1
     postprocessing_instances: int = 1
     stream_interval: int = 1
     decoupled: bool = True
     cancellation_check_period_ms: int = 100
+
+    def ensemble_options(self) -> dict:
+        """These fields as keyword arguments (for :class:`RepoSettings`)."""
+        return {f.name: getattr(self, f.name) for f in fields(EnsembleOptions)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepoSettings(EnsembleOptions):
+    """Everything the model repository needs besides the contract: the ensemble's options and
+
+    ``max_input_len`` / ``max_seq_len``, the engine's limits (preprocessing checks them so that
+    errors name the ensemble's fields). ``cpu_engine_parameters`` (target ``cpu``) are handed to
+    the CPU engine adapter as string parameters; ``gpu_engine`` (target ``gpu``) fills the
+    ``tensorrtllm`` backend's.
+    """
+
+    tokenizer_dir: str
+    max_input_len: int
+    max_seq_len: int
+    target: str = "cpu"
     cpu_engine_parameters: dict[str, str] = field(default_factory=dict)
     gpu_engine: GpuEngineSettings | None = None
 

@@ -25,9 +25,9 @@ from tritonllm.engine.threads import thread_budget
 from tritonllm.model_source import cache_root, resolve_model_dir
 from tritonllm.openai.server import FrontendProcess
 from tritonllm.openai.settings import DEFAULT_PORT, FrontendSettings
-from tritonllm.repo.render import RepoSettings, render_repository
+from tritonllm.repo.render import EnsembleOptions, RepoSettings, render_repository
 from tritonllm.serve.launcher import (ADMIN_HEADER, ADMIN_KEY_ENV, DEFAULT_GRACE_PERIOD_S, DEFAULT_HOST,
-                                      RESTRICTED_APIS, Ports, ServerError, TritonServer,
+                                      RESTRICTED_APIS, Ports, LaunchError, TritonServer,
                                       is_loopback, new_admin_key)
 from tritonllm.serve.watchdog import EXIT_UNHEALTHY, Watchdog, wait_for_exit_or_crash
 
@@ -39,32 +39,20 @@ class _StopRequested(BaseException):
     """Raised in the main thread by the first SIGTERM / SIGHUP."""
 
 
-@dataclass(frozen=True)
-class CpuDeployment:
-    """What ``tritonllm serve`` deploys; ``model=None`` means the default SmolLM2 model.
-    ``decoupled``: tensorrtllm_backend's ``decoupled_mode`` (see :class:`RepoSettings`)."""
+@dataclass(frozen=True, kw_only=True)
+class CpuDeployment(EnsembleOptions):
+    """What ``tritonllm serve`` deploys: the ensemble's options (:class:`EnsembleOptions`), the
+    CPU engine's config and the checkpoint; ``model=None`` means the default SmolLM2 model."""
 
     model: str | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
-    triton_max_batch_size: int = 64
-    decoupled: bool = True
     repo_dir: Path = field(default_factory=lambda: cache_root() / "model_repository")
-    # The ensemble's Python models (see README, "Ensemble capacity"): one of each carries the
-    # CPU engine's ~100 tokens/s many times over (tritonllm.build.instances).
-    preprocessing_instances: int = 1
-    postprocessing_instances: int = 1
-    stream_interval: int = 1
 
     def repo_settings(self, model_dir: Path) -> RepoSettings:
         params = {"model_dir": str(model_dir), **self.engine.to_parameters()}
-        return RepoSettings(tokenizer_dir=str(model_dir),
-                            max_input_len=self.engine.max_input_len,
+        return RepoSettings(tokenizer_dir=str(model_dir), max_input_len=self.engine.max_input_len,
                             max_seq_len=self.engine.max_seq_len,
-                            triton_max_batch_size=self.triton_max_batch_size,
-                            preprocessing_instances=self.preprocessing_instances,
-                            postprocessing_instances=self.postprocessing_instances,
-                            stream_interval=self.stream_interval,
-                            decoupled=self.decoupled, cpu_engine_parameters=params)
+                            cpu_engine_parameters=params, **self.ensemble_options())
 
     def prepare(self) -> Path:
         """Resolve (or create) the model checkpoint and render the repository; returns it."""
@@ -101,7 +89,7 @@ def serve(deployment: CpuDeployment, ports: Ports, log_file: Path | None = None,
         print(f"[tritonllm] stopping (in-flight requests get up to {grace_period_s} s) ...",
               file=sys.stderr, flush=True)
         return 0
-    except ServerError as exc:
+    except LaunchError as exc:
         print(f"[tritonllm] error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
