@@ -72,7 +72,7 @@ install-gpuset: $(GPUSET_STAMP)
 test-gpuset: model $(GPUSET_STAMP)
 	$(GPUSET_BIN)/python -m pytest -q $(PYTEST_ARGS) $(GPUSET_TESTS)
 
-# Build pipeline (see README): plan anywhere; quantize/verify on CPU; engines on a GPU node.
+# Build pipeline (docs/build.md): plan anywhere; quantize/verify on CPU; engines on a GPU node.
 plan: $(STAMP)
 	$(BIN)/tritonllm plan $(PROFILE)
 
@@ -83,11 +83,11 @@ accuracy: model
 	$(BIN)/tritonllm accuracy --output-dir build/accuracy/smollm2-defaults
 
 # One torch thread for the engine and the baselines alike: on 2 shared cores it is the faster
-# and the steadier setting (see README, Performance).
+# and the steadier setting (docs/performance.md).
 bench: model
 	$(BIN)/tritonllm bench serving --num-threads 1
 
-# The same workload on vLLM CPU and llama.cpp, back to back with ours in one run (issue 12).
+# The same workload on vLLM CPU and llama.cpp, back to back with ours in one run.
 # The first run installs them into ~/.cache/tritonllm/peers (llama.cpp: a 10+ minute build).
 bench-peers: model
 	$(BIN)/tritonllm bench serving --skip-transformers --install-peer \
@@ -97,7 +97,7 @@ bench-engine: model
 	$(BIN)/tritonllm bench engine --num-threads 1 --kv-cache-tokens 8192 --profile
 
 # The ensemble's capacity: real tritonserver, pre/postprocessing and ensemble, a SYNTHETIC
-# token source in place of the engine (benchmark only; see README, Ensemble capacity).
+# token source in place of the engine (benchmark only; docs/performance.md).
 bench-ensemble: model
 	$(BIN)/tritonllm bench ensemble
 

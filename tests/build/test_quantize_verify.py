@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tritonllm.build import trtllm_layout
-from tritonllm.build.trtllm_checkpoint import open_ranks, read_config
+from tritonllm.engine.trtllm_checkpoint import open_ranks, read_config
 from tritonllm.build.verify import unpack_int4, verify
 
 # (mode, kv_cache, tp, expected quant_algo, expected kv algo): the five SmolLM2 exports.

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tritonllm.build import trtllm_checkpoint
-from tritonllm.build.trtllm_checkpoint import load_as_hf
+from tritonllm.engine import trtllm_checkpoint
+from tritonllm.engine.trtllm_checkpoint import load_as_hf
 from tritonllm.hf_compat import rope_theta_of
 
 

@@ -30,7 +30,8 @@ import torch
 from safetensors import safe_open
 from tqdm import tqdm
 
-from tritonllm.build import quant_modes, trtllm_checkpoint, trtllm_layout
+from tritonllm.build import quant_modes, trtllm_layout
+from tritonllm.engine import trtllm_checkpoint
 from tritonllm.build.architectures import from_hf_config
 from tritonllm.build.profile import BuildProfile
 

@@ -1,6 +1,7 @@
 """The model runner: Llama weights, the one KV-cache tensor, and a lean batched forward step.
 
-This module and ``sampler.py`` are the engine's only torch code. Transformers does what it does
+The torch code of the engine lives here, in ``sampler.py`` and in ``cpu_kernels.py`` (our C++
+kernels' torch-facing calls); the scheduling layers stay torch-free. Transformers does what it does
 well here: config parsing (``AutoConfig``), RoPE frequencies for every ``rope_type``
 (``LlamaRotaryEmbedding`` over ``ROPE_INIT_FUNCTIONS``: default, linear, dynamic, llama3, yarn)
 and checkpoint loading (safetensors, or ``from_pretrained`` for other formats). The forward is
@@ -404,7 +405,7 @@ class ModelRunner:
         computes with the numbers the GPU engine does. ``hf_config_overrides`` (e.g.
         ``eos_token_id``) go into the ``LlamaConfig``: the checkpoint does not record them.
         """
-        from tritonllm.build import trtllm_checkpoint
+        from tritonllm.engine import trtllm_checkpoint
 
         algo = (trtllm_checkpoint.read_config(path).get("quantization") or {}).get("quant_algo")
         hf_config, state = trtllm_checkpoint.load_as_hf(path, **hf_config_overrides)
