@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -36,17 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(metavar="COMMAND")
     register_serve(subparsers)
     for module in AREAS:
-        if _exists(module):
-            importlib.import_module(module).register(subparsers)
+        importlib.import_module(module).register(subparsers)
     return parser
-
-
-def _exists(module: str) -> bool:
-    """True when ``module`` can be imported (an area not yet written has no cli)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def register_serve(subparsers) -> None:

@@ -587,8 +587,8 @@ extern "C" {
 
 // x [B, hidden], the residual stream, updated in place: the whole layer for a step of B tokens,
 // K/V of the new tokens written into this layer's cache planes [slots, KV, d].
-void tl_decoder_layer(const LayerC* w, const StepC* step, float* x, float* k_cache,
-                     float* v_cache) {
+static void tl_decoder_layer(const LayerC* w, const StepC* step, float* x, float* k_cache,
+                             float* v_cache) {
     const StepC& s = *step;
     const int64_t B = s.B, hidden = s.hidden, d = s.head_dim, H = s.heads, KV = s.kv_heads;
     const int64_t qkv_rows = (H + 2 * KV) * d, inter = s.intermediate;
