@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tritonllm.bench import peers
 
     engine_bench.add_arguments(parser)
-    group = parser.add_argument_group("peers (issue 12; optional, installed outside the repo)")
+    group = parser.add_argument_group("peers (optional, installed outside the repo)")
     group.add_argument("--peer", action="append", choices=peers.PEER_NAMES, default=[],
                        help="also measure this peer on the same workload (repeatable)")
     group.add_argument("--gguf-type", nargs="+", choices=peers.GGUF_TYPES, default=["f32"],

@@ -1,4 +1,4 @@
-"""The mixed benchmark workload (issue 2): a fixed prompt list, output lengths cycling.
+"""The mixed benchmark workload: a fixed prompt list, output lengths cycling.
 
 16 requests by default; request ``i`` uses prompt ``i % len(PROMPTS)`` and must generate exactly
 ``OUTPUT_LENGTHS[i % 4]`` tokens (16/32/64/128), forced with ``min_tokens`` so every run does

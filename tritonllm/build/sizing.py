@@ -1,4 +1,4 @@
-"""Model-size guidance (issue 14): which shipped Llama size and precision fits a target GPU and
+"""Model-size guidance: which shipped Llama size and precision fits a target GPU and
 meets a latency SLO, estimated from memory bandwidth and compute before anything is built.
 
 ``tritonllm plan PROFILE --slo ttft=500ms,tpot=50ms`` keeps the profile's device, tensor and
