@@ -94,7 +94,7 @@ bench-peers: model
 		--peer vllm --peer llama.cpp --gguf-type f32 f16 q8_0
 
 bench-engine: model
-	$(BIN)/tritonllm bench engine --num-threads 1 --kv-cache-tokens 8192 --profile
+	$(BIN)/tritonllm bench engine --num-threads 1 --max-tokens-in-paged-kv-cache 8192 --profile
 
 # The ensemble's capacity: real tritonserver, pre/postprocessing and ensemble, a SYNTHETIC
 # token source in place of the engine (benchmark only; docs/performance.md).

@@ -23,7 +23,7 @@ from tritonllm.serve.launcher import Ports, TritonServer
 
 # Small enough to start fast, large enough for 8 concurrent requests of a few hundred tokens.
 TEST_ENGINE = EngineConfig(max_batch_size=8, max_num_tokens=256, max_input_len=1024,
-                           max_seq_len=2048, kv_cache_tokens=8192)
+                           max_seq_len=2048, max_tokens_in_paged_kv_cache=8192)
 EXTERNAL_SERVER_ENV = "TRITONLLM_TEST_SERVER"
 
 

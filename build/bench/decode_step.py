@@ -14,7 +14,7 @@ from tritonllm.engine import EngineConfig
 from tritonllm.engine.runner import ModelRunner
 from tritonllm.engine.scheduler import ScheduledBatch
 from tritonllm.model_source import resolve_model_dir
-kw = dict(num_threads=threads, kv_cache_tokens=8192)
+kw = dict(num_threads=threads, max_tokens_in_paged_kv_cache=8192)
 if weights != "-": kw["weights"] = weights
 runner = ModelRunner.from_hf_dir(resolve_model_dir(None), EngineConfig(**kw))
 def batch(rows, context=256, size=16):

@@ -27,7 +27,7 @@ for weights in sys.argv[1:] or ["int8", "fp32"]:
     for huge in (False, True):
         ModelRunner.huge_pages = huge
         runners[huge] = ModelRunner.from_hf_dir(resolve_model_dir(None), EngineConfig(
-            num_threads=threads, kv_cache_tokens=8192, weights=weights))
+            num_threads=threads, max_tokens_in_paged_kv_cache=8192, weights=weights))
     granted = [huge_pages.huge_bytes(t) or 0 for t in (runners[True].final_norm,
                                                        runners[True].kv_cache)]
     print(f"{weights}: weights + KV cache in huge pages: {granted[0] >> 20} + "

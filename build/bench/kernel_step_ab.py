@@ -42,7 +42,7 @@ old.tl_decoder_layers.restype = None
 
 for weights in ("fp32", "int8"):
     runner = ModelRunner.from_hf_dir(resolve_model_dir(None), EngineConfig(
-        num_threads=threads, kv_cache_tokens=8192, weights=weights))
+        num_threads=threads, max_tokens_in_paged_kv_cache=8192, weights=weights))
     for rows in (1, 8):
         step, times = decode_batch(runner, rows, 256), {"old": [], "new": []}
         for _ in range(21):

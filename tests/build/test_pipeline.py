@@ -136,10 +136,10 @@ def test_cpu_profile_builds_the_cpu_deployment(tmp_path, capsys):
     engine = configs["tensorrt_llm"]
     assert engine.backend == "python" and engine.max_batch_size == 8
     params = _params(engine)
-    assert params["max_seq_len"] == "4096" and params["block_size"] == "16"
+    assert params["max_seq_len"] == "4096" and params["tokens_per_block"] == "16"
     assert params["enable_kv_cache_reuse"] == "true"  # serving.enable_kv_cache_reuse's default
-    assert int(params["kv_cache_tokens"]) == json.loads((out / "plan.json").read_text())[
-        "kv_tokens"]
+    planned = json.loads((out / "plan.json").read_text())
+    assert int(params["max_tokens_in_paged_kv_cache"]) == planned["kv_tokens"]
     assert (out / "model_repository" / "tensorrt_llm" / "1" / "model.py").is_file()
 
 

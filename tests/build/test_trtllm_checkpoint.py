@@ -84,7 +84,7 @@ def _greedy_engine(hf_config, state, prompts, new_tokens):
     from tritonllm.engine.runner import ModelRunner
 
     config = EngineConfig(max_batch_size=4, max_num_tokens=128, max_input_len=64,
-                          max_seq_len=128, kv_cache_tokens=1024, num_threads=2)
+                          max_seq_len=128, max_tokens_in_paged_kv_cache=1024, num_threads=2)
     engine = LLMEngine(ModelRunner.from_state_dict(hf_config, state, config), config)
     try:
         requests = [GenerationRequest(f"r{i}", ids, new_tokens, exclude_input_in_output=True)
@@ -134,7 +134,7 @@ def test_cpu_engine_serves_an_int8_weight_only_export_with_int8_weights(export, 
     ckpt = export(tiny_llama_dir, "tiny-int8wo", tp=2, mode="int8_wo", kv_cache="none")
     assert trtllm_checkpoint.read_config(ckpt)["quantization"]["quant_algo"] == "W8A16"
     config = EngineConfig(max_batch_size=2, max_num_tokens=64, max_input_len=32,
-                          max_seq_len=64, kv_cache_tokens=256, num_threads=2)
+                          max_seq_len=64, max_tokens_in_paged_kv_cache=256, num_threads=2)
     engine = LLMEngine(ckpt, config)  # a checkpoint directory, weights: auto
     served = engine.runner
     assert served.int8 and all(isinstance(linear, Int8Linear) for layer in served.layers

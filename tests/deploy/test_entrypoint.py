@@ -86,8 +86,9 @@ def test_cpu_profile_maps_to_the_serve_deployment(repo_root):
     assert (deployment.engine.max_batch_size, deployment.engine.max_num_tokens,
             deployment.engine.max_input_len, deployment.engine.max_seq_len) == (
         limits.max_batch_size, limits.max_num_tokens, limits.max_input_len, limits.max_seq_len)
-    assert deployment.engine.block_size == profile.engine.tokens_per_block
-    assert deployment.engine.kv_cache_tokens == limits.max_batch_size * limits.max_seq_len
+    assert deployment.engine.tokens_per_block == profile.engine.tokens_per_block
+    kv_tokens = deployment.engine.max_tokens_in_paged_kv_cache
+    assert kv_tokens == limits.max_batch_size * limits.max_seq_len
     assert deployment.triton_max_batch_size == profile.triton_max_batch_size
     assert cpu_deployment(None) == CpuDeployment()  # no profile: exactly `tritonllm serve`
 

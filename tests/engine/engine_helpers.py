@@ -39,7 +39,7 @@ def tiny_engine_config(**overrides):
     from tritonllm.engine import EngineConfig
 
     fields = dict(max_batch_size=4, max_num_tokens=16, max_input_len=64, max_seq_len=128,
-                  kv_cache_tokens=512, block_size=4, num_threads=1)
+                  max_tokens_in_paged_kv_cache=512, tokens_per_block=4, num_threads=1)
     fields.update(overrides)
     return EngineConfig(**fields)
 

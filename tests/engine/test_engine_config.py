@@ -17,21 +17,21 @@ def test_public_api_is_pinned():
 
 
 def test_config_derives_blocks_and_rounds_capacity():
-    config = EngineConfig(kv_cache_tokens=1000, block_size=16)
-    assert config.num_blocks == 63 and config.kv_cache_tokens == 63 * 16
+    config = EngineConfig(max_tokens_in_paged_kv_cache=1000, tokens_per_block=16)
+    assert config.num_blocks == 63 and config.max_tokens_in_paged_kv_cache == 63 * 16
     assert EngineConfig().num_blocks == 8 * 4096 // 16
-    assert EngineConfig().scheduler_policy == "guaranteed_no_evict"
+    assert EngineConfig().batch_scheduler_policy == "guaranteed_no_evict"
 
 
 @pytest.mark.parametrize("fields, message", [
     (dict(max_batch_size=0), "max_batch_size: must be an integer >= 1"),
-    (dict(block_size=-4), "block_size: must be an integer >= 1"),
+    (dict(tokens_per_block=-4), "tokens_per_block: must be an integer >= 1"),
     (dict(num_threads=-1), "num_threads: must be an integer >= 0 \\(0: automatic\\)"),
     (dict(max_input_len=4096, max_seq_len=4096), r"max_input_len: 4096 must be < max_seq_len"),
     (dict(max_num_tokens=4, max_batch_size=8), r"max_num_tokens: 4 must be >= max_batch_size"),
     (dict(max_num_tokens=256, enable_chunked_context=False),
      r"max_num_tokens: 256 must be >= max_input_len \(2048\) when enable_chunked_context"),
-    (dict(scheduler_policy="fifo"), "scheduler_policy: 'fifo' is not one of"),
+    (dict(batch_scheduler_policy="fifo"), "batch_scheduler_policy: 'fifo' is not one of"),
 ])
 def test_config_errors_name_field_and_limit(fields, message):
     with pytest.raises(ValueError, match=message):

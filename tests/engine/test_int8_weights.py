@@ -17,7 +17,7 @@ from tritonllm.engine import cpu_kernels
 from tritonllm.engine.runner import KERNEL_MAX_ROWS, Int8Linear, ModelRunner
 
 CONFIG = EngineConfig(max_batch_size=2, max_num_tokens=256, max_input_len=256, max_seq_len=512,
-                      kv_cache_tokens=512, num_threads=1, weights="int8")
+                      max_tokens_in_paged_kv_cache=512, num_threads=1, weights="int8")
 
 
 @pytest.mark.parametrize("backend", ["kernels", "fbgemm"])

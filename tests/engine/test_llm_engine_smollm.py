@@ -19,7 +19,7 @@ EOS = 2
 # One torch thread (process-wide, so transformers' references use it too): the fastest choice
 # for these decode shapes on a 2-core machine shared with other work.
 CONFIG = EngineConfig(max_batch_size=8, max_num_tokens=128, max_input_len=256, max_seq_len=512,
-                      kv_cache_tokens=4096, num_threads=1)
+                      max_tokens_in_paged_kv_cache=4096, num_threads=1)
 PLAIN_PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time",
                  "1, 2, 3, 4,", "In machine learning, a transformer is"]
 CHAT_PROMPTS = ["What is the capital of France?", "Name three colors.",
@@ -73,7 +73,7 @@ def test_eight_concurrent_requests_match_and_share_decode_steps(engine, prompts,
     assert [r[-1].token_ids for r in results] == references
     assert after.steps_with_multiple_decodes - before.steps_with_multiple_decodes >= 5
     assert after.max_running_seen == 8
-    assert after.free_kv_tokens == after.total_kv_tokens == CONFIG.kv_cache_tokens
+    assert after.free_kv_tokens == after.total_kv_tokens == CONFIG.max_tokens_in_paged_kv_cache
 
 
 SYSTEM = ("You are a careful assistant for a travel company. Answer in one short sentence, "
@@ -89,7 +89,7 @@ def test_kv_cache_reuse_keeps_greedy_output_equal_to_transformers(engine, smollm
         [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}],
         add_generation_prompt=True, tokenize=True, return_dict=False) for q in QUESTIONS]
     shared = next(i for i, t in enumerate(prompts[0]) if t != prompts[1][i])
-    assert shared >= 2 * CONFIG.block_size  # the reuse below skips whole blocks
+    assert shared >= 2 * CONFIG.tokens_per_block  # the reuse below skips whole blocks
     reference = hf_greedy(model, prompts[1], 8, eos=EOS)
 
     def request(i, new_tokens):
@@ -102,8 +102,8 @@ def test_kv_cache_reuse_keeps_greedy_output_equal_to_transformers(engine, smollm
     after = engine.stats()
     assert outputs[-1].token_ids == reference
     reused = outputs[-1].kv_cache_reused_blocks
-    assert reused >= shared // CONFIG.block_size
-    assert after.prefix_cache_hits - before.prefix_cache_hits == reused * CONFIG.block_size
+    assert reused >= shared // CONFIG.tokens_per_block
+    assert after.prefix_cache_hits - before.prefix_cache_hits == reused * CONFIG.tokens_per_block
     assert after.free_kv_tokens == after.total_kv_tokens
 
 
@@ -239,13 +239,13 @@ def test_cancelled_stream_frees_its_cache_to_the_full_value(engine, prompts):
     while len(outputs) < 4:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert engine.stats().free_kv_tokens < CONFIG.kv_cache_tokens
+    assert engine.stats().free_kv_tokens < CONFIG.max_tokens_in_paged_kv_cache
     stop.set()
     while not outputs[-1].finished:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert outputs[-1].finish_reason == "cancelled" and len(outputs) < 200
-    assert engine.stats().free_kv_tokens == CONFIG.kv_cache_tokens
+    assert engine.stats().free_kv_tokens == CONFIG.max_tokens_in_paged_kv_cache
 
 
 @pytest.mark.parametrize("fields, message", [

@@ -36,7 +36,7 @@ def final_tokens(outputs):
     dict(),  # guaranteed_no_evict, chunked prompts (16-token steps)
     dict(max_num_tokens=64, enable_chunked_context=False),
     # a cache of 12 blocks of 4 tokens for 4 requests of up to 40 tokens: must preempt
-    dict(scheduler_policy="max_utilization", kv_cache_tokens=48, max_seq_len=48,
+    dict(batch_scheduler_policy="max_utilization", max_tokens_in_paged_kv_cache=48, max_seq_len=48,
          max_input_len=24),
 ])
 def test_greedy_batches_match_transformers(tiny_model, references, overrides):
@@ -50,7 +50,7 @@ def test_greedy_batches_match_transformers(tiny_model, references, overrides):
     assert stats.steps_with_multiple_decodes > 0 and stats.max_running_seen == 4
     assert stats.free_kv_tokens == stats.total_kv_tokens and stats.completed == 5
     assert 0 < stats.forward_seconds < stats.step_seconds
-    if overrides.get("scheduler_policy") == "max_utilization":
+    if overrides.get("batch_scheduler_policy") == "max_utilization":
         assert stats.preempted > 0
     else:
         assert stats.preempted == 0
@@ -185,11 +185,11 @@ def test_bad_requests_name_the_field_and_the_limit(tiny_model):
 
 
 def test_requests_that_never_fit_the_cache_and_duplicate_ids(tiny_model):
-    engine = tiny_engine(tiny_model, kv_cache_tokens=64)
+    engine = tiny_engine(tiny_model, max_tokens_in_paged_kv_cache=64)
     try:
         with pytest.raises(ValueError, match=r"max_new_tokens: prompt \+ max_new_tokens = 70 "
                                              r"tokens can never fit the KV cache "
-                                             r"\(kv_cache_tokens = 64\)"):
+                                             r"\(max_tokens_in_paged_kv_cache = 64\)"):
             engine.submit(GenerationRequest("big", [1] * 10, 60), lambda output: None)
         done = threading.Event()
         engine.submit(GenerationRequest("dup", [1, 2], 40),

@@ -14,7 +14,7 @@ from tritonllm.engine import GenerationRequest, LLMEngine, SamplingParams
 SHARED = [17, 5, 230, 64, 9, 12, 88, 41, 3, 77, 19, 23, 140, 6, 8, 71, 99, 33, 101, 7, 250, 4]
 QUESTIONS = [[11, 12, 13], [200], [44, 45, 46, 47, 48, 49, 50], [9, 8, 7, 6, 5]]
 NEW_TOKENS = [12, 16, 9, 14]
-BLOCK = 4  # tiny_engine_config's block_size
+BLOCK = 4  # tiny_engine_config's tokens_per_block
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def requests(tag: str, **fields) -> list[GenerationRequest]:
 @pytest.mark.parametrize("overrides", [
     dict(),  # guaranteed_no_evict, prompts chunked over 16-token steps
     # 16 blocks of 4 for 3 requests of up to 45 tokens: must preempt (and evict)
-    dict(scheduler_policy="max_utilization", kv_cache_tokens=64, max_seq_len=48,
+    dict(batch_scheduler_policy="max_utilization", max_tokens_in_paged_kv_cache=64, max_seq_len=48,
          max_input_len=32, max_batch_size=3),
 ])
 @pytest.mark.parametrize("reuse", [True, False])
@@ -53,7 +53,7 @@ def test_greedy_output_is_the_same_with_and_without_reuse(tiny_model, references
         assert all(o[-1].kv_cache_reused_blocks > 0 for o in outputs[1:])
     else:
         assert stats.prefix_cache_hits == 0 and stats.cached_kv_blocks == 0
-    if "scheduler_policy" in overrides:
+    if "batch_scheduler_policy" in overrides:
         assert stats.preempted > 0 and (stats.prefix_cache_evictions > 0 or not reuse)
 
 

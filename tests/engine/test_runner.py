@@ -76,7 +76,7 @@ def test_matches_transformers_for_rope_variants(rope):
 ])
 def test_matches_transformers_for_architecture_variants(overrides):
     model = tiny_llama(seed=3, **overrides)
-    assert teacher_forced_max_error(model, tiny_engine_config(block_size=8)) < 1e-4
+    assert teacher_forced_max_error(model, tiny_engine_config(tokens_per_block=8)) < 1e-4
 
 
 def test_one_prompt_per_step_without_chunking():
@@ -95,7 +95,7 @@ def test_from_hf_dir_loads_a_saved_checkpoint(tmp_path):
     assert torch.equal(from_dir.lm_head.dense_weight(), model.model.embed_tokens.weight)
     assert from_dir.eos_token_ids == [2] and from_dir.vocab_size == TINY_VOCAB
     kv = from_dir.kv_cache
-    assert kv.shape == (2, 2, config.num_blocks, config.block_size, 2, 16)
+    assert kv.shape == (2, 2, config.num_blocks, config.tokens_per_block, 2, 16)
     assert kv.dtype == torch.float32
 
 
@@ -171,7 +171,7 @@ def test_matches_transformers_with_torch_kernels_only(monkeypatch, overrides):
     oneDNN's packed linear)."""
     monkeypatch.setenv(cpu_kernels.MODE_ENV, "0")
     model = tiny_llama(seed=3, **overrides)
-    assert teacher_forced_max_error(model, tiny_engine_config(block_size=8)) < 1e-4
+    assert teacher_forced_max_error(model, tiny_engine_config(tokens_per_block=8)) < 1e-4
 
 
 def test_refuses_tensors_of_the_wrong_shape():
@@ -194,7 +194,7 @@ def test_fused_decode_layer_equals_the_torch_layer(weights, threads):
         pytest.skip("our CPU kernels are unavailable here")
     model = tiny_llama(seed=11, num_key_value_heads=1, attention_bias=True, mlp_bias=True)
     with torch_threads(threads):
-        runner = tiny_runner(model, block_size=4, weights=weights, num_threads=threads)
+        runner = tiny_runner(model, tokens_per_block=4, weights=weights, num_threads=threads)
         fused_step_equals_op_by_op(runner, weights)
 
 
@@ -233,7 +233,7 @@ def test_fused_layer_runs_prompt_chunks_like_the_torch_layer(weights, threads):
         pytest.skip("our CPU kernels are unavailable here")
     model = tiny_llama(seed=5, num_key_value_heads=2)
     with torch_threads(threads):
-        runner = tiny_runner(model, block_size=4, weights=weights, num_threads=threads)
+        runner = tiny_runner(model, tokens_per_block=4, weights=weights, num_threads=threads)
         fused_chunks_equal_op_by_op(runner, weights)
 
 
@@ -266,7 +266,7 @@ def fused_chunks_equal_op_by_op(runner, weights):
 def test_steps_past_kernel_max_rows_run_op_by_op():
     if cpu_kernels.load() is None:
         pytest.skip("our CPU kernels are unavailable here")
-    runner = tiny_runner(tiny_llama(), block_size=4)
+    runner = tiny_runner(tiny_llama(), tokens_per_block=4)
     for n, fused in ((KERNEL_MAX_ROWS, True), (KERNEL_MAX_ROWS + 1, False)):
         table = list(range(-(-n // 4)))
         batch = ScheduledBatch(query_lens=[n], context_lens=[n], block_tables=[table],

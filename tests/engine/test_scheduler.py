@@ -21,7 +21,7 @@ NEXT_TOKEN = 7  # what the fake "model" always generates
 
 def make_scheduler(**overrides) -> Scheduler:
     fields = dict(max_batch_size=4, max_num_tokens=64, max_input_len=32, max_seq_len=64,
-                  kv_cache_tokens=64, block_size=4, num_threads=1)
+                  max_tokens_in_paged_kv_cache=64, tokens_per_block=4, num_threads=1)
     fields.update(overrides)
     return Scheduler(EngineConfig(**fields))
 
@@ -62,7 +62,8 @@ def test_no_torch_import():
         from tritonllm.engine.kv_cache import BlockManager
         from tritonllm.engine.request import GenerationRequest, Sequence
         from tritonllm.engine.scheduler import Scheduler
-        s = Scheduler(EngineConfig(kv_cache_tokens=64, block_size=4, max_seq_len=64,
+        s = Scheduler(EngineConfig(max_tokens_in_paged_kv_cache=64, tokens_per_block=4,
+                      max_seq_len=64,
                                    max_input_len=32, num_threads=1))
         s.add(Sequence(0, GenerationRequest("a", [1, 2, 3], 4), 0))
         batch = s.schedule()
@@ -92,7 +93,7 @@ def test_batch_lists_are_consistent():
 
 
 def test_guaranteed_no_evict_reserves_prompt_plus_max_new_tokens():
-    scheduler = make_scheduler(kv_cache_tokens=32)  # 8 blocks of 4
+    scheduler = make_scheduler(max_tokens_in_paged_kv_cache=32)  # 8 blocks of 4
     seqs = [make_seq(i, prompt_len=4, max_new_tokens=12) for i in range(3)]  # 4 blocks each
     for seq in seqs:
         scheduler.add(seq)
@@ -108,7 +109,8 @@ def test_guaranteed_no_evict_reserves_prompt_plus_max_new_tokens():
 
 
 def test_max_utilization_admits_on_current_need():
-    scheduler = make_scheduler(kv_cache_tokens=32, scheduler_policy="max_utilization")
+    scheduler = make_scheduler(max_tokens_in_paged_kv_cache=32,
+                               batch_scheduler_policy="max_utilization")
     seqs = [make_seq(i, prompt_len=4, max_new_tokens=12) for i in range(3)]
     for seq in seqs:
         scheduler.add(seq)
@@ -118,7 +120,8 @@ def test_max_utilization_admits_on_current_need():
 
 
 def test_max_utilization_preempts_newest_and_recomputes():
-    scheduler = make_scheduler(kv_cache_tokens=32, scheduler_policy="max_utilization",
+    scheduler = make_scheduler(max_tokens_in_paged_kv_cache=32,
+                               batch_scheduler_policy="max_utilization",
                                enable_kv_cache_reuse=False)
     seqs = [make_seq(i, prompt_len=4, max_new_tokens=12) for i in range(3)]
     for seq in seqs:
@@ -176,7 +179,7 @@ def test_without_chunking_a_prompt_waits_to_run_whole():
 
 
 def test_max_batch_size_limits_running():
-    scheduler = make_scheduler(max_batch_size=2, kv_cache_tokens=256)
+    scheduler = make_scheduler(max_batch_size=2, max_tokens_in_paged_kv_cache=256)
     for i in range(5):
         scheduler.add(make_seq(i, prompt_len=2, max_new_tokens=3 + i))
     for batch in run_to_end(scheduler):
@@ -184,7 +187,7 @@ def test_max_batch_size_limits_running():
 
 
 def test_requests_join_and_leave_every_step():
-    scheduler = make_scheduler(max_batch_size=2, kv_cache_tokens=256)
+    scheduler = make_scheduler(max_batch_size=2, max_tokens_in_paged_kv_cache=256)
     lengths = {0: 2, 1: 5, 2: 3}
     for i, n in lengths.items():
         scheduler.add(make_seq(i, prompt_len=2, max_new_tokens=n))
@@ -197,7 +200,8 @@ def test_requests_join_and_leave_every_step():
 
 
 def test_remove_frees_blocks_to_full_value():
-    scheduler = make_scheduler(kv_cache_tokens=32, scheduler_policy="max_utilization")
+    scheduler = make_scheduler(max_tokens_in_paged_kv_cache=32,
+                               batch_scheduler_policy="max_utilization")
     seqs = [make_seq(i, prompt_len=5, max_new_tokens=10) for i in range(5)]
     for seq in seqs:
         scheduler.add(seq)
@@ -214,7 +218,7 @@ def test_remove_frees_blocks_to_full_value():
 
 @pytest.mark.parametrize("policy", ["guaranteed_no_evict", "max_utilization"])
 def test_capacity_accounting(policy):
-    scheduler = make_scheduler(kv_cache_tokens=48, scheduler_policy=policy)
+    scheduler = make_scheduler(max_tokens_in_paged_kv_cache=48, batch_scheduler_policy=policy)
     for i in range(4):
         scheduler.add(make_seq(i, prompt_len=3 + i, max_new_tokens=6 + 2 * i))
     blocks = scheduler.block_manager
@@ -272,7 +276,7 @@ def test_a_fully_cached_prompt_still_computes_its_last_token():
 
 
 def test_concurrent_requests_share_blocks_and_free_them_all():
-    scheduler = make_scheduler(kv_cache_tokens=48)  # 12 blocks
+    scheduler = make_scheduler(max_tokens_in_paged_kv_cache=48)  # 12 blocks
     shared = list(range(100, 112))  # three full blocks
     scheduler.add(seq_with(0, shared + [1], 6))
     step(scheduler)  # computed and committed: the next ones reuse it
@@ -290,7 +294,7 @@ def test_concurrent_requests_share_blocks_and_free_them_all():
 
 
 def test_guaranteed_no_evict_counts_evictable_cached_blocks_as_free():
-    scheduler = make_scheduler(kv_cache_tokens=32)  # 8 blocks of 4
+    scheduler = make_scheduler(max_tokens_in_paged_kv_cache=32)  # 8 blocks of 4
     scheduler.add(seq_with(0, list(range(100, 116)), 8))  # 6 blocks reserved
     run_to_end(scheduler)
     blocks = scheduler.block_manager
@@ -304,7 +308,8 @@ def test_guaranteed_no_evict_counts_evictable_cached_blocks_as_free():
 
 
 def test_a_preempted_sequence_resumes_from_its_own_cached_blocks():
-    scheduler = make_scheduler(kv_cache_tokens=48, scheduler_policy="max_utilization")
+    scheduler = make_scheduler(max_tokens_in_paged_kv_cache=48,
+                               batch_scheduler_policy="max_utilization")
     grower = seq_with(0, [5, 6], 28)  # grows to 30 tokens: 8 of the 12 blocks
     victim = seq_with(1, list(range(100, 116)), 8)  # 4 full prompt blocks
     scheduler.add(grower)

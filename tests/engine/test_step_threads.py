@@ -32,7 +32,7 @@ def voluntary_switches():
     return total
 
 config = EngineConfig(max_batch_size=1, max_num_tokens=64, max_input_len=64, max_seq_len=128,
-                      kv_cache_tokens=256, num_threads=2)
+                      max_tokens_in_paged_kv_cache=256, num_threads=2)
 engine = LLMEngine(sys.argv[1], config)
 
 def request(name):

@@ -130,9 +130,9 @@ def test_empty_embedding_bias_is_accepted_and_a_real_one_refused():
 
 
 def test_engine_config_round_trips_through_string_parameters():
-    config = EngineConfig(max_batch_size=4, scheduler_policy="max_utilization",
+    config = EngineConfig(max_batch_size=4, batch_scheduler_policy="max_utilization",
                           enable_chunked_context=False, max_num_tokens=2048,
-                          kv_cache_tokens=8192)
+                          max_tokens_in_paged_kv_cache=8192)
     assert EngineConfig.from_parameters(config.to_parameters()) == config
     assert EngineConfig.from_parameters({}) == EngineConfig()
     with pytest.raises(ValueError, match="parameter max_batch_size: expected int"):

@@ -26,7 +26,7 @@ def rendered_parameters(profile, decoupled: bool, reuse: bool) -> dict[str, str]
     profile = dataclasses.replace(profile, serving=dataclasses.replace(
         profile.serving, decoupled=decoupled, enable_kv_cache_reuse=reuse))
     settings = repo_settings(profile, engine_dir=Path("/engines/x"),
-                             tokenizer_dir=Path("/models/x"), kv_cache_tokens=4096)
+                             tokenizer_dir=Path("/models/x"), max_tokens_in_paged_kv_cache=4096)
     config = text_format.Parse(render_configs(settings)["tensorrt_llm"], pb.ModelConfig())
     assert config.backend == "tensorrtllm"
     return {key: value.string_value for key, value in config.parameters.items()}

@@ -18,7 +18,8 @@ def serve_command(ports, repo_dir, openai_port: int = 0, *extra: str) -> list[st
     return [sys.executable, "-m", "tritonllm.cli", "serve", "--http-port", str(ports.http),
             "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics),
             "--openai-port", str(openai_port), "--repo-dir", str(repo_dir),
-            "--kv-cache-tokens", str(e.kv_cache_tokens), "--max-seq-len", str(e.max_seq_len),
+            "--max-tokens-in-paged-kv-cache", str(e.max_tokens_in_paged_kv_cache),
+            "--max-seq-len", str(e.max_seq_len),
             "--max-input-len", str(e.max_input_len), "--num-threads", "1", *extra]
 
 

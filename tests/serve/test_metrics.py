@@ -112,7 +112,7 @@ def test_prefix_cache_counters_count_a_reused_prompt(triton_server):
         return series(samples[i + 1], name) - series(samples[i], name)
 
     prompt = moved("tritonllm_prompt_tokens_total", 0)  # the first computed all of it
-    block = triton_server.engine.block_size
+    block = triton_server.engine.tokens_per_block
     assert prompt > 2 * block
     assert moved("tritonllm_prefix_cache_queries_total", 0) == prompt
     assert moved("tritonllm_prefix_cache_hits_total", 0) == 0

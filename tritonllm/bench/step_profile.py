@@ -40,7 +40,7 @@ PHASES = ("prepare", "embedding", "rms_norm", "linear qkv", "rope", "kv write", 
 
 def decode_batch(runner: ModelRunner, rows: int, context: int) -> ScheduledBatch:
     """``rows`` decode rows, row ``i`` in consecutive blocks from ``i * blocks_per_row``."""
-    size = runner.config.block_size
+    size = runner.config.tokens_per_block
     per_row = -(-context // size)
     batch = ScheduledBatch(num_decodes=rows)
     for i in range(rows):

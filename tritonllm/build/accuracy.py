@@ -200,7 +200,7 @@ def engine_outputs(model_dir: Path, weights: str, heldout: list[torch.Tensor],
     longest = max([len(w) for w in heldout] + [len(p) + new_tokens for p in prompts])
     config = EngineConfig(max_batch_size=8, max_num_tokens=max(longest, 8),
                           max_input_len=longest, max_seq_len=longest + 1,
-                          kv_cache_tokens=8 * (longest + 1),
+                          max_tokens_in_paged_kv_cache=8 * (longest + 1),
                           num_threads=torch.get_num_threads(), weights=weights)
     runner = ModelRunner.from_hf_dir(model_dir, config)
     total, count, argmax = 0.0, 0, []

@@ -181,7 +181,8 @@ def _engine_config(model_dir: Path):
 
     positions = json.loads((model_dir / "config.json").read_text())["max_position_embeddings"]
     seq = min(512, positions)
-    return EngineConfig(kv_cache_tokens=KV_CACHE_TOKENS, max_seq_len=seq, max_input_len=seq // 2)
+    return EngineConfig(max_tokens_in_paged_kv_cache=KV_CACHE_TOKENS, max_seq_len=seq,
+                        max_input_len=seq // 2)
 
 
 def _shape(model_dir: Path) -> tuple:

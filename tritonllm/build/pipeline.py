@@ -200,7 +200,7 @@ class Build:
         repo = repo_values.render(
             self.profile, self.repo, engine_dir=self.engine_dir,
             tokenizer_dir=source.tokenizer_dir(self.profile),
-            kv_cache_tokens=self.plan().kv_tokens, model_dir=model_dir)
+            max_tokens_in_paged_kv_cache=self.plan().kv_tokens, model_dir=model_dir)
         return StageResult("repo", "done", str(repo))
 
 

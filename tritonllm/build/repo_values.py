@@ -22,9 +22,9 @@ from tritonllm.build.profile import BuildProfile
 
 
 def repo_settings(profile: BuildProfile, engine_dir: Path, tokenizer_dir: Path,
-                  kv_cache_tokens: int, model_dir: Path | None = None):
-    """``RepoSettings`` for ``profile``. ``kv_cache_tokens`` (from the plan) sizes the CPU
-    engine's cache; ``model_dir`` is the checkpoint the CPU engine loads (cpu target only)."""
+                  max_tokens_in_paged_kv_cache: int, model_dir: Path | None = None):
+    """``RepoSettings`` for ``profile``. ``max_tokens_in_paged_kv_cache`` (from the plan) sizes
+    the CPU engine's cache; ``model_dir`` is the checkpoint the CPU engine loads (cpu target only)."""
     from tritonllm.repo.render import GpuEngineSettings, RepoSettings
 
     common = dict(tokenizer_dir=str(tokenizer_dir), max_input_len=profile.limits.max_input_len,
@@ -33,7 +33,7 @@ def repo_settings(profile: BuildProfile, engine_dir: Path, tokenizer_dir: Path,
                   decoupled=profile.serving.decoupled, **ensemble_instances(profile))
     if get_device(profile.target.gpu).is_cpu:
         return RepoSettings(target="cpu", cpu_engine_parameters=cpu_engine_parameters(
-            profile, kv_cache_tokens, model_dir or tokenizer_dir), **common)
+            profile, max_tokens_in_paged_kv_cache, model_dir or tokenizer_dir), **common)
     serving = profile.serving
     gpu = GpuEngineSettings(
         engine_dir=serving.engine_dir or str(engine_dir),
@@ -64,7 +64,7 @@ def ensemble_instances(profile: BuildProfile) -> dict[str, int]:
     return {**counts, "stream_interval": serving.stream_interval}
 
 
-def cpu_engine_parameters(profile: BuildProfile, kv_cache_tokens: int, model_dir: Path
+def cpu_engine_parameters(profile: BuildProfile, max_tokens_in_paged_kv_cache: int, model_dir: Path
                           ) -> dict[str, str]:
     """The CPU engine step's string parameters (tritonllm.models.engine_step)."""
     from tritonllm.engine import EngineConfig
@@ -73,8 +73,9 @@ def cpu_engine_parameters(profile: BuildProfile, kv_cache_tokens: int, model_dir
     config = EngineConfig(
         max_batch_size=limits.max_batch_size, max_num_tokens=limits.max_num_tokens,
         max_input_len=limits.max_input_len, max_seq_len=limits.max_seq_len,
-        kv_cache_tokens=kv_cache_tokens, block_size=profile.engine.tokens_per_block,
-        scheduler_policy=profile.serving.batch_scheduler_policy,
+        max_tokens_in_paged_kv_cache=max_tokens_in_paged_kv_cache,
+        tokens_per_block=profile.engine.tokens_per_block,
+        batch_scheduler_policy=profile.serving.batch_scheduler_policy,
         enable_chunked_context=profile.serving.enable_chunked_context,
         enable_kv_cache_reuse=profile.serving.enable_kv_cache_reuse,
         max_queue_size=profile.serving.max_queue_size,

@@ -132,9 +132,10 @@ def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
         engine = EngineConfig(max_batch_size=limits.max_batch_size,
                               max_num_tokens=limits.max_num_tokens,
                               max_input_len=limits.max_input_len, max_seq_len=limits.max_seq_len,
-                              kv_cache_tokens=limits.max_batch_size * limits.max_seq_len,
-                              block_size=profile.engine.tokens_per_block,
-                              scheduler_policy=serving.batch_scheduler_policy,
+                              max_tokens_in_paged_kv_cache=(limits.max_batch_size
+                                                            * limits.max_seq_len),
+                              tokens_per_block=profile.engine.tokens_per_block,
+                              batch_scheduler_policy=serving.batch_scheduler_policy,
                               enable_chunked_context=serving.enable_chunked_context)
         deployment = CpuDeployment(model=profile.model.dir, engine=engine,
                                    triton_max_batch_size=profile.triton_max_batch_size,
@@ -291,7 +292,7 @@ def render_gpu_repository(profile: BuildProfile, engine_dir: Path, repo_dir: Pat
     profile = dataclasses.replace(profile, serving=dataclasses.replace(profile.serving,
                                                                        engine_dir=""))
     settings = repo_settings(profile, engine_dir=engine_dir, tokenizer_dir=tokenizer,
-                             kv_cache_tokens=0)  # sizes the CPU engine only
+                             max_tokens_in_paged_kv_cache=0)  # sizes the CPU engine only
     return render_repository(settings, repo_dir)
 
 

@@ -7,8 +7,10 @@ describe both the GPU engine and this CPU twin:
   it can: one decode token, or a chunk of its prompt).
 - ``max_num_tokens``: most tokens computed in one step (decode rows + prefill chunks).
 - ``max_input_len`` / ``max_seq_len``: longest prompt / longest prompt + generated tokens.
-- ``kv_cache_tokens``: KV cache capacity in tokens, rounded up to whole blocks of ``block_size``.
-- ``scheduler_policy``: ``guaranteed_no_evict`` admits a request only when blocks for its whole
+- ``max_tokens_in_paged_kv_cache``: KV cache capacity in tokens, rounded up to whole blocks.
+- ``tokens_per_block``: tokens in each KV-cache block (the unit of allocation and of reuse).
+- ``batch_scheduler_policy``: ``guaranteed_no_evict`` admits a request only when blocks for its
+  whole
   ``prompt + max_new_tokens`` can be reserved, so nothing is ever evicted;
   ``max_utilization`` admits on current need and, when blocks run out, pauses the most recently
   admitted running request (its cache is freed; it resumes later by recomputing its tokens).
@@ -30,7 +32,7 @@ describe both the GPU engine and this CPU twin:
 - ``weights``: how linear-layer weights are stored and multiplied. ``fp32`` (the default for
   every checkpoint but W8A16): fp32, greedy output equal to transformers'. ``int8``: int8 per
   output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe), 4x fewer bytes
-  read per step, perplexity within ~1 % (README, "int8 weights"); our int8 kernel where it
+  read per step, perplexity within ~1 % (docs/cpu-engine.md, "int8 weights"); our int8 kernel where it
   builds (``cpu_kernels``), fbgemm's dynamic int8 kernels otherwise. ``auto``: ``int8`` for a TensorRT-LLM W8A16 checkpoint (what the
   GPU engine built from it computes with), ``fp32`` otherwise.
 """
@@ -58,15 +60,16 @@ def available_cores() -> int:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Limits of one engine. Derived: ``num_blocks`` (KV blocks), ``kv_cache_tokens`` rounded."""
+    """Limits of one engine. Derived: ``num_blocks`` (KV blocks); ``max_tokens_in_paged_kv_cache``
+    is rounded up to whole blocks."""
 
     max_batch_size: int = 8
     max_num_tokens: int = 512
     max_input_len: int = 2048
     max_seq_len: int = 4096
-    kv_cache_tokens: int = 8 * 4096
-    block_size: int = 16
-    scheduler_policy: str = "guaranteed_no_evict"
+    max_tokens_in_paged_kv_cache: int = 8 * 4096
+    tokens_per_block: int = 16
+    batch_scheduler_policy: str = "guaranteed_no_evict"
     enable_chunked_context: bool = True
     enable_kv_cache_reuse: bool = True
     num_threads: int = 0
@@ -81,19 +84,20 @@ class EngineConfig:
         if not isinstance(self.max_queue_size, int) or self.max_queue_size < 0:
             raise ValueError(f"max_queue_size: must be an integer >= 0 (0: no limit), got "
                              f"{self.max_queue_size!r}")
-        if self.scheduler_policy not in SCHEDULER_POLICIES:
+        if self.batch_scheduler_policy not in SCHEDULER_POLICIES:
             raise ValueError(
-                f"scheduler_policy: {self.scheduler_policy!r} is not one of {SCHEDULER_POLICIES}"
+                f"batch_scheduler_policy: {self.batch_scheduler_policy!r} is not one of "
+                f"{SCHEDULER_POLICIES}"
             )
         if self.weights not in WEIGHT_MODES:
             raise ValueError(f"weights: {self.weights!r} is not one of {WEIGHT_MODES}")
-        num_blocks = -(-self.kv_cache_tokens // self.block_size)
+        num_blocks = -(-self.max_tokens_in_paged_kv_cache // self.tokens_per_block)
         object.__setattr__(self, "num_blocks", num_blocks)
-        object.__setattr__(self, "kv_cache_tokens", num_blocks * self.block_size)
+        object.__setattr__(self, "max_tokens_in_paged_kv_cache", num_blocks * self.tokens_per_block)
 
     def _check_positive(self) -> None:
         for name in ("max_batch_size", "max_num_tokens", "max_input_len", "max_seq_len",
-                     "kv_cache_tokens", "block_size", "max_stop_words"):
+                     "max_tokens_in_paged_kv_cache", "tokens_per_block", "max_stop_words"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")

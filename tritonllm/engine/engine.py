@@ -239,9 +239,10 @@ class LLMEngine:
             raise ValueError(f"max_new_tokens: prompt ({prompt_len}) + max_new_tokens "
                              f"({request.max_new_tokens}) = {total} exceeds max_seq_len "
                              f"({cfg.max_seq_len})")
-        if total > cfg.kv_cache_tokens:
+        if total > cfg.max_tokens_in_paged_kv_cache:
             raise ValueError(f"max_new_tokens: prompt + max_new_tokens = {total} tokens can never "
-                             f"fit the KV cache (kv_cache_tokens = {cfg.kv_cache_tokens})")
+                             "fit the KV cache (max_tokens_in_paged_kv_cache = "
+                             f"{cfg.max_tokens_in_paged_kv_cache})")
         self._validate_token_ids(request)
 
     def _validate_token_ids(self, request: GenerationRequest) -> None:

@@ -363,7 +363,7 @@ class ModelRunner:
         if in_huge_pages:
             self._pack_weights()
         self.cos, self.sin = self._rope_tables(hf_config, config.max_seq_len)
-        shape = (self.num_layers, 2, config.num_blocks, config.block_size, self.num_kv_heads,
+        shape = (self.num_layers, 2, config.num_blocks, config.tokens_per_block, self.num_kv_heads,
                  self.head_dim)
         if in_huge_pages:
             self.kv_cache = huge_pages.zeros(4 * math.prod(shape)).view(torch.float32).view(shape)
@@ -600,8 +600,8 @@ class ModelRunner:
         """The next-token logits after every prefix of ``token_ids``, ``[n, vocab_size]``, from
         one prefill in cache blocks ``0..`` (for scoring text, e.g. perplexity; never while an
         engine serves from this runner)."""
-        n, size = len(token_ids), self.config.block_size
-        if n > min(self.config.kv_cache_tokens, self.config.max_seq_len):
+        n, size = len(token_ids), self.config.tokens_per_block
+        if n > min(self.config.max_tokens_in_paged_kv_cache, self.config.max_seq_len):
             raise ValueError(f"token_ids: {n} tokens exceed the KV cache or max_seq_len")
         batch = ScheduledBatch(query_lens=[n], context_lens=[n],
                                block_tables=[list(range(-(-n // size)))], sample=[True],
@@ -640,7 +640,7 @@ class ModelRunner:
                 softmax_scale=self.head_dim ** -0.5, cos=step.cos.data_ptr(),
                 sin=step.sin.data_ptr(), slots=step.slot_mapping.data_ptr(),
                 tables=tables.data_ptr(), width=tables.shape[1],
-                block_size=self.config.block_size, contexts=contexts.data_ptr(),
+                block_size=self.config.tokens_per_block, contexts=contexts.data_ptr(),
                 nthreads=torch.get_num_threads())
         return step
 
@@ -664,7 +664,7 @@ class ModelRunner:
 
     def _decode_runs(self, batch: ScheduledBatch) -> list[tuple[int, int]] | None:
         """Each decode row's context as one slot range, when its blocks are consecutive."""
-        size, runs = self.config.block_size, []
+        size, runs = self.config.tokens_per_block, []
         for table, context in zip(batch.block_tables[:batch.num_decodes], batch.context_lens):
             first, count = table[0], -(-context // size)
             if table[count - 1] - first != count - 1 or table[:count] != list(
@@ -678,7 +678,7 @@ class ModelRunner:
         count = batch.num_decodes
         if count == 0:
             return None, None
-        size = self.config.block_size
+        size = self.config.tokens_per_block
         contexts = batch.context_lens[:count]
         width = -(-max(contexts) // size)
         tables = [table[:width] + [0] * (width - len(table[:width]))  # padding: masked out
@@ -690,7 +690,7 @@ class ModelRunner:
     def _prefill_specs(self, batch: ScheduledBatch, ends: list[int]):
         """Per row after the decodes: token range, cached-context blocks and causal mask."""
         specs = []
-        size = self.config.block_size
+        size = self.config.tokens_per_block
         for i in range(batch.num_decodes, len(batch.query_lens)):
             n, context = batch.query_lens[i], batch.context_lens[i]
             if context == n:  # the chunk is the whole context: plain causal attention

@@ -83,7 +83,7 @@ class Scheduler:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self.block_manager = BlockManager(config.num_blocks, config.block_size,
+        self.block_manager = BlockManager(config.num_blocks, config.tokens_per_block,
                                           config.enable_kv_cache_reuse)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # in admission order
@@ -151,7 +151,7 @@ class Scheduler:
         return True, evicted
 
     def _preempt(self, seq: Sequence) -> None:
-        if self.config.scheduler_policy != "max_utilization":
+        if self.config.batch_scheduler_policy != "max_utilization":
             raise RuntimeError(f"guaranteed_no_evict: sequence {seq.seq_id} ran out of cache")
         self.running.remove(seq)
         self.block_manager.free(seq.seq_id)
@@ -190,7 +190,7 @@ class Scheduler:
         while self.waiting and budget > 0 and len(self.running) < self.config.max_batch_size:
             seq = self.waiting[0]
             prefix = self.block_manager.cached_prefix(seq.token_ids, limit=seq.num_tokens - 1)
-            hit = len(prefix) * self.config.block_size
+            hit = len(prefix) * self.config.tokens_per_block
             n = self._chunk_len(seq.num_tokens - hit, budget)
             if n == 0 or not self._reserve_admission(seq, prefix):
                 return
@@ -207,7 +207,7 @@ class Scheduler:
     def _reserve_admission(self, seq: Sequence, prefix: list[int]) -> bool:
         """Allocate the blocks the policy requires up front (sharing the cached ``prefix``
         blocks); False when they are not free."""
-        if self.config.scheduler_policy == "guaranteed_no_evict":
+        if self.config.batch_scheduler_policy == "guaranteed_no_evict":
             tokens = seq.max_tokens
         else:
             tokens = seq.num_tokens
