@@ -96,7 +96,8 @@ def test_cpu_profile_maps_to_the_serve_deployment(repo_root):
 def test_profile_from_env_and_dry_run(repo_root, capsys):
     env = {"TRITONLLM_PROFILE": str(repo_root / "build" / "smollm2-cpu.yaml")}
     assert run(EntrypointOptions(dry_run=True), env) == 0
-    assert "CPU twin: CpuDeployment(model='default'" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "CPU twin: CpuDeployment(" in out and "model='default'" in out
 
 
 def test_cli_refuses_a_gpu_profile_on_this_machine(repo_root):
