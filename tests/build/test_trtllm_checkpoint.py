@@ -129,7 +129,8 @@ def test_cpu_engine_serves_an_int8_weight_only_export_with_int8_weights(export, 
     from transformers import AutoConfig
 
     from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine
-    from tritonllm.engine.runner import Int8Linear, ModelRunner
+    from tritonllm.engine.linear import Int8Linear
+    from tritonllm.engine.runner import ModelRunner
 
     ckpt = export(tiny_llama_dir, "tiny-int8wo", tp=2, mode="int8_wo", kv_cache="none")
     assert trtllm_checkpoint.read_config(ckpt)["quantization"]["quant_algo"] == "W8A16"

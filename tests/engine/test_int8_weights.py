@@ -14,7 +14,8 @@ import torch
 from tritonllm.build.corpus import HELDOUT
 from tritonllm.engine import EngineConfig
 from tritonllm.engine import cpu_kernels
-from tritonllm.engine.runner import KERNEL_MAX_ROWS, Int8Linear, ModelRunner
+from tritonllm.engine.linear import KERNEL_MAX_ROWS, Int8Linear
+from tritonllm.engine.runner import ModelRunner
 
 CONFIG = EngineConfig(max_batch_size=2, max_num_tokens=256, max_input_len=256, max_seq_len=512,
                       max_tokens_in_paged_kv_cache=512, num_threads=1, weights="int8")

@@ -16,7 +16,8 @@ import torch
 from tests.engine.engine_helpers import TINY_VOCAB, tiny_engine_config, tiny_llama, tiny_runner
 from tritonllm.engine import cpu_kernels, kernel_build
 from tritonllm.engine.request import GenerationRequest, Sequence
-from tritonllm.engine.runner import KERNEL_MAX_ROWS, Linear, ModelRunner, onednn_linear_works
+from tritonllm.engine.linear import KERNEL_MAX_ROWS, Linear, onednn_linear_works
+from tritonllm.engine.runner import ModelRunner
 from tritonllm.engine.scheduler import ScheduledBatch, Scheduler
 
 # (prompt length, tokens generated after it): a long prompt chunked over steps, a 1-token

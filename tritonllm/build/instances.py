@@ -9,10 +9,10 @@ postprocessing CPU time, every request costs preprocessing CPU time. So
     preprocessing instances  = ceil(requests/s x cost per request / TARGET_UTILIZATION)
 
 per engine (one model instance over tp x pp GPUs), then divided by its GPUs for the per-GPU
-figure the README states. The costs are the CPU time of the models' stub processes per
-response / request, measured by ``tritonllm bench ensemble`` (README, "Ensemble capacity", from
-/proc) on this project's 2-core shared CPU: a GPU node's cores are faster, so the counts are on
-the safe side.
+figure docs/build.md states. The costs are the CPU time of the models' stub processes per
+response / request, measured by ``tritonllm bench ensemble`` (docs/performance.md, "Ensemble
+capacity", from /proc) on this project's 2-core shared CPU: a GPU node's cores are faster,
+so the counts are on the safe side.
 
 The engine's token rate is a roofline estimate: a decode step reads the weights of a rank and
 the KV cache of the batch once, at ``BANDWIDTH_EFFICIENCY`` of the device's memory bandwidth,
@@ -35,10 +35,10 @@ from dataclasses import dataclass
 
 from tritonllm.build.gpus import Device, get_device
 
-# Measured with `tritonllm bench ensemble` (README "Ensemble capacity", 2026-11-30): CPU time of
-# the model's stub processes per streamed response (postprocessing, one instance, 184-228 us)
-# and per request (preprocessing, 3-5 us per response x 256 responses), microseconds of one
-# core of this project's shared 2-core machine, rounded up.
+# Measured with `tritonllm bench ensemble` (docs/performance.md "Ensemble capacity", 2026-11-30):
+# CPU time of the model's stub processes per streamed response (postprocessing, one instance,
+# 184-228 us) and per request (preprocessing, 3-5 us per response x 256 responses), microseconds of
+# one core of this project's shared 2-core machine, rounded up.
 POST_US_PER_RESPONSE = 230.0
 PRE_US_PER_REQUEST = 1300.0
 TARGET_UTILIZATION = 0.5  # headroom for bursts: a queue at postprocessing delays every token

@@ -242,7 +242,7 @@ class ServingSpec:
     # Ensemble Python models per engine; 0: the planner's count (tritonllm.build.instances).
     preprocessing_instances: int = 0
     postprocessing_instances: int = 0
-    stream_interval: int = 1  # tokens per streamed response (CPU engine step only, see README)
+    stream_interval: int = 1  # tokens per streamed response (CPU engine step only, docs/serving.md)
     max_queue_delay_microseconds: int = 0
     max_queue_size: int = 32  # waiting requests beyond the batch; more get 503 (0: no limit)
     engine_dir: str = ""  # the engines' path as the server sees it; "" = the build's engine dir

@@ -1,15 +1,15 @@
 """Our C++ kernels for the CPU engine (``csrc/cpu_kernels.cpp``): compile once, load, call.
 
-Why our own code here: a decode step reads every weight once, so its speed is the rate at which
-the linear layers read weights. torch's kernels read them far below what this CPU can: oneDNN's
-packed fp32 linear at M=1 runs SmolLM2's 121 linear layers in 1.4x the time of
-``tl_linear_f32`` (README, "CPU kernels"), fbgemm's dynamic int8 linear quantizes activations to
-7 bits and needs two calls plus element-wise repairs to stay accurate, and torch/torchao have no
-fast int8-weight kernel for AVX2 that keeps activations precise (``Int8Linear`` in runner.py
-lists what was measured). Here int8 weights meet activations rounded to 15 bits per row (an
-error ~250x below the weights' own int8 rounding, so TensorRT-LLM's W8A16 numbers in effect),
-decode rows attend in place in the block cache, and a step of up to 32 tokens (decode rows and
-short prompt chunks) runs each whole layer in one call.
+Why our own code here: a decode step reads every weight once, so its speed is the rate at which the
+linear layers read weights. torch's kernels read them far below what this CPU can: oneDNN's packed
+fp32 linear at M=1 runs SmolLM2's 121 linear layers in 1.4x the time of ``tl_linear_f32``
+(docs/cpu-engine.md, "CPU kernels"), fbgemm's dynamic int8 linear quantizes activations to 7 bits
+and needs two calls plus element-wise repairs to stay accurate, and torch/torchao have no fast
+int8-weight kernel for AVX2 that keeps activations precise (``Int8Linear`` in linear.py lists what
+was measured). Here int8 weights meet activations rounded to 15 bits per row (an error ~250x below
+the weights' own int8 rounding, so TensorRT-LLM's W8A16 numbers in effect), decode rows attend in
+place in the block cache, and a step of up to 32 tokens (decode rows and short prompt chunks) runs
+each whole layer in one call.
 
 Building and loading the library (and what happens when it cannot be used) is
 :mod:`tritonllm.engine.kernel_build`'s job; :func:`load` is re-exported here. Calls release the

@@ -3,8 +3,8 @@ pages where the kernel grants them.
 
 A decode step streams every weight once. In 4 KiB pages that is a TLB miss and page walk every
 4 KiB (int8 SmolLM2: ~34,000 per step); in 2 MiB pages, 512 times fewer. Measured here: an
-int8 SmolLM2 decode step at B=1, two threads, 17.7 → 15.7 ms (README, "CPU kernels"). Linux
-grants them to regions marked ``MADV_HUGEPAGE`` when
+int8 SmolLM2 decode step at B=1, two threads, 17.7 → 15.7 ms (docs/cpu-engine.md, "CPU
+kernels"). Linux grants them to regions marked ``MADV_HUGEPAGE`` when
 ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``always`` or ``madvise`` (the common
 default); with ``never``, or off Linux, this is ordinary memory and nothing else changes.
 

@@ -33,7 +33,6 @@ state_dict, config)`` for weights already in memory under Hugging Face Llama nam
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -44,192 +43,14 @@ import torch
 import torch.nn.functional as F
 
 from tritonllm.engine import cpu_kernels, huge_pages
-from tritonllm.engine.threads import thread_budget
 from tritonllm.engine.config import EngineConfig
+from tritonllm.engine.linear import KERNEL_MAX_ROWS, Int8Linear, Linear, int8_linear_works
 from tritonllm.engine.scheduler import ScheduledBatch
+from tritonllm.engine.threads import thread_budget
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("llama",)
-
-
-# Up to this many rows (decode steps, small prompt chunks) our kernel multiplies; above it
-# oneDNN does (measured at M=64: equal; M=256: oneDNN 1.4x faster; README, "CPU kernels").
-KERNEL_MAX_ROWS = 32
-
-
-class Linear:
-    """``y = x @ weight.T + bias``: ``x [M, in]`` fp32 → ``[M, out]`` fp32, weight kept once.
-
-    Kernels, best first (``backend``):
-
-    - ``kernels``: our ``tl_linear_f32`` (:mod:`cpu_kernels`) for up to ``KERNEL_MAX_ROWS``
-      rows, where a step is bound by reading the weight (M=1: 1.4x oneDNN's packed kernel
-      here); more rows go to oneDNN's linear on the plain weight (it reorders per call, which
-      costs little next to the compute of a long prompt chunk).
-    - ``onednn``: the weight pre-packed in oneDNN's blocked layout, oneDNN's linear for every M
-      (2-3x ``F.linear`` at decode shapes).
-    - ``torch``: ``F.linear`` (MKL).
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 backend: str | None = None) -> None:
-        self.out_features, self.in_features = weight.shape
-        self.bias = bias
-        self.kernels = cpu_kernels.load() if backend in (None, "kernels") else None
-        self.backend = backend or ("kernels" if self.kernels is not None else
-                                   "onednn" if onednn_linear_works() else "torch")
-        if self.backend == "kernels" and self.kernels is None:
-            raise ValueError("Linear: backend 'kernels' is unavailable here (see cpu_kernels)")
-        if self.backend == "onednn":
-            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight)
-        else:
-            self.weight = weight.contiguous()
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backend == "kernels":
-            if x.shape[0] <= KERNEL_MAX_ROWS:
-                return cpu_kernels.linear(self.kernels, x, self.weight, self.bias)
-            return dense_linear(x, self.weight, self.bias)
-        if self.backend == "onednn":
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
-
-    def dense_weight(self) -> torch.Tensor:
-        """The weight as a plain ``[out, in]`` tensor (a copy when packed)."""
-        return self.weight.to_dense() if self.backend == "onednn" else self.weight
-
-    def kernel_operands(self):
-        """``(weight, scale, bias)`` as our kernels take them (backend ``kernels`` only)."""
-        return self.weight, None, self.bias
-
-
-def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
-    """Many rows against a plain weight: oneDNN's linear where it works, else ``F.linear``."""
-    if onednn_linear_works():
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-    return F.linear(x, weight, bias)
-
-
-@functools.lru_cache(maxsize=1)
-def onednn_linear_works() -> bool:
-    """True when torch's oneDNN linear (packed and plain weights) agrees with ``F.linear``."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        weight, x = torch.randn(24, 16), torch.randn(3, 16)
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight)
-        ys = [torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
-              for w in (packed, weight)]
-    except (AttributeError, RuntimeError):
-        return False
-    return all(torch.allclose(y, F.linear(x, weight), atol=1e-4) for y in ys)
-
-
-class Int8Linear:
-    """``y = x @ (q * scale[:, None]).T + bias`` with int8 weights ``q [out, in]`` and one fp32
-    scale per output channel (symmetric, TensorRT-LLM's per-channel weight-only recipe).
-
-    With our kernels (:mod:`cpu_kernels`, ``tl_linear_i8``): each row of activations is rounded
-    to 15-bit integers with its own scale and multiplied with the int8 weights exactly in int32
-    (AVX2 ``vpmaddwd``), so the error is the weights' int8 rounding plus at most 2^-15 of each
-    row's largest value: TensorRT-LLM's W8A16 numbers in effect. Up to ``KERNEL_MAX_ROWS``
-    rows; longer prompt chunks dequantize the weight for the call and use oneDNN
-    (compute-bound there, not read-bound).
-
-    Without them, fbgemm's dynamic int8 linear (``quantized::linear_prepack`` +
-    ``quantized::linear_dynamic``), which quantizes its input to uint8 with one scale per call,
-    multiplies in int32 and rescales to fp32. Used as is, that costs accuracy (SmolLM2: +12 %
-    perplexity): one scale per call is set by the batch's largest row, and on CPUs without
-    VNNI activations get 7 bits (``reduce_range``: AVX2's ``vpmaddubsw`` adds pairs of
-    products in saturating int16; with 8 bits the output is garbage). So each call here:
-
-    1. scales every row to max |x| = 1 (per-row activation scales: a prompt's small rows no
-       longer share one coarse grid with its largest row), and
-    2. runs the kernel twice: on the rows, then on what rounding them to the kernel's 7-bit grid
-       lost (the grid is ``torch._choose_qparams_per_tensor``'s, the kernel's own choice), so
-       activations carry ~14 bits and the error left is the weights' int8 rounding.
-
-    SmolLM2, perplexity on the accuracy report's text, every linear layer (lm_head included)
-    in int8: README, "int8 weights"; ModelOpt's simulated int8 weight-only: +0.4 %.
-
-    Why not torch's or torchao's int8 kernels (torch 2.13, torchao 0.18): ``torch._int_mm``
-    (what torchao's ``Int8DynamicActivationInt8WeightConfig`` runs in eager mode) has no fast
-    CPU path (~170x slower than fbgemm here), ``aten._weight_int8pack_mm`` is 3x slower than
-    fp32 at M=1, and oneDNN's fp16 weights need AVX512-FP16 or AVX-NE-CONVERT. torch
-    deprecated the qint8 tensor type (pytorch/pytorch#184982) that ``linear_prepack`` takes: it
-    is built once per weight at load (:func:`fbgemm_pack`); the ops do not warn.
-    :func:`int8_linear_works` says whether either path works here; ``weights: int8`` refuses to
-    start without one.
-    """
-
-    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor,
-                 bias: torch.Tensor | None = None, backend: str | None = None) -> None:
-        self.out_features, self.in_features = qweight.shape
-        self.scale = scale.float().contiguous()
-        self.bias = bias
-        self.kernels = cpu_kernels.load() if backend in (None, "kernels") else None
-        self.backend = backend or ("kernels" if self.kernels is not None else "fbgemm")
-        if self.backend == "kernels":
-            if self.kernels is None:
-                raise ValueError("Int8Linear: backend 'kernels' is unavailable here")
-            self.qweight = qweight.contiguous()
-        else:
-            self.packed = fbgemm_pack(qweight, self.scale, None)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backend == "kernels":
-            if x.shape[0] <= KERNEL_MAX_ROWS:
-                return cpu_kernels.linear(self.kernels, x, self.qweight, self.bias, self.scale)
-            return dense_linear(x, self.qweight.float().mul_(self.scale[:, None]), self.bias)
-        rows = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True).clamp_(min=1e-30)
-        x = x / rows
-        scale, zero_point = torch._choose_qparams_per_tensor(x, True)
-        lost = x - torch.fake_quantize_per_tensor_affine(x, scale, zero_point, 0, 127)
-        y = torch.ops.quantized.linear_dynamic(x, self.packed, True)
-        y = y.add_(torch.ops.quantized.linear_dynamic(lost, self.packed, True)).mul_(rows)
-        return y if self.bias is None else y.add_(self.bias)
-
-    def kernel_operands(self):
-        """``(weight, scale, bias)`` as our kernels take them (backend ``kernels`` only)."""
-        return self.qweight, self.scale, self.bias
-
-    @classmethod
-    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                   backend: str | None = None) -> "Int8Linear":
-        return cls(*quantize_per_channel(weight), bias, backend=backend)
-
-
-def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 per output channel: ``scale = max|w_row| / 127``, ``q = round(w / scale)``
-    (what TensorRT-LLM does to a W8A16 checkpoint's weights when it builds the engine)."""
-    weight = weight.float()
-    scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
-    q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    return q.contiguous(), scale
-
-
-def fbgemm_pack(qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
-    """fbgemm's packed int8 weight from plain int8 values and per-row scales."""
-    import warnings
-
-    zero = torch.zeros(qweight.shape[0], dtype=torch.long)
-    with warnings.catch_warnings():  # the qint8 dtype's deprecation: see Int8Linear
-        warnings.simplefilter("ignore", UserWarning)
-        qtensor = torch._make_per_channel_quantized_tensor(qweight, scale.double(), zero, 0)
-    return torch.ops.quantized.linear_prepack(qtensor, bias)
-
-
-def int8_linear_works() -> bool:
-    """True when int8 weights can run here (our kernels, or fbgemm's) and compute what they
-    should."""
-    try:
-        weight, x = torch.randn(24, 16), torch.randn(3, 16)
-        y = Int8Linear.from_float(weight)(x)
-    except (AttributeError, RuntimeError, NotImplementedError):
-        return False
-    reference = F.linear(x, weight)
-    return bool((y - reference).norm() <= 0.05 * reference.norm())
 
 
 @dataclass

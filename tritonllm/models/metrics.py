@@ -1,6 +1,6 @@
 """Prometheus metrics of the CPU engine, served on Triton's metrics port (``/metrics``).
 
-Names follow vLLM's meanings under our ``tritonllm_`` prefix (the README has the table). Every
+Names follow vLLM's meanings under our ``tritonllm_`` prefix (docs/metrics.md has the table). Every
 series carries ``model="<Triton model name>"``.
 
 - Counters (``*_total``, monotonic; Triton's COUNTER can only be incremented, so each refresh

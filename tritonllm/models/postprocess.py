@@ -19,8 +19,8 @@ dynamic batcher sends each request to whichever instance is free, with no affini
 sequence batcher routes by id, and it needs client-managed sequence start/end flags that the
 ensemble's per-response requests do not have). Routing therefore means one instance (or a
 dispatcher inside it), which is the stateful path below; ``tritonllm bench ensemble`` measures
-both (README, "Ensemble capacity"). Responses of one request leave postprocessing in the order
-they entered it: the rendered config sets ``preserve_ordering``.
+both (docs/performance.md, "Ensemble capacity"). Responses of one request leave postprocessing
+in the order they entered it: the rendered config sets ``preserve_ordering``.
 
 The stateful path remains for engines that do not send ``preceding_ids`` (TensorRT-LLM's own
 ``tensorrtllm`` backend on GPU, clients calling postprocessing directly): a client asks for exact
