@@ -128,10 +128,9 @@ def run(args) -> int:
     items = mixed_workload(args.requests)
     peers = _peers_ready(args)  # before anything is measured: a missing peer fails fast
     print(f"model {model_dir}\n{len(items)} requests, {sum(i.output_tokens for i in items)} "
-          f"output tokens, engine threads {thread_budget(config.num_threads).reason}")
-    if server_cpus:
-        print(f"servers on CPUs {sorted(server_cpus)}")
-    with children_on(server_cpus):
+          "output tokens" + (f", servers on CPUs {sorted(server_cpus)}" if server_cpus else ""))
+    with children_on(server_cpus):  # the servers' engine sizes its threads from these CPUs
+        print(f"engine threads {thread_budget(config.num_threads).reason}")
         runs, generated, wrong = _served(model_dir, config, items, args.concurrency, tqdm,
                                          peers, args.rounds, args.ready_timeout,
                                          args.neighbours)
