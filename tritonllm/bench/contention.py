@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from tritonllm.bench.engine_bench import RunResult, percentile
+from tritonllm.bench.engine_bench import RunResult, p50_text
 
 BUSY_LOOP = "while True: pass"
 SETTLE_S = 0.2  # neighbours running before the run starts
@@ -94,10 +94,5 @@ def format_contention(quiet: dict[str, list[RunResult]], busy: dict[str, list[Ru
             lines.append(f"{label:34} {level:>2} {calm.tokens_per_s:11.1f} "
                          f"{loaded.tokens_per_s:11.1f} "
                          f"{loaded.tokens_per_s / calm.tokens_per_s:5.2f}x "
-                         f"{_ms(calm.ttft_ms):>11}/{_ms(loaded.ttft_ms):<11}")
+                         f"{p50_text(calm.ttft_ms):>11}/{p50_text(loaded.ttft_ms):<11}")
     return "\n".join(lines)
-
-
-def _ms(values: list[float]) -> str:
-    p50 = percentile(values, 50)
-    return "-" if p50 is None else f"{p50:.0f}"

@@ -51,6 +51,12 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def p50_text(values: list[float]) -> str:
+    """The median rounded to a whole number, or "-" for no values (table cells)."""
+    value = percentile(values, 50)
+    return "-" if value is None else f"{value:.0f}"
+
+
 # ---- transformers baselines ----------------------------------------------------------------
 
 def transformers_sequential(model, prompts: list[list[int]], items: list[WorkItem],

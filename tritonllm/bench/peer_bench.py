@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonllm.bench.engine_bench import RunResult, percentile
+from tritonllm.bench.engine_bench import RunResult, p50_text
 from tritonllm.bench.peers import Peer, PeerServer, run_steps
 from tritonllm.bench.workload import WorkItem
 from tritonllm.loadtest.metrics import RequestRecord
@@ -156,10 +156,6 @@ def format_ratios(ours: list[RunResult], peers: dict[str, list[RunResult]],
             lines.append(f"{label:34} {level:>2} {theirs.tokens_per_s:10.1f} "
                          f"{mine.tokens_per_s:10.1f} "
                          f"{mine.tokens_per_s / theirs.tokens_per_s:8.2f}x "
-                         f"{_p50(theirs.itl_ms):>10}/{_p50(mine.itl_ms):<10}")
+                         f"{p50_text(theirs.itl_ms):>10}/{p50_text(mine.itl_ms):<10}")
     return "\n".join(lines)
 
-
-def _p50(values: list[float]) -> str:
-    value = percentile(values, 50)
-    return "-" if value is None else f"{value:.0f}"
