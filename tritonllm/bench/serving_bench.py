@@ -41,8 +41,7 @@ from tritonllm.bench.engine_bench import RunResult, _baselines, format_table
 from tritonllm.bench.contention import (children_on, contended, contended_label,
                                         format_contention, parse_cpus)
 from tritonllm.bench.workload import WorkItem, mixed_workload
-from tritonllm.engine.config import available_cores
-from tritonllm.engine.threads import thread_budget
+from tritonllm.engine.threads import available_cores, thread_budget
 
 
 def served_run(url: str, items: list[WorkItem], concurrency: int, progress) -> RunResult:

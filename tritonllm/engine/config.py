@@ -40,7 +40,6 @@ describe both the GPU engine and this CPU twin:
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 
 from tritonllm.contract import format_bool, parse_bool
@@ -49,13 +48,6 @@ from tritonllm.limits import check_limits
 # TensorRT-LLM's batch_scheduler_policy values; the build profile and the renderer read them here.
 SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
 WEIGHT_MODES = ("auto", "fp32", "int8")
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks and container cpusets)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

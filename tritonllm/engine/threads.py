@@ -49,13 +49,19 @@ def thread_budget(requested: int = 0, cgroup_root: Path = CGROUP_ROOT,
     the CPU quota, and lets the governor adapt below it."""
     if requested > 0:
         return ThreadBudget(requested, False, f"{requested} (fixed by num_threads)")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+    cpus = available_cores()
     quota = cpu_quota(cgroup_root, proc_cgroup)
     limit = max(1, min(cpus, math.floor(quota))) if quota else cpus
     quota_text = f"CPU quota {quota:g}" if quota else "no CPU quota"
     return ThreadBudget(limit, True, f"up to {limit} ({cpus} CPUs in the affinity mask, "
                                      f"{quota_text}; fewer while other processes take cores)")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks and container cpusets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def cpu_quota(cgroup_root: Path = CGROUP_ROOT,
