@@ -108,7 +108,8 @@ def _status() -> KernelStatus:
         _open(path)
     except subprocess.CalledProcessError as exc:
         tail = "\n".join((exc.stderr or "").strip().splitlines()[-STDERR_LINES:])
-        return _off(f"{shlex.join(str(a) for a in exc.cmd)} failed with status {exc.returncode}:\n{tail}")
+        command = shlex.join(str(a) for a in exc.cmd)
+        return _off(f"{command} failed with status {exc.returncode}:\n{tail}")
     except OSError as exc:
         return _off(str(exc))
     return KernelStatus(path, "built")

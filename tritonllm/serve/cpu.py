@@ -132,9 +132,10 @@ def _died(server: TritonServer, code: int) -> int:
 def _report_kernels() -> bool:
     """Build the engine's CPU kernels here (the model's stub then loads them from the cache) and
     say which path the engine runs; False when they are required and unavailable."""
-    status = kernel_build.status()
-    print(f"[tritonllm] CPU kernels: {status.describe()}", file=sys.stderr)
-    if status.library is None and kernel_build.mode() == "require":
+    print(f"[tritonllm] CPU kernels: {kernel_build.status().describe()}", file=sys.stderr)
+    try:
+        kernel_build.load()
+    except kernel_build.KernelsUnavailable:
         print(f"[tritonllm] error: {kernel_build.MODE_ENV}=require and the kernels cannot be "
               f"used; set {kernel_build.MODE_ENV}=1 to run torch's kernels instead",
               file=sys.stderr, flush=True)
