@@ -56,16 +56,14 @@ class ModeResult:
     seconds: float
 
 
-def missing_requirements() -> list[str]:
-    """What this node lacks for the check (empty: it can run)."""
-    from tritonllm.deploy.node import detect
-
+def missing_requirements(facts) -> list[str]:
+    """What this node (``facts``: :class:`~tritonllm.deploy.node.NodeFacts`) lacks for the check
+    (empty: it can run)."""
     problems = []
     if shutil.which("trtllm-build") is None:
         problems.append("trtllm-build is not on PATH (TensorRT-LLM is not installed)")
     if shutil.which("tritonserver") is None and not Path("/opt/tritonserver/bin").is_dir():
         problems.append("no tritonserver with the tensorrtllm backend (/opt/tritonserver)")
-    facts = detect()
     if facts.gpu_count == 0:
         problems.append("no NVIDIA GPU is visible (nvidia-smi lists none)")
     if not TESTS_ROOT.is_dir():
@@ -90,15 +88,15 @@ def profile_for(mode: str, model_dir: Path, gpu: str, openai_port: int = 0) -> d
 
 
 def run(work_dir: Path, modes: tuple[str, ...] | None = None) -> int:
-    problems = missing_requirements()
-    if problems:
-        print("gpu-check: cannot run here:\n  " + "\n  ".join(problems), file=sys.stderr)
-        return EXIT_NOT_A_GPU_NODE
     from tritonllm.build.gpus import device_from_cuda_name
     from tritonllm.deploy.node import detect
     from tritonllm.model_source import default_model_dir
 
     facts = detect()
+    problems = missing_requirements(facts)
+    if problems:
+        print("gpu-check: cannot run here:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return EXIT_NOT_A_GPU_NODE
     device = device_from_cuda_name(facts.gpu_name or "")
     if device is None:
         print(f"gpu-check: unknown GPU {facts.gpu_name!r}", file=sys.stderr)
@@ -110,13 +108,13 @@ def run(work_dir: Path, modes: tuple[str, ...] | None = None) -> int:
 
 
 def check_mode(mode: str, work_dir: Path, model_dir: Path, gpu: str) -> ModeResult:
-    from tritonllm.serve.launcher import Ports
+    from tritonllm.serve.launcher import Ports, free_port
 
     start = time.monotonic()
     root = work_dir / mode
     root.mkdir(parents=True, exist_ok=True)
     profile = root / "profile.yaml"
-    ports, openai_port = Ports.free(), _free_port()
+    ports, openai_port = Ports.free(), free_port()
     profile.write_text(yaml.safe_dump(profile_for(mode, model_dir, gpu, openai_port)))
     server = _start_entrypoint(profile, ports, root)
     try:
@@ -188,9 +186,3 @@ def _stop(server: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-
-
-def _free_port() -> int:
-    from tritonllm.serve.launcher import free_port
-
-    return free_port()
