@@ -8,6 +8,7 @@ with the quiet ones, so each target's ratio contended / quiet comes from one ben
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -45,8 +46,7 @@ def contended(run: Callable[[int], RunResult], neighbours: int) -> Callable[[int
     def run_contended(level: int) -> RunResult:
         with busy_neighbours(neighbours):
             result = run(level)
-        return RunResult(f"{result.name} +{neighbours} busy", result.output_tokens,
-                         result.seconds, result.ttft_ms, result.itl_ms)
+        return dataclasses.replace(result, name=contended_label(result.name, neighbours))
     return run_contended
 
 
