@@ -43,6 +43,15 @@ def test_no_tensorrt_llm_means_no_gpu_path(tp4):
         plan_gpu(tp4, facts, EntrypointOptions(), {})
 
 
+def test_another_tensorrt_llm_minor_release_is_refused_unless_allowed(tp4):
+    other = NodeFacts("1.2.1", "NVIDIA H100 80GB HBM3", "9.0", 4)
+    with pytest.raises(DeployError, match=f"this node has TensorRT-LLM 1.2.1; tritonllm targets "
+                                          f"{TENSORRT_LLM_VERSION}"):
+        plan_gpu(tp4, other, EntrypointOptions(), {})
+    assert plan_gpu(tp4, other, EntrypointOptions(),
+                    {"TRITONLLM_ALLOW_OTHER_TENSORRT_LLM": "1"}).root.name == "trtllm-1.2.1-sm90"
+
+
 def test_too_few_gpus_names_tp_and_pp(tp4):
     two = NodeFacts(TENSORRT_LLM_VERSION, "NVIDIA H100 80GB HBM3", "9.0", 2)
     with pytest.raises(DeployError, match=r"needs 4 GPUs \(tp_size=4 x pp_size=1\) but this "
