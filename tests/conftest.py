@@ -11,12 +11,13 @@ import dataclasses
 import json
 import os
 import types
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tritonllm.deploy.gpu_check import TEST_SERVER_ENV
 from tritonllm.engine import EngineConfig
+from tritonllm.loadtest.providers import served_model_ids
 from tritonllm.model_source import default_model_dir
 from tritonllm.serve.cpu import CpuDeployment
 from tritonllm.serve.launcher import Ports, TritonServer
@@ -24,12 +25,11 @@ from tritonllm.serve.launcher import Ports, TritonServer
 # Small enough to start fast, large enough for 8 concurrent requests of a few hundred tokens.
 TEST_ENGINE = EngineConfig(max_batch_size=8, max_num_tokens=256, max_input_len=1024,
                            max_seq_len=2048, max_tokens_in_paged_kv_cache=8192)
-EXTERNAL_SERVER_ENV = "TRITONLLM_TEST_SERVER"
 
 
 def external_server() -> dict | None:
     """The running deployment named by ``TRITONLLM_TEST_SERVER`` (None: start our own)."""
-    text = os.environ.get(EXTERNAL_SERVER_ENV)
+    text = os.environ.get(TEST_SERVER_ENV)
     return json.loads(text) if text else None
 
 
@@ -131,8 +131,7 @@ def openai_frontend(triton_server, tmp_path_factory):
 
     external = external_server()
     if external:
-        with urllib.request.urlopen(f"{external['openai']}/v1/models", timeout=30) as reply:
-            model = json.load(reply)["data"][0]["id"]
+        model = served_model_ids(external["openai"], timeout_s=30)[0]
         yield types.SimpleNamespace(url=external["openai"],
                                     settings=types.SimpleNamespace(model_name=model))
         return

@@ -52,7 +52,7 @@ def test_live_tests_follow_the_named_server(repo_root, triton_server, openai_fro
     server = json.loads(gpu_check.test_server_env(
         _ports(triton_server), int(openai_frontend.url.rsplit(":", 1)[1]),
         triton_server.model_dir))
-    env = {**os.environ, "TRITONLLM_TEST_SERVER": json.dumps(server)}
+    env = {**os.environ, gpu_check.TEST_SERVER_ENV: json.dumps(server)}
     test = "tests/openai/test_live.py::test_models_lists_the_served_model"
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              test], cwd=repo_root, env=env, capture_output=True, text=True,

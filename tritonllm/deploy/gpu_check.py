@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 EXIT_NOT_A_GPU_NODE = 3
+TEST_SERVER_ENV = "TRITONLLM_TEST_SERVER"  # read by tests/conftest.py
 READY_TIMEOUT_S = 420  # the engine build (seconds for SmolLM2) and the server's start
 TESTS_ROOT = Path(__file__).resolve().parents[2] / "tests"
 
@@ -166,8 +167,7 @@ def _wait_ready(http_port: int, server: subprocess.Popen) -> bool:
 
 
 def _run_tests(tests, ports, openai_port: int, model_dir: Path, root: Path):
-    env = {**os.environ, "TRITONLLM_TEST_SERVER": test_server_env(ports, openai_port,
-                                                                  model_dir)}
+    env = {**os.environ, TEST_SERVER_ENV: test_server_env(ports, openai_port, model_dir)}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            *tests], cwd=TESTS_ROOT.parent, env=env, capture_output=True,
                           text=True, timeout=600)
