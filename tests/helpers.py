@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import time
 
-from tritonllm.serve.metrics import engine_stats
+from tritonllm.serve.metrics import engine_stats, scrape
 
 
 def engine_metrics(server) -> dict[str, float]:
     return engine_stats(server.metrics_url)
+
+
+def triton_cancellations(server) -> float:
+    """Requests Triton itself counted as cancelled, summed over the models."""
+    return sum(value for series, value in scrape(server.metrics_url).items()
+               if series.startswith("nv_inference_request_failure")
+               and 'reason="CANCELED"' in series)
 
 
 def wait_for_idle_cache(server, min_cancelled: float = 0, timeout_s: float = 60.0) -> dict:

@@ -3,12 +3,13 @@ sync and async, streamed and not, chat, refusals, and the CLI. Token budgets are
 model makes ~12 tokens/s."""
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tests.helpers import wait_for_idle_cache
+from tests.helpers import triton_cancellations, wait_for_idle_cache
 
 from tritonllm.client import AsyncClient, Client, InvalidRequestError
 
@@ -102,6 +103,7 @@ async def _async_refusal(server, protocol, bad, field):
 def test_leaving_a_stream_early_then_asking_again(triton_server, protocol):
     with Client(protocol=protocol, url=_url(triton_server, protocol)) as client:
         before = wait_for_idle_cache(triton_server)
+        cancelled_by_triton = triton_cancellations(triton_server)
         for chunk in client.stream("Tell me a long story.", max_tokens=200, min_tokens=200):
             if chunk.index == 2:
                 break
@@ -109,7 +111,29 @@ def test_leaving_a_stream_early_then_asking_again(triton_server, protocol):
         metrics = wait_for_idle_cache(triton_server, before["cancelled"] + 1)
         assert metrics["free_kv_tokens"] == metrics["total_kv_tokens"]
         assert metrics["cancelled"] == before["cancelled"] + 1
+        # ... and read the stream to its end instead of cancelling it: Triton 2.51 never frees
+        # an ensemble request cancelled while its engine step runs.
+        assert triton_cancellations(triton_server) == cancelled_by_triton
         assert client.generate(PROMPT, max_tokens=2).text
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_leaving_an_async_stream_early_stops_it_without_a_cancellation(triton_server, protocol):
+    async def leave_early():
+        async with AsyncClient(protocol=protocol, url=_url(triton_server, protocol)) as client:
+            stream = client.stream("Tell me a long story.", max_tokens=200, min_tokens=200)
+            async with contextlib.aclosing(stream) as chunks:
+                async for chunk in chunks:
+                    if chunk.index == 2:
+                        break
+
+    before = wait_for_idle_cache(triton_server)
+    cancelled_by_triton = triton_cancellations(triton_server)
+    asyncio.run(leave_early())
+    metrics = wait_for_idle_cache(triton_server, before["cancelled"] + 1)
+    assert metrics["cancelled"] == before["cancelled"] + 1
+    assert metrics["free_kv_tokens"] == metrics["total_kv_tokens"]
+    assert triton_cancellations(triton_server) == cancelled_by_triton
 
 
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -89,7 +89,9 @@ def _when_abandoned(action):
 
 @contextlib.contextmanager
 def _closing(responses: Iterator[Outputs]):
-    """Close the transport's generator when the caller stops early: that cancels the request."""
+    """Close the transport's generator however the caller leaves. Entered before
+    :func:`_when_abandoned`, so an abandoned request's stop is sent first and the transport
+    then sees its stream end instead of cancelling it."""
     try:
         yield responses
     finally:
@@ -217,14 +219,16 @@ class Client(_ClientBase):
     def _complete(self, request: InferRequest) -> Completion:
         builder = CompletionBuilder(request.request_id, log_probs=request.wants_log_probs)
         start = time.perf_counter()
-        with self._stop_if_abandoned(request), _closing(self._transport.infer(request)) as responses:
+        with _closing(self._transport.infer(request)) as responses, \
+                self._stop_if_abandoned(request):
             for outputs in responses:
                 builder.add(outputs, time.perf_counter() - start)
         return builder.build()
 
     def _chunks(self, request: InferRequest) -> Iterator[Chunk]:
         start = time.perf_counter()
-        with self._stop_if_abandoned(request), _closing(self._transport.infer(request)) as responses:
+        with _closing(self._transport.infer(request)) as responses, \
+                self._stop_if_abandoned(request):
             for index, outputs in enumerate(responses):
                 yield chunk_from(outputs, index, time.perf_counter() - start,
                                  log_probs=request.wants_log_probs)
@@ -268,7 +272,9 @@ class AsyncClient(_ClientBase):
 
     def stream(self, prompt: str, *, request_id: str | None = None,
                **options) -> AsyncIterator[Chunk]:
-        """See :meth:`Client.stream`; use with ``async for``."""
+        """See :meth:`Client.stream`; use with ``async for``. To leave early, close it
+        (``async with contextlib.aclosing(client.stream(...))``): the engine request is then
+        stopped at once, not when the event loop gets round to finalizing the generator."""
         return self._chunks(self._request(prompt, options, stream=True, chat=False,
                                           request_id=request_id))
 
@@ -303,8 +309,8 @@ class AsyncClient(_ClientBase):
     async def _complete(self, request: InferRequest) -> Completion:
         builder = CompletionBuilder(request.request_id, log_probs=request.wants_log_probs)
         start = time.perf_counter()
-        with self._stop_if_abandoned(request):
-            async with _aclosing(self._transport.infer(request)) as responses:
+        async with _aclosing(self._transport.infer(request)) as responses:
+            with self._stop_if_abandoned(request):
                 async for outputs in responses:
                     builder.add(outputs, time.perf_counter() - start)
         return builder.build()
@@ -327,8 +333,8 @@ class AsyncClient(_ClientBase):
 
     async def _chunks(self, request: InferRequest) -> AsyncIterator[Chunk]:
         start = time.perf_counter()
-        with self._stop_if_abandoned(request):
-            async with _aclosing(self._transport.infer(request)) as responses:
+        async with _aclosing(self._transport.infer(request)) as responses:
+            with self._stop_if_abandoned(request):
                 index = 0
                 async for outputs in responses:
                     yield chunk_from(outputs, index, time.perf_counter() - start,

@@ -1,8 +1,11 @@
 """gRPC transports: Triton's bidirectional ``ModelStreamInfer``, one stream per request.
 
 Every request, streamed or not, goes over the stream: it works in both deployment modes
-(a decoupled deployment refuses unary ``ModelInfer``). Each request opens its own stream and half-closes it at once;
-Triton ends the stream after the request's last response, which is how the end is seen.
+(a decoupled deployment refuses unary ``ModelInfer``). Each request opens its own stream and
+half-closes it at once; Triton ends the stream after the request's last response, which is how
+the end is seen. A stream the caller leaves early (or that brought an error) is read to its end
+for up to ``STOP_DRAIN_S`` before it is cancelled: the caller has sent a stop by then, and a
+cancelled ensemble stream costs Triton 2.51 memory it never returns.
 A model's error for the request arrives in-band on the stream, as a message without a status
 code (Triton's opt-in ``triton_grpc_error`` status mode crashed Triton 2.51 here; see
 ``_errors.error_from_grpc`` for how in-band errors are classified).
@@ -15,12 +18,14 @@ plain stub gives one stream per request, cancelled at once when the caller stops
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 from ._errors import ServerError, error_from_grpc
-from ._request import InferRequest
+from ._request import STOP_DRAIN_S, InferRequest
 from ._results import Outputs
 
 _MAX_MESSAGE = 2**31 - 1  # Triton's own limit (tritonclient uses the same)
@@ -77,6 +82,36 @@ def _finish(decoder: TextDecoder) -> None:
     decoder.decode([b""], final=True)  # raises if the stream ended inside a character
 
 
+def _end(call) -> None:
+    """Let a stream end on its own (at most STOP_DRAIN_S), then cancel it (a no-op once ended)."""
+    import grpc
+
+    if call.is_active():
+        timer = threading.Timer(STOP_DRAIN_S, call.cancel)
+        timer.daemon = True
+        timer.start()
+        try:
+            for _ in call:
+                pass
+        except grpc.RpcError:
+            pass  # cancelled by the timer, or the stream failed: either way it is over
+        finally:
+            timer.cancel()
+    call.cancel()
+
+
+async def _aend(call) -> None:
+    """:func:`_end` for a ``grpc.aio`` stream."""
+    import grpc
+
+    if not call.done():
+        with contextlib.suppress(grpc.RpcError, asyncio.TimeoutError):
+            async with asyncio.timeout(STOP_DRAIN_S):
+                async for _ in call:
+                    pass
+    call.cancel()
+
+
 @contextlib.contextmanager
 def _mapped_errors():
     import grpc
@@ -113,7 +148,7 @@ class GrpcTransport:
                         yield outputs
                 _finish(decoder)
             finally:
-                call.cancel()  # a no-op once the stream ended; stops the request otherwise
+                _end(call)
 
     def live(self) -> bool:
         return self._unary("ServerLive", self._pb.ServerLiveRequest()).live
@@ -164,7 +199,7 @@ class AsyncGrpcTransport:
                         yield outputs
                 _finish(decoder)
             finally:
-                call.cancel()
+                await _aend(call)
 
     async def live(self) -> bool:
         return (await self._unary("ServerLive", self._pb.ServerLiveRequest())).live

@@ -5,7 +5,9 @@
 request body is a JSON object whose keys are the ensemble's input names (plus ``"id"``, which
 Triton takes as the request id); a response's keys are output names. An error is
 ``{"error": "..."}`` with the HTTP status of the first response (400 for INVALID_ARG); an error
-after a stream has started arrives as an event under status 200.
+after a stream has started arrives as an event under status 200. A stream the caller leaves
+early is read to its end for up to ``STOP_DRAIN_S`` before the connection is dropped (see
+``_grpc``: a dropped ensemble stream costs Triton 2.51 memory it never returns).
 
 Sync over ``requests``, async over ``aiohttp``; both are imported when a transport is made.
 """
@@ -23,7 +25,7 @@ import numpy as np
 from tritonllm.contract import ENSEMBLE, contract_of
 
 from ._errors import ConnectionError, ServerError, TimeoutError, TritonLLMError, error_from_http
-from ._request import InferRequest
+from ._request import STOP_DRAIN_S, InferRequest
 from ._results import Outputs
 from ._sse import aiter_events, iter_events
 
@@ -93,6 +95,31 @@ def _parse_json(text: str | bytes, status: int) -> dict:
     return obj
 
 
+def _socket_of(response):
+    """The socket under a streamed ``requests`` response, or None once the body was read and
+    the connection released. urllib3 2 does not expose it for a streamed body, hence the
+    private attributes (``HTTPResponse._fp``: http.client's response; ``fp.raw``: SocketIO)."""
+    fp = getattr(getattr(response.raw, "_fp", None), "fp", None)
+    return getattr(getattr(fp, "raw", None), "_sock", None)
+
+
+def _drain(response, lines: Iterator[bytes]) -> None:
+    """Read the rest of a streamed body's ``lines``, for at most STOP_DRAIN_S (a read timeout
+    on the socket, and a deadline between lines), so the connection ends with the request
+    instead of before it."""
+    sock = _socket_of(response)
+    if sock is None:  # the body was read to its end
+        return
+    deadline = time.monotonic() + STOP_DRAIN_S
+    try:
+        sock.settimeout(STOP_DRAIN_S)
+        for _ in lines:
+            if time.monotonic() > deadline:
+                return
+    except Exception:  # noqa: BLE001 - a timed-out or broken stream is closed by the caller
+        return
+
+
 class HttpTransport:
     """Sync HTTP transport over one ``requests.Session`` (kept-alive connections).
     ``timeout``: seconds a request may take in all (None: no limit; a stream is checked between
@@ -114,16 +141,25 @@ class HttpTransport:
                 self._base + generate_path(request.model, request.stream),
                 json=json_body(request), stream=request.stream, timeout=self._timeouts)
             with response:
-                yield from self._responses(response, request.stream, deadline)
+                # Held here, so leaving early does not close it: closing urllib3's body
+                # generator drops the connection, which Triton takes as a cancellation.
+                lines = response.iter_lines() if request.stream else None
+                try:
+                    yield from self._responses(response, lines, deadline)
+                finally:
+                    if lines is not None:
+                        _drain(response, lines)
 
-    def _responses(self, response, stream: bool, deadline: float | None) -> Iterator[Outputs]:
+    def _responses(self, response, lines: Iterator[bytes] | None,
+                   deadline: float | None) -> Iterator[Outputs]:
+        """Outputs of the body: one JSON object, or the SSE events of ``lines`` (a stream)."""
         status = response.status_code
         if status != 200:
             raise error_from_body(status, response.content)
-        if not stream:
+        if lines is None:
             yield outputs_from_json(_parse_json(response.content, status), status)
             return
-        for data in iter_events(response.iter_lines()):
+        for data in iter_events(lines):
             yield outputs_from_event(data, status)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"the stream took longer than {self._timeout} s")
@@ -175,8 +211,12 @@ class AsyncHttpTransport:
         url = self._base + generate_path(request.model, request.stream)
         async with self._mapped_errors():
             async with self._client().post(url, json=json_body(request)) as response:
-                async for outputs in self._responses(response, request.stream):
-                    yield outputs
+                try:
+                    async for outputs in self._responses(response, request.stream):
+                        yield outputs
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(response.content.read(), STOP_DRAIN_S)
 
     async def _responses(self, response, stream: bool) -> AsyncIterator[Outputs]:
         status = response.status
