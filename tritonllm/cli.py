@@ -43,6 +43,7 @@ def register_serve(subparsers) -> None:
     from tritonllm.engine.config import EngineConfig
     from tritonllm.openai.settings import DEFAULT_PORT as DEFAULT_OPENAI_PORT
     from tritonllm.serve.launcher import DEFAULT_GRACE_PERIOD_S, DEFAULT_HOST, DEFAULT_PORTS
+    from tritonllm.defaults import ABANDONED_STREAM_TIMEOUT_MS
 
     p = subparsers.add_parser("serve", help="serve a Llama model on CPU behind a real tritonserver")
     p.add_argument("--model", default=None,
@@ -72,6 +73,11 @@ def register_serve(subparsers) -> None:
     p.add_argument("--stream-interval", type=int, default=1,
                    help="tokens per streamed response after the first (TensorRT-LLM's "
                         "stream_interval; default 1: every token)")
+    p.add_argument("--abandoned-stream-timeout-ms", type=int,
+                   default=ABANDONED_STREAM_TIMEOUT_MS,
+                   help="stop a streamed request whose responses the ensemble stopped "
+                        "forwarding (its client left) after this long; 0: off (default "
+                        f"{ABANDONED_STREAM_TIMEOUT_MS})")
     add_dataclass_options(p, EngineConfig, "engine")
     p.set_defaults(handler=_serve)
 
@@ -111,7 +117,8 @@ def _serve(args) -> int:
                                decoupled=args.decoupled,
                                preprocessing_instances=args.preprocessing_instances,
                                postprocessing_instances=args.postprocessing_instances,
-                               stream_interval=args.stream_interval)
+                               stream_interval=args.stream_interval,
+                               abandoned_stream_timeout_ms=args.abandoned_stream_timeout_ms)
     if args.repo_dir:
         deployment = dataclasses.replace(deployment, repo_dir=args.repo_dir)
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)

@@ -210,6 +210,9 @@ COUNT_OUTPUTS: tuple[str, ...] = ("num_input_tokens", "num_output_tokens")
 
 # The engine step's additive output that makes postprocessing stateless (see TENSORRT_LLM).
 PRECEDING_IDS = "preceding_ids"
+# The engine step's additive output that postprocessing acknowledges, so the step learns when
+# the ensemble stopped forwarding a stream (see tritonllm.models.delivery).
+DELIVERY_TICKET = "delivery_ticket"
 
 # --- preprocessing -------------------------------------------------------------------------
 
@@ -264,6 +267,9 @@ TENSORRT_LLM = ModelContract(
         # this streamed response's output_ids (at most 8; none for the first response or when
         # not streaming). Postprocessing decodes exact text deltas from it without state.
         Tensor(PRECEDING_IDS, "INT32", (-1, -1)),
+        # Our additive output (the CPU engine step's): on each streamed response, (request key,
+        # response number) for postprocessing to acknowledge.
+        Tensor(DELIVERY_TICKET, "INT64", (2,)),
         Tensor("cum_log_probs", "FP32", (-1,)),
         Tensor("output_log_probs", "FP32", (-1, -1)),
         Tensor("batch_index", "INT32", (1,)),
@@ -282,6 +288,7 @@ POSTPROCESSING = ModelContract(
         Tensor("TOKENS_BATCH", "INT32", (-1, -1), allow_ragged_batch=True),
         Tensor("SEQUENCE_LENGTH", "INT32", (-1,)),
         Tensor("PRECEDING_IDS", "INT32", (-1, -1), optional=True, allow_ragged_batch=True),
+        Tensor("DELIVERY_TICKET", "INT64", (2,), optional=True),
     ),
     outputs=(Tensor("OUTPUT", "STRING", (-1,)),),
 )
@@ -351,6 +358,7 @@ ENSEMBLE = ModelContract(
                 "output_ids": "_TOKENS_BATCH",
                 "sequence_length": "_SEQUENCE_LENGTH",
                 PRECEDING_IDS: "_PRECEDING_IDS",
+                DELIVERY_TICKET: "_DELIVERY_TICKET",
                 **{name: name for name in _ENGINE_PASSTHROUGH_OUTPUTS},
             },
         ),
@@ -360,6 +368,7 @@ ENSEMBLE = ModelContract(
                 "TOKENS_BATCH": "_TOKENS_BATCH",
                 "SEQUENCE_LENGTH": "_SEQUENCE_LENGTH",
                 "PRECEDING_IDS": "_PRECEDING_IDS",
+                "DELIVERY_TICKET": "_DELIVERY_TICKET",
             },
             output_map={"OUTPUT": "text_output"},
         ),

@@ -7,4 +7,8 @@ METRICS_PORT = 8002  # Triton's Prometheus metrics
 OPENAI_PORT = 9000  # the OpenAI-compatible frontend (the port Triton's own frontend uses)
 TRITON_PORTS = {"http": HTTP_PORT, "grpc": GRPC_PORT, "metrics": METRICS_PORT}
 
+# CPU engine step: stop a streamed request whose responses postprocessing has not received for
+# this long (its ensemble was cancelled; see tritonllm.models.delivery). 0: off.
+ABANDONED_STREAM_TIMEOUT_MS = 1500
+
 DEFAULT_WORKLOAD = "128/128"  # load tests: prompt/output tokens (a published benchmark shape)

@@ -196,6 +196,14 @@ def test_cancellation_check_period_is_read_from_the_model_config():
         StepSettings(cancellation_check_period_ms=0)
 
 
+def test_the_abandoned_stream_timeout_is_read_from_the_model_config():
+    config = {"parameters": {"abandoned_stream_timeout_ms": {"string_value": "0"}}}
+    assert StepSettings.from_model_config(config).abandoned_stream_timeout_ms == 0
+    assert StepSettings.from_model_config({}).abandoned_stream_timeout_ms > 0
+    with pytest.raises(ValueError, match="abandoned_stream_timeout_ms: must be >= 0"):
+        StepSettings(abandoned_stream_timeout_ms=-5)
+
+
 def test_only_streaming_responses_carry_preceding_ids():
     out = GenerationOutput("e1", [7], finished=False)
     streamed = output_tensors(out, Wants(preceding_ids=True), [5, 6])

@@ -160,11 +160,27 @@ def test_postprocessing_scales_in_order_and_the_engine_gets_stream_interval():
     assert wiring["postprocessing"].input_map["PRECEDING_IDS"] == "_PRECEDING_IDS"
 
 
-def test_gpu_engine_neither_declares_nor_wires_preceding_ids():
-    # TensorRT-LLM's tensorrtllm backend does not send it (postprocessing then keeps state).
+def test_the_cpu_step_sends_delivery_tickets_that_postprocessing_acknowledges():
+    configs = {name: parse(text) for name, text in render_configs(
+        dataclasses.replace(CPU, abandoned_stream_timeout_ms=900)).items()}
+    engine = configs["tensorrt_llm"]
+    assert engine.parameters["abandoned_stream_timeout_ms"].string_value == "900"
+    assert "delivery_ticket" in {o.name for o in engine.output}
+    assert "DELIVERY_TICKET" in {i.name for i in configs["postprocessing"].input}
+    wiring = {step.model_name: step for step in configs["ensemble"].ensemble_scheduling.step}
+    assert wiring["tensorrt_llm"].output_map["delivery_ticket"] == "_DELIVERY_TICKET"
+    assert wiring["postprocessing"].input_map["DELIVERY_TICKET"] == "_DELIVERY_TICKET"
+    with pytest.raises(ValueError, match="abandoned_stream_timeout_ms: must be >= 0"):
+        dataclasses.replace(CPU, abandoned_stream_timeout_ms=-1)
+
+
+def test_gpu_engine_neither_declares_nor_wires_the_cpu_steps_outputs():
+    # TensorRT-LLM's tensorrtllm backend sends neither (postprocessing then keeps state).
     configs = render_configs(GPU)
-    assert "preceding_ids" not in configs["tensorrt_llm"]
+    for name in ("preceding_ids", "delivery_ticket", "abandoned_stream_timeout_ms"):
+        assert name not in configs["tensorrt_llm"]
     assert "PRECEDING_IDS" not in configs["ensemble"]
+    assert "DELIVERY_TICKET" not in configs["ensemble"]
     with pytest.raises(ValueError, match="stream_interval: TensorRT-LLM 1.1.0's tensorrtllm"):
         dataclasses.replace(GPU, stream_interval=2)
     with pytest.raises(ValueError, match="postprocessing_instances: streamed text is exact"):

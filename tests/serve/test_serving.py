@@ -298,6 +298,72 @@ def test_client_disconnect_from_engine_stream_frees_its_cache(triton_server):
     assert metrics["generated_tokens"] - before["generated_tokens"] < 300
 
 
+def _freed_after_leaving(server, leave) -> tuple[dict, dict, float]:
+    """Engine metrics before, and once idle after ``leave()`` (a client abandoning a long
+    ensemble stream); and the seconds from leaving until the cache was free again."""
+    before = wait_for_idle_cache(server)
+    left_at = leave()
+    metrics = wait_for_idle_cache(server, before["cancelled"] + 1)
+    return before, metrics, time.monotonic() - left_at
+
+
+def _assert_stopped_early(before: dict, metrics: dict) -> None:
+    assert metrics["free_kv_tokens"] == metrics["total_kv_tokens"]
+    assert metrics["cancelled"] == before["cancelled"] + 1
+    assert metrics["generated_tokens"] - before["generated_tokens"] < 300  # of 400
+
+
+def test_an_http_generate_stream_client_that_leaves_frees_its_slot(triton_server):
+    # Triton cancels the ensemble but not its running engine step; the step learns it from
+    # postprocessing no longer acknowledging its responses (tritonllm.models.delivery).
+    def leave():
+        body = {"text_input": "Write a very long essay about rivers.", "max_tokens": 400,
+                "min_tokens": 400}
+        with http_generate(triton_server, {**body, "stream": True}, stream=True) as resp:
+            events = (line for line in resp.iter_lines() if line.startswith(b"data: "))
+            for _ in range(3):
+                assert "error" not in json.loads(next(events)[len(b"data: "):])
+        return time.monotonic()  # the connection is closed: the client has gone
+
+    before, metrics, seconds = _freed_after_leaving(triton_server, leave)
+    _assert_stopped_early(before, metrics)
+    print(f"generate_stream client left: slot and cache free after {seconds:.2f} s")
+
+
+def test_a_cancelled_ensemble_stream_without_a_stop_frees_its_slot(triton_server):
+    # What tensorrtllm_backend's clients do on a gRPC stream, without the stop request.
+    def leave():
+        start_long_stream(triton_server, "ensemble", "victim-cancelled").close(cancel=True)
+        return time.monotonic()
+
+    before, metrics, seconds = _freed_after_leaving(triton_server, leave)
+    _assert_stopped_early(before, metrics)
+    print(f"ensemble stream cancelled: slot and cache free after {seconds:.2f} s")
+
+
+def test_a_stream_from_the_engine_step_directly_is_not_taken_for_abandoned(triton_server):
+    # No postprocessing acknowledges its responses: the delivery watch must leave it alone,
+    # however long it streams (150 tokens: several times abandoned_stream_timeout_ms).
+    before = wait_for_idle_cache(triton_server)
+    stream = GrpcStream(triton_server)
+    try:
+        stream.send("tensorrt_llm", {
+            "input_ids": ([1, 2, 3, 4], "INT32"), "input_lengths": ([4], "INT32"),
+            "request_output_len": ([150], "INT32"), "min_tokens": ([150], "INT32"),
+            "streaming": ([True], "BOOL")}, request_id="direct-long")
+        tokens, final = 0, False
+        while not final:
+            result, error = stream.results.get(timeout=300)
+            assert error is None, error
+            final = result.get_response().parameters["triton_final_response"].bool_param
+            ids = result.as_numpy("output_ids")
+            tokens += 0 if ids is None else ids.shape[-1]
+    finally:
+        stream.close()
+    assert tokens == 150
+    assert wait_for_idle_cache(triton_server)["cancelled"] == before["cancelled"]
+
+
 def test_stop_request_frees_an_ensemble_stream_cache(triton_server):
     # Triton 2.51 does not pass an ensemble's cancellation into its running engine step, so a
     # client stops a streamed ensemble request the TensorRT-LLM way: `stop` with its request id.

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from tritonllm import contract
+from tritonllm.defaults import ABANDONED_STREAM_TIMEOUT_MS
 from tritonllm.engine import GenerationOutput, GenerationRequest, SamplingParams
 from tritonllm.tokenizer import InvalidInputError, from_word_list_format
 
@@ -57,12 +58,15 @@ class StepSettings:
     stream), the ``exclude_input_in_output`` model parameter (the default for requests),
     ``stream_interval`` (see :class:`StreamShaper`) and ``cancellation_check_period_ms`` (how
     often a running request asks Triton whether it was cancelled; TensorRT-LLM's backend
-    parameter of the same name, default 100)."""
+    parameter of the same name, default 100). ``abandoned_stream_timeout_ms``: a streamed
+    request whose responses postprocessing has not acknowledged for this long is stopped, its
+    ensemble having been cancelled (see tritonllm.models.delivery); 0 turns the watch off."""
 
     decoupled: bool = True
     exclude_input_in_output: bool = False
     stream_interval: int = 1
     cancellation_check_period_ms: int = 100
+    abandoned_stream_timeout_ms: int = ABANDONED_STREAM_TIMEOUT_MS
 
     def __post_init__(self) -> None:
         if self.stream_interval < 1:
@@ -70,6 +74,9 @@ class StepSettings:
         if self.cancellation_check_period_ms < 1:
             raise ValueError("cancellation_check_period_ms: must be >= 1, got "
                              f"{self.cancellation_check_period_ms}")
+        if self.abandoned_stream_timeout_ms < 0:
+            raise ValueError("abandoned_stream_timeout_ms: must be >= 0 (0: off), got "
+                             f"{self.abandoned_stream_timeout_ms}")
 
     @classmethod
     def from_model_config(cls, config: dict) -> "StepSettings":
@@ -80,8 +87,10 @@ class StepSettings:
                    exclude_input_in_output=contract.parse_bool(
                        params.get("exclude_input_in_output", "false"), "exclude_input_in_output"),
                    stream_interval=int(params.get("stream_interval", "1")),
-                   cancellation_check_period_ms=int(
-                       params.get("cancellation_check_period_ms", "100")))
+                   cancellation_check_period_ms=int(params.get(
+                       "cancellation_check_period_ms", cls.cancellation_check_period_ms)),
+                   abandoned_stream_timeout_ms=int(params.get(
+                       "abandoned_stream_timeout_ms", cls.abandoned_stream_timeout_ms)))
 
 
 @dataclass(frozen=True)

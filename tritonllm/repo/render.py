@@ -21,6 +21,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from tritonllm.defaults import ABANDONED_STREAM_TIMEOUT_MS
 from tritonllm.limits import check_limits
 from tritonllm import contract
 from tritonllm.repo import backend_parameters
@@ -93,6 +94,9 @@ class EnsembleOptions:
     the ensemble; false serves unary calls and refuses ``stream=true``.
     ``cancellation_check_period_ms``: how often the engine step asks Triton whether a running
     request was cancelled (TensorRT-LLM's backend parameter; the CPU step reads the same one).
+    ``abandoned_stream_timeout_ms`` (CPU engine step only; 0: off): a streamed request whose
+    responses postprocessing has not received for this long is stopped, its ensemble having
+    been cancelled (tritonllm.models.delivery).
     """
 
     triton_max_batch_size: int = 64
@@ -101,6 +105,7 @@ class EnsembleOptions:
     stream_interval: int = 1
     decoupled: bool = True
     cancellation_check_period_ms: int = 100
+    abandoned_stream_timeout_ms: int = ABANDONED_STREAM_TIMEOUT_MS
 
     def ensemble_options(self) -> dict:
         """These fields as keyword arguments (for :class:`RepoSettings`)."""
@@ -139,6 +144,9 @@ class RepoSettings(EnsembleOptions):
                      "cancellation_check_period_ms"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.abandoned_stream_timeout_ms < 0:
+            raise ValueError("abandoned_stream_timeout_ms: must be >= 0 (0: off), got "
+                             f"{self.abandoned_stream_timeout_ms}")
         if self.target == "gpu" and self.decoupled and self.postprocessing_instances > 1:
             raise ValueError("postprocessing_instances: streamed text is exact with several "
                              "instances only when the engine sends preceding_ids, which "
@@ -207,7 +215,9 @@ def _engine_model(settings: RepoSettings) -> pb.ModelConfig:
     if settings.target == "cpu":
         cfg.backend = "python"
         params = {"tokenizer_dir": settings.tokenizer_dir,
-                  "stream_interval": settings.stream_interval, **settings.cpu_engine_parameters}
+                  "stream_interval": settings.stream_interval,
+                  "abandoned_stream_timeout_ms": settings.abandoned_stream_timeout_ms,
+                  **settings.cpu_engine_parameters}
     else:
         cfg.backend = "tensorrtllm"
         gpu = settings.gpu_engine
@@ -252,9 +262,9 @@ def _base(model: ModelContract, max_batch_size: int,
 
 def _cpu_only_outputs(settings: RepoSettings) -> tuple[str, ...]:
     """Engine outputs only the CPU engine step sends: TensorRT-LLM's ``tensorrtllm`` backend
-    does not know ``preceding_ids``, so on GPU it is neither declared nor wired (postprocessing
-    then keeps per-request state, see tritonllm.models.postprocess)."""
-    return () if settings.target == "cpu" else (contract.PRECEDING_IDS,)
+    knows neither ``preceding_ids`` nor ``delivery_ticket``, so on GPU they are neither declared
+    nor wired (postprocessing then keeps per-request state, see tritonllm.models.postprocess)."""
+    return () if settings.target == "cpu" else (contract.PRECEDING_IDS, contract.DELIVERY_TICKET)
 
 
 def _input(tensor: Tensor) -> pb.ModelInput:

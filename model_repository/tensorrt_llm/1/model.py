@@ -15,6 +15,9 @@ Inputs and outputs: see ``tritonllm.models.engine_step``. A bad request gets INV
 the field and the limit; a cancelled request (client gone, or ``stop``) frees its KV cache at
 the next step after it is seen: the engine asks Triton at most every
 ``cancellation_check_period_ms`` (default 100) per request, as TensorRT-LLM's backend does.
+A streamed request whose responses postprocessing stops acknowledging for
+``abandoned_stream_timeout_ms`` (the ensemble was cancelled: tritonllm.models.delivery) is
+stopped the same way.
 Responses are sent from a thread of their own (``triton.ResponseQueue``), not the engine's.
 If the engine's step loop dies, the requests in flight get an INTERNAL error and this stub
 exits (tritonllm.models.crash), which the supervisor sees.
@@ -25,9 +28,10 @@ import uuid
 
 import triton_python_backend_utils as pb_utils
 
-from tritonllm.contract import TENSORRT_LLM
+from tritonllm.contract import DELIVERY_TICKET, TENSORRT_LLM
 from tritonllm.engine import EngineConfig, LLMEngine
 from tritonllm.models import crash, engine_step, triton
+from tritonllm.models.delivery import DeliveryWatch
 from tritonllm.models.metrics import EngineMetrics
 from tritonllm.process import exit_when_orphaned
 from tritonllm.tokenizer import InvalidInputError
@@ -51,6 +55,9 @@ class TritonPythonModel:
         self.metrics.set_stats(self.engine.stats())
         self.stop_metrics = self.metrics.refresh_every(0.5, self.engine.stats)
         self.live = {}  # Triton request id -> engine request id, for the ``stop`` input
+        timeout_ms = self.settings.abandoned_stream_timeout_ms
+        self.delivery = (DeliveryWatch(timeout_ms / 1000)
+                         if timeout_ms and self.settings.decoupled else None)
 
     def execute(self, requests):
         triton.submit_each(pb_utils, requests, self._submit)
@@ -71,18 +78,31 @@ class TritonPythonModel:
         if request.request_id():
             self.live[request.request_id()] = engine_id
 
+        watch = self.delivery if generation.streaming else None
+        key = watch.open() if watch else None
+
         def finished(output):
             if self.live.get(request.request_id()) == engine_id:
                 self.live.pop(request.request_id(), None)
+            if watch:
+                watch.close_key(key)
             self.metrics.request_finished(output, self.engine.stats())
+
+        def to_outputs(output):
+            tensors = engine_step.output_tensors(output, wants, shaper.preceding)
+            if watch:
+                tensors[DELIVERY_TICKET] = watch.ticket(key)
+            return tensors
+
+        def cancelled():
+            return sender.is_cancelled() or (watch is not None and watch.abandoned(key))
 
         shaper = engine_step.StreamShaper(self.settings.stream_interval)
         send = triton.engine_output_sender(
-            pb_utils, sender,
-            lambda output: engine_step.output_tensors(output, wants, shaper.preceding), finished,
+            pb_utils, sender, to_outputs, finished,
             self.responses, on_send_error=lambda _: self.engine.cancel(engine_id))
         on_output = self.inflight.track(engine_id, engine_step.shaped(shaper, send))
-        is_cancelled = triton.polled(sender.is_cancelled,
+        is_cancelled = triton.polled(cancelled,
                                      self.settings.cancellation_check_period_ms / 1000)
         try:
             self.engine.submit(generation, on_output, is_cancelled=is_cancelled)
@@ -99,3 +119,5 @@ class TritonPythonModel:
         self.stop_metrics.set()
         self.engine.shutdown()  # requests in flight get their final (cancelled) responses
         self.responses.close(timeout=10)
+        if self.delivery:
+            self.delivery.close()
