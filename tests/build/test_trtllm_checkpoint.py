@@ -138,12 +138,13 @@ def test_cpu_engine_serves_an_int8_weight_only_export_with_int8_weights(export, 
                           max_seq_len=64, max_tokens_in_paged_kv_cache=256, num_threads=2)
     engine = LLMEngine(ckpt, config)  # a checkpoint directory, weights: auto
     served = engine.runner
-    assert served.int8 and all(isinstance(linear, Int8Linear) for layer in served.layers
+    assert served.int8 and all(isinstance(linear, Int8Linear) for layer in served.weights.layers
                                for linear in (layer.qkv, layer.o, layer.gate_up, layer.down))
     _, source = tiny
     expected = ModelRunner.from_state_dict(AutoConfig.from_pretrained(str(tiny_llama_dir)),
                                            source, replace(config, weights="int8"))
-    assert torch.equal(served.layers[1].gate_up.scale, expected.layers[1].gate_up.scale)
+    assert torch.equal(served.weights.layers[1].gate_up.scale,
+                       expected.weights.layers[1].gate_up.scale)
     prompt = [1, 17, 300, 42, 7, 99]
     logits = expected.prompt_logits(prompt)
     assert torch.equal(served.prompt_logits(prompt), logits)

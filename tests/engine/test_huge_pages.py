@@ -72,14 +72,15 @@ def test_runner_packs_weights_in_read_order_and_computes_the_same(weights, tied,
     def first(linear):
         return linear.kernel_operands()[0].data_ptr()
 
-    order = [ptr for w in packed.layers for ptr in (
+    held = packed.weights
+    order = [ptr for w in held.layers for ptr in (
         w.input_norm.data_ptr(), first(w.qkv), first(w.o), w.post_norm.data_ptr(),
-        first(w.gate_up), first(w.down))] + [packed.final_norm.data_ptr(), first(packed.lm_head)]
+        first(w.gate_up), first(w.down))] + [held.final_norm.data_ptr(), first(held.lm_head)]
     assert order == sorted(order)
     assert packed.kv_cache.data_ptr() % huge_pages.HUGE_PAGE == 0
     assert not packed.kv_cache.any()
     if tied and weights == "fp32":  # one copy of the shared tensor, as before packing
-        assert first(packed.lm_head) == packed.embed.data_ptr()
+        assert first(held.lm_head) == held.embed.data_ptr()
     for runner in (packed, plain):
         runner.kv_cache.normal_(generator=torch.Generator().manual_seed(3))
     assert torch.equal(packed.forward(decode_batch()), plain.forward(decode_batch()))

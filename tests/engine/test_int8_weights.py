@@ -68,7 +68,7 @@ def test_int8_smollm2_perplexity_and_top1_within_bounds(smollm_dir, smollm):
     model, tokenizer = smollm
     ids = tokenizer(HELDOUT, return_tensors="pt").input_ids[0][:160]
     runner = ModelRunner.from_hf_dir(smollm_dir, CONFIG)
-    assert runner.int8 and isinstance(runner.layers[0].down, Int8Linear)
+    assert runner.int8 and isinstance(runner.weights.layers[0].down, Int8Linear)
     logits = runner.prompt_logits(ids.tolist())[:-1]
     with torch.no_grad():
         reference = model(ids[None]).logits[0, :-1]

@@ -92,8 +92,8 @@ def test_from_hf_dir_loads_a_saved_checkpoint(tmp_path):
     config = tiny_engine_config()
     from_dir = ModelRunner.from_hf_dir(tmp_path, config)
     from_state = ModelRunner.from_state_dict(model.config, model.state_dict(), config)
-    assert torch.equal(from_dir.layers[1].qkv.dense_weight(), from_state.layers[1].qkv.dense_weight())
-    assert torch.equal(from_dir.lm_head.dense_weight(), model.model.embed_tokens.weight)
+    assert torch.equal(from_dir.weights.layers[1].qkv.dense_weight(), from_state.weights.layers[1].qkv.dense_weight())
+    assert torch.equal(from_dir.weights.lm_head.dense_weight(), model.model.embed_tokens.weight)
     assert from_dir.eos_token_ids == [2] and from_dir.vocab_size == TINY_VOCAB
     kv = from_dir.kv_cache
     assert kv.shape == (2, 2, config.num_blocks, config.tokens_per_block, 2, 16)
@@ -163,7 +163,7 @@ def test_cpu_kernels_build_where_gcc_and_avx2_are(monkeypatch):
     monkeypatch.setenv(cpu_kernels.MODE_ENV, "0")
     assert cpu_kernels.load() is None
     runner = tiny_runner(tiny_llama())
-    assert runner.kernels is None and runner.layers[0].qkv.backend != "kernels"
+    assert runner.kernels is None and runner.weights.layers[0].qkv.backend != "kernels"
 
 
 @pytest.mark.parametrize("overrides", [dict(), dict(num_key_value_heads=1, head_dim=24)])

@@ -78,8 +78,8 @@ def phase_times(runner: ModelRunner, batch: ScheduledBatch) -> dict[str, float]:
         return result
 
     step = timed("prepare", runner.prepare, batch)
-    x = timed("embedding", lambda: runner.embed[step.input_ids])
-    for index, w in enumerate(runner.layers):
+    x = timed("embedding", lambda: runner.weights.embed[step.input_ids])
+    for index, w in enumerate(runner.weights.layers):
         h = timed("rms_norm", runner._norm, x, w.input_norm)
         qkv = timed("linear qkv", w.qkv, h)
         q, k, v = timed("rope", runner._rope, qkv, step)
@@ -92,8 +92,8 @@ def phase_times(runner: ModelRunner, batch: ScheduledBatch) -> dict[str, float]:
         act = timed("silu*up", runner._silu_mul, gate_up)
         down = timed("linear down", w.down, act)
         x = timed("residual add", x.add_, down)
-    last = timed("rms_norm", runner._norm, x[step.sample_tokens], runner.final_norm)
-    timed("lm_head", runner.lm_head, last)
+    last = timed("rms_norm", runner._norm, x[step.sample_tokens], runner.weights.final_norm)
+    timed("lm_head", runner.weights.lm_head, last)
     return spent
 
 
@@ -147,9 +147,7 @@ def read_bandwidth_gbs(megabytes: int = 256) -> float:
 
 def weight_bytes(runner: ModelRunner) -> int:
     per = 1 if runner.int8 else 4
-    linears = [runner.lm_head] + [lin for w in runner.layers
-                                  for lin in (w.qkv, w.o, w.gate_up, w.down)]
-    return sum(lin.in_features * lin.out_features * per for lin in linears)
+    return sum(lin.in_features * lin.out_features * per for lin in runner.weights.linears())
 
 
 def profile(runner: ModelRunner, rows: int, context: int, reps: int) -> dict[str, float]:

@@ -1,11 +1,13 @@
 """The model runner: Llama weights, the one KV-cache tensor, and a lean batched forward step.
 
-The torch code of the engine lives here, in ``sampler.py`` and in ``cpu_kernels.py`` (our C++
-kernels' torch-facing calls); the scheduling layers stay torch-free. Transformers does what it does
-well here: config parsing (``AutoConfig``), RoPE frequencies for every ``rope_type``
-(``LlamaRotaryEmbedding`` over ``ROPE_INIT_FUNCTIONS``: default, linear, dynamic, llama3, yarn)
-and checkpoint loading (safetensors, or ``from_pretrained`` for other formats). The forward is
-ours, shaped for inflight batching on CPU:
+The engine's torch code is this forward pass and its layers: ``weights.py`` (loading, fusing,
+packing), ``linear.py`` (fp32 and int8 linear layers), ``step_inputs.py`` (a batch as the step's
+tensors), ``sampler.py`` and ``cpu_kernels.py`` (our C++ kernels' torch-facing calls); the
+scheduling layers stay torch-free. Transformers does what it does well here: config parsing
+(``AutoConfig``), RoPE frequencies for every ``rope_type`` (``LlamaRotaryEmbedding`` over
+``ROPE_INIT_FUNCTIONS``: default, linear, dynamic, llama3, yarn) and checkpoint loading
+(safetensors, or ``from_pretrained`` for other formats). The forward is ours, shaped for
+inflight batching on CPU:
 
 - fp32 weights by default (greedy output equal to transformers'), or int8 weights per output
   channel (``weights: int8``, :class:`Int8Linear`: ~4x fewer bytes per step);
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -46,89 +47,20 @@ from tritonllm.engine import cpu_kernels, huge_pages
 from tritonllm.engine.config import EngineConfig
 from tritonllm.engine.linear import KERNEL_MAX_ROWS, Int8Linear, Linear, int8_linear_works
 from tritonllm.engine.scheduler import ScheduledBatch
+from tritonllm.engine.step_inputs import (StepTensors, attention_tables, decode_blocks,
+                                          decode_runs, prefill_specs, rope_tables)
 from tritonllm.engine.threads import thread_budget
+from tritonllm.engine.weights import (LayerWeights, head_dim, is_trtllm_checkpoint,
+                                      load_hf_state_dict, load_weights, pack_in_huge_pages)
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("llama",)
 
 
-@dataclass
-class LayerWeights:
-    """One decoder layer, fused: ``qkv`` ``[hidden] → [(H + 2*KV) * d]``, ``o``
-    ``[H*d] → [hidden]``, ``gate_up`` ``[hidden] → [2*I]``, ``down`` ``[I] → [hidden]``;
-    RMSNorm weights ``[hidden]``."""
-
-    input_norm: torch.Tensor
-    qkv: Linear
-    o: Linear
-    post_norm: torch.Tensor
-    gate_up: Linear
-    down: Linear
-
-
-@dataclass
-class StepTensors:
-    """A ``ScheduledBatch`` as tensors, built once per step and shared by all layers.
-
-    ``cos``/``sin``: ``[T, 1, d]``. Decode rows are the batch's first ``num_decodes`` rows, one
-    token each (tokens ``0..B-1``): ``decode_blocks`` holds their block tables padded to the
-    longest, flattened ``[B * nblk]``, and ``decode_mask`` ``[B, 1, 1, nblk * block_size]``
-    (True = a real context position). ``decode_runs``: when every decode row's blocks are
-    consecutive ids, each row's ``(first slot, last slot + 1)`` in the flat cache (then the
-    tables are not built); else None. ``prefills``: per other row ``(first_token, stop_token,
-    blocks [nblk] or None when the chunk is the whole context, context_len, mask [n, context]
-    or None for plain causal)``. With our kernels (``decode_views`` is then moot) the decode
-    rows' tables go to the attention kernel as they are: ``decode_tables`` ``[B, nblk]`` int32
-    (padded with block 0, never read past ``decode_contexts [B]`` int32), and neither runs nor
-    gathered blocks are built. ``fused``: the step as ``tl_decoder_layers`` takes it (pointers
-    into this object's tensors), when the runner runs whole layers in our kernel; the tables
-    and contexts then have one row per token of the step, and ``prefills`` is empty.
-    """
-
-    input_ids: torch.Tensor
-    slot_mapping: torch.Tensor
-    cos: torch.Tensor
-    sin: torch.Tensor
-    sample_tokens: torch.Tensor
-    num_decodes: int
-    decode_blocks: torch.Tensor | None
-    decode_mask: torch.Tensor | None
-    decode_runs: list[tuple[int, int]] | None
-    decode_tables: torch.Tensor | None
-    decode_contexts: torch.Tensor | None
-    fused: "cpu_kernels.StepC | None"
-    prefills: list[tuple[int, int, torch.Tensor | None, int, torch.Tensor | None]]
-
-
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def is_trtllm_checkpoint(path: Path) -> bool:
-    """A TensorRT-LLM checkpoint dir: ``config.json`` with ``mapping`` and ``rank0`` weights."""
-    import json
-
-    config = path / "config.json"
-    return ((path / "rank0.safetensors").is_file() and config.is_file()
-            and "mapping" in json.loads(config.read_text()))
-
-
-def load_hf_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a Hugging Face checkpoint directory, under their checkpoint names."""
-    files = sorted(path.glob("*.safetensors"))
-    if files:
-        from safetensors.torch import load_file
-
-        state: dict[str, torch.Tensor] = {}
-        for file in files:
-            state.update(load_file(str(file)))
-        return state
-    from transformers import AutoModelForCausalLM  # other formats: let transformers read them
-
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    return model.state_dict()
 
 
 class ModelRunner:
@@ -174,21 +106,20 @@ class ModelRunner:
         self.num_layers = hf_config.num_hidden_layers
         self.num_heads = hf_config.num_attention_heads
         self.num_kv_heads = hf_config.num_key_value_heads
-        self.head_dim = getattr(hf_config, "head_dim", None) or (
-            hf_config.hidden_size // self.num_heads)
+        self.head_dim = head_dim(hf_config)
         self.hidden_size = hf_config.hidden_size
         self.vocab_size = hf_config.vocab_size
         self.eps = hf_config.rms_norm_eps
-        self._load_weights(state_dict)
+        self.weights = load_weights(hf_config, state_dict, self._linear)
         in_huge_pages = self.huge_pages and self.kernels is not None
         if in_huge_pages:
-            self._pack_weights()
-        self.cos, self.sin = self._rope_tables(hf_config, config.max_seq_len)
+            pack_in_huge_pages(self.weights)
+        self.cos, self.sin = rope_tables(hf_config, config.max_seq_len)
         shape = (self.num_layers, 2, config.num_blocks, config.tokens_per_block, self.num_kv_heads,
                  self.head_dim)
         if in_huge_pages:
             self.kv_cache = huge_pages.zeros(4 * math.prod(shape)).view(torch.float32).view(shape)
-            granted = [huge_pages.huge_bytes(t) for t in (self.final_norm, self.kv_cache)]
+            granted = [huge_pages.huge_bytes(t) for t in (self.weights.final_norm, self.kv_cache)]
             log.info("weights and KV cache: %s MiB in transparent huge pages (THP mode: %s)",
                      " + ".join("?" if b is None else str(b >> 20) for b in granted),
                      huge_pages.thp_mode())
@@ -274,49 +205,8 @@ class ModelRunner:
     def max_position_embeddings(self) -> int:
         return self.hf_config.max_position_embeddings
 
-    # ---- weights -------------------------------------------------------------------------
-
-    def _load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
-        def get(name: str, optional: bool = False) -> torch.Tensor | None:
-            if name not in state:
-                if optional:
-                    return None
-                raise ValueError(f"state_dict: missing tensor {name!r}")
-            return state[name].detach().to(torch.float32).contiguous()
-
-        self.embed = get("model.embed_tokens.weight")
-        self.final_norm = get("model.norm.weight")
-        tied = getattr(self.hf_config, "tie_word_embeddings", False)
-        head = None if tied else get("lm_head.weight", optional=True)
-        self.lm_head = self._linear(self.embed if head is None else head, None)
-        self.layers = [self._layer_weights(get, i) for i in range(self.num_layers)]
-        self._check_shapes()
-
-    def _pack_weights(self) -> None:
-        """Every weight tensor, copied in the order a step reads it (layer by layer, then the
-        final norm and ``lm_head``) into one :mod:`huge_pages` region; a tensor held twice (a
-        tied ``lm_head``) is copied once. Only plain tensors, which our kernels read: nothing is
-        packed when a linear layer runs on oneDNN's or fbgemm's packed weights."""
-        def linear(layer) -> list[tuple[object, str]]:
-            return [(layer, name) for name in ("weight", "qweight", "scale", "bias")
-                    if isinstance(getattr(layer, name, None), torch.Tensor)]
-
-        linears = [self.lm_head] + [getattr(w, n) for w in self.layers
-                                    for n in ("qkv", "o", "gate_up", "down")]
-        if any(layer.backend != "kernels" for layer in linears):
-            return
-        slots = []
-        for w in self.layers:
-            slots += [(w, "input_norm"), *linear(w.qkv), *linear(w.o), (w, "post_norm"),
-                      *linear(w.gate_up), *linear(w.down)]
-        slots += [(self, "final_norm"), *linear(self.lm_head), (self, "embed")]
-        unique: dict[int, torch.Tensor] = {}
-        for holder, name in slots:
-            tensor = getattr(holder, name)
-            unique.setdefault(id(tensor), tensor.contiguous())
-        copies = dict(zip(unique, huge_pages.pack(list(unique.values()))))
-        for holder, name in slots:
-            setattr(holder, name, copies[id(getattr(holder, name))])
+    def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        return Int8Linear.from_float(weight, bias) if self.int8 else Linear(weight, bias)
 
     def _kernel_layers(self) -> "cpu_kernels.DecoderLayers | None":
         """Every layer's weights and K/V cache planes for ``tl_decoder_layers``; None without
@@ -324,7 +214,7 @@ class ModelRunner:
         if self.kernels is None:
             return None
         structs = []
-        for w in self.layers:
+        for w in self.weights.layers:
             linears = {"qkv": w.qkv, "o": w.o, "gate_up": w.gate_up, "down": w.down}
             if any(linear.backend != "kernels" for linear in linears.values()):
                 return None
@@ -335,63 +225,6 @@ class ModelRunner:
                                          [self.kv_cache[i, 0].data_ptr() for i in planes],
                                          [self.kv_cache[i, 1].data_ptr() for i in planes])
 
-    def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        return Int8Linear.from_float(weight, bias) if self.int8 else Linear(weight, bias)
-
-    def _layer_weights(self, get, i: int) -> LayerWeights:
-        p = f"model.layers.{i}."
-
-        def fused(names: list[str], suffix: str) -> torch.Tensor | None:
-            parts = [get(p + n + suffix, optional=suffix == ".bias") for n in names]
-            if any(t is None for t in parts):
-                return None
-            return torch.cat(parts, dim=0).contiguous()
-
-        def linear(names: list[str]):
-            return self._linear(fused(names, ".weight"), fused(names, ".bias"))
-
-        return LayerWeights(
-            input_norm=get(p + "input_layernorm.weight"),
-            qkv=linear(["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]),
-            o=linear(["self_attn.o_proj"]),
-            post_norm=get(p + "post_attention_layernorm.weight"),
-            gate_up=linear(["mlp.gate_proj", "mlp.up_proj"]),
-            down=linear(["mlp.down_proj"]),
-        )
-
-    def _check_shapes(self) -> None:
-        h, d = self.hidden_size, self.head_dim
-        qkv_rows = (self.num_heads + 2 * self.num_kv_heads) * d
-        inter = self.hf_config.intermediate_size
-        if tuple(self.embed.shape) != (self.vocab_size, h):
-            raise ValueError(f"state_dict: model.embed_tokens.weight has shape "
-                             f"{tuple(self.embed.shape)}, the config implies {(self.vocab_size, h)}")
-        expected = [("lm_head", self.lm_head, (self.vocab_size, h))]
-        for i, layer in enumerate(self.layers):
-            expected += [(f"layers.{i}.q/k/v_proj (fused)", layer.qkv, (qkv_rows, h)),
-                         (f"layers.{i}.o_proj", layer.o, (h, self.num_heads * d)),
-                         (f"layers.{i}.gate/up_proj (fused)", layer.gate_up, (2 * inter, h)),
-                         (f"layers.{i}.down_proj", layer.down, (h, inter))]
-        for name, linear, shape in expected:
-            actual = (linear.out_features, linear.in_features)
-            if actual != shape:
-                raise ValueError(f"state_dict: {name} has shape {actual}, "
-                                 f"the config implies {shape}")
-
-    @staticmethod
-    def _rope_tables(hf_config, max_positions: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin ``[max_positions, head_dim]`` from transformers' rotary embedding.
-
-        Computed once for positions ``0..max_seq_len-1``; ``max_seq_len`` never exceeds
-        ``max_position_embeddings``, where transformers' dynamic scaling does not kick in.
-        """
-        from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
-
-        rotary = LlamaRotaryEmbedding(hf_config)
-        positions = torch.arange(max_positions)[None]
-        with torch.no_grad():
-            cos, sin = rotary(torch.zeros(1, dtype=torch.float32), positions)
-        return cos[0].contiguous(), sin[0].contiguous()
 
     # ---- the step ------------------------------------------------------------------------
 
@@ -407,15 +240,15 @@ class ModelRunner:
         """Run one step: write the batch's K/V into the cache and return the logits of each row
         with ``sample`` True, in row order: ``[num_sampled_rows, vocab_size]`` fp32.
         ``all_tokens``: the logits of every token of the step instead, ``[T, vocab_size]``."""
-        step = self.prepare(batch)
-        x = self.embed[step.input_ids]
+        step, w = self.prepare(batch), self.weights
+        x = w.embed[step.input_ids]
         if step.fused is not None:
             self.kernel_layers.run(self.kernels, step.fused, x)
         else:
-            for index, layer in enumerate(self.layers):
+            for index, layer in enumerate(w.layers):
                 x = self._decoder_layer(index, layer, x, step)
         last = x if all_tokens else x[step.sample_tokens]
-        return self.lm_head(F.rms_norm(last, (self.hidden_size,), self.final_norm, self.eps))
+        return w.lm_head(F.rms_norm(last, (self.hidden_size,), w.final_norm, self.eps))
 
     def prompt_logits(self, token_ids: list[int]) -> torch.Tensor:
         """The next-token logits after every prefix of ``token_ids``, ``[n, vocab_size]``, from
@@ -438,12 +271,13 @@ class ModelRunner:
         tables = contexts = runs = blocks = mask = None
         fuse = (self.kernel_layers is not None and self.fuse_layers
                 and 0 < len(batch.input_ids) <= KERNEL_MAX_ROWS)
+        size = self.config.tokens_per_block
         if self.kernels is not None:
-            tables, contexts = self._attention_tables(batch, every_token=fuse)
+            tables, contexts = attention_tables(batch, every_token=fuse)
         else:
             lone = self.decode_views and batch.num_decodes == 1
-            runs = self._decode_runs(batch) if lone else None
-            blocks, mask = self._decode_blocks(batch) if runs is None else (None, None)
+            runs = decode_runs(batch, size) if lone else None
+            blocks, mask = decode_blocks(batch, size) if runs is None else (None, None)
         step = StepTensors(
             input_ids=torch.tensor(batch.input_ids, dtype=torch.long),
             slot_mapping=torch.tensor(batch.slot_mapping, dtype=torch.long),
@@ -451,7 +285,7 @@ class ModelRunner:
             sample_tokens=(ends - 1)[sampled], num_decodes=batch.num_decodes,
             decode_blocks=blocks, decode_mask=mask, decode_runs=runs,
             decode_tables=tables, decode_contexts=contexts, fused=None,
-            prefills=[] if fuse else self._prefill_specs(batch, ends.tolist()),
+            prefills=[] if fuse else prefill_specs(batch, ends.tolist(), size),
         )
         if fuse:
             step.fused = cpu_kernels.StepC(
@@ -461,68 +295,9 @@ class ModelRunner:
                 softmax_scale=self.head_dim ** -0.5, cos=step.cos.data_ptr(),
                 sin=step.sin.data_ptr(), slots=step.slot_mapping.data_ptr(),
                 tables=tables.data_ptr(), width=tables.shape[1],
-                block_size=self.config.tokens_per_block, contexts=contexts.data_ptr(),
+                block_size=size, contexts=contexts.data_ptr(),
                 nthreads=torch.get_num_threads())
         return step
-
-    @staticmethod
-    def _attention_tables(batch: ScheduledBatch, every_token: bool = False):
-        """Block tables ``[R, nblk]`` int32 (padded with block 0) and contexts ``[R]`` int32 for
-        our attention kernel: R = the decode rows, or with ``every_token`` every token of the
-        step, a prompt chunk's token at position p attending to positions 0..p."""
-        rows = len(batch.query_lens) if every_token else batch.num_decodes
-        tables, contexts = [], []
-        for i in range(rows):
-            n, context = batch.query_lens[i], batch.context_lens[i]
-            tables += [batch.block_tables[i]] * n
-            contexts += range(context - n + 1, context + 1)
-        if not tables:
-            return None, None
-        width = max(len(table) for table in tables)
-        padded = [table + [0] * (width - len(table)) for table in tables]
-        return (torch.tensor(padded, dtype=torch.int32),
-                torch.tensor(contexts, dtype=torch.int32))
-
-    def _decode_runs(self, batch: ScheduledBatch) -> list[tuple[int, int]] | None:
-        """Each decode row's context as one slot range, when its blocks are consecutive."""
-        size, runs = self.config.tokens_per_block, []
-        for table, context in zip(batch.block_tables[:batch.num_decodes], batch.context_lens):
-            first, count = table[0], -(-context // size)
-            if table[count - 1] - first != count - 1 or table[:count] != list(
-                    range(first, first + count)):
-                return None
-            runs.append((first * size, first * size + context))
-        return runs
-
-    def _decode_blocks(self, batch: ScheduledBatch):
-        """Padded block tables ``[B * nblk]`` and context mask ``[B, 1, 1, nblk * bs]``."""
-        count = batch.num_decodes
-        if count == 0:
-            return None, None
-        size = self.config.tokens_per_block
-        contexts = batch.context_lens[:count]
-        width = -(-max(contexts) // size)
-        tables = [table[:width] + [0] * (width - len(table[:width]))  # padding: masked out
-                  for table in batch.block_tables[:count]]
-        positions = torch.arange(width * size)
-        mask = positions[None, :] < torch.tensor(contexts, dtype=torch.long)[:, None]
-        return torch.tensor(tables, dtype=torch.long).view(-1), mask[:, None, None, :]
-
-    def _prefill_specs(self, batch: ScheduledBatch, ends: list[int]):
-        """Per row after the decodes: token range, cached-context blocks and causal mask."""
-        specs = []
-        size = self.config.tokens_per_block
-        for i in range(batch.num_decodes, len(batch.query_lens)):
-            n, context = batch.query_lens[i], batch.context_lens[i]
-            if context == n:  # the chunk is the whole context: plain causal attention
-                specs.append((ends[i] - n, ends[i], None, context, None))
-                continue
-            blocks = torch.tensor(batch.block_tables[i][:-(-context // size)], dtype=torch.long)
-            key_pos = torch.arange(context)
-            query_pos = torch.arange(context - n, context)
-            specs.append((ends[i] - n, ends[i], blocks, context,
-                          key_pos[None, :] <= query_pos[:, None]))
-        return specs
 
     def _decoder_layer(self, index: int, w: LayerWeights, x: torch.Tensor,
                        step: StepTensors) -> torch.Tensor:

@@ -531,7 +531,7 @@ void rms_norm(const float* x, const float* weight, int64_t rows, int64_t n, floa
 
 }  // namespace
 
-// One decoder layer's weights, as runner.py's LayerWeights holds them (fused q/k/v and
+// One decoder layer's weights, as weights.py's LayerWeights holds them (fused q/k/v and
 // gate/up); w_* are fp32 or int8 (then s_* are the per-row scales); b_* may be null.
 struct LayerC {
     const float* input_norm;
