@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,7 @@ from tritonllm.contract import TIMEOUT_MARK
 from tritonllm.engine.config import EngineConfig
 from tritonllm.engine.request import GenerationOutput, GenerationRequest, Sequence
 from tritonllm.engine.scheduler import ScheduledBatch, Scheduler
+from tritonllm.engine.stats import EngineStats
 from tritonllm.engine.threads import ThreadGovernor, thread_budget
 
 log = logging.getLogger(__name__)
@@ -46,49 +46,6 @@ class QueueFullError(RuntimeError):
                          f"(Maximum queue size of {limit} reached; Exceeds maximum queue size); "
                          "retry later")
         self.limit = limit
-
-
-@dataclass
-class EngineStats:
-    """Counters since start (first group) and the current state (second group).
-
-    ``steps_with_multiple_decodes``: steps in which more than one request decoded together
-    (shared decode steps: inflight batching observed). ``preempted``: pauses under
-    ``max_utilization``. ``rejected``: requests refused because the queue was full.
-    KV-cache reuse, as vLLM counts it: ``prefix_cache_queries``: tokens of admitted requests
-    looked up in the cache; ``prefix_cache_hits``: of those, tokens found cached (not
-    computed); ``prefix_cache_evictions``: cached blocks dropped to make room.
-    ``*_kv_*``: KV-cache capacity, free vs total, in blocks and tokens; free counts cached
-    blocks no request holds (they are evicted when their space is needed);
-    ``cached_kv_blocks``: blocks holding a reusable prefix, in use or not.
-    ``step_seconds``: wall time in steps that ran a batch (intake, scheduling, forward,
-    sampling, sending outputs); ``forward_seconds``: of that, the batched forward alone. Their
-    difference is the engine's own per-step work; wall time beyond ``step_seconds`` is idle.
-    """
-
-    steps: int = 0
-    prefill_tokens: int = 0
-    decode_tokens: int = 0
-    generated_tokens: int = 0
-    steps_with_multiple_decodes: int = 0
-    max_running_seen: int = 0
-    completed: int = 0
-    cancelled: int = 0
-    failed: int = 0
-    preempted: int = 0
-    rejected: int = 0
-    prefix_cache_queries: int = 0
-    prefix_cache_hits: int = 0
-    prefix_cache_evictions: int = 0
-    step_seconds: float = 0.0
-    forward_seconds: float = 0.0
-    running: int = 0
-    waiting: int = 0
-    free_kv_blocks: int = 0
-    total_kv_blocks: int = 0
-    free_kv_tokens: int = 0
-    total_kv_tokens: int = 0
-    cached_kv_blocks: int = 0
 
 
 class LLMEngine:
