@@ -10,7 +10,6 @@ full, RSS growth over ``--max-rss-growth``). Results: ``soak.json``, ``soak.md``
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 FAILED_EXIT_CODE = 1
