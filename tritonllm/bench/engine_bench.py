@@ -174,8 +174,7 @@ def _pair(values: list[float]) -> str:
 # ---- command line --------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tritonllm.cli import add_dataclass_options
-    from tritonllm.engine import EngineConfig
+    from tritonllm.serve.cli import add_engine_options
 
     parser.add_argument("--model", default=None,
                         help="a local Hugging Face Llama checkpoint dir (default: SmolLM2)")
@@ -192,7 +191,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print only that breakdown (no throughput runs)")
     parser.add_argument("--profile-context", type=int, default=256,
                         help="cached tokens per row in the profiled decode steps (default 256)")
-    add_dataclass_options(parser, EngineConfig, "engine")
+    add_engine_options(parser)
 
 
 def run(args) -> int:
@@ -200,12 +199,12 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from tritonllm.cli import dataclass_from_args
-    from tritonllm.engine import EngineConfig, LLMEngine
+    from tritonllm.serve.cli import engine_config
+    from tritonllm.engine import LLMEngine
     from tritonllm.model_source import resolve_model_dir
     from tritonllm.tokenizer import TextCodec
 
-    config = dataclass_from_args(EngineConfig, args, "engine")
+    config = engine_config(args)
     torch.set_num_threads(thread_budget(config.num_threads).limit)  # baselines as engine
     model_dir = resolve_model_dir(args.model)
     codec = TextCodec.from_dir(model_dir)

@@ -114,8 +114,7 @@ def report(sides: list[Side], concurrency: int) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tritonllm.cli import add_dataclass_options
-    from tritonllm.engine import EngineConfig
+    from tritonllm.serve.cli import add_engine_options
 
     parser.add_argument("--model", default=None,
                         help="a local Hugging Face Llama checkpoint dir (default: SmolLM2)")
@@ -125,18 +124,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds per engine, the two engines taking turns")
     parser.add_argument("--concurrency", type=int, default=8)
-    add_dataclass_options(parser, EngineConfig, "engine")
+    add_engine_options(parser)
 
 
 def run(args) -> int:
-    from tritonllm.cli import dataclass_from_args
-    from tritonllm.engine import EngineConfig, LLMEngine
+    from tritonllm.serve.cli import engine_config
+    from tritonllm.engine import LLMEngine
     from tritonllm.engine.runner import ModelRunner
     from tritonllm.loadtest.workloads import build_prompts, parse_spec
     from tritonllm.model_source import resolve_model_dir
     from tritonllm.tokenizer import TextCodec
 
-    config = dataclass_from_args(EngineConfig, args, "engine")
+    config = engine_config(args)
     model_dir = resolve_model_dir(args.model)
     workload = replace(parse_spec(args.workload),
                        num_prompts=args.requests * args.rounds + 1)

@@ -112,8 +112,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from tritonllm.bench.peer_bench import merge
-    from tritonllm.cli import dataclass_from_args
-    from tritonllm.engine import EngineConfig
+    from tritonllm.serve.cli import engine_config
     from tritonllm.model_source import resolve_model_dir
     from tritonllm.tokenizer import TextCodec
 
@@ -122,7 +121,7 @@ def run(args) -> int:
     if args.neighbours < 0:
         raise ValueError(f"--neighbours: must be >= 0, got {args.neighbours}")
     server_cpus = parse_cpus(args.server_cpus)
-    config = dataclass_from_args(EngineConfig, args, "engine")
+    config = engine_config(args)
     model_dir = resolve_model_dir(args.model)
     items = mixed_workload(args.requests)
     peers = _peers_ready(args)  # before anything is measured: a missing peer fails fast
