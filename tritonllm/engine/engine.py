@@ -23,7 +23,7 @@ from typing import Callable
 
 from tritonllm.contract import TIMEOUT_MARK
 from tritonllm.engine.config import EngineConfig
-from tritonllm.engine.request import GenerationOutput, GenerationRequest, Sequence
+from tritonllm.engine.request import GenerationOutput, GenerationRequest, Sequence, check_fits
 from tritonllm.engine.scheduler import ScheduledBatch, Scheduler
 from tritonllm.engine.stats import EngineStats
 from tritonllm.engine.threads import ThreadGovernor, thread_budget
@@ -108,7 +108,7 @@ class LLMEngine:
         served, :class:`QueueFullError` when ``max_queue_size`` requests already wait (retry
         later), and RuntimeError once the engine is shut down.
         """
-        self._validate(request)
+        check_fits(request, self.config, self.runner.vocab_size)
         with self._cond:
             if self._stopping:
                 raise RuntimeError("engine: shut down, not accepting requests")
@@ -181,43 +181,6 @@ class LLMEngine:
             if output.finished:
                 done.set()
         return on_output
-
-    # ---- validation ----------------------------------------------------------------------
-
-    def _validate(self, request: GenerationRequest) -> None:
-        """Engine-limit checks (the request validated its own fields on construction)."""
-        cfg = self.config
-        prompt_len = len(request.prompt_ids)
-        if prompt_len > cfg.max_input_len:
-            raise ValueError(f"prompt_ids: the prompt has {prompt_len} tokens, more than "
-                             f"max_input_len ({cfg.max_input_len})")
-        total = prompt_len + request.max_new_tokens
-        if total > cfg.max_seq_len:
-            raise ValueError(f"max_new_tokens: prompt ({prompt_len}) + max_new_tokens "
-                             f"({request.max_new_tokens}) = {total} exceeds max_seq_len "
-                             f"({cfg.max_seq_len})")
-        if total > cfg.max_tokens_in_paged_kv_cache:
-            raise ValueError(f"max_new_tokens: prompt + max_new_tokens = {total} tokens can never "
-                             "fit the KV cache (max_tokens_in_paged_kv_cache = "
-                             f"{cfg.max_tokens_in_paged_kv_cache})")
-        self._validate_token_ids(request)
-
-    def _validate_token_ids(self, request: GenerationRequest) -> None:
-        vocab = self.runner.vocab_size
-        if max(request.prompt_ids) >= vocab:
-            raise ValueError(f"prompt_ids: token id {max(request.prompt_ids)} is out of range "
-                             f"for the vocabulary (vocab_size = {vocab})")
-        for name in ("end_id", "pad_id"):
-            value = getattr(request, name)
-            if value is not None and value >= vocab:
-                raise ValueError(f"{name}: {value} is out of range (vocab_size = {vocab})")
-        for name in ("stop_words", "bad_words"):
-            words = getattr(request, name)
-            if len(words) > self.config.max_stop_words:
-                raise ValueError(f"{name}: {len(words)} words, more than max_stop_words "
-                                 f"({self.config.max_stop_words})")
-            if any(max(word) >= vocab for word in words):
-                raise ValueError(f"{name}: a token id is out of range (vocab_size = {vocab})")
 
     # ---- the loop ------------------------------------------------------------------------
 

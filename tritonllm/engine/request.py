@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
 
+from tritonllm.engine.config import EngineConfig
+
 FINISH_REASONS = ("length", "end_id", "stop_words", "cancelled", "timeout", "error")
 MAX_SEED = 2**64 - 1
 
@@ -264,3 +266,39 @@ class Sequence:
         self.cum_log_prob += log_prob
         self.first_token_time_ns = self.first_token_time_ns or now_ns
         self.last_token_time_ns = now_ns
+
+
+def check_fits(request: GenerationRequest, config: EngineConfig, vocab_size: int) -> None:
+    """The engine's limits for ``request`` (which checked its own fields when it was made): a
+    ValueError names the field and the limit."""
+    prompt_len = len(request.prompt_ids)
+    if prompt_len > config.max_input_len:
+        raise ValueError(f"prompt_ids: the prompt has {prompt_len} tokens, more than "
+                         f"max_input_len ({config.max_input_len})")
+    total = prompt_len + request.max_new_tokens
+    if total > config.max_seq_len:
+        raise ValueError(f"max_new_tokens: prompt ({prompt_len}) + max_new_tokens "
+                         f"({request.max_new_tokens}) = {total} exceeds max_seq_len "
+                         f"({config.max_seq_len})")
+    if total > config.max_tokens_in_paged_kv_cache:
+        raise ValueError(f"max_new_tokens: prompt + max_new_tokens = {total} tokens can never "
+                         "fit the KV cache (max_tokens_in_paged_kv_cache = "
+                         f"{config.max_tokens_in_paged_kv_cache})")
+    _check_token_ids(request, config.max_stop_words, vocab_size)
+
+
+def _check_token_ids(request: GenerationRequest, max_stop_words: int, vocab: int) -> None:
+    if max(request.prompt_ids) >= vocab:
+        raise ValueError(f"prompt_ids: token id {max(request.prompt_ids)} is out of range "
+                         f"for the vocabulary (vocab_size = {vocab})")
+    for name in ("end_id", "pad_id"):
+        value = getattr(request, name)
+        if value is not None and value >= vocab:
+            raise ValueError(f"{name}: {value} is out of range (vocab_size = {vocab})")
+    for name in ("stop_words", "bad_words"):
+        words = getattr(request, name)
+        if len(words) > max_stop_words:
+            raise ValueError(f"{name}: {len(words)} words, more than max_stop_words "
+                             f"({max_stop_words})")
+        if any(max(word) >= vocab for word in words):
+            raise ValueError(f"{name}: a token id is out of range (vocab_size = {vocab})")
