@@ -12,8 +12,9 @@ import argparse
 import importlib
 import sys
 
-AREAS = ("tritonllm.serve.cli", "tritonllm.build.cli", "tritonllm.client.cli", "tritonllm.loadtest.cli",
-         "tritonllm.deploy.cli", "tritonllm.bench.cli", "tritonllm.soak.cli")
+AREAS = ("tritonllm.serve.cli", "tritonllm.build.cli", "tritonllm.client.cli",
+         "tritonllm.loadtest.cli", "tritonllm.deploy.cli", "tritonllm.bench.cli",
+         "tritonllm.soak.cli")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,11 +11,12 @@ import json, sys, time, torch
 torch.set_num_threads(1)
 from pathlib import Path
 from tritonllm.model_source import resolve_model_dir
-from tritonllm.build.quantize import load_model
+from tritonllm.build.quantization.quantize import load_model
 from tritonllm.tokenizer import load_tokenizer
-from tritonllm.build import corpus, distill_data
-from tritonllm.build.compress import heldout_perplexity
-from tritonllm.build.distill import _cached_loss
+from tritonllm.build import corpus
+from tritonllm.build.compression import distill_data
+from tritonllm.build.compression.compress import heldout_perplexity
+from tritonllm.build.compression.distill import _cached_loss
 from tritonllm.build.profile import DistillSpec
 B = Path("/root/.cache/tritonllm/builds/smollm2-student25/compressed")
 minutes = float(sys.argv[1]); lr = float(sys.argv[2]); out = Path(sys.argv[3])

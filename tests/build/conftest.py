@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tritonllm.build.profile import from_dict
-from tritonllm.build.quantize import quantize
+from tritonllm.build.quantization.quantize import quantize
 
 # 8 heads / 4 KV heads / 4 layers / vocab 512: tp 1, 2, 4 and pp 1, 2, 4 all divide it.
 TINY = dict(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=4,

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tritonllm.build.accuracy import agreement, run_report
+from tritonllm.build.quantization.accuracy import agreement, run_report
 from tritonllm.build.corpus import PROMPTS
 
 # mode -> (largest perplexity increase in %, smallest top-1 agreement)
@@ -67,7 +67,7 @@ def test_agreement_counts_positions():
 def test_nvfp4_simulation_needs_cuda():
     import torch
 
-    from tritonllm.build.accuracy import check_simulable, simulable_modes
+    from tritonllm.build.quantization.accuracy import check_simulable, simulable_modes
 
     if torch.cuda.is_available():
         pytest.skip("CUDA present: NVFP4 can be simulated here")

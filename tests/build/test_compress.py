@@ -12,8 +12,8 @@ import pytest
 import torch
 from tests.engine.engine_helpers import hf_greedy, tiny_llama
 
-from tritonllm.build import distill_data, prune, sparsity
-from tritonllm.build.distill import PROGRESS, distill
+from tritonllm.build.compression import distill_data, prune, sparsity
+from tritonllm.build.compression.distill import PROGRESS, distill
 from tritonllm.build.profile import CompressionSpec, DistillSpec, from_dict
 
 IDS = torch.randint(3, 300, (1, 24), generator=torch.Generator().manual_seed(1))
@@ -83,7 +83,7 @@ def test_importance_finds_a_dead_layer_dead_channels_and_a_dead_kv_group():
 
 @pytest.mark.parametrize("method", ["sparse_magnitude", "sparsegpt"])
 def test_two_four_sparsity_zeroes_half_of_every_decoder_linear_weight(method):
-    from tritonllm.build.compress import parameter_count
+    from tritonllm.build.compression.compress import parameter_count
 
     model = tiny_llama(tie_word_embeddings=True)
     lm_head, params = model.lm_head.weight.clone(), parameter_count(model)
@@ -168,7 +168,7 @@ def test_teacher_samples_carry_the_teachers_logits_where_they_were_sampled():
 
 
 def test_every_row_is_trained_once_per_epoch_in_an_order_fixed_by_the_step():
-    from tritonllm.build.distill import batch_rows
+    from tritonllm.build.compression.distill import batch_rows
 
     epoch = torch.cat([batch_rows(10, 2, step) for step in range(5)])
     assert sorted(epoch.tolist()) == list(range(10))
@@ -234,8 +234,8 @@ def test_compress_stage_feeds_planner_quantize_engine_command_and_cpu_twin(tiny_
 
 
 def test_compression_report_measures_teacher_and_students_in_one_run(tiny_llama_dir, tmp_path):
-    from tritonllm.build import compression_report
-    from tritonllm.build.compress import compress
+    from tritonllm.build.compression import compression_report
+    from tritonllm.build.compression.compress import compress
 
     spec = CompressionSpec(depth=0.5, calibration_samples=1, calibration_max_len=32)
     student = compress(spec, tiny_llama_dir, tmp_path / "c").model_dir
@@ -260,7 +260,7 @@ def test_compression_report_measures_teacher_and_students_in_one_run(tiny_llama_
 def test_distillation_curve_summary_and_power_law_extrapolation(tmp_path):
     import math
 
-    from tritonllm.build import distill_curve
+    from tritonllm.build.compression import distill_curve
 
     teacher = 20.0  # excess loss e = 3 * t^-0.5 nats: the goal's ln 1.15 at (3 / ln 1.15)^2
     points = [{"step": s, "tokens": 100 * s, "elapsed_s": 6.0 * s, "train_loss": None,

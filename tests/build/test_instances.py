@@ -1,4 +1,4 @@
-"""The planner's ensemble instance counts (tritonllm.build.instances)."""
+"""The planner's ensemble instance counts (tritonllm.build.planning.instances)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tritonllm.build import instances
-from tritonllm.build.instances import instances_for, plan_instances
-from tritonllm.build.planner import plan
+from tritonllm.build.planning import instances
+from tritonllm.build.planning.instances import instances_for, plan_instances
+from tritonllm.build.planning.planner import plan
 from tritonllm.build.profile import load_profile
 from tritonllm.build.repo_values import ensemble_instances
 from tritonllm.build.source import model_arch

@@ -4,7 +4,7 @@ of the ModelOpt it has installed."""
 
 from __future__ import annotations
 
-from tritonllm.build import modelopt_configs as mc
+from tritonllm.build.quantization import modelopt_configs as mc
 from tritonllm.build.profile import QuantSpec
 
 

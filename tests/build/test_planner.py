@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tritonllm.build import architectures
-from tritonllm.build.planner import GIB, format_plan, plan
+from tritonllm.build.planning import architectures
+from tritonllm.build.planning.planner import GIB, format_plan, plan
 from tritonllm.build.profile import from_dict, load_profile
 from tritonllm.build.source import model_arch
 

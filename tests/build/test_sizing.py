@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tritonllm.build import sizing
-from tritonllm.build.architectures import KNOWN
-from tritonllm.build.gpus import DEVICES
+from tritonllm.build.planning import sizing
+from tritonllm.build.planning.architectures import KNOWN
+from tritonllm.build.planning.gpus import DEVICES
 from tritonllm.build.profile import load_profile
 from tritonllm.cli import main
 

@@ -11,7 +11,9 @@ import sys
 
 import pytest
 
-from tritonllm.build import planner, source
+from tritonllm.build.planning import planner
+
+from tritonllm.build import source
 from tritonllm.build.profile import from_dict
 from tritonllm.deploy import gpu_check
 from tritonllm.deploy.node import detect

@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from tritonllm.build.gpus import get_device
+from tritonllm.build.planning.gpus import get_device
 from tritonllm.build.profile import load_profile
 from tritonllm.build.repo_values import repo_settings
 from tritonllm.repo import backend_parameters

@@ -78,7 +78,7 @@ def _plan_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--slo", default=None, metavar="ttft=500ms,tpot=50ms",
                    help="also rank the shipped Llama sizes and precisions on this device by "
-                        "fit and estimated latency against this SLO (tritonllm.build.sizing)")
+                        "fit and estimated latency against this SLO (tritonllm.build.planning.sizing)")
     p.set_defaults(handler=_plan)
 
 
@@ -90,10 +90,10 @@ def _load(args):
 
 
 def _plan(args) -> int:
-    from tritonllm.build.planner import format_plan
+    from tritonllm.build.planning.planner import format_plan
 
-    from tritonllm.build import sizing
-    from tritonllm.build.instances import plan_instances
+    from tritonllm.build.planning import sizing
+    from tritonllm.build.planning.instances import plan_instances
 
     slo = sizing.SizingSlo.parse(args.slo) if args.slo is not None else None
     build = _load(args)
@@ -189,7 +189,7 @@ def _engine_weights(text: str) -> tuple[str, ...]:
 
 
 def _accuracy(args) -> int:
-    from tritonllm.build.accuracy import simulable_modes, run_report
+    from tritonllm.build.quantization.accuracy import simulable_modes, run_report
     from tritonllm.model_source import resolve_model_dir
 
     if args.students:
@@ -209,7 +209,7 @@ def _labels(text: str | None) -> set[str] | None:
 
 
 def _compression_report(args, teacher_dir: Path) -> int:
-    from tritonllm.build import compression_report
+    from tritonllm.build.compression import compression_report
 
     students = compression_report.parse_students(args.students)
     curve = _read_curve(args.curve) if args.curve else None
@@ -218,7 +218,7 @@ def _compression_report(args, teacher_dir: Path) -> int:
             raise ValueError(f"--students: {student.label}: {student.model_dir} has no "
                              "config.json")
         if student.mode != "none":
-            from tritonllm.build.accuracy import check_simulable
+            from tritonllm.build.quantization.accuracy import check_simulable
 
             check_simulable([student.mode])
     rows = compression_report.run_report(teacher_dir, students, args.output_dir,
@@ -227,7 +227,7 @@ def _compression_report(args, teacher_dir: Path) -> int:
                                          speed_of=_labels(args.speed_of))
     print(compression_report.markdown(rows, args.requests, args.rounds))
     if curve:
-        from tritonllm.build import distill_curve
+        from tritonllm.build.compression import distill_curve
 
         info = distill_curve.write(curve[1], rows[0].perplexity, args.output_dir, curve[0])
         print(json.dumps(info, indent=2))
@@ -235,7 +235,7 @@ def _compression_report(args, teacher_dir: Path) -> int:
 
 
 def _read_curve(text: str) -> tuple[str, list[dict]]:
-    from tritonllm.build import distill_curve
+    from tritonllm.build.compression import distill_curve
 
     label, sep, path = text.partition("=")
     if not sep or not label or not path:

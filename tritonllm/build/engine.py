@@ -19,7 +19,7 @@ explicitly rather than left to a default that moved between releases (``tokens_p
   built in parallel; trtllm-build caps it at the visible GPU count);
 - ``--weight_sparsity`` (a switch, off by default) when the profile's ``compression.sparsity`` is
   ``2:4``: TensorRT picks sparse tensor-core kernels for the 2:4 weights
-  (tritonllm.build.sparsity). Read in ``tensorrt_llm/commands/build.py`` at commit 008b2b8 (a
+  (tritonllm.build.compression.sparsity). Read in ``tensorrt_llm/commands/build.py`` at commit 008b2b8 (a
   store-true flag defaulting to ``BuildConfig.weight_sparsity``, False).
 
 One invocation builds every rank (``rank<N>.engine`` for N < tp x pp) into ``--output_dir``.
@@ -35,8 +35,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tritonllm.build import quant_modes
-from tritonllm.build.gpus import get_device
+from tritonllm.build.quantization import quant_modes
+from tritonllm.build.planning.gpus import get_device
 from tritonllm.build.manifest import EngineManifest, write_manifest
 from tritonllm.build.profile import BuildProfile, engine_hash
 from tritonllm.gpu_stack import TENSORRT_LLM_VERSION, TRITON_GPU_IMAGE

@@ -5,7 +5,7 @@ Outputs, under the profile's output directory::
 
     plan.json                 the planner's numbers and verdict
     compressed/model/         the pruned / distilled / 2:4-sparse HF checkpoint, when the profile
-                              has a ``compression:`` section (tritonllm.build.compress); the
+                              has a ``compression:`` section (tritonllm.build.compression.compress); the
                               stages after it read this instead of ``model.dir``
     checkpoint/               TensorRT-LLM checkpoint (config.json, rank<N>.safetensors)
     verify.json               the verifier's report
@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonllm.build import engine as engine_stage
-from tritonllm.build import planner, source
+from tritonllm.build.planning import planner
+from tritonllm.build import source
 from tritonllm.build.profile import BuildProfile, profile_hash, stage_hash
 
 STAGES = ("plan", "compress", "quantize", "verify", "engine", "repo")
@@ -139,8 +140,8 @@ class Build:
     def model_arch(self):
         """What the planner sizes: the compressed checkpoint's numbers once it exists, before
         that the source's numbers cut as the profile says."""
-        from tritonllm.build.architectures import from_model_dir
-        from tritonllm.build.compress import compressed_arch
+        from tritonllm.build.planning.architectures import from_model_dir
+        from tritonllm.build.compression.compress import compressed_arch
 
         made = self.compressed / "model"
         if self.compresses and (made / "config.json").is_file():
@@ -148,7 +149,7 @@ class Build:
         return compressed_arch(source.model_arch(self.profile), self.profile.compression)
 
     def _run_compress(self) -> StageResult:
-        from tritonllm.build.compress import compress
+        from tritonllm.build.compression.compress import compress
 
         if not self.compresses:
             return StageResult("compress", "skipped", "nothing to compress (no compression: "
@@ -158,7 +159,7 @@ class Build:
         return StageResult("compress", "done", result.detail)
 
     def _run_quantize(self) -> StageResult:
-        from tritonllm.build.quantize import quantize
+        from tritonllm.build.quantization.quantize import quantize
 
         plan = self.plan()  # cheap, and it catches what would fail deep inside ModelOpt
         if not plan.ok:

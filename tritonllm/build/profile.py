@@ -20,7 +20,7 @@ Shape of a profile file (every section and key optional except ``name``)::
     serving: {kv_cache_free_gpu_mem_fraction: 0.9, enable_kv_cache_reuse: true}
 
 ``compression``: pruning, distillation and 2:4 sparsity of the Hugging Face checkpoint, run
-before quantization (tritonllm.build.compress); its result is an ordinary, smaller Llama
+before quantization (tritonllm.build.compression.compress); its result is an ordinary, smaller Llama
 checkpoint that every later stage uses in place of ``model.dir``. All off by default.
 
 ``serving.openai_port``: where the container entrypoint runs the OpenAI-compatible frontend in
@@ -44,8 +44,8 @@ import yaml
 
 from tritonllm.limits import check_limits
 from tritonllm.defaults import OPENAI_PORT
-from tritonllm.build import quant_modes
-from tritonllm.build.gpus import get_device
+from tritonllm.build.quantization import quant_modes
+from tritonllm.build.planning.gpus import get_device
 from tritonllm.engine.config import SCHEDULER_POLICIES
 
 GEMM_PLUGINS = ("auto", "float16", "bfloat16", "float32", "fp8", "nvfp4", "disable")
@@ -55,7 +55,7 @@ AWQ_GROUP_SIZES = (32, 64, 128)
 @dataclass(frozen=True)
 class ModelSpec:
     """``dir``: Hugging Face Llama checkpoint; ``architecture``: a built-in table entry
-    (tritonllm.build.architectures) used when ``dir`` does not exist yet (planning ahead)."""
+    (tritonllm.build.planning.architectures) used when ``dir`` does not exist yet (planning ahead)."""
 
     dir: str = "default"
     architecture: str | None = None
@@ -98,7 +98,7 @@ SPARSITY_METHODS = ("sparsegpt", "sparse_magnitude")  # ModelOpt's modes (modelo
 class DistillSpec:
     """Knowledge distillation of the pruned student from the unpruned teacher (ModelOpt's
     ``modelopt.torch.distill`` losses) on the bundled text plus ``generate_tokens`` of the
-    teacher's own samples (tritonllm.build.distill_data). It stops at ``max_steps`` or after
+    teacher's own samples (tritonllm.build.compression.distill_data). It stops at ``max_steps`` or after
     ``max_minutes`` of training, whichever comes first; ``max_steps: 0`` turns it off."""
 
     max_steps: int = 0
@@ -132,7 +132,7 @@ class DistillSpec:
 
 @dataclass(frozen=True)
 class CompressionSpec:
-    """Structured pruning, distillation and 2:4 sparsity (tritonllm.build.compress).
+    """Structured pruning, distillation and 2:4 sparsity (tritonllm.build.compression.compress).
 
     ``depth``: share of decoder layers removed (the least important on calibration text);
     ``mlp``: share of MLP intermediate channels removed in every layer; ``kv_groups``: whole
@@ -202,7 +202,7 @@ class LimitsSpec:
 
 @dataclass(frozen=True)
 class TargetSpec:
-    gpu: str = "H100"  # a name from tritonllm.build.gpus; one such device per rank
+    gpu: str = "H100"  # a name from tritonllm.build.planning.gpus; one such device per rank
 
     def __post_init__(self) -> None:
         get_device(self.gpu)
@@ -239,7 +239,7 @@ class ServingSpec:
     enable_chunked_context: bool = True
     triton_max_batch_size: int = 0  # 0 = limits.max_batch_size
     decoupled: bool = True
-    # Ensemble Python models per engine; 0: the planner's count (tritonllm.build.instances).
+    # Ensemble Python models per engine; 0: the planner's count (tritonllm.build.planning.instances).
     preprocessing_instances: int = 0
     postprocessing_instances: int = 0
     stream_interval: int = 1  # tokens per streamed response (CPU engine step only, docs/serving.md)

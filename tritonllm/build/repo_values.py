@@ -4,7 +4,7 @@ renderer (``tritonllm.repo.render``) that the CPU deployment uses too.
 Mapping (profile -> ``RepoSettings``): ``limits.max_input_len/max_seq_len`` -> preprocessing
 limits; ``triton_max_batch_size`` (0 = ``limits.max_batch_size``); ``serving.decoupled``,
 ``serving.preprocessing_instances`` / ``postprocessing_instances`` (0: the planner's count,
-:mod:`tritonllm.build.instances`), ``serving.stream_interval``. GPU targets fill ``GpuEngineSettings`` (the ``tensorrtllm``
+:mod:`tritonllm.build.planning.instances`), ``serving.stream_interval``. GPU targets fill ``GpuEngineSettings`` (the ``tensorrtllm``
 backend's parameters): ``engine_dir`` (``serving.engine_dir`` or the build's engine dir),
 ``batch_scheduler_policy``, ``kv_cache_free_gpu_mem_fraction``, ``enable_kv_cache_reuse``,
 ``enable_chunked_context``, ``max_queue_delay_microseconds``. The ``cpu`` target fills the CPU
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tritonllm.build.gpus import get_device
+from tritonllm.build.planning.gpus import get_device
 from tritonllm.build.profile import BuildProfile
 
 
@@ -48,13 +48,14 @@ def repo_settings(profile: BuildProfile, engine_dir: Path, tokenizer_dir: Path,
 
 def ensemble_instances(profile: BuildProfile) -> dict[str, int]:
     """Pre/postprocessing instance counts and ``stream_interval``: the profile's where it sets
-    them, the planner's (``tritonllm.build.instances``) where it leaves 0."""
+    them, the planner's (``tritonllm.build.planning.instances``) where it leaves 0."""
     serving = profile.serving
     counts = {"preprocessing_instances": serving.preprocessing_instances,
               "postprocessing_instances": serving.postprocessing_instances}
     if 0 in counts.values():
-        from tritonllm.build import planner, source
-        from tritonllm.build.instances import plan_instances
+        from tritonllm.build.planning import planner
+        from tritonllm.build import source
+        from tritonllm.build.planning.instances import plan_instances
 
         planned = plan_instances(profile, planner.plan(profile, source.model_arch(profile)))
         counts = {"preprocessing_instances": serving.preprocessing_instances

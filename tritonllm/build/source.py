@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tritonllm.build import architectures
-from tritonllm.build.architectures import ModelArch
+from tritonllm.build.planning import architectures
+from tritonllm.build.planning.architectures import ModelArch
 from tritonllm.build.profile import BuildProfile
 
 

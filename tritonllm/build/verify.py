@@ -30,9 +30,11 @@ import torch
 from safetensors import safe_open
 from tqdm import tqdm
 
-from tritonllm.build import quant_modes, trtllm_layout
+from tritonllm.build.quantization import quant_modes
+
+from tritonllm.build import trtllm_layout
 from tritonllm.engine import trtllm_checkpoint
-from tritonllm.build.architectures import from_hf_config
+from tritonllm.build.planning.architectures import from_hf_config
 from tritonllm.build.profile import BuildProfile
 
 DEQUANTIZED = ("FP8", "W8A8_SQ_PER_CHANNEL", "W4A16_AWQ")

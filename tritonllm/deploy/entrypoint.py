@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tritonllm.build.gpus import get_device
+from tritonllm.build.planning.gpus import get_device
 from tritonllm.build.profile import BuildProfile, engine_hash, load_profile
 from tritonllm.deploy import cache, frontend
 from tritonllm.deploy.launch import LaunchSpec

@@ -89,7 +89,7 @@ def profile_for(mode: str, model_dir: Path, gpu: str, openai_port: int = 0) -> d
 
 
 def run(work_dir: Path, modes: tuple[str, ...] | None = None) -> int:
-    from tritonllm.build.gpus import device_from_cuda_name
+    from tritonllm.build.planning.gpus import device_from_cuda_name
     from tritonllm.deploy.node import detect
     from tritonllm.model_source import default_model_dir
 

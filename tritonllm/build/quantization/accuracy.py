@@ -33,9 +33,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from tritonllm.build import corpus, modelopt_configs
+from tritonllm.build import corpus
+
+from tritonllm.build.quantization import modelopt_configs
 from tritonllm.build.profile import QuantSpec
-from tritonllm.build.quant_modes import MODES
+from tritonllm.build.quantization.quant_modes import MODES
 
 WINDOW = 512  # tokens per perplexity window
 
@@ -114,7 +116,7 @@ def simulated(model, tokenizer, q: QuantSpec):
     weights' rounding folded into the weights once, activations rounded on every forward)."""
     import modelopt.torch.quantization as mtq
 
-    from tritonllm.build.quantize import calibration_windows
+    from tritonllm.build.quantization.quantize import calibration_windows
 
     copy_ = copy.deepcopy(model)
     if q.mode == "none":

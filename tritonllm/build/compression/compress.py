@@ -1,8 +1,8 @@
 """The compress stage: prune -> distill -> 2:4 sparsify a Hugging Face Llama, before quantization.
 
-Order and why: pruning first (importance on calibration text, tritonllm.build.prune); then
-distillation from the unpruned teacher (tritonllm.build.distill), which recovers what pruning
-lost; 2:4 sparsity last (tritonllm.build.sparsity), one-shot, so the zeros it chooses are not
+Order and why: pruning first (importance on calibration text, tritonllm.build.compression.prune); then
+distillation from the unpruned teacher (tritonllm.build.compression.distill), which recovers what pruning
+lost; 2:4 sparsity last (tritonllm.build.compression.sparsity), one-shot, so the zeros it chooses are not
 moved again by training. Any step that the profile leaves off is skipped.
 
 Outputs, under the stage's directory::
@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonllm.build import prune
-from tritonllm.build.architectures import ModelArch
+from tritonllm.build.compression import prune
+from tritonllm.build.planning.architectures import ModelArch
 from tritonllm.build.profile import CompressionSpec
 
 
@@ -65,7 +65,7 @@ def parameter_count(model) -> int:
 def compress(spec: CompressionSpec, source_dir: Path, out_dir: Path, key: str = "",
              log=print) -> CompressResult:
     """Run the stage (see the module docstring) from ``source_dir`` into ``out_dir``."""
-    from tritonllm.build.quantize import calibration_windows, load_model
+    from tritonllm.build.quantization.quantize import calibration_windows, load_model
     from tritonllm.tokenizer import load_tokenizer
 
     started = time.monotonic()
@@ -78,7 +78,7 @@ def compress(spec: CompressionSpec, source_dir: Path, out_dir: Path, key: str = 
         student = _distill(student, teacher, tokenizer, spec, out_dir, layer_map, key, summary,
                            log)
     if spec.sparsity != "none":
-        from tritonllm.build import sparsity
+        from tritonllm.build.compression import sparsity
 
         log(f"sparsity: {spec.sparsity} with ModelOpt {spec.sparsity_method}")
         student = sparsity.sparsify(student, spec.sparsity_method, windows)
@@ -109,7 +109,7 @@ def _prune(teacher, windows, spec: CompressionSpec, out_dir: Path, tokenizer, su
 
 def _distill(student, teacher, tokenizer, spec: CompressionSpec, out_dir: Path,
              layer_map: dict, key: str, summary: dict, log):
-    from tritonllm.build.distill import distill
+    from tritonllm.build.compression.distill import distill
 
     rows = training_rows(teacher, tokenizer, spec, out_dir / "distill", key, log)
     evaluate = heldout_perplexity(tokenizer) if spec.distill.eval_every else None
@@ -126,8 +126,10 @@ def training_rows(teacher, tokenizer, spec: CompressionSpec, work_dir: Path, key
     ``rows.pt`` and reused by a rerun with the same ``key`` (sampling is the slow part)."""
     import torch
 
-    from tritonllm.build import corpus, distill_data
-    from tritonllm.build.distill import uses_cache
+    from tritonllm.build import corpus
+
+    from tritonllm.build.compression import distill_data
+    from tritonllm.build.compression.distill import uses_cache
 
     d = spec.distill
     path = work_dir / "rows.pt"
@@ -152,7 +154,9 @@ def heldout_perplexity(tokenizer):
     the accuracy report does (same windows)."""
     import math
 
-    from tritonllm.build import accuracy, corpus
+    from tritonllm.build.quantization import accuracy
+
+    from tritonllm.build import corpus
 
     ids = tokenizer(corpus.HELDOUT, return_tensors="pt").input_ids[0]
     windows = list(ids.split(accuracy.WINDOW))

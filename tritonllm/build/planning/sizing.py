@@ -33,10 +33,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from tritonllm.build import planner, quant_modes
-from tritonllm.build.architectures import KNOWN, ModelArch
+from tritonllm.build.planning import planner
+
+from tritonllm.build.quantization import quant_modes
+from tritonllm.build.planning.architectures import KNOWN, ModelArch
 from tritonllm.build.engine import paged_context_fmha_blocker
-from tritonllm.build.gpus import Device, get_device
+from tritonllm.build.planning.gpus import Device, get_device
 from tritonllm.build.profile import AWQ_GROUP_SIZES, BuildProfile
 
 BANDWIDTH_EFFICIENCY = 0.7  # share of datasheet memory bandwidth a decode step sustains

@@ -2,7 +2,7 @@
 
 ``tritonllm accuracy --teacher DIR --students LABEL=DIR[:MODE],...`` measures the teacher and
 every student (any HF Llama dir, e.g. a build's ``compressed/model`` or ``compressed/pruned``;
-``:MODE`` adds a quantization mode simulated with ModelOpt as ``tritonllm.build.accuracy`` does):
+``:MODE`` adds a quantization mode simulated with ModelOpt as ``tritonllm.build.quantization.accuracy`` does):
 
 - perplexity on ``corpus.HELDOUT`` (never trained or calibrated on) and its change vs the teacher;
 - top-1 agreement with the teacher at every held-out position;
@@ -33,7 +33,9 @@ from pathlib import Path
 
 import torch
 
-from tritonllm.build import accuracy, corpus
+from tritonllm.build.quantization import accuracy
+
+from tritonllm.build import corpus
 
 CALIBRATION_SAMPLES = 8  # windows of 128 tokens for a simulated quantization's ranges
 KV_CACHE_TOKENS = 8 * 512  # the benchmark's 8 requests fit (short prompts + <= 128 tokens)
@@ -78,8 +80,8 @@ def parse_students(text: str) -> list[Student]:
 
 def weight_bytes(model_dir: Path, mode: str) -> int:
     """The planner's deployed weight bytes for this checkpoint at float16 / ``mode``."""
-    from tritonllm.build.architectures import from_model_dir
-    from tritonllm.build.planner import weight_bytes_total
+    from tritonllm.build.planning.architectures import from_model_dir
+    from tritonllm.build.planning.planner import weight_bytes_total
     from tritonllm.build.profile import from_dict
 
     group = {"group_size": 64} if "awq" in mode else {}
@@ -90,15 +92,15 @@ def weight_bytes(model_dir: Path, mode: str) -> int:
 
 def linear_counts(model) -> tuple[int, int]:
     """(non-zero, all) weights of the decoder's linear layers."""
-    from tritonllm.build.sparsity import decoder_linear_weights
+    from tritonllm.build.compression.sparsity import decoder_linear_weights
 
     weights = decoder_linear_weights(model).values()
     return sum(int((w != 0).sum()) for w in weights), sum(w.numel() for w in weights)
 
 
 def measure_quality(students: list[Student], teacher_dir: Path, log=print) -> list[Row]:
-    from tritonllm.build.compress import parameter_count
-    from tritonllm.build.quantize import load_model
+    from tritonllm.build.compression.compress import parameter_count
+    from tritonllm.build.quantization.quantize import load_model
     from tritonllm.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(teacher_dir)

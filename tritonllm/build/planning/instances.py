@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tritonllm.build.gpus import Device, get_device
+from tritonllm.build.planning.gpus import Device, get_device
 
 # Measured with `tritonllm bench ensemble` (docs/performance.md "Ensemble capacity", 2026-11-30):
 # CPU time of the model's stub processes per streamed response (postprocessing, one instance,
@@ -122,7 +122,7 @@ def _count(busy_us_per_s: float) -> int:
 
 
 def plan_instances(profile, plan) -> InstancePlan:
-    """The counts for a build profile and its memory plan (``tritonllm.build.planner.Plan``)."""
+    """The counts for a build profile and its memory plan (``tritonllm.build.planning.planner.Plan``)."""
     device = get_device(profile.target.gpu)
     gpus = profile.parallel.tp_size * profile.parallel.pp_size
     rate = engine_tokens_per_s(device, plan.weight_bytes_per_gpu, plan.kv_bytes_per_token,

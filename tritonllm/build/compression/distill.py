@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from tritonllm.build.distill_data import Rows
+from tritonllm.build.compression.distill_data import Rows
 from tritonllm.build.profile import DistillSpec
 
 CHECKPOINT = "checkpoint.pt"

@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from tritonllm.build import quant_modes
-from tritonllm.build.architectures import ModelArch
+from tritonllm.build.quantization import quant_modes
+from tritonllm.build.planning.architectures import ModelArch
 from tritonllm.build.engine import paged_context_fmha_blocker
-from tritonllm.build.gpus import Device, get_device
+from tritonllm.build.planning.gpus import Device, get_device
 from tritonllm.build.profile import AWQ_GROUP_SIZES, BuildProfile
 
 GIB = 1024**3

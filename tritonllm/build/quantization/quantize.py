@@ -28,7 +28,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tritonllm.build import corpus, modelopt_configs
+from tritonllm.build import corpus
+
+from tritonllm.build.quantization import modelopt_configs
 from tritonllm.build.profile import BuildProfile, QuantSpec, expand_path
 
 
@@ -109,7 +111,7 @@ def export(model, profile: BuildProfile, out_dir: Path) -> None:
 
 def fix_config(out_dir: Path, profile: BuildProfile, hf_config: dict) -> dict:
     """Apply the fixes listed in the module docstring; returns the final config."""
-    from tritonllm.build.architectures import from_hf_config
+    from tritonllm.build.planning.architectures import from_hf_config
 
     path = out_dir / "config.json"
     config = json.loads(path.read_text())
