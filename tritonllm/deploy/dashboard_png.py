@@ -1,13 +1,14 @@
-"""The Grafana dashboard's panels as one PNG, from a real server's ``/metrics`` (no Grafana or
-Prometheus needed): scrape the engine's and the frontend's metrics every ``--interval`` seconds
-while load runs, evaluate each panel's queries as Prometheus would
-(:mod:`tritonllm.deploy.promeval`), plot them with matplotlib.
+"""The Grafana dashboard's panels as one PNG, from a real server (no Grafana needed): a local
+Prometheus (:mod:`tritonllm.deploy.prometheus`) scrapes the engine's and the frontend's
+``/metrics`` every ``--interval`` seconds while load runs; each panel's queries are then
+evaluated by it over the run and plotted with matplotlib.
 
     make serve                                   # terminal 1
     tritonllm loadtest run --user openai ...     # terminal 2, the load
     python -m tritonllm.deploy.dashboard_png --duration 120 --out deploy/grafana/dashboard.png
 
-Scrapes are saved beside the PNG (``*.scrapes.jsonl``) and ``--from-scrapes`` re-plots them.
+The evaluated series are saved beside the PNG (``*.series.json``); ``--from-series`` re-plots
+them.
 """
 
 from __future__ import annotations
@@ -20,25 +21,40 @@ from pathlib import Path
 
 from tritonllm.defaults import METRICS_PORT, OPENAI_PORT
 from tritonllm.deploy.dashboard import PANELS
-from tritonllm.deploy.promeval import Scrape, evaluate
+from tritonllm.deploy.prometheus import Prometheus, Series
+
+# panel title -> its queries' series (times in seconds since the run began)
+PanelSeries = dict[str, Series]
 
 
-def collect(urls: list[str], duration_s: float, interval_s: float) -> list[Scrape]:
-    """Scrape every URL each ``interval_s`` for ``duration_s``; samples of all URLs merged."""
-    from tritonllm.serve.metrics import scrape
+def evaluate(prom: Prometheus, start: float, end: float, window_s: float,
+             step_s: float) -> PanelSeries:
+    """Every panel's queries over ``[start, end]`` (unix times), rates over ``window_s``."""
+    window = f"{window_s:g}s"
+    panels: PanelSeries = {}
+    for panel in PANELS:
+        series: Series = {}
+        for query in panel.queries:
+            for legend, points in prom.query_range(query.promql(window), start, end, step_s,
+                                                   legend=query.legend).items():
+                series[legend] = [(t - start, v) for t, v in points]
+        panels[panel.title] = series
+    return panels
 
-    scrapes, start = [], time.monotonic()
-    while time.monotonic() - start <= duration_s:
-        t = time.monotonic() - start
-        samples = {}
-        for url in urls:
-            samples.update(scrape(url))
-        scrapes.append((t, samples))
-        time.sleep(max(0.0, interval_s - (time.monotonic() - start - t)))
-    return scrapes
+
+def record(urls: list[str], duration_s: float, interval_s: float,
+           window_s: float) -> PanelSeries:
+    """Run Prometheus over ``urls`` for ``duration_s`` and evaluate the panels."""
+    with Prometheus(urls, scrape_interval_s=interval_s) as prom:
+        start = time.time()
+        while time.time() - start < duration_s:
+            time.sleep(min(5.0, duration_s))
+            print(f"  {time.time() - start:.0f}/{duration_s:g} s scraped", flush=True)
+        prom.wait_for_scrapes(2)
+        return evaluate(prom, start, time.time(), window_s, interval_s)
 
 
-def plot(scrapes: list[Scrape], window_s: float, path: Path, title: str = "") -> Path:
+def plot(panels: PanelSeries, path: Path, title: str = "") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,17 +63,16 @@ def plot(scrapes: list[Scrape], window_s: float, path: Path, title: str = "") ->
     rows = (len(PANELS) + 1) // 2
     fig, axes = plt.subplots(rows, 2, figsize=(13, 2.6 * rows), sharex=True)
     for ax, panel in zip(axes.flat, PANELS):
-        for query in panel.queries:
-            for legend, points in evaluate(query, scrapes, window_s).items():
-                ax.plot([t for t, _ in points], [_scaled(v, panel.unit) for _, v in points],
-                        label=legend)
+        for legend, points in panels.get(panel.title, {}).items():
+            ax.plot([t for t, _ in points], [_scaled(v, panel.unit) for _, v in points],
+                    label=legend)
         ax.set_title(panel.title, fontsize=10)
         ax.set_ylabel(_unit_label(panel.unit), fontsize=8)
         if ax.lines:
             ax.legend(fontsize=7, loc="upper left")
     for ax in axes[-1]:
-        ax.set_xlabel("seconds since the first scrape")
-    fig.suptitle(title or f"tritonllm (rates over {window_s:g} s windows)", fontsize=11)
+        ax.set_xlabel("seconds since the run began")
+    fig.suptitle(title or "tritonllm", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -72,14 +87,6 @@ def _unit_label(unit: str) -> str:
     return {"s": "ms", "percentunit": "%", "reqps": "req/s", "short": ""}.get(unit, unit)
 
 
-def save_scrapes(scrapes: list[Scrape], path: Path) -> None:
-    path.write_text("".join(json.dumps({"t": t, "samples": s}) + "\n" for t, s in scrapes))
-
-
-def load_scrapes(path: Path) -> list[Scrape]:
-    return [(d["t"], d["samples"]) for d in map(json.loads, path.read_text().splitlines())]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tritonllm.deploy.dashboard_png",
                                 description=__doc__.splitlines()[0])
@@ -89,18 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=120.0, help="seconds to scrape")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between scrapes")
     p.add_argument("--window", type=float, default=10.0, help="rate window, seconds")
-    p.add_argument("--from-scrapes", type=Path, help="re-plot saved scrapes instead")
+    p.add_argument("--from-series", type=Path, help="re-plot saved series instead")
     p.add_argument("--title", default="")
     p.add_argument("--out", type=Path, default=Path("dashboard.png"))
     args = p.parse_args(argv)
-    if args.from_scrapes:
-        scrapes = load_scrapes(args.from_scrapes)
+    if args.from_series:
+        panels = json.loads(args.from_series.read_text())
     else:
         urls = args.metrics_url or [f"http://127.0.0.1:{METRICS_PORT}/metrics",
                                     f"http://127.0.0.1:{OPENAI_PORT}/metrics"]
-        scrapes = collect(urls, args.duration, args.interval)
-        save_scrapes(scrapes, args.out.with_suffix(".scrapes.jsonl"))
-    print(f"wrote {plot(scrapes, args.window, args.out, args.title)}")
+        panels = record(urls, args.duration, args.interval, args.window)
+        args.out.with_suffix(".series.json").write_text(json.dumps(panels))
+    title = args.title or f"tritonllm (rates over {args.window:g} s windows)"
+    print(f"wrote {plot(panels, args.out, title)}")
     return 0
 
 
