@@ -5,14 +5,14 @@ one process.
 checkpoint, one with ``ModelRunner.huge_pages`` off, called for alternate steps (20 each),
 B = 1 and 8, 256 cached tokens per row, ``THREADS`` threads (default 2); prints the median
 step times, their ratio, how much of the packed runner's memory the kernel backed with huge
-pages, and whether both runners' logits are equal. README, "CPU kernels".
+pages, and whether both runners' logits are equal. docs/performance.md, "CPU kernels".
 """
 import os, statistics, sys, time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 threads = int(os.environ.get("THREADS", "2"))
 torch.set_num_threads(threads)
 from tritonllm.bench.step_profile import decode_batch  # noqa: E402

@@ -5,14 +5,14 @@
 one runner for alternate steps (only the fused layers' call differs), fp32 and int8, B = 1 and 8,
 256 cached tokens per row, ``THREADS`` threads (default 2). Separate processes run one after
 the other see the machine's read bandwidth move step times by up to ±20 %; alternating steps
-in one process does not. README, "CPU kernels".
+in one process does not. docs/performance.md, "CPU kernels".
 """
 import ctypes, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import torch
 
-tree = Path(__file__).resolve().parents[2]
+tree = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(tree))
 threads = int(os.environ.get("THREADS", "2"))
 torch.set_num_threads(threads)

@@ -1,11 +1,11 @@
 #!/bin/bash
 # Our CPU kernels (tritonllm/engine/cpu_kernels.py) against torch's (TRITONLLM_CPU_KERNELS=0:
 # oneDNN, fbgemm, SDPA) on this tree, fp32 and int8, interleaved, three rounds; each line a
-# fresh process timing the median decode step (build/bench/decode_step.py). README, "CPU kernels".
-# Usage: build/bench/kernels_ab.sh [threads]
-PY=${PY:-$(dirname "$0")/../../.venv/bin/python}
+# fresh process timing the median decode step (tritonllm/bench/ab/decode_step.py). docs/performance.md, "CPU kernels".
+# Usage: tritonllm/bench/ab/kernels_ab.sh [threads]
+PY=${PY:-$(dirname "$0")/../../../.venv/bin/python}
 here=$(dirname "$0")
-tree=$(cd "$here/../.." && pwd)
+tree=$(cd "$here/../../.." && pwd)
 for round in 1 2 3; do
   echo "--- round $round $(date -u +%H:%M:%S) load $(cut -d' ' -f1 /proc/loadavg)"
   for weights in fp32 int8; do
