@@ -262,8 +262,10 @@ class LLMEngine:
             self.runner.set_threads(self.threads.threads())
             start = time.perf_counter()
             logits = self.runner.forward(batch)
+            seconds = time.perf_counter() - start
+            self.threads.record(seconds, len(batch.input_ids))
             with self._cond:  # step time too: the outputs sent next carry consistent stats
-                self._stats.forward_seconds += time.perf_counter() - start
+                self._stats.forward_seconds += seconds
                 self._clock_step()
             self.scheduler.commit(batch)  # its K/V are written: reusable from now on
             choices = self._sample(logits, sampled)

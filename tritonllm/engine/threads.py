@@ -4,15 +4,19 @@ while other processes take the cores. Plain Python (no torch): it reads /proc an
 The step splits each layer across OpenMP threads that meet at a barrier a few hundred times per
 step. A thread that is descheduled because another process wants its core makes every other
 thread wait at the next barrier for a whole scheduler slice, so a step on N threads beside a
-busy neighbour can be many times slower than the same step on N - 1 threads. Hence:
+busy neighbour can be many times slower than the same step on N - 1 threads. Which count is
+faster depends on what else runs (a neighbour spinning on a core, or only tritonserver and the
+pre/postprocessing stubs of the same server), so the governor measures it:
 
 - :func:`thread_budget`: the ceiling, from the CPUs in the affinity mask and the cgroup's CPU
   quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), floor-rounded, at
   least 1; or the count asked for (``num_threads``), which is then fixed.
-- :class:`ThreadGovernor`: between 1 and that ceiling, per window of steps. It drops a thread
-  when this process's threads spent more than ``LOST_CORES_DOWN`` of a core waiting in the run
-  queue (``/proc/self/task/*/schedstat``: time runnable but not running), and adds one back when
-  the allowed CPUs were idle for more than ``IDLE_CORES_UP`` of a core (``/proc/stat``).
+- :class:`ThreadGovernor`: between 1 and that ceiling. It times the steps of at most
+  ``SMALL_STEP_TOKENS`` tokens (decode steps: their time hardly depends on the batch) per window
+  at the current count, and tries a neighbouring count for one window when the step time jumps
+  (``JUMP``: a neighbour arrived), when the allowed CPUs sit idle (``IDLE_CORES_UP`` of a core:
+  one left) and every ``PROBE_EVERY_S`` in any case; it then keeps whichever count measured
+  faster.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-WINDOW_S = 0.5  # a decision per window: long enough to average over scheduler slices
-LOST_CORES_DOWN = 0.3  # run-queue wait, in cores, that costs a thread
-IDLE_CORES_UP = 0.75  # idle capacity, in cores, that earns one back
+WINDOW_S = 0.5  # a measurement per window: long enough to average over scheduler slices
+MIN_STEPS = 3  # timed steps a window needs to count
+SMALL_STEP_TOKENS = 16  # steps timed: decode-sized ones
+JUMP = 2.0  # step time this many times its last figure at the same count: try one fewer
+IDLE_CORES_UP = 0.75  # idle capacity, in cores, that makes it try one more
+PROBE_EVERY_S = 20.0  # try a neighbouring count at least this often
 
 
 @dataclass(frozen=True)
@@ -118,31 +125,8 @@ def _read(path: Path) -> str | None:
         return None
 
 
-@dataclass(frozen=True)
-class Sample:
-    """Cumulative counters at one moment: seconds of wall clock, this process's run-queue wait
-    (summed over its threads) and the allowed CPUs' idle time, both in seconds."""
-
-    wall: float
-    waited: float
-    idle: float
-
-
-def read_sample(cpus: frozenset[int] | None = None) -> Sample:
-    """The counters now (``wall`` from ``time.monotonic``)."""
-    return Sample(time.monotonic(), _run_queue_wait(), _idle_seconds(cpus))
-
-
-def _run_queue_wait() -> float:
-    total = 0
-    for task in Path("/proc/self/task").iterdir():
-        text = _read(task / "schedstat")
-        if text:
-            total += int(text.split()[1])
-    return total / 1e9
-
-
-def _idle_seconds(cpus: frozenset[int] | None) -> float:
+def idle_seconds(cpus: frozenset[int] | None = None) -> float:
+    """Idle + iowait seconds of the allowed CPUs since boot (``/proc/stat``)."""
     ticks = os.sysconf("SC_CLK_TCK")
     idle = 0
     for line in (_read(Path("/proc/stat")) or "").splitlines():
@@ -154,39 +138,69 @@ def _idle_seconds(cpus: frozenset[int] | None) -> float:
 
 
 class ThreadGovernor:
-    """The step's thread count under contention (see the module docstring). Call
-    :meth:`threads` once per step; it reads the counters at most once per window."""
+    """The step's thread count (see the module docstring). After each step, :meth:`record` its
+    forward time and token count; before each, :meth:`threads` says how many threads to use.
+    ``idle``: the allowed CPUs' cumulative idle seconds (default: from /proc/stat)."""
 
-    def __init__(self, budget: ThreadBudget, sample: Callable[[], Sample] | None = None,
+    def __init__(self, budget: ThreadBudget, idle: Callable[[], float] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = budget
-        self._clock = clock
         self.current = budget.limit
-        cpus = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        self._sample = sample or (lambda: read_sample(cpus))
-        self._last = self._sample() if budget.adaptive else None
         self.changes = 0
+        self._clock = clock
+        cpus = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        self._idle = idle or (lambda: idle_seconds(cpus))
+        self._cost: dict[int, float] = {}  # thread count -> mean small-step seconds, latest
+        self._steps: list[float] = []
+        self._window_start = clock()
+        self._idle_start = self._idle() if budget.adaptive else 0.0
+        self._probing_from: int | None = None  # the count to compare with after a probe
+        self._last_probe = clock()
+
+    def record(self, seconds: float, tokens: int) -> None:
+        if self.budget.adaptive and tokens <= SMALL_STEP_TOKENS:
+            self._steps.append(seconds)
 
     def threads(self) -> int:
+        """The count for the next step. A window closes after ``WINDOW_S`` once it timed
+        ``MIN_STEPS`` steps, or steps that took ``WINDOW_S`` in all (a slow count)."""
         if not self.budget.adaptive:
             return self.current
-        if self._clock() - self._last.wall < WINDOW_S:
+        now, steps = self._clock(), self._steps
+        if now - self._window_start < WINDOW_S or (
+                len(steps) < MIN_STEPS and sum(steps) < WINDOW_S):
             return self.current
-        now = self._sample()
-        elapsed = now.wall - self._last.wall
-        lost = (now.waited - self._last.waited) / elapsed
-        idle = (now.idle - self._last.idle) / elapsed
-        self._last = now
-        wanted = self.decide(lost, idle)
-        if wanted != self.current:
-            log.info("engine threads %d -> %d (run-queue wait %.2f cores, idle %.2f cores)",
-                     self.current, wanted, lost, idle)
-            self.current, self.changes = wanted, self.changes + 1
+        idle = self._idle()
+        idle_cores = (idle - self._idle_start) / (now - self._window_start)
+        self._steps, self._window_start, self._idle_start = [], now, idle
+        self._decide(sum(steps) / len(steps), idle_cores)
         return self.current
 
-    def decide(self, lost_cores: float, idle_cores: float) -> int:
-        if lost_cores > LOST_CORES_DOWN and self.current > 1:
-            return self.current - 1
-        if idle_cores > IDLE_CORES_UP and self.current < self.budget.limit:
-            return self.current + 1
-        return self.current
+    def _decide(self, cost: float, idle_cores: float) -> None:
+        previous = self._cost.get(self.current)
+        self._cost[self.current] = cost
+        if self._probing_from is not None:  # a probe window just ended: keep the faster
+            origin, self._probing_from = self._probing_from, None
+            if cost >= self._cost[origin]:
+                self._switch(origin, f"{cost * 1e3:.1f} ms per step against "
+                                     f"{self._cost[origin] * 1e3:.1f} ms")
+            return
+        if previous is not None and cost > JUMP * previous and self.current > 1:
+            self._probe(self.current - 1, f"step time {previous * 1e3:.1f} -> "
+                                          f"{cost * 1e3:.1f} ms")
+        elif idle_cores > IDLE_CORES_UP and self.current < self.budget.limit:
+            self._probe(self.current + 1, f"{idle_cores:.2f} cores idle")
+        elif (unmeasured := [n for n in (self.current - 1, self.current + 1)
+                             if 1 <= n <= self.budget.limit and n not in self._cost]):
+            self._probe(unmeasured[0], "first measurement")
+        elif self._clock() - self._last_probe >= PROBE_EVERY_S and self.budget.limit > 1:
+            self._probe(self.current + 1 if self.current < self.budget.limit
+                        else self.current - 1, "periodic check")
+
+    def _probe(self, count: int, why: str) -> None:
+        self._probing_from, self._last_probe = self.current, self._clock()
+        self._switch(count, f"trying it: {why}")
+
+    def _switch(self, count: int, why: str) -> None:
+        log.info("engine threads %d -> %d (%s)", self.current, count, why)
+        self.current, self.changes = count, self.changes + 1
