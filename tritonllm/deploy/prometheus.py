@@ -70,9 +70,9 @@ class Prometheus:
         self._proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "Prometheus":
-        self._proc = subprocess.Popen(self._argv, stdout=subprocess.DEVNULL,
-                                      stderr=open(self._dir / "prometheus.log", "wb"),
-                                      start_new_session=True)
+        with open(self._dir / "prometheus.log", "wb") as log:  # the child keeps its own copy
+            self._proc = subprocess.Popen(self._argv, stdout=subprocess.DEVNULL, stderr=log,
+                                          start_new_session=True)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not self._ready():
             if self._proc.poll() is not None or time.monotonic() > deadline:
