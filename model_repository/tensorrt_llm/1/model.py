@@ -81,11 +81,14 @@ class TritonPythonModel:
         watch = self.delivery if generation.streaming else None
         key = watch.open() if watch else None
 
-        def finished(output):
+        def forget():  # when the request ends, or is never queued (refused as busy)
             if self.live.get(request.request_id()) == engine_id:
                 self.live.pop(request.request_id(), None)
             if watch:
                 watch.close_key(key)
+
+        def finished(output):
+            forget()
             self.metrics.request_finished(output, self.engine.stats())
 
         def to_outputs(output):
@@ -108,6 +111,7 @@ class TritonPythonModel:
             self.engine.submit(generation, on_output, is_cancelled=is_cancelled)
         except BaseException:
             self.inflight.forget(engine_id)
+            forget()
             raise
 
     def _send_then_exit(self):
