@@ -89,11 +89,9 @@ class Prometheus:
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as reply:
-                return reply.status == 200
-        except OSError:
-            return False
+        from tritonllm.serve.launcher import http_ok
+
+        return http_ok(f"{self.url}/-/ready")
 
     def _api(self, path: str, **params) -> dict:
         query = urllib.parse.urlencode(params)
@@ -126,7 +124,7 @@ class Prometheus:
             name = legend or expr
             for label, value in result["metric"].items():
                 name = name.replace("{{%s}}" % label, value)
-            points = [(float(t), float(v)) for t, v in result["values"] if v not in ("NaN",)]
+            points = [(float(t), float(v)) for t, v in result["values"] if v != "NaN"]
             if points:
                 series[name] = points
         return series

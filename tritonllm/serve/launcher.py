@@ -224,7 +224,7 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise LaunchError(self.exit_report())
-            if _http_ok(url):
+            if http_ok(url):
                 return
             time.sleep(0.5)
         raise LaunchError(f"tritonserver not ready after {timeout_s:.0f} s{self._log_hint()}")
@@ -284,7 +284,8 @@ class TritonServer:
         return f"; see {self.log_file}" if self.log_file else ""
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 within 2 s (False when it cannot be reached)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status == 200
