@@ -41,7 +41,7 @@ def test_acknowledged_responses_keep_a_request_alive(pair):
     for _ in range(5):
         acks.send(watch.ticket(key))
         clock.now += 1.0
-    assert _until(lambda: not watch._unacked[key])
+    assert _until(lambda: not watch._streams[key].unacked)
     clock.now += 10
     assert not watch.abandoned(key)  # nothing outstanding, however long it has been
 
@@ -52,7 +52,7 @@ def test_a_response_left_unacknowledged_for_the_timeout_marks_the_request(pair):
     acks.send(watch.ticket(key))
     watch.ticket(key)  # this one never reaches postprocessing
     acks.send(watch.ticket(other))
-    assert _until(lambda: 0 not in watch._unacked[key] and not watch._unacked[other])
+    assert _until(lambda: 0 not in watch._streams[key].unacked and not watch._streams[other].unacked)
     clock.now += 1.5
     assert not watch.abandoned(key)
     clock.now += 0.01
@@ -74,7 +74,7 @@ def test_acknowledgements_may_arrive_out_of_order(pair):
     tickets = [watch.ticket(key) for _ in range(3)]
     for ticket in reversed(tickets):
         acks.send(ticket)
-    assert _until(lambda: not watch._unacked[key])
+    assert _until(lambda: not watch._streams[key].unacked)
     clock.now += 5
     assert not watch.abandoned(key)
 

@@ -23,6 +23,7 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -33,6 +34,16 @@ _TICKET = struct.Struct("<qq")
 def socket_name(server_pid: int | None = None) -> bytes:
     """The abstract socket of one tritonserver's engine step (default: this stub's parent)."""
     return b"\0tritonllm-delivery-%d" % (server_pid if server_pid is not None else os.getppid())
+
+
+@dataclass
+class _Stream:
+    """One watched request: tickets handed out, those not yet acknowledged (number -> when
+    it was handed out), and whether any acknowledgement came back."""
+
+    tickets: int = 0
+    unacked: dict[int, float] = field(default_factory=dict)
+    acknowledged: bool = False
 
 
 class DeliveryWatch:
@@ -48,9 +59,7 @@ class DeliveryWatch:
         self._clock = clock
         self._keys = itertools.count(1)
         self._lock = threading.Lock()
-        self._unacked: dict[int, dict[int, float]] = {}  # key -> {response number: sent at}
-        self._next: dict[int, int] = {}  # key -> next response number
-        self._watched: set[int] = set()  # keys acknowledged at least once
+        self._streams: dict[int, _Stream] = {}
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.bind(name if name is not None else socket_name())
         self._thread = threading.Thread(target=self._receive, name="tritonllm-delivery",
@@ -61,40 +70,39 @@ class DeliveryWatch:
         """A key for a new streamed request."""
         key = next(self._keys)
         with self._lock:
-            self._unacked[key], self._next[key] = {}, 0
+            self._streams[key] = _Stream()
         return key
 
     def ticket(self, key: int) -> np.ndarray:
         """The ticket of the request's next response, INT64 [1, 2]; its clock starts now. A
         request already closed (its last response) gets an unwatched ticket, number -1."""
         with self._lock:
-            number = self._next.get(key, -1)
-            if number >= 0:
-                self._next[key] = number + 1
-                self._unacked[key][number] = self._clock()
+            stream = self._streams.get(key)
+            number = -1 if stream is None else stream.tickets
+            if stream is not None:
+                stream.tickets += 1
+                stream.unacked[number] = self._clock()
         return np.array([[key, number]], dtype=np.int64)
 
     def abandoned(self, key: int) -> bool:
         """Whether the request, once acknowledged, has had a response go unacknowledged for
         ``timeout_s``."""
         with self._lock:
-            sent = self._unacked.get(key)
-            return (key in self._watched and bool(sent)
-                    and self._clock() - min(sent.values()) > self.timeout_s)
+            stream = self._streams.get(key)
+            return (stream is not None and stream.acknowledged and bool(stream.unacked)
+                    and self._clock() - min(stream.unacked.values()) > self.timeout_s)
 
     def close_key(self, key: int) -> None:
         """The request is over: forget it."""
         with self._lock:
-            self._unacked.pop(key, None)
-            self._next.pop(key, None)
-            self._watched.discard(key)
+            self._streams.pop(key, None)
 
     def acknowledge(self, key: int, number: int) -> None:
         with self._lock:
-            sent = self._unacked.get(key)
-            if sent is not None:
-                sent.pop(number, None)
-                self._watched.add(key)
+            stream = self._streams.get(key)
+            if stream is not None:
+                stream.unacked.pop(number, None)
+                stream.acknowledged = True
 
     def close(self) -> None:
         self._socket.close()
