@@ -64,11 +64,16 @@ def thread_budget(requested: int = 0, cgroup_root: Path = CGROUP_ROOT,
                                      f"{quota_text}; fewer while other processes take cores)")
 
 
+def allowed_cpus() -> frozenset[int] | None:
+    """The CPUs this process may run on (affinity mask, container cpuset); None where the
+    platform cannot say."""
+    return frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks and container cpusets)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """How many CPU cores this process may run on."""
+    cpus = allowed_cpus()
+    return len(cpus) if cpus is not None else os.cpu_count() or 1
 
 
 def cpu_quota(cgroup_root: Path = CGROUP_ROOT,
@@ -148,7 +153,7 @@ class ThreadGovernor:
         self.current = budget.limit
         self.changes = 0
         self._clock = clock
-        cpus = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        cpus = allowed_cpus()
         self._idle = idle or (lambda: idle_seconds(cpus))
         self._cost: dict[int, float] = {}  # thread count -> mean small-step seconds, latest
         self._steps: list[float] = []
