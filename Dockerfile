@@ -47,11 +47,12 @@ WORKDIR /opt/tritonllm
 
 # Dependencies in their own layer (rebuilt only when pyproject.toml changes). PyPI's Linux torch
 # wheel is the CUDA build: take the pinned version from PyTorch's CPU index first.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements/xgrammar.txt ./
 RUN mkdir tritonllm \
     && touch tritonllm/__init__.py \
     && pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
     && pip install "./[loadtest]" \
+    && pip install --no-deps -r xgrammar.txt \
     && pip uninstall --yes tritonllm \
     && rm -rf tritonllm tritonllm.egg-info build
 

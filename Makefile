@@ -15,10 +15,11 @@ LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s
 
 .PHONY: serve test test-gpuset gpu-check install install-gpuset prometheus model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix loadtest loadtest-sweep k8s clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/xgrammar.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps -r requirements/xgrammar.txt
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -36,7 +36,7 @@ def test_greedy_picks_argmax_with_its_log_prob(monkeypatch, kernels):
     assert (sampler._kernels is None) == (kernels == "0" or cpu_kernels.load() is None)
     results = sampler.sample(logits.clone(), seqs, [[]] * 3)
     expected = torch.log_softmax(logits, -1)
-    for row, (token, log_prob) in enumerate(results):
+    for row, (token, log_prob, _) in enumerate(results):
         assert token == int(logits[row].argmax())
         assert log_prob == pytest.approx(float(expected[row, token]), abs=1e-6)
 
@@ -69,7 +69,7 @@ def test_repetition_penalty_matches_transformers():
     logits = random_logits()
     expected = RepetitionPenaltyLogitsProcessor(1.7)(torch.tensor([seq.token_ids]),
                                                      logits.clone())
-    token, log_prob = Sampler().sample(logits.clone(), [seq], [[]])[0]
+    token, log_prob, _ = Sampler().sample(logits.clone(), [seq], [[]])[0]
     assert token == int(expected.argmax())
     assert log_prob == pytest.approx(float(torch.log_softmax(expected, -1)[0, token]), abs=1e-6)
 
@@ -84,7 +84,7 @@ def test_presence_and_frequency_penalties_count_generated_tokens_only():
     seq = make_seq(prompt=(9, 9, 9), generated=(11, 12, 11), sampling=params)
     expected = logits[0].clone()
     expected[11], expected[12] = 1.2, 1.0
-    token, log_prob = Sampler().sample(logits, [seq], [[]])[0]
+    token, log_prob, _ = Sampler().sample(logits, [seq], [[]])[0]
     assert token == 9
     assert log_prob == pytest.approx(float(torch.log_softmax(expected, -1)[9]), abs=1e-6)
 
@@ -96,7 +96,7 @@ def test_bad_words_match_transformers():
     logits[0, [17, 30, 31]] = 50.0
     expected = NoBadWordsLogitsProcessor(bad, eos_token_id=None)(
         torch.tensor([seq.token_ids]), logits.clone())
-    token, _ = Sampler().sample(logits, [seq], [[]])[0]
+    token, _, _ = Sampler().sample(logits, [seq], [[]])[0]
     assert token == 31 == int(expected.argmax())
     assert torch.isinf(logits[0, [17, 30]]).all()
 
@@ -106,7 +106,7 @@ def test_min_tokens_masks_end_ids_until_reached():
     logits[0, 2] = 100.0
     early = make_seq(generated=(8,), sampling=SamplingParams(min_tokens=2))
     later = make_seq(seq_id=1, generated=(8, 9), sampling=SamplingParams(min_tokens=2))
-    (early_token, _), (later_token, _) = Sampler().sample(
+    (early_token, _, _), (later_token, _, _) = Sampler().sample(
         torch.cat([logits, logits]), [early, later], [[2], [2]])
     assert early_token != 2 and later_token == 2
 
@@ -120,7 +120,7 @@ def test_top_k_and_top_p_keep_the_same_tokens_as_transformers():
     seen = set()
     for i in range(200):
         seq = make_seq(seq_id=i, sampling=SamplingParams(top_k=10, top_p=0.6, seed=i))
-        token, log_prob = sampler.sample(logits.clone(), [seq], [[]])[0]
+        token, log_prob, _ = sampler.sample(logits.clone(), [seq], [[]])[0]
         seen.add(token)
         expected = torch.log_softmax(warped[0], -1)[token]
         assert log_prob == pytest.approx(float(expected), abs=1e-5)
@@ -144,7 +144,7 @@ def test_seeded_draws_repeat_whatever_the_batch():
     # the same row logits, now third in a batch of four with other seeded rows
     logits[2] = logits[0]
     assert draws(4, 2) == alone
-    assert len({token for token, _ in alone}) > 1  # it really samples
+    assert len({choice.token for choice in alone}) > 1  # it really samples
 
 
 def test_temperature_zero_is_greedy_even_with_cuts():

@@ -57,9 +57,13 @@ class LLMEngine:
     loaded on a thread that then exits (see ``_on_own_thread``); a runner built on a thread
     that lives on, such as the main thread, leaves the step's OpenMP threads sleeping at each
     barrier on a machine with as many threads as cores (correct, but slower).
+    ``tokenizer``: the model's tokenizer (or its directory); with it the engine serves guided
+    requests (:mod:`tritonllm.engine.guided`), without it refuses them.
     """
 
-    def __init__(self, model_dir_or_runner, config: EngineConfig | None = None) -> None:
+    def __init__(self, model_dir_or_runner, config: EngineConfig | None = None,
+                 tokenizer=None) -> None:
+        from tritonllm.engine.guided import Grammars
         from tritonllm.engine.runner import ModelRunner  # torch stays out of plain imports
         from tritonllm.engine.sampler import Sampler
 
@@ -71,7 +75,9 @@ class LLMEngine:
         if self.runner.config != self.config:
             raise ValueError("config: differs from the config the ModelRunner was built with")
         self.scheduler = Scheduler(self.config)
-        self.sampler = Sampler()
+        self.grammars = (None if tokenizer is None else
+                         Grammars(tokenizer, self.runner.vocab_size, self.runner.eos_token_ids))
+        self.sampler = Sampler(self.grammars)
         self.threads = ThreadGovernor(thread_budget(self.config.num_threads))
         log.info("engine threads: %s", self.threads.budget.reason)
         self._stats = EngineStats()
@@ -105,10 +111,12 @@ class LLMEngine:
         """Queue a request; outputs arrive through ``on_output`` on the engine thread.
 
         Raises ValueError (naming the field and the limit) when the request can never be
-        served, :class:`QueueFullError` when ``max_queue_size`` requests already wait (retry
-        later), and RuntimeError once the engine is shut down.
+        served (a guide that does not compile included), :class:`QueueFullError` when
+        ``max_queue_size`` requests already wait (retry later), and RuntimeError once the engine
+        is shut down.
         """
         check_fits(request, self.config, self.runner.vocab_size)
+        matcher = self._matcher(request)
         with self._cond:
             if self._stopping:
                 raise RuntimeError("engine: shut down, not accepting requests")
@@ -116,10 +124,21 @@ class LLMEngine:
             if request.request_id in self._live:
                 raise ValueError(f"request_id: {request.request_id!r} is already in flight")
             seq = Sequence(self._next_seq_id, request, time.time_ns(), on_output, is_cancelled)
+            seq.matcher = matcher
             self._next_seq_id += 1
             self._live[request.request_id] = seq
             self._inbox.append(seq)
             self._cond.notify()
+
+    def _matcher(self, request: GenerationRequest):
+        """A grammar matcher for a guided request (compiling its guide here, on the caller's
+        thread, so the step never waits for a compile), else None."""
+        if request.guide is None:
+            return None
+        if self.grammars is None:
+            raise ValueError("guided_decoding_guide_type: guided decoding needs the model's "
+                             "tokenizer, and this engine was started without one")
+        return self.grammars.matcher(request.guide)
 
     def _admit(self) -> None:
         """Refuse a request when the queue is full (caller holds the lock). Requests that will
@@ -278,7 +297,7 @@ class LLMEngine:
         for seq, choice in zip(sampled, choices):
             self._postprocess(seq, choice, now)
 
-    def _sample(self, logits, seqs: list[Sequence]) -> list[tuple[int, float]]:
+    def _sample(self, logits, seqs: list[Sequence]) -> list:
         ends = [self._end_ids(seq.request) for seq in seqs]
         return self.sampler.sample(logits, seqs, ends)
 
@@ -289,11 +308,11 @@ class LLMEngine:
 
     # ---- postprocess ---------------------------------------------------------------------
 
-    def _postprocess(self, seq: Sequence, choice: tuple[int, float], now: int) -> None:
-        """Append the new token, decide whether the request is done, emit its output."""
+    def _postprocess(self, seq: Sequence, choice, now: int) -> None:
+        """Append the new token (a sampler ``Choice``), decide whether the request is done,
+        emit its output."""
         try:
-            token, log_prob = choice
-            reason = self._append(seq, token, log_prob, now)
+            reason = self._append(seq, choice, now)
             if reason is not None:
                 self._finish(seq, reason)
             elif seq.request.streaming:
@@ -302,13 +321,19 @@ class LLMEngine:
             log.exception("request %s failed", seq.request.request_id)
             self._finish(seq, "error", error=repr(exc))
 
-    def _append(self, seq: Sequence, token: int, log_prob: float, now: int) -> str | None:
+    def _append(self, seq: Sequence, choice, now: int) -> str | None:
         """Add the token unless it ends the request; the finish reason or None."""
-        request = seq.request
+        request, token = seq.request, choice.token
+        if seq.matcher is not None:
+            if not seq.matcher.accept(token):
+                raise RuntimeError(f"guided decoding: the grammar refused token {token}")
+            if seq.matcher.is_terminated:  # a complete output, ended by the model's end token
+                seq.last_token_time_ns = now
+                return "end_id"
         if token in self._end_ids(request):
             seq.last_token_time_ns = now
             return "end_id"
-        seq.append_token(token, log_prob, now)
+        seq.append_token(token, choice.log_prob, now, choice.top)
         with self._cond:
             self._stats.generated_tokens += 1
         if seq.num_generated >= request.sampling.min_tokens and self._hit_stop_word(seq):
@@ -327,6 +352,7 @@ class LLMEngine:
         """Free the request's cache now, count it, send its final output."""
         self.scheduler.remove(seq)
         self.sampler.release(seq.seq_id)
+        seq.matcher = None
         seq.finish_reason = reason
         if error is not None:
             seq.error = error
@@ -351,8 +377,10 @@ class LLMEngine:
         if request.streaming:
             start = seq.num_prompt_tokens + seq.num_emitted_tokens
             tokens, log_probs = seq.token_ids[start:], seq.log_probs[seq.num_emitted_tokens:]
+            top = seq.top_log_probs[seq.num_emitted_tokens:]
         else:
             tokens, log_probs = list(seq.generated_ids), list(seq.log_probs)
+            top = list(seq.top_log_probs)
             if not request.exclude_input_in_output:
                 tokens = seq.token_ids[:]
         seq.num_emitted_tokens = seq.num_generated
@@ -360,7 +388,7 @@ class LLMEngine:
         seq.kv_cache_blocks = max(seq.kv_cache_blocks, held)
         return GenerationOutput(
             request_id=request.request_id, token_ids=tokens,
-            log_probs=log_probs if request.return_log_probs else [],
+            log_probs=log_probs if request.return_log_probs else [], top_log_probs=top,
             cum_log_prob=seq.cum_log_prob, finished=finished,
             finish_reason=seq.finish_reason if finished else None,
             error=seq.error if finished else None,

@@ -21,9 +21,11 @@ from enum import Enum
 from typing import Callable
 
 from tritonllm.engine.config import EngineConfig
+from tritonllm.engine.guided import Guide
 
 FINISH_REASONS = ("length", "end_id", "stop_words", "cancelled", "timeout", "error")
 MAX_SEED = 2**64 - 1
+MAX_TOP_LOG_PROBS = 20  # most alternatives returned per token (OpenAI's top_logprobs limit)
 
 
 def _int_list(name: str, values) -> list[int]:
@@ -122,6 +124,9 @@ class GenerationRequest:
     ``stop_words`` / ``bad_words``: token-id sequences; a stop word ends generation once the
     generated tokens end with it; a bad word's last token is banned whenever the tokens before
     it have just been produced (a single-token bad word is always banned).
+    ``guide``: the grammar the output must match (guided decoding, :mod:`.guided`).
+    ``num_top_log_probs``: per generated token, the most likely tokens and their
+    log-probabilities under the distribution it was drawn from (0: none).
     """
 
     request_id: str
@@ -136,6 +141,8 @@ class GenerationRequest:
     timeout_s: float | None = None
     exclude_input_in_output: bool = False
     return_log_probs: bool = False
+    guide: Guide | None = None
+    num_top_log_probs: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.request_id, str) or not self.request_id:
@@ -159,6 +166,9 @@ class GenerationRequest:
             raise ValueError(f"pad_id: must be >= 0, got {self.pad_id}")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ValueError(f"timeout_s: must be > 0 seconds or None, got {self.timeout_s}")
+        if not 0 <= self.num_top_log_probs <= MAX_TOP_LOG_PROBS:
+            raise ValueError(f"num_top_log_probs: must be in [0, {MAX_TOP_LOG_PROBS}], got "
+                             f"{self.num_top_log_probs}")
 
 
 @dataclass
@@ -172,11 +182,14 @@ class GenerationOutput:
     ``kv_cache_blocks``: the most KV-cache blocks the request has held so far;
     ``kv_cache_reused_blocks``: how many of them it found cached (KV-cache reuse) when it was
     last admitted, rather than computing them.
+    ``top_log_probs``: per token of ``token_ids``'s generated tokens, ``num_top_log_probs``
+    ``(token_id, log_prob)`` pairs, most likely first (empty unless asked for).
     """
 
     request_id: str
     token_ids: list[int]
     log_probs: list[float] = field(default_factory=list)
+    top_log_probs: list[list[tuple[int, float]]] = field(default_factory=list)
     cum_log_prob: float = 0.0
     finished: bool = False
     finish_reason: str | None = None
@@ -218,7 +231,9 @@ class Sequence:
         self.num_computed_tokens = 0
         self.status = SequenceStatus.WAITING
         self.log_probs: list[float] = []
+        self.top_log_probs: list[list[tuple[int, float]]] = []
         self.cum_log_prob = 0.0
+        self.matcher = None  # guided decoding's place in the grammar (guided.Matcher)
         self.num_emitted_tokens = 0  # generated tokens already sent (streaming cursor)
         self.finish_reason: str | None = None
         self.error: str | None = None
@@ -260,9 +275,12 @@ class Sequence:
         """Prompt + max_new_tokens: the most tokens this sequence will ever hold."""
         return self.num_prompt_tokens + self.request.max_new_tokens
 
-    def append_token(self, token_id: int, log_prob: float, now_ns: int) -> None:
+    def append_token(self, token_id: int, log_prob: float, now_ns: int,
+                     top: list[tuple[int, float]] | None = None) -> None:
         self.token_ids.append(token_id)
         self.log_probs.append(log_prob)
+        if top is not None:
+            self.top_log_probs.append(top)
         self.cum_log_prob += log_prob
         self.first_token_time_ns = self.first_token_time_ns or now_ns
         self.last_token_time_ns = now_ns

@@ -6,17 +6,22 @@ Order per row, on the row's fp32 logits:
    logit is divided by the penalty when positive, multiplied when negative);
 2. presence and frequency penalties (OpenAI semantics, over generated tokens:
    ``logit -= presence * (count > 0) + frequency * count``);
-3. bans: the last token of each bad word whose preceding tokens end the sequence (single-token
-   bad words always), and the end ids while fewer than ``min_tokens`` tokens were generated;
-4. greedy: arg-max; sampling: ``/ temperature``, top-k cut, top-p (nucleus) cut, then a draw
+3. guided decoding: tokens the request's grammar does not allow next are banned;
+4. bans: the last token of each bad word whose preceding tokens end the sequence (single-token
+   bad words always), and the end ids while fewer than ``min_tokens`` tokens were generated —
+   unless the grammar allows nothing else (its output is complete): the grammar wins;
+5. greedy: arg-max; sampling: ``/ temperature``, top-k cut, top-p (nucleus) cut, then a draw
    with the request's own ``torch.Generator`` (seeded from ``seed``), so a seeded request gets
    the same tokens whatever else shares its batch.
 
 The log-probability returned is ``log_softmax`` of the final distribution used (after the
-steps above, and after temperature and the cuts when sampling).
+steps above, and after temperature and the cuts when sampling); the top log-probabilities a
+request asks for come from the same distribution.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -24,40 +29,66 @@ from tritonllm.engine import cpu_kernels
 from tritonllm.engine.request import SamplingParams, Sequence
 
 
+class Choice(NamedTuple):
+    """The token chosen for a row, its log-probability, and the row's most likely tokens
+    ``[(token_id, log_prob), ...]`` when its request asked for them (else None)."""
+
+    token: int
+    log_prob: float
+    top: list[tuple[int, float]] | None = None
+
+
 class Sampler:
     """Holds one ``torch.Generator`` per sampling sequence; ``release`` drops it.
 
     Greedy rows go through our ``tl_greedy`` (arg-max and log-softmax in two vectorized passes;
     torch's arg-max alone took ~120 us over SmolLM2's 49,152 logits) where our CPU kernels
-    load, else through torch."""
+    load, else through torch. ``grammars`` (:class:`~tritonllm.engine.guided.Grammars`) masks
+    the rows of guided requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, grammars=None) -> None:
         self._generators: dict[int, torch.Generator] = {}
         self._kernels = cpu_kernels.load()
+        self._grammars = grammars
 
     def release(self, seq_id: int) -> None:
         self._generators.pop(seq_id, None)
 
     @torch.inference_mode()
     def sample(self, logits: torch.Tensor, seqs: list[Sequence],
-               end_ids: list[list[int]]) -> list[tuple[int, float]]:
-        """``logits [S, vocab]`` for ``seqs`` (row order) → ``(token_id, log_prob)`` per row.
+               end_ids: list[list[int]]) -> list[Choice]:
+        """``logits [S, vocab]`` for ``seqs`` (row order) → a :class:`Choice` per row.
 
         ``end_ids[i]``: the ids that end ``seqs[i]`` (masked until its ``min_tokens``).
         Penalties and bans are applied to ``logits`` in place (the step's own tensor).
         """
         logits = logits.float()
+        allowed = self._allowed(seqs)
         for row, (seq, ends) in enumerate(zip(seqs, end_ids)):
-            if self._needs_processing(seq, ends):
-                logits[row] = self._process(logits[row], seq, ends)
-        results: list[tuple[int, float] | None] = [None] * len(seqs)
+            if row in allowed or self._needs_processing(seq, ends):
+                logits[row] = self._process(logits[row], seq, ends, allowed.get(row))
+        results: list[Choice | None] = [None] * len(seqs)
         greedy = [i for i, seq in enumerate(seqs) if seq.request.sampling.greedy]
         if greedy:  # all rows greedy (the usual case): no copy of the rows
             self._greedy(logits if len(greedy) == len(seqs) else logits[greedy], greedy, results)
         for i, seq in enumerate(seqs):
             if results[i] is None:
                 results[i] = self._draw(logits[i], seq)
+            elif seq.request.num_top_log_probs:
+                # The chosen token's log-prob from the same computation as its alternatives'.
+                top = _top(torch.log_softmax(logits[i], dim=-1), seq.request.num_top_log_probs)
+                token = results[i].token
+                log_prob = top[0][1] if top[0][0] == token else results[i].log_prob
+                results[i] = Choice(token, log_prob, top)
         return results
+
+    def _allowed(self, seqs: list[Sequence]) -> dict[int, torch.Tensor]:
+        """Row -> the tokens its grammar allows next, for the rows of guided requests."""
+        rows = [i for i, seq in enumerate(seqs) if seq.matcher is not None]
+        if not rows:
+            return {}
+        masks = self._grammars.allowed([seqs[i].matcher for i in rows])
+        return dict(zip(rows, masks))
 
     @staticmethod
     def _needs_processing(seq: Sequence, ends: list[int]) -> bool:
@@ -65,15 +96,20 @@ class Sampler:
         return (request.sampling.has_penalties or bool(request.bad_words)
                 or (bool(ends) and seq.num_generated < request.sampling.min_tokens))
 
-    def _process(self, row: torch.Tensor, seq: Sequence, ends: list[int]) -> torch.Tensor:
+    def _process(self, row: torch.Tensor, seq: Sequence, ends: list[int],
+                 allowed: torch.Tensor | None = None) -> torch.Tensor:
         params = seq.request.sampling
         if params.repetition_penalty not in (None, 1.0):
             row = self._repetition_penalty(row, seq.token_ids, params.repetition_penalty)
         if params.presence_penalty or params.frequency_penalty:
             row = self._openai_penalties(row, seq.generated_ids, params)
+        if allowed is not None:
+            row = row.masked_fill(~allowed, float("-inf"))
         banned = self._banned_tokens(seq, ends)
         if banned:
-            row[torch.tensor(banned, dtype=torch.long)] = float("-inf")
+            banned_ids = torch.tensor(banned, dtype=torch.long)
+            if allowed is None or int(allowed.sum()) > int(allowed[banned_ids.unique()].sum()):
+                row[banned_ids] = float("-inf")
         return row
 
     @staticmethod
@@ -111,9 +147,9 @@ class Sampler:
             log_probs = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None])[:, 0]
             tokens, log_probs = chosen.tolist(), log_probs.tolist()
         for row, token, log_prob in zip(rows, tokens, log_probs):
-            results[row] = (token, log_prob)
+            results[row] = Choice(token, log_prob)
 
-    def _draw(self, row: torch.Tensor, seq: Sequence) -> tuple[int, float]:
+    def _draw(self, row: torch.Tensor, seq: Sequence) -> Choice:
         params = seq.request.sampling
         row = row / (params.temperature or 1.0)
         if params.top_k and params.top_k < row.shape[0]:
@@ -123,7 +159,8 @@ class Sampler:
             row = self._top_p(row, params.top_p)
         log_probs = torch.log_softmax(row, dim=-1)
         token = int(torch.multinomial(log_probs.exp(), 1, generator=self._generator(seq)))
-        return token, float(log_probs[token])
+        k = seq.request.num_top_log_probs
+        return Choice(token, float(log_probs[token]), _top(log_probs, k) if k else None)
 
     @staticmethod
     def _top_p(row: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -144,3 +181,9 @@ class Sampler:
                 generator.manual_seed(seed)
             self._generators[seq.seq_id] = generator
         return generator
+
+
+def _top(log_probs: torch.Tensor, k: int) -> list[tuple[int, float]]:
+    """The ``k`` most likely ``(token_id, log_prob)`` of a row, most likely first."""
+    values, ids = torch.topk(log_probs, k)
+    return list(zip(ids.tolist(), values.tolist()))
