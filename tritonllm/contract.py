@@ -15,11 +15,17 @@ Ensemble wiring::
                             end_id, pad_id
         -> tensorrt_llm (decoupled; + the sampling inputs straight from the ensemble)
         -> output_ids, sequence_length -> postprocessing -> text_output
-           (cum_log_probs, output_log_probs, perf outputs go straight to the ensemble outputs)
+           (output_ids, cum_log_probs, output_log_probs, perf outputs go straight to the
+           ensemble outputs too)
 
-One extension of ours, additive: ``apply_chat_template`` (BOOL). When true, ``text_input`` holds
-a JSON array of ``{"role", "content"}`` messages that preprocessing renders with the model's chat
-template. Clients that do not know it are unaffected.
+Extensions of ours, additive (clients that do not know them are unaffected):
+
+- ``apply_chat_template`` (BOOL): when true, ``text_input`` holds chat messages as JSON that
+  preprocessing renders with the model's chat template (see tritonllm.models.preprocess);
+- ``num_top_log_probs`` (INT32, CPU engine): per generated token, this many most likely tokens
+  come back in ``top_log_prob_ids`` / ``top_log_probs`` [beam, tokens, k];
+- ``output_ids`` is an ensemble output too (the generated ids of each response), so clients can
+  tell which token each log-probability belongs to.
 
 Inputs marked ``supported=False`` are declared so that requests carrying them reach our code and
 get a clear error naming the input, instead of Triton's generic "unexpected input".
@@ -163,6 +169,7 @@ SAMPLING_INPUTS: tuple[tuple[str, str, str], ...] = (
     ("return_perf_metrics", "return_perf_metrics", "BOOL"),
     ("return_num_input_tokens", "return_num_input_tokens", "BOOL"),
     ("return_num_output_tokens", "return_num_output_tokens", "BOOL"),
+    ("num_top_log_probs", "num_top_log_probs", "INT32"),  # our extension (CPU engine)
     ("return_context_logits", "return_context_logits", "BOOL"),
     ("return_generation_logits", "return_generation_logits", "BOOL"),
 )
@@ -174,10 +181,13 @@ UNSUPPORTED_ENGINE_INPUTS: tuple[Tensor, ...] = (
            supported=False),
     Tensor("lora_config", "INT32", (-1, 3), optional=True, allow_ragged_batch=True,
            supported=False),
+)
+
+# Guided decoding, with TensorRT-LLM's names: the ensemble passes them straight to the engine.
+GUIDED_DECODING_INPUTS: tuple[Tensor, ...] = (
     Tensor("guided_decoding_guide_type", "STRING", (1,), optional=True,
-           allow_ragged_batch=True, supported=False),
-    Tensor("guided_decoding_guide", "STRING", (1,), optional=True, allow_ragged_batch=True,
-           supported=False),
+           allow_ragged_batch=True),
+    Tensor("guided_decoding_guide", "STRING", (1,), optional=True, allow_ragged_batch=True),
 )
 
 # Accepted and unused, as TensorRT-LLM's backend does for decoder-only models.
@@ -208,6 +218,9 @@ PERF_OUTPUTS: tuple[tuple[str, str], ...] = (
 # Our additive extension (``return_num_input_tokens`` / ``return_num_output_tokens``).
 COUNT_OUTPUTS: tuple[str, ...] = ("num_input_tokens", "num_output_tokens")
 
+# The CPU engine step's additive outputs for ``num_top_log_probs`` (see TENSORRT_LLM).
+TOP_LOG_PROBS = "top_log_probs"
+TOP_LOG_PROB_IDS = "top_log_prob_ids"
 # The engine step's additive output that makes postprocessing stateless (see TENSORRT_LLM).
 PRECEDING_IDS = "preceding_ids"
 # The engine step's additive output that postprocessing acknowledges, so the step learns when
@@ -258,6 +271,7 @@ TENSORRT_LLM = ModelContract(
         *(_scalar(engine, dtype) for _, engine, dtype in SAMPLING_INPUTS),
         *IGNORED_ENGINE_INPUTS,
         Tensor("embedding_bias", "FP32", (-1,), optional=True, allow_ragged_batch=True),
+        *GUIDED_DECODING_INPUTS,
         *UNSUPPORTED_ENGINE_INPUTS,
     ),
     outputs=(
@@ -272,6 +286,10 @@ TENSORRT_LLM = ModelContract(
         Tensor(DELIVERY_TICKET, "INT64", (2,)),
         Tensor("cum_log_probs", "FP32", (-1,)),
         Tensor("output_log_probs", "FP32", (-1, -1)),
+        # Our additive outputs (the CPU engine step's), with ``num_top_log_probs`` > 0: per
+        # beam and generated token, the k most likely ids and their log-probabilities.
+        Tensor(TOP_LOG_PROB_IDS, "INT32", (-1, -1, -1)),
+        Tensor(TOP_LOG_PROBS, "FP32", (-1, -1, -1)),
         Tensor("batch_index", "INT32", (1,)),
         Tensor("sequence_index", "INT32", (1,)),
         *(Tensor(name, dtype, (1,)) for name, dtype in PERF_OUTPUTS),
@@ -296,7 +314,8 @@ POSTPROCESSING = ModelContract(
 # --- ensemble ------------------------------------------------------------------------------
 
 _ENGINE_PASSTHROUGH_OUTPUTS = (
-    "cum_log_probs", "output_log_probs", "batch_index", "sequence_index",
+    "output_ids", "cum_log_probs", "output_log_probs", TOP_LOG_PROB_IDS, TOP_LOG_PROBS,
+    "batch_index", "sequence_index",
     *(name for name, _ in PERF_OUTPUTS), *COUNT_OUTPUTS,
 )
 
@@ -311,6 +330,7 @@ ENSEMBLE = ModelContract(
         _ensemble_scalar("pad_id", "INT32"),
         _ensemble_scalar("apply_chat_template", "BOOL"),
         *(_ensemble_scalar(name, dtype) for name, _, dtype in SAMPLING_INPUTS),
+        *GUIDED_DECODING_INPUTS,
         *(Tensor(t.name, t.dtype, t.dims, optional=True, allow_ragged_batch=t.allow_ragged_batch,
                  supported=False) for t in UNSUPPORTED_ENGINE_INPUTS),
     ),
@@ -352,10 +372,9 @@ ENSEMBLE = ModelContract(
                 "stop_words_list": "_STOP_WORDS_IDS",
                 "bad_words_list": "_BAD_WORDS_IDS",
                 **{engine: name for name, engine, _ in SAMPLING_INPUTS},
-                **{t.name: t.name for t in UNSUPPORTED_ENGINE_INPUTS},
+                **{t.name: t.name for t in GUIDED_DECODING_INPUTS + UNSUPPORTED_ENGINE_INPUTS},
             },
             output_map={
-                "output_ids": "_TOKENS_BATCH",
                 "sequence_length": "_SEQUENCE_LENGTH",
                 PRECEDING_IDS: "_PRECEDING_IDS",
                 DELIVERY_TICKET: "_DELIVERY_TICKET",
@@ -365,7 +384,7 @@ ENSEMBLE = ModelContract(
         Step(
             "postprocessing",
             input_map={
-                "TOKENS_BATCH": "_TOKENS_BATCH",
+                "TOKENS_BATCH": "output_ids",
                 "SEQUENCE_LENGTH": "_SEQUENCE_LENGTH",
                 "PRECEDING_IDS": "_PRECEDING_IDS",
                 "DELIVERY_TICKET": "_DELIVERY_TICKET",

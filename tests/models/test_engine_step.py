@@ -210,3 +210,56 @@ def test_only_streaming_responses_carry_preceding_ids():
     assert streamed["preceding_ids"].tolist() == [[[5, 6]]]
     assert output_tensors(out, Wants(preceding_ids=True), [])["preceding_ids"].shape == (1, 1, 0)
     assert "preceding_ids" not in output_tensors(out, Wants())
+
+
+def guided_inputs(kind=None, guide=None) -> dict:
+    extra = {}
+    if kind is not None:
+        extra["guided_decoding_guide_type"] = np.array([[kind.encode()]], dtype=np.object_)
+    if guide is not None:
+        extra["guided_decoding_guide"] = np.array([[guide.encode()]], dtype=np.object_)
+    return {**inputs(), **extra}
+
+
+def test_guided_decoding_inputs_become_the_requests_guide():
+    request, _ = parse_request("e1", guided_inputs("json_schema", '{"type": "object"}'))
+    assert (request.guide.type, request.guide.text) == ("json_schema", '{"type": "object"}')
+    request, _ = parse_request("e1", guided_inputs("json"))
+    assert (request.guide.type, request.guide.text) == ("json", "")
+    assert parse_request("e1", inputs())[0].guide is None
+
+
+@pytest.mark.parametrize("kind, guide, message", [
+    ("xml", "<a/>", "guided_decoding_guide_type: must be one of \\['json', 'json_schema', "
+                    "'regex', 'ebnf_grammar'\\], got 'xml'"),
+    ("regex", None, "guided_decoding_guide: required"),
+    (None, "[0-9]+", "guided_decoding_guide: sent without guided_decoding_guide_type"),
+])
+def test_guided_decoding_inputs_that_cannot_work_are_refused_by_name(kind, guide, message):
+    with pytest.raises(InvalidInputError, match=message):
+        parse_request("e1", guided_inputs(kind, guide))
+
+
+def test_top_log_probs_outputs_hold_k_per_token():
+    request, wants = parse_request("e1", inputs(num_top_log_probs=np.int32(2)))
+    assert request.num_top_log_probs == 2 and wants.top_log_probs == 2
+    out = GenerationOutput("e1", [4, 5], top_log_probs=[[(4, -0.1), (9, -2.5)],
+                                                       [(5, -0.2), (8, -1.9)]])
+    tensors = output_tensors(out, wants)
+    assert tensors[contract.TOP_LOG_PROB_IDS].tolist() == [[[[4, 9], [5, 8]]]]
+    assert tensors[contract.TOP_LOG_PROB_IDS].dtype == np.int32
+    assert tensors[contract.TOP_LOG_PROBS].shape == (1, 1, 2, 2)
+    assert tensors[contract.TOP_LOG_PROBS].dtype == np.float32
+    empty = output_tensors(GenerationOutput("e1", [], finished=True), wants)
+    assert empty[contract.TOP_LOG_PROBS].shape == (1, 1, 0, 2)
+    with pytest.raises(ValueError, match="num_top_log_probs: must be in \\[0, 20\\], got 21"):
+        parse_request("e1", inputs(num_top_log_probs=np.int32(21)))
+
+
+def test_held_stream_outputs_merge_their_top_log_probs():
+    shaper = StreamShaper(stream_interval=2)
+    first = GenerationOutput("e1", [1], top_log_probs=[[(1, -0.5)]])
+    assert shaper.shape(first) is first
+    assert shaper.shape(GenerationOutput("e1", [2], top_log_probs=[[(2, -0.4)]])) is None
+    merged = shaper.shape(GenerationOutput("e1", [3], top_log_probs=[[(3, -0.3)]]))
+    assert merged.top_log_probs == [[(2, -0.4)], [(3, -0.3)]]

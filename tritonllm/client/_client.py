@@ -217,7 +217,8 @@ class Client(_ClientBase):
         self.close()
 
     def _complete(self, request: InferRequest) -> Completion:
-        builder = CompletionBuilder(request.request_id, log_probs=request.wants_log_probs)
+        builder = CompletionBuilder(request.request_id, log_probs=request.wants_log_probs,
+                                    top_k=request.num_top_log_probs)
         start = time.perf_counter()
         with _closing(self._transport.infer(request)) as responses, \
                 self._stop_if_abandoned(request):
@@ -231,7 +232,8 @@ class Client(_ClientBase):
                 self._stop_if_abandoned(request):
             for index, outputs in enumerate(responses):
                 yield chunk_from(outputs, index, time.perf_counter() - start,
-                                 log_probs=request.wants_log_probs)
+                                 log_probs=request.wants_log_probs,
+                                 top_k=request.num_top_log_probs)
 
     def _stop_if_abandoned(self, request: InferRequest):
         return _when_abandoned(lambda: self._stop(request.request_id))
@@ -307,7 +309,8 @@ class AsyncClient(_ClientBase):
         await self.close()
 
     async def _complete(self, request: InferRequest) -> Completion:
-        builder = CompletionBuilder(request.request_id, log_probs=request.wants_log_probs)
+        builder = CompletionBuilder(request.request_id, log_probs=request.wants_log_probs,
+                                    top_k=request.num_top_log_probs)
         start = time.perf_counter()
         async with _aclosing(self._transport.infer(request)) as responses:
             with self._stop_if_abandoned(request):
@@ -338,5 +341,6 @@ class AsyncClient(_ClientBase):
                 index = 0
                 async for outputs in responses:
                     yield chunk_from(outputs, index, time.perf_counter() - start,
-                                     log_probs=request.wants_log_probs)
+                                     log_probs=request.wants_log_probs,
+                                 top_k=request.num_top_log_probs)
                     index += 1

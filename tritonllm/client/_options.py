@@ -32,6 +32,9 @@ TENSORS_OF_FIELD: dict[str, tuple[str, ...]] = {
     "pad_id": ("pad_id",),
     "exclude_input_in_output": ("exclude_input_in_output",),
     "return_log_probs": ("return_log_probs",),
+    "num_top_log_probs": ("num_top_log_probs",),
+    "guide_type": ("guided_decoding_guide_type",),
+    "guide": ("guided_decoding_guide",),
     "return_num_tokens": ("return_num_input_tokens", "return_num_output_tokens"),
 }
 
@@ -53,6 +56,10 @@ class GenerationOptions:
     - ``exclude_input_in_output``: True by default here (the server's default is False, which
       returns prompt + completion, as TensorRT-LLM does).
     - ``return_log_probs``: ask for ``cum_log_probs`` and ``output_log_probs``.
+    - ``num_top_log_probs``: per token, the k most likely tokens and their log-probabilities
+      (our extension, CPU engine; ``top_log_prob_ids`` / ``top_log_probs``).
+    - ``guide_type`` / ``guide``: guided decoding, TensorRT-LLM's ``guided_decoding_guide_type``
+      (``json``, ``json_schema``, ``regex``, ``ebnf_grammar``) and ``guided_decoding_guide``.
     - ``return_num_tokens``: ask for ``num_input_tokens`` and ``num_output_tokens``.
 
     The client checks only that each value fits its tensor's dtype (ValueError naming the
@@ -77,6 +84,9 @@ class GenerationOptions:
     pad_id: int | None = None
     exclude_input_in_output: bool = True
     return_log_probs: bool = False
+    num_top_log_probs: int | None = None
+    guide_type: str | None = None
+    guide: str | None = None
     return_num_tokens: bool = True
 
     def __post_init__(self) -> None:
@@ -120,6 +130,8 @@ def _as_words(field: str, value) -> tuple[str, ...]:
 
 def _check_fits(field: str, dtype: str, value) -> None:
     """ValueError naming ``field`` unless ``value`` can be sent as ``dtype``."""
+    if dtype == "STRING" and field not in ("stop", "bad_words") and not isinstance(value, str):
+        raise ValueError(f"{field}: must be a string, got {value!r}")
     if dtype == "BOOL" and not isinstance(value, bool):
         raise ValueError(f"{field}: must be True or False, got {value!r}")
     if dtype in _INTEGER_RANGES:

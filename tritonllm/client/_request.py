@@ -36,6 +36,11 @@ class InferRequest:
         flag = self.inputs.get("return_log_probs")
         return flag is not None and bool(flag.item())
 
+    @property
+    def num_top_log_probs(self) -> int:
+        value = self.inputs.get("num_top_log_probs")
+        return 0 if value is None else int(value.item())
+
 
 def build_request(model: str, text: str, options: GenerationOptions, *, stream: bool,
                   chat: bool = False, request_id: str | None = None) -> InferRequest:

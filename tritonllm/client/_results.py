@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tritonllm.contract import TOP_LOG_PROB_IDS, TOP_LOG_PROBS
+
 from ._errors import ServerError
 
 Outputs = dict[str, list]
@@ -23,7 +25,9 @@ class Chunk:
     ``arrival_s`` is when it arrived. ``log_probs`` are this chunk's tokens' log probabilities
     when ``return_log_probs`` was asked. ``num_input_tokens`` / ``num_output_tokens``: the
     prompt's tokens and the tokens generated so far (end_id not counted), when the server
-    returned them (``return_num_tokens``)."""
+    returned them (``return_num_tokens``). With log probabilities or ``num_top_log_probs``
+    asked for, ``token_ids`` are this chunk's token ids and ``top_log_probs`` holds, per token,
+    the ``(token_id, log_prob)`` alternatives, most likely first."""
 
     text: str
     index: int
@@ -31,6 +35,8 @@ class Chunk:
     log_probs: tuple[float, ...] | None = None
     num_input_tokens: int | None = None
     num_output_tokens: int | None = None
+    token_ids: tuple[int, ...] | None = None
+    top_log_probs: tuple[tuple[tuple[int, float], ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,13 +58,17 @@ class Completion:
     log_probs: tuple[float, ...] | None
     ttft_s: float
     e2e_s: float
+    token_ids: tuple[int, ...] | None = None
+    top_log_probs: tuple[tuple[tuple[int, float], ...], ...] | None = None
 
 
 _LOG_PROB_OUTPUTS = ("cum_log_probs", "output_log_probs")
 
 
-def chunk_from(outputs: Outputs, index: int, arrival_s: float, *, log_probs: bool) -> Chunk:
-    """``log_probs``: whether they were asked for (the server may send them regardless)."""
+def chunk_from(outputs: Outputs, index: int, arrival_s: float, *, log_probs: bool,
+               top_k: int = 0) -> Chunk:
+    """``log_probs`` / ``top_k``: what was asked for (the server may send log probabilities
+    regardless)."""
     values = outputs.get("output_log_probs") if log_probs else None
     return Chunk(
         text="".join(outputs.get("text_output", ())),
@@ -67,7 +77,23 @@ def chunk_from(outputs: Outputs, index: int, arrival_s: float, *, log_probs: boo
         log_probs=None if values is None else tuple(float(p) for p in values),
         num_input_tokens=_first_int(outputs, "num_input_tokens"),
         num_output_tokens=_first_int(outputs, "num_output_tokens"),
+        token_ids=_token_ids(outputs) if log_probs or top_k else None,
+        top_log_probs=_top_log_probs(outputs, top_k),
     )
+
+
+def _token_ids(outputs: Outputs) -> tuple[int, ...] | None:
+    values = outputs.get("output_ids")
+    return None if values is None else tuple(int(t) for t in values)
+
+
+def _top_log_probs(outputs: Outputs, k: int):
+    """The flattened ``[tokens, k]`` outputs, regrouped per token."""
+    ids, values = outputs.get(TOP_LOG_PROB_IDS), outputs.get(TOP_LOG_PROBS)
+    if not k or ids is None or values is None:
+        return None
+    pairs = [(int(i), float(v)) for i, v in zip(ids, values)]
+    return tuple(tuple(pairs[start:start + k]) for start in range(0, len(pairs), k))
 
 
 def _first_int(outputs: Outputs, name: str) -> int | None:
@@ -83,8 +109,11 @@ class CompletionBuilder:
 
     request_id: str
     log_probs: bool = False
+    top_k: int = 0
     _texts: list[str] = field(default_factory=list)
     _log_probs: list[float] | None = None
+    _token_ids: list[int] | None = None
+    _top: list | None = None
     _last: dict[str, float] = field(default_factory=dict)
     _times: list[float] = field(default_factory=list)
 
@@ -96,6 +125,10 @@ class CompletionBuilder:
         if "output_log_probs" in outputs:
             new = [float(p) for p in outputs["output_log_probs"]]
             self._log_probs = (self._log_probs or []) + new
+        if (self.log_probs or self.top_k) and (ids := _token_ids(outputs)) is not None:
+            self._token_ids = (self._token_ids or []) + list(ids)
+        if (top := _top_log_probs(outputs, self.top_k)) is not None:
+            self._top = (self._top or []) + list(top)
         for name in ("num_input_tokens", "num_output_tokens", "cum_log_probs"):
             if outputs.get(name):
                 self._last[name] = outputs[name][0]
@@ -112,6 +145,8 @@ class CompletionBuilder:
             log_probs=None if self._log_probs is None else tuple(self._log_probs),
             ttft_s=self._times[0],
             e2e_s=self._times[-1],
+            token_ids=None if self._token_ids is None else tuple(self._token_ids),
+            top_log_probs=None if self._top is None else tuple(self._top),
         )
 
     def _last_as(self, kind, name: str):

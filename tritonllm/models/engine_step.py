@@ -9,7 +9,8 @@ temperature; ``seed`` defaults to 0; an absent ``end_id`` means no token ends ge
 Outputs, as the backend sends them: ``output_ids`` INT32 [1, beam=1, len] (new tokens when
 streaming; prompt + generated otherwise, or generated only with ``exclude_input_in_output``),
 ``sequence_length`` INT32 [1, 1]; with ``return_log_probs``, ``cum_log_probs`` FP32 [1, 1] and
-``output_log_probs`` FP32 [1, 1, len]; with ``return_perf_metrics``, every response carries the
+``output_log_probs`` FP32 [1, 1, len]; with ``num_top_log_probs`` k > 0 (our extension),
+``top_log_prob_ids`` INT32 and ``top_log_probs`` FP32 [1, 1, len, k]; with ``return_perf_metrics``, every response carries the
 ten perf outputs [1, 1] (times are wall-clock ns); ``num_input_tokens`` / ``num_output_tokens``
 INT32 [1, 1] when asked (our extension). ``batch_index`` / ``sequence_index`` are not sent: the
 backend sends them only for batch > 1 / several sequences, which the CPU engine refuses.
@@ -26,6 +27,7 @@ import numpy as np
 from tritonllm import contract
 from tritonllm.defaults import ABANDONED_STREAM_TIMEOUT_MS
 from tritonllm.engine import GenerationOutput, GenerationRequest, SamplingParams
+from tritonllm.engine.guided import Guide
 from tritonllm.tokenizer import InvalidInputError, from_word_list_format
 
 # tensorrt_llm input -> SamplingParams field.
@@ -98,6 +100,7 @@ class Wants:
     """Which optional outputs a request asked for."""
 
     log_probs: bool = False
+    top_log_probs: int = 0
     perf: bool = False
     num_input_tokens: bool = False
     num_output_tokens: bool = False
@@ -135,9 +138,12 @@ def parse_request(engine_request_id: str, inputs: dict[str, np.ndarray],
                                              settings.exclude_input_in_output)),
         return_log_probs=bool(_scalar(inputs, "return_log_probs", False)),
         timeout_s=timeout_us / 1e6 if timeout_us else None,
+        guide=_guide(inputs),
+        num_top_log_probs=int(_scalar(inputs, "num_top_log_probs", 0)),
     )
     wants = Wants(
         log_probs=request.return_log_probs,
+        top_log_probs=request.num_top_log_probs,
         perf=bool(_scalar(inputs, "return_perf_metrics", False)),
         num_input_tokens=bool(_scalar(inputs, "return_num_input_tokens", False)),
         num_output_tokens=bool(_scalar(inputs, "return_num_output_tokens", False)),
@@ -162,6 +168,13 @@ def output_tensors(output: GenerationOutput, wants: Wants,
         tensors["cum_log_probs"] = np.array([[output.cum_log_prob]], dtype=np.float32)
         tensors["output_log_probs"] = np.asarray(output.log_probs,
                                                  dtype=np.float32).reshape(1, 1, -1)
+    if wants.top_log_probs:
+        shape = (1, 1, len(output.top_log_probs), wants.top_log_probs)
+        tensors[contract.TOP_LOG_PROB_IDS] = np.array(
+            [[i for i, _ in top] for top in output.top_log_probs], dtype=np.int32).reshape(shape)
+        tensors[contract.TOP_LOG_PROBS] = np.array(
+            [[p for _, p in top] for top in output.top_log_probs],
+            dtype=np.float32).reshape(shape)
     if wants.perf:
         tensors.update(_perf_tensors(output))
     if wants.num_input_tokens:
@@ -223,6 +236,31 @@ def _sampling(inputs: dict[str, np.ndarray]) -> SamplingParams:
         # Neither top-k nor top-p: the backend decodes greedily whatever the temperature.
         params = dataclasses.replace(params, temperature=None)
     return params
+
+
+def _guide(inputs: dict[str, np.ndarray]) -> Guide | None:
+    """TensorRT-LLM's guided-decoding inputs. The backend ignores a guide whose type it does not
+    know, or a guide without a type; the CPU engine refuses both, naming the input."""
+    kind, text = _text(inputs, "guided_decoding_guide_type"), _text(inputs, "guided_decoding_guide")
+    if kind is None:
+        if text:
+            raise InvalidInputError("guided_decoding_guide: sent without "
+                                    "guided_decoding_guide_type")
+        return None
+    try:
+        return Guide(kind, text or "")
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
+def _text(inputs: dict[str, np.ndarray], name: str) -> str | None:
+    value = _scalar(inputs, name)
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{name}: must be UTF-8 text") from None
 
 
 def _words(inputs: dict[str, np.ndarray], name: str) -> list[list[int]]:
@@ -311,4 +349,5 @@ def _merge(outputs: list[GenerationOutput]) -> GenerationOutput:
         return outputs[0]
     return dataclasses.replace(
         outputs[-1], token_ids=[t for o in outputs for t in o.token_ids],
-        log_probs=[p for o in outputs for p in o.log_probs])
+        log_probs=[p for o in outputs for p in o.log_probs],
+        top_log_probs=[top for o in outputs for top in o.top_log_probs])

@@ -208,7 +208,7 @@ def _postprocessing_model(settings: RepoSettings) -> pb.ModelConfig:
 
 def _engine_model(settings: RepoSettings) -> pb.ModelConfig:
     cfg = _base(contract.TENSORRT_LLM, settings.triton_max_batch_size,
-                _cpu_only_outputs(settings))
+                _cpu_only_outputs(settings), _cpu_only_inputs(settings))
     cfg.model_transaction_policy.decoupled = settings.decoupled
     cfg.dynamic_batching.SetInParent()
     cfg.instance_group.add(count=1, kind=pb.ModelInstanceGroup.KIND_CPU)
@@ -236,11 +236,13 @@ def _engine_model(settings: RepoSettings) -> pb.ModelConfig:
 
 
 def _ensemble_model(settings: RepoSettings) -> pb.ModelConfig:
-    cfg = _base(contract.ENSEMBLE, settings.triton_max_batch_size)
-    cfg.platform = "ensemble"
     skip = _cpu_only_outputs(settings)
     unwired = {ensemble_name for step in contract.ENSEMBLE.steps
                for name, ensemble_name in step.output_map.items() if name in skip}
+    unwired |= set(_cpu_only_inputs(settings))
+    cfg = _base(contract.ENSEMBLE, settings.triton_max_batch_size, tuple(unwired),
+                tuple(unwired))
+    cfg.platform = "ensemble"
     for step in contract.ENSEMBLE.steps:
         pb_step = cfg.ensemble_scheduling.step.add(model_name=step.model_name, model_version=-1)
         pb_step.input_map.update({k: v for k, v in step.input_map.items() if v not in unwired})
@@ -249,11 +251,12 @@ def _ensemble_model(settings: RepoSettings) -> pb.ModelConfig:
     return cfg
 
 
-def _base(model: ModelContract, max_batch_size: int,
-          skip_outputs: tuple[str, ...] = ()) -> pb.ModelConfig:
+def _base(model: ModelContract, max_batch_size: int, skip_outputs: tuple[str, ...] = (),
+          skip_inputs: tuple[str, ...] = ()) -> pb.ModelConfig:
     cfg = pb.ModelConfig(name=model.name, max_batch_size=max_batch_size)
     for tensor in model.inputs:
-        cfg.input.append(_input(tensor))
+        if tensor.name not in skip_inputs:
+            cfg.input.append(_input(tensor))
     for tensor in model.outputs:
         if tensor.name not in skip_outputs:
             cfg.output.add(name=tensor.name, data_type=_dtype(tensor), dims=list(tensor.dims))
@@ -262,9 +265,20 @@ def _base(model: ModelContract, max_batch_size: int,
 
 def _cpu_only_outputs(settings: RepoSettings) -> tuple[str, ...]:
     """Engine outputs only the CPU engine step sends: TensorRT-LLM's ``tensorrtllm`` backend
-    knows neither ``preceding_ids`` nor ``delivery_ticket``, so on GPU they are neither declared
-    nor wired (postprocessing then keeps per-request state, see tritonllm.models.postprocess)."""
-    return () if settings.target == "cpu" else (contract.PRECEDING_IDS, contract.DELIVERY_TICKET)
+    knows none of ``preceding_ids``, ``delivery_ticket`` and the top log-probabilities, so on
+    GPU they are neither declared nor wired (postprocessing then keeps per-request state, see
+    tritonllm.models.postprocess; the ensemble has no ``top_log_probs`` output, which the
+    OpenAI frontend reads as "chosen-token log-probabilities only")."""
+    if settings.target == "cpu":
+        return ()
+    return (contract.PRECEDING_IDS, contract.DELIVERY_TICKET, contract.TOP_LOG_PROB_IDS,
+            contract.TOP_LOG_PROBS)
+
+
+def _cpu_only_inputs(settings: RepoSettings) -> tuple[str, ...]:
+    """Inputs only the CPU engine step reads: on GPU they are not declared, so Triton refuses a
+    request that sends one, naming it, rather than the backend ignoring it."""
+    return () if settings.target == "cpu" else ("num_top_log_probs",)
 
 
 def _input(tensor: Tensor) -> pb.ModelInput:

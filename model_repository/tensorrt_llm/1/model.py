@@ -45,7 +45,8 @@ class TritonPythonModel:
         params = triton.parameters(args)
         self.settings = engine_step.StepSettings.from_model_config(json.loads(args["model_config"]))
         config = EngineConfig.from_parameters(params)
-        self.engine = LLMEngine(params["model_dir"], config)
+        # with the tokenizer, the engine serves guided decoding (guided_decoding_guide_type)
+        self.engine = LLMEngine(params["model_dir"], config, tokenizer=params.get("tokenizer_dir"))
         # sent off the engine thread; at most two steps' worth wait
         self.responses = triton.ResponseQueue(max_waiting=2 * config.max_batch_size)
         self.inflight = crash.InFlight()
