@@ -138,6 +138,7 @@ def openai_frontend(triton_server, tmp_path_factory):
 
     settings = FrontendSettings(triton_url=triton_server.grpc_url,
                                 model_name=triton_server.model_dir.name,
+                                tokenizer=str(triton_server.model_dir),
                                 host="127.0.0.1", port=free_port(), default_max_tokens=32)
     log = tmp_path_factory.mktemp("openai") / "frontend.log"
     with FrontendProcess(settings, log_file=log) as frontend:

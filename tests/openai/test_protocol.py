@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tritonllm.openai.errors import OpenAIError
@@ -89,8 +91,8 @@ def test_noop_values_of_unsupported_fields_are_accepted():
 
 @pytest.mark.parametrize("field, value", [
     ("n", 2), ("tools", [{"type": "function"}]), ("tool_choice", "auto"),
-    ("response_format", {"type": "json_object"}), ("logit_bias", {"1": 2}),
-    ("logprobs", True), ("top_logprobs", 2), ("audio", {}), ("store", True),
+    ("response_format", {"type": "yaml"}), ("logit_bias", {"1": 2}),
+    ("logprobs", 1), ("top_logprobs", 2), ("top_logprobs", 21), ("audio", {}), ("store", True),
     ("ignore_eos", True), ("frobnicate", 1)])
 def test_chat_refuses_each_unsupported_field_by_name(field, value):
     error = refusal(chat, **{field: value})
@@ -105,7 +107,9 @@ def test_chat_refuses_each_unsupported_field_by_name(field, value):
     ({"presence_penalty": 3}, "presence_penalty"), ({"stop": ["", "x"]}, "stop"),
     ({"stop": 5}, "stop"), ({"stream": "yes"}, "stream"), ({"model": ""}, "model"),
     ({"prompt": ["a", "b"]}, "prompt"), ({"prompt": [1, 2]}, "prompt"), ({"prompt": ""}, "prompt"),
-    ({"best_of": 2}, "best_of"), ({"logprobs": 1}, "logprobs"), ({"suffix": "x"}, "suffix"),
+    ({"best_of": 2}, "best_of"), ({"logprobs": 6}, "logprobs"), ({"suffix": "x"}, "suffix"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+     "response_format"),
     ({"stream": True, "stream_options": {"continuous_usage_stats": True}},
      "stream_options.continuous_usage_stats"),
 ])
@@ -131,3 +135,24 @@ def test_body_must_be_a_json_object():
 
 def test_endpoint_names():
     assert completion().endpoint == COMPLETIONS
+
+
+def test_response_format_becomes_the_engine_guide():
+    assert chat(response_format={"type": "json_object"}).options.guide_type == "json"
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    call = chat(response_format={"type": "json_schema",
+                                 "json_schema": {"name": "s", "schema": schema, "strict": True}})
+    assert (call.options.guide_type, json.loads(call.options.guide)) == ("json_schema", schema)
+    assert call.renames["guided_decoding_guide"] == "response_format"
+    assert completion(response_format={"type": "text"}).options.guide_type is None
+
+
+def test_logprobs_ask_the_engine_for_log_probs_and_alternatives():
+    call = chat(logprobs=True, top_logprobs=5)
+    assert call.logprobs == 5 and call.options.return_log_probs
+    assert call.options.num_top_log_probs == 5
+    plain = chat(logprobs=True)
+    assert plain.logprobs == 0 and plain.options.num_top_log_probs is None
+    assert chat().logprobs is None and not chat().options.return_log_probs
+    assert completion(logprobs=2).options.num_top_log_probs == 2
+    assert completion(logprobs=2).renames["num_top_log_probs"] == "logprobs"

@@ -71,3 +71,14 @@ def test_transport_failures_map_to_5xx():
     assert from_client_error(ServerError("internal error: boom")).status == 500
     body = from_client_error(ConnectionError("down")).body()["error"]
     assert set(body) == {"message", "type", "param", "code"}
+
+
+def test_an_input_the_deployed_ensemble_lacks_is_400_naming_the_field():
+    # Triton's wording (infer_request.cc) for an input its model config does not declare, as a
+    # GPU deployment answers num_top_log_probs, our CPU-engine extension
+    exc = InvalidRequestError("[request id: 7] unexpected inference input 'num_top_log_probs' "
+                              "for model 'ensemble'")
+    error = from_client_error(exc, {"num_top_log_probs": "top_logprobs"})
+    assert (error.status, error.param, error.code) == (400, "top_logprobs",
+                                                       "unsupported_parameter")
+    assert "chosen token's log probability only" in error.message

@@ -26,9 +26,10 @@ from starlette.routing import Route
 
 from tritonllm.client import AsyncClient, TritonLLMError
 
-from .errors import OpenAIError, invalid, model_not_found, unavailable
+from .errors import OpenAIError, invalid, model_not_found, unavailable, unsupported
 from .generation import Delta, Finish, generate
 from .limits import BodySizeLimit
+from .logprobs import TokenTexts, chat_logprobs, completion_logprobs
 from .metrics import FrontendMetrics, RequestTimer
 from .protocol import CHAT, COMPLETIONS, GenerationCall, parse_body, parse_chat, parse_completion
 from .responses import DONE, ResponseHead, model_card, model_list, sse
@@ -77,6 +78,7 @@ class Frontend:
         self.metrics = FrontendMetrics()
         self.created = int(time.time())
         self.client: AsyncClient | None = None
+        self._token_texts: TokenTexts | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -126,14 +128,25 @@ class Frontend:
             call = _parsed(parse, await request.body(), self.settings.default_max_tokens)
             if call.model != self.settings.model_name:
                 raise model_not_found(call.model, self.settings.model_name)
-            response = await (self._streamed(call) if call.stream
-                              else self._whole(call, request))
+            texts = self.token_texts() if call.logprobs is not None else None
+            response = await (self._streamed(call, texts) if call.stream
+                              else self._whole(call, request, texts))
         except OpenAIError as exc:
             response = error_response(exc)
         self.metrics.answered(endpoint, response.status_code)
         return response
 
-    async def _whole(self, call: GenerationCall, request: Request) -> Response:
+    def token_texts(self) -> TokenTexts:
+        """The tokens' texts for ``logprobs`` (loaded on first use); 400 without a tokenizer."""
+        if self._token_texts is None:
+            if not self.settings.tokenizer:
+                raise unsupported("logprobs", "the frontend was started without the model's "
+                                              "tokenizer (--tokenizer)")
+            self._token_texts = TokenTexts(self.settings.tokenizer)
+        return self._token_texts
+
+    async def _whole(self, call: GenerationCall, request: Request,
+                     texts: TokenTexts | None = None) -> Response:
         timer = self.metrics.timer(call.endpoint)
         with timer:
             work = asyncio.ensure_future(_collect(generate(self.client, call, decoupled=self.settings.decoupled), timer))
@@ -146,17 +159,19 @@ class Frontend:
                     await work
                 timer.abort()
                 return Response(status_code=CLIENT_CLOSED)
-            text, finish = work.result()
+            text, finish, tokens = work.result()
         timer.finish(finish.reason, finish.prompt_tokens, finish.completion_tokens)
         head = ResponseHead(call.endpoint, call.model)
-        return JSONResponse(head.body(call.prompt + text if call.echo else text, finish))
+        logprobs = None if texts is None else _logprobs(call, tokens, texts)
+        return JSONResponse(head.body(call.prompt + text if call.echo else text, finish,
+                                      logprobs))
 
-    async def _streamed(self, call: GenerationCall) -> Response:
+    async def _streamed(self, call: GenerationCall, texts: TokenTexts | None = None) -> Response:
         """Waits for the first event, so that a refused request still gets its HTTP 400."""
         timer = self.metrics.timer(call.endpoint)
         events = generate(self.client, call, decoupled=self.settings.decoupled)
         first = await anext(events)
-        return _ClosingStream(_sse_events(call, first, events, timer),
+        return _ClosingStream(_sse_events(call, first, events, timer, texts),
                               media_type="text/event-stream")
 
 
@@ -167,15 +182,24 @@ def _parsed(parse, raw: bytes, default_max_tokens: int) -> GenerationCall:
         raise invalid(str(exc).split(":")[0], str(exc)) from None
 
 
-async def _collect(events, timer: RequestTimer) -> tuple[str, Finish]:
-    texts = []
+async def _collect(events, timer: RequestTimer) -> tuple[str, Finish, list]:
+    texts, tokens = [], []
     async for event in events:
         if isinstance(event, Delta):
             timer.delta()
             texts.append(event.text)
+            tokens.extend(event.tokens)
         else:
-            return "".join(texts), event
+            return "".join(texts), event, tokens
     raise RuntimeError("generate ended without a Finish event")
+
+
+def _logprobs(call: GenerationCall, tokens, texts: TokenTexts, offset: int = 0) -> dict:
+    """``offset``: where these tokens' text starts in the choice's text (completions)."""
+    if call.chat:
+        return chat_logprobs(list(tokens), texts)
+    start = len(call.prompt) if call.echo else 0
+    return completion_logprobs(list(tokens), texts, call.logprobs, start + offset)
 
 
 async def _disconnected(request: Request) -> None:
@@ -184,7 +208,8 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def _sse_events(call: GenerationCall, first, events, timer: RequestTimer):
+async def _sse_events(call: GenerationCall, first, events, timer: RequestTimer,
+                      texts: TokenTexts | None = None):
     """The SSE stream: an opening chunk (chat: the role; completions with echo: the prompt),
     the text deltas, a chunk with the finish reason, the usage chunk when asked, ``[DONE]``.
     An error after the stream began is sent in-band as an OpenAI error event."""
@@ -195,13 +220,15 @@ async def _sse_events(call: GenerationCall, first, events, timer: RequestTimer):
         with timer:
             if call.chat or call.echo:
                 yield chunk(text=call.prompt if call.echo else None, first=call.chat)
-            finish = None
+            finish, sent = None, 0
             async for event in _chain(first, events):
                 if isinstance(event, Finish):
                     finish = event
                     continue
                 timer.delta()
-                yield chunk(text=event.text)
+                logprobs = None if texts is None else _logprobs(call, event.tokens, texts, sent)
+                sent += len(event.text)
+                yield chunk(text=event.text, logprobs=logprobs)
             yield chunk(finish_reason=finish.reason)
             if call.include_usage:
                 yield sse(head.usage_chunk(finish))

@@ -81,7 +81,20 @@ def from_client_error(exc: TritonLLMError, renames: dict[str, str] | None = None
                        code="internal_error")
 
 
+# Triton's refusal of an input the deployed ensemble does not declare (an extension of ours
+# that the GPU deployment lacks, such as num_top_log_probs).
+_UNDECLARED = re.compile(r"unexpected inference input '([A-Za-z_]+)'")
+
+
 def _refusal(message: str, renames: dict[str, str]) -> OpenAIError:
+    undeclared = _UNDECLARED.search(message)
+    if undeclared and undeclared.group(1) in renames:
+        param = renames[undeclared.group(1)]
+        return unsupported(param, f"this deployment's ensemble has no input "
+                                  f"{undeclared.group(1)!r} (TensorRT-LLM's backend returns the "
+                                  "chosen token's log probability only)"
+                           if param in ("top_logprobs", "logprobs") else
+                           f"this deployment's ensemble has no input {undeclared.group(1)!r}")
     match = _FIELD.match(message)
     if not match:
         return invalid(None, message)

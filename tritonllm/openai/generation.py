@@ -20,21 +20,26 @@ from dataclasses import dataclass
 from tritonllm.client import AsyncClient, Chunk, TritonLLMError
 
 from .errors import from_client_error
+from .logprobs import TokenLogprob
 from .protocol import GenerationCall
 from .stops import StopScanner
 
 
 @dataclass(frozen=True)
 class Delta:
-    """Text to send, in order; the deltas of a request concatenate to its whole text."""
+    """Text to send, in order; the deltas of a request concatenate to its whole text.
+    ``tokens``: the log probabilities of the tokens this text came from, when asked for."""
 
     text: str
+    tokens: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
 class Finish:
     """The last event: ``reason`` is ``"stop"`` (end of sequence or a stop string) or
-    ``"length"`` (``max_tokens`` reached); token counts are the engine's."""
+    ``"length"`` (``max_tokens`` reached). ``completion_tokens`` counts every token generated,
+    the end-of-sequence token included when the reply ended on it (as vLLM counts; the
+    engine's ``num_output_tokens`` leaves it out, as TensorRT-LLM's does)."""
 
     reason: str
     prompt_tokens: int
@@ -65,12 +70,15 @@ async def generate(client: AsyncClient, call: GenerationCall, *,
     :class:`~tritonllm.openai.errors.OpenAIError` naming the request's field."""
     scanner, counts = StopScanner(call.options.stop), _Counts()
     chunks = _stream(client, call) if decoupled else _whole(client, call)
+    pending: list[TokenLogprob] = []  # tokens whose text has not gone out yet
     try:
         async for chunk in chunks:
             counts.update(chunk)
+            pending.extend(_token_logprobs(chunk))
             text, matched = scanner.feed(chunk.text)
             if text:
-                yield Delta(text)
+                yield Delta(text, tuple(pending))
+                pending = []
             if matched:
                 break
     except TritonLLMError as exc:
@@ -78,9 +86,18 @@ async def generate(client: AsyncClient, call: GenerationCall, *,
     finally:
         await chunks.aclose()  # before the end of the stream: stops the engine request
     if tail := scanner.flush():
-        yield Delta(tail)
-    yield Finish(_reason(scanner.matched, counts.completion, call.max_tokens),
-                 counts.prompt, counts.completion)
+        yield Delta(tail, tuple(pending))
+    reason = _reason(scanner.matched, counts.completion, call.max_tokens)
+    ended_on_eos = reason == "stop" and not scanner.matched
+    yield Finish(reason, counts.prompt, counts.completion + ended_on_eos)
+
+
+def _token_logprobs(chunk) -> list[TokenLogprob]:
+    if chunk.token_ids is None or chunk.log_probs is None:
+        return []
+    tops = chunk.top_log_probs or [()] * len(chunk.token_ids)
+    return [TokenLogprob(t, p, tuple(top))
+            for t, p, top in zip(chunk.token_ids, chunk.log_probs, tops)]
 
 
 def _stream(client: AsyncClient, call: GenerationCall):
@@ -99,8 +116,10 @@ async def _whole(client: AsyncClient, call: GenerationCall):
     else:
         completion = await client.generate(call.prompt, **options)
     yield Chunk(text=completion.text, index=0, arrival_s=completion.e2e_s,
+                log_probs=completion.log_probs,
                 num_input_tokens=completion.num_input_tokens,
-                num_output_tokens=completion.num_output_tokens)
+                num_output_tokens=completion.num_output_tokens,
+                token_ids=completion.token_ids, top_log_probs=completion.top_log_probs)
 
 
 def _reason(matched_stop: bool, completion_tokens: int, max_tokens: int) -> str:

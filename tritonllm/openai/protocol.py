@@ -36,7 +36,6 @@ _NOOP_CHAT: dict[str, Callable[[object], bool]] = {
     "functions": lambda v: v in (None, []),
     "function_call": lambda v: v in (None, "none"),
     "parallel_tool_calls": lambda v: v is None or isinstance(v, bool),  # no tools: no effect
-    "response_format": lambda v: v is None or v == {"type": "text"},
     "logit_bias": lambda v: v in (None, {}),
     "modalities": lambda v: v in (None, ["text"]),
     "audio": lambda v: v is None,
@@ -58,8 +57,11 @@ _SAMPLING = ("temperature", "top_p", "seed", "stop", "presence_penalty", "freque
              "max_tokens", "stream", "stream_options", "logprobs", "model",
              # extensions that vLLM also accepts; the engine implements them
              "top_k", "min_tokens", "repetition_penalty")
-_USED = {CHAT: frozenset((*_SAMPLING, "messages", "max_completion_tokens", "top_logprobs")),
-         COMPLETIONS: frozenset((*_SAMPLING, "prompt", "echo"))}
+_USED = {CHAT: frozenset((*_SAMPLING, "messages", "max_completion_tokens", "top_logprobs",
+                          "response_format")),
+         COMPLETIONS: frozenset((*_SAMPLING, "prompt", "echo", "response_format"))}
+# OpenAI's limits on the alternatives per token: chat ``top_logprobs``, completions ``logprobs``.
+MAX_TOP_LOGPROBS = {CHAT: 20, COMPLETIONS: 5}
 _NOOP = {CHAT: _NOOP_CHAT, COMPLETIONS: _NOOP_COMPLETIONS}
 _ROLES = ("system", "developer", "user", "assistant")
 
@@ -70,7 +72,8 @@ class GenerationCall:
     messages (``{"role", "content"}`` with text content), which the ensemble's preprocessing
     renders with the model's chat template, once (``apply_chat_template``). ``renames``:
     ensemble input -> the request field that set it, for naming fields in the server's
-    refusals."""
+    refusals. ``logprobs``: None when the client did not ask for token log probabilities,
+    else how many alternatives per token (chat ``top_logprobs``, completions ``logprobs``)."""
 
     endpoint: str
     model: str
@@ -80,6 +83,7 @@ class GenerationCall:
     stream: bool = False
     include_usage: bool = False
     echo: bool = False
+    logprobs: int | None = None
     renames: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -114,27 +118,29 @@ def parse_body(raw: bytes) -> dict:
 def parse_chat(body: Mapping, *, default_max_tokens: int) -> GenerationCall:
     """A ``POST /v1/chat/completions`` body."""
     _check_fields(body, CHAT)
-    if _get(body, "top_logprobs", int, 0, 20) not in (None, 0):
-        raise unsupported("top_logprobs", "the engine returns the chosen token's log "
-                                          "probability only")
+    logprobs = _chat_logprobs(body)
     max_tokens, source = _max_tokens(body, ("max_completion_tokens", "max_tokens"),
                                      default_max_tokens)
     return GenerationCall(
         endpoint=CHAT, model=_model(body), messages=chat_messages(body.get("messages")),
-        options=_options(body, max_tokens), stream=_stream(body),
-        include_usage=_include_usage(body),
-        renames={"text_input": "messages", "max_tokens": source, "stop_words": "stop"})
+        options=_options(body, max_tokens, logprobs), stream=_stream(body),
+        include_usage=_include_usage(body), logprobs=logprobs,
+        renames={"text_input": "messages", "max_tokens": source, "stop_words": "stop",
+                 **_GUIDE_RENAMES, "num_top_log_probs": "top_logprobs"})
 
 
 def parse_completion(body: Mapping, *, default_max_tokens: int) -> GenerationCall:
     """A ``POST /v1/completions`` body."""
     _check_fields(body, COMPLETIONS)
+    logprobs = _get(body, "logprobs", int, 0, MAX_TOP_LOGPROBS[COMPLETIONS])
     max_tokens, source = _max_tokens(body, ("max_tokens",), default_max_tokens)
     return GenerationCall(
         endpoint=COMPLETIONS, model=_model(body), prompt=prompt_text(body.get("prompt")),
-        options=_options(body, max_tokens), stream=_stream(body),
+        options=_options(body, max_tokens, logprobs), stream=_stream(body),
         include_usage=_include_usage(body), echo=bool(_get(body, "echo", bool)),
-        renames={"text_input": "prompt", "max_tokens": source, "stop_words": "stop"})
+        logprobs=logprobs,
+        renames={"text_input": "prompt", "max_tokens": source, "stop_words": "stop",
+                 **_GUIDE_RENAMES, "num_top_log_probs": "logprobs"})
 
 
 # --- fields ----------------------------------------------------------------------------------
@@ -153,14 +159,50 @@ def _check_fields(body: Mapping, endpoint: str) -> None:
             _get(body, "user", str)
         elif body.get(name) is not None and not isinstance(body[name], dict):
             raise invalid(name, f"{name}: must be an object")
-    _check_logprobs(body, endpoint)
 
 
-def _check_logprobs(body: Mapping, endpoint: str) -> None:
-    if endpoint == CHAT and _get(body, "logprobs", bool):
-        raise unsupported("logprobs", "token log probabilities are not returned yet")
-    if endpoint == COMPLETIONS and _get(body, "logprobs", int, 0, 5) is not None:
-        raise unsupported("logprobs", "token log probabilities are not returned yet")
+def _chat_logprobs(body: Mapping) -> int | None:
+    """None unless ``logprobs`` is true; then ``top_logprobs`` (default 0)."""
+    top = _get(body, "top_logprobs", int, 0, MAX_TOP_LOGPROBS[CHAT])
+    if not _get(body, "logprobs", bool):
+        if top:
+            raise invalid("top_logprobs", "top_logprobs: needs logprobs set to true")
+        return None
+    return top or 0
+
+
+# The guided-decoding inputs come from response_format (or, for tool calls, from tools).
+_GUIDE_RENAMES = {"guided_decoding_guide": "response_format",
+                  "guided_decoding_guide_type": "response_format"}
+
+
+def response_format_guide(value) -> tuple[str, str] | None:
+    """``response_format`` -> the engine's ``(guide type, guide)``, or None for plain text:
+    ``json_object`` is any JSON value (TensorRT-LLM's ``json`` guide);
+    ``json_schema`` is JSON matching ``json_schema.schema`` (any JSON when it has none)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "type" not in value:
+        raise invalid("response_format", "response_format: must be an object with a type")
+    kind = value["type"]
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json", ""
+    if kind != "json_schema":
+        raise invalid("response_format", "response_format.type: must be one of 'text', "
+                                         f"'json_object', 'json_schema', got {kind!r}")
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise invalid("response_format", "response_format.json_schema: must be an object with "
+                                         "a name (and a schema)")
+    schema = spec.get("schema")
+    if schema is None:
+        return "json", ""
+    if not isinstance(schema, dict):
+        raise invalid("response_format", "response_format.json_schema.schema: must be a JSON "
+                                         "Schema object")
+    return "json_schema", json.dumps(schema)
 
 
 def _model(body: Mapping) -> str:
@@ -197,7 +239,7 @@ def _max_tokens(body: Mapping, names: tuple[str, ...], default: int) -> tuple[in
     return default, names[-1]
 
 
-def _options(body: Mapping, max_tokens: int) -> GenerationOptions:
+def _options(body: Mapping, max_tokens: int, logprobs: int | None = None) -> GenerationOptions:
     temperature = _get(body, "temperature", float, 0.0, 2.0)
     top_p = _get(body, "top_p", float, 0.0, 1.0)
     if top_p == 0:
@@ -215,7 +257,16 @@ def _options(body: Mapping, max_tokens: int) -> GenerationOptions:
         min_tokens=_get(body, "min_tokens", int, 0, 2**31 - 1),
         repetition_penalty=_get(body, "repetition_penalty", float, 0.0, math.inf),
         return_num_tokens=True,
+        return_log_probs=logprobs is not None,
+        num_top_log_probs=logprobs or None,
+        **_guide_options(response_format_guide(body.get("response_format"))),
     )
+
+
+def _guide_options(guide: tuple[str, str] | None) -> dict:
+    if guide is None:
+        return {}
+    return {"guide_type": guide[0], "guide": guide[1] or None}
 
 
 def _seed(body: Mapping, greedy: bool) -> int | None:

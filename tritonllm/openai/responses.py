@@ -46,17 +46,19 @@ class ResponseHead:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
                 "system_fingerprint": None}
 
-    def body(self, text: str, finish: Finish) -> dict:
-        """The whole non-streamed response."""
+    def body(self, text: str, finish: Finish, logprobs: dict | None = None) -> dict:
+        """The whole non-streamed response; ``logprobs`` in the endpoint's shape
+        (:mod:`.logprobs`) when asked for."""
         if self.chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text},
-                      "logprobs": None, "finish_reason": finish.reason}
+                      "logprobs": logprobs, "finish_reason": finish.reason}
             return {**self._base("chat.completion"), "choices": [choice], "usage": finish.usage}
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish.reason}
+        choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish.reason}
         return {**self._base("text_completion"), "choices": [choice], "usage": finish.usage}
 
     def chunk(self, text: str | None = None, *, first: bool = False,
-              finish_reason: str | None = None, with_usage_field: bool = False) -> dict:
+              finish_reason: str | None = None, with_usage_field: bool = False,
+              logprobs: dict | None = None) -> dict:
         """One streamed chunk with one choice: a text delta, the first chunk (chat: the
         assistant role), or the last one (``finish_reason``). ``with_usage_field`` adds
         ``usage: null``, as OpenAI does on every chunk when usage was asked for."""
@@ -64,11 +66,11 @@ class ResponseHead:
             delta = {"role": "assistant", "content": ""} if first else {}
             if text is not None:
                 delta["content"] = text
-            choice = {"index": 0, "delta": delta, "logprobs": None,
+            choice = {"index": 0, "delta": delta, "logprobs": logprobs,
                       "finish_reason": finish_reason}
             chunk = {**self._base("chat.completion.chunk"), "choices": [choice]}
         else:
-            choice = {"index": 0, "text": text or "", "logprobs": None,
+            choice = {"index": 0, "text": text or "", "logprobs": logprobs,
                       "finish_reason": finish_reason}
             chunk = {**self._base("text_completion"), "choices": [choice]}
         return {**chunk, "usage": None} if with_usage_field else chunk

@@ -21,7 +21,8 @@ class FrontendSettings:
     asked); ``max_body_bytes``: larger request bodies get 413; ``decoupled``: whether the
     deployment streams (tensorrtllm_backend's ``decoupled_mode``); when false, each request
     asks the ensemble for one whole response and a streamed request gets its text in one
-    chunk."""
+    chunk. ``tokenizer``: the model's tokenizer directory, for the text of each token in
+    ``logprobs`` ("" : none; requests for log probabilities are then refused)."""
 
     triton_url: str = f"localhost:{GRPC_PORT}"
     triton_model: str = "ensemble"
@@ -32,6 +33,7 @@ class FrontendSettings:
     request_timeout_s: float | None = 600.0
     decoupled: bool = True
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    tokenizer: str = ""
 
     def __post_init__(self) -> None:
         for name in ("triton_url", "triton_model", "model_name", "host"):

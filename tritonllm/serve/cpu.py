@@ -186,7 +186,8 @@ def _start_frontend(deployment: CpuDeployment, ports: Ports, port: int,
     triton_host = "localhost" if host in ("0.0.0.0", "::") else host
     settings = FrontendSettings(triton_url=f"{triton_host}:{ports.grpc}", host=host, port=port,
                                 decoupled=deployment.decoupled,
-                                model_name=resolve_model_dir(deployment.model).name)
+                                model_name=resolve_model_dir(deployment.model).name,
+                                tokenizer=str(resolve_model_dir(deployment.model)))
     log = log_file.with_name(log_file.name + ".openai") if log_file else None
     return FrontendProcess(settings, log_file=log).start()
 
