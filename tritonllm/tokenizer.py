@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tritonllm.tool_calls import messages_for_plain_template, template_knows_tools
+
 # A word list with more entries than this is refused (a request carrying thousands of stop
 # words would otherwise cost a token-sequence match per word per step).
 MAX_WORDS = 32  # each word is matched in up to 2 spellings; the engine takes 64 sequences
@@ -58,13 +60,21 @@ class TextCodec:
         return list(self.tokenizer.encode(text))
 
     def encode_chat(self, messages_json: str) -> list[int]:
-        """A JSON array of ``{"role", "content"}`` messages, rendered with the chat template."""
-        messages = parse_messages(messages_json)
-        if not getattr(self.tokenizer, "chat_template", None):
+        """Chat messages (and tools; see :func:`parse_messages`), rendered with the chat
+        template; a template that does not know tools gets them as text
+        (:mod:`tritonllm.tool_calls`)."""
+        messages, tools = parse_messages(messages_json)
+        template = getattr(self.tokenizer, "chat_template", None)
+        if not template:
             raise InvalidInputError(
                 "apply_chat_template: this model's tokenizer has no chat template")
+        extra = {}
+        if template_knows_tools(template):
+            extra = {"tools": tools} if tools else {}
+        elif tools or any("tool_calls" in m for m in messages):
+            messages = messages_for_plain_template(messages, tools)
         ids = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False, **extra)
         return list(ids)
 
     def decode(self, ids: list[int]) -> str:
@@ -145,21 +155,43 @@ class FastDecoder:
         return [self._rust.decode(ids, skip_special_tokens=True) for ids in sequences]
 
 
-def parse_messages(messages_json: str) -> list[dict]:
+def parse_messages(messages_json: str) -> tuple[list[dict], list[dict]]:
+    """``text_input`` with ``apply_chat_template``: a JSON array of messages, or an object
+    ``{"messages": [...], "tools": [...]}`` (OpenAI ``function`` tools). A message has a string
+    ``role`` and ``content``; an assistant message may carry ``tool_calls`` instead of content,
+    a ``tool`` message its ``tool_call_id``. Returns ``(messages, tools)``."""
     try:
-        messages = json.loads(messages_json)
+        value = json.loads(messages_json)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
             f"text_input: with apply_chat_template it must be a JSON array of messages ({exc})"
         ) from None
-    ok = isinstance(messages, list) and messages and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-        for m in messages)
-    if not ok:
+    tools = []
+    if isinstance(value, dict):
+        messages, tools = value.get("messages"), value.get("tools") or []
+        if not isinstance(tools, list) or not all(_is_tool(t) for t in tools):
+            raise InvalidInputError('text_input: "tools" must be a list of {"type": "function", '
+                                    '"function": {"name": ...}} objects')
+    else:
+        messages = value
+    if not (isinstance(messages, list) and messages and all(map(_is_message, messages))):
         raise InvalidInputError(
             'text_input: with apply_chat_template it must be a non-empty JSON array of '
             '{"role": str, "content": str} objects')
-    return messages
+    return messages, tools
+
+
+def _is_message(m) -> bool:
+    if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+        return False
+    if isinstance(m.get("tool_calls"), list) and m["tool_calls"]:
+        return m.get("content") is None or isinstance(m.get("content"), str)
+    return isinstance(m.get("content"), str)
+
+
+def _is_tool(t) -> bool:
+    return (isinstance(t, dict) and isinstance(t.get("function"), dict)
+            and isinstance(t["function"].get("name"), str))
 
 
 def to_word_list_format(sequences: list[list[int]]) -> np.ndarray:

@@ -153,8 +153,8 @@ def test_async_sdk_concurrent_and_streamed(openai_frontend, served_model, sdk):
 
 UNSUPPORTED_CHAT = {
     "n": {"n": 2},
-    "tools": {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-    "tool_choice": {"tool_choice": "auto"},
+    "tools": {"tools": [{"type": "function", "function": {"name": "f g"}}]},
+    "tool_choice": {"tool_choice": "auto"},  # without tools
     "response_format": {"response_format": {"type": "xml"}},
     "logit_bias": {"logit_bias": {"42": 10}},
     "top_logprobs": {"top_logprobs": 3},  # without logprobs: true

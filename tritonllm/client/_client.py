@@ -187,17 +187,19 @@ class Client(_ClientBase):
         return self._chunks(self._request(prompt, options, stream=True, chat=False,
                                           request_id=request_id))
 
-    def chat(self, messages: Messages, *, request_id: str | None = None, **options) -> Completion:
+    def chat(self, messages: Messages, *, tools: Sequence[Mapping] | None = None,
+             request_id: str | None = None, **options) -> Completion:
         """The assistant's reply to ``messages`` (``[{"role": ..., "content": ...}, ...]``),
-        rendered by the server with the model's chat template."""
-        return self._complete(self._request(messages_to_text(messages), options, stream=False,
-                                            chat=True, request_id=request_id))
+        rendered by the server with the model's chat template, which also gets ``tools``
+        (OpenAI ``{"type": "function", "function": {...}}`` objects) when given."""
+        return self._complete(self._request(messages_to_text(messages, tools), options,
+                                            stream=False, chat=True, request_id=request_id))
 
-    def chat_stream(self, messages: Messages, *, request_id: str | None = None,
-                    **options) -> Iterator[Chunk]:
+    def chat_stream(self, messages: Messages, *, tools: Sequence[Mapping] | None = None,
+                    request_id: str | None = None, **options) -> Iterator[Chunk]:
         """:meth:`chat`, streamed as in :meth:`stream`."""
-        return self._chunks(self._request(messages_to_text(messages), options, stream=True,
-                                          chat=True, request_id=request_id))
+        return self._chunks(self._request(messages_to_text(messages, tools), options,
+                                          stream=True, chat=True, request_id=request_id))
 
     def health(self) -> bool:
         """Whether the server is live; ConnectionError when it cannot be reached."""
@@ -280,17 +282,17 @@ class AsyncClient(_ClientBase):
         return self._chunks(self._request(prompt, options, stream=True, chat=False,
                                           request_id=request_id))
 
-    async def chat(self, messages: Messages, *, request_id: str | None = None,
-                   **options) -> Completion:
+    async def chat(self, messages: Messages, *, tools: Sequence[Mapping] | None = None,
+                   request_id: str | None = None, **options) -> Completion:
         """See :meth:`Client.chat`."""
-        return await self._complete(self._request(messages_to_text(messages), options,
+        return await self._complete(self._request(messages_to_text(messages, tools), options,
                                                   stream=False, chat=True, request_id=request_id))
 
-    def chat_stream(self, messages: Messages, *, request_id: str | None = None,
-                    **options) -> AsyncIterator[Chunk]:
+    def chat_stream(self, messages: Messages, *, tools: Sequence[Mapping] | None = None,
+                    request_id: str | None = None, **options) -> AsyncIterator[Chunk]:
         """See :meth:`Client.chat_stream`; use with ``async for``."""
-        return self._chunks(self._request(messages_to_text(messages), options, stream=True,
-                                          chat=True, request_id=request_id))
+        return self._chunks(self._request(messages_to_text(messages, tools), options,
+                                          stream=True, chat=True, request_id=request_id))
 
     async def health(self) -> bool:
         return await self._transport.live()

@@ -74,19 +74,33 @@ def stop_request(request_id: str) -> InferRequest:
     return InferRequest(TENSORRT_LLM.name, request_id, inputs, stream=False)
 
 
-def messages_to_text(messages: Sequence[Mapping[str, str]]) -> str:
-    """Chat messages as the JSON array ``text_input`` carries with ``apply_chat_template``:
-    ``[{"role": ..., "content": ...}, ...]``; ValueError naming the bad message otherwise."""
+def messages_to_text(messages: Sequence[Mapping], tools: Sequence[Mapping] | None = None) -> str:
+    """Chat messages as ``text_input`` carries them with ``apply_chat_template``: the JSON array
+    ``[{"role": ..., "content": ...}, ...]``, or ``{"messages": [...], "tools": [...]}`` with
+    tools. An assistant message may carry ``tool_calls`` (its content then may be None), a
+    ``tool`` message its ``tool_call_id``. ValueError naming the bad message otherwise."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
         raise ValueError("messages: must be a non-empty list of {'role', 'content'} mappings")
-    return json.dumps([_message(i, m) for i, m in enumerate(messages)], ensure_ascii=False)
+    checked = [_message(i, m) for i, m in enumerate(messages)]
+    if tools:
+        return json.dumps({"messages": checked, "tools": [dict(t) for t in tools]},
+                          ensure_ascii=False)
+    return json.dumps(checked, ensure_ascii=False)
 
 
-def _message(index: int, message: Mapping[str, str]) -> dict[str, str]:
+def _message(index: int, message: Mapping) -> dict:
     if not isinstance(message, Mapping):
         raise ValueError(f"messages[{index}]: must be a mapping with 'role' and 'content'")
-    for key in ("role", "content"):
-        if not isinstance(message.get(key), str):
-            raise ValueError(f"messages[{index}].{key}: must be a string, "
-                             f"got {message.get(key)!r}")
-    return {"role": message["role"], "content": message["content"]}
+    calls = message.get("tool_calls")
+    if not isinstance(message.get("role"), str):
+        raise ValueError(f"messages[{index}].role: must be a string, got {message.get('role')!r}")
+    if not isinstance(message.get("content"), str) and not (calls and message.get("content")
+                                                            is None):
+        raise ValueError(f"messages[{index}].content: must be a string, "
+                         f"got {message.get('content')!r}")
+    checked = {"role": message["role"], "content": message.get("content")}
+    if calls:
+        checked["tool_calls"] = [dict(c) for c in calls]
+    if message.get("tool_call_id") is not None:
+        checked["tool_call_id"] = str(message["tool_call_id"])
+    return checked

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 
 from starlette.applications import Starlette
@@ -163,8 +164,11 @@ class Frontend:
         timer.finish(finish.reason, finish.prompt_tokens, finish.completion_tokens)
         head = ResponseHead(call.endpoint, call.model)
         logprobs = None if texts is None else _logprobs(call, tokens, texts)
+        calls = call.tools.calls(text) if call.chat else None
+        if calls:
+            finish = dataclasses.replace(finish, reason=call.tools.finish_reason())
         return JSONResponse(head.body(call.prompt + text if call.echo else text, finish,
-                                      logprobs))
+                                      logprobs, calls))
 
     async def _streamed(self, call: GenerationCall, texts: TokenTexts | None = None) -> Response:
         """Waits for the first event, so that a refused request still gets its HTTP 400."""
@@ -220,15 +224,25 @@ async def _sse_events(call: GenerationCall, first, events, timer: RequestTimer,
         with timer:
             if call.chat or call.echo:
                 yield chunk(text=call.prompt if call.echo else None, first=call.chat)
-            finish, sent = None, 0
+            finish, sent, held = None, 0, _HeldReply(call.tools)
             async for event in _chain(first, events):
                 if isinstance(event, Finish):
                     finish = event
                     continue
                 timer.delta()
-                logprobs = None if texts is None else _logprobs(call, event.tokens, texts, sent)
-                sent += len(event.text)
-                yield chunk(text=event.text, logprobs=logprobs)
+                for delta in held.feed(event):
+                    logprobs = None if texts is None else _logprobs(call, delta.tokens, texts,
+                                                                    sent)
+                    sent += len(delta.text)
+                    yield chunk(text=delta.text, logprobs=logprobs)
+            calls, rest = held.finish()
+            if calls:
+                logprobs = None if texts is None else _logprobs(call, rest.tokens, texts)
+                yield chunk(tool_calls=calls, logprobs=logprobs)
+                finish = dataclasses.replace(finish, reason=call.tools.finish_reason())
+            elif rest is not None:
+                logprobs = None if texts is None else _logprobs(call, rest.tokens, texts, sent)
+                yield chunk(text=rest.text, logprobs=logprobs)
             yield chunk(finish_reason=finish.reason)
             if call.include_usage:
                 yield sse(head.usage_chunk(finish))
@@ -243,6 +257,35 @@ async def _sse_events(call: GenerationCall, first, events, timer: RequestTimer,
         if not done:
             timer.abort()
         await events.aclose()
+
+
+class _HeldReply:
+    """Streaming with tools: text that is, or may still become, a tool call is held back; once
+    it cannot (``auto``: the reply does not open with ``{``), it goes out as content."""
+
+    def __init__(self, tools) -> None:
+        self.tools = tools
+        self.holding = tools.active
+        self.held: list[Delta] = []
+
+    def feed(self, delta: Delta) -> list[Delta]:
+        """The deltas to send now."""
+        if not self.holding:
+            return [delta]
+        self.held.append(delta)
+        text = "".join(d.text for d in self.held)
+        if self.tools.guided or self.tools.could_be_call(text):
+            return []
+        self.holding, held, self.held = False, self.held, []
+        return held
+
+    def finish(self) -> tuple[list[dict] | None, Delta | None]:
+        """The reply's tool calls, or None; and what was held, as one delta (or None)."""
+        if not self.held:
+            return None, None
+        rest = Delta("".join(d.text for d in self.held),
+                     tuple(t for d in self.held for t in d.tokens))
+        return self.tools.calls(rest.text), rest
 
 
 async def _chain(first, events):

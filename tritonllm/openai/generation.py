@@ -104,15 +104,20 @@ def _stream(client: AsyncClient, call: GenerationCall):
     options = {f.name: getattr(call.options, f.name)
                for f in dataclasses.fields(call.options)}
     if call.chat:
-        return client.chat_stream(list(call.messages), **options)
+        return client.chat_stream(list(call.messages), tools=_tools(call), **options)
     return client.stream(call.prompt, **options)
+
+
+def _tools(call: GenerationCall) -> list[dict] | None:
+    """The tools the model sees: none for ``tool_choice: "none"``."""
+    return list(call.tools.tools) if call.tools.active else None
 
 
 async def _whole(client: AsyncClient, call: GenerationCall):
     """One request, one response (a deployment that is not decoupled), as a one-chunk stream."""
     options = {f.name: getattr(call.options, f.name) for f in dataclasses.fields(call.options)}
     if call.chat:
-        completion = await client.chat(list(call.messages), **options)
+        completion = await client.chat(list(call.messages), tools=_tools(call), **options)
     else:
         completion = await client.generate(call.prompt, **options)
     yield Chunk(text=completion.text, index=0, arrival_s=completion.e2e_s,

@@ -14,6 +14,7 @@ given, so the frontend always says which.)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import numbers
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from tritonllm.client import GenerationOptions
 
 from .errors import invalid, unsupported
+from .tools import ToolChoice, tool_choice
 
 CHAT = "chat.completions"
 COMPLETIONS = "completions"
@@ -31,11 +33,9 @@ COMPLETIONS = "completions"
 # Fields accepted at their no-op value only: name -> predicate on the value.
 _NOOP_CHAT: dict[str, Callable[[object], bool]] = {
     "n": lambda v: v in (None, 1),
-    "tools": lambda v: v in (None, []),
-    "tool_choice": lambda v: v in (None, "none"),
     "functions": lambda v: v in (None, []),
     "function_call": lambda v: v in (None, "none"),
-    "parallel_tool_calls": lambda v: v is None or isinstance(v, bool),  # no tools: no effect
+    "parallel_tool_calls": lambda v: v is None or isinstance(v, bool),  # one call per reply
     "logit_bias": lambda v: v in (None, {}),
     "modalities": lambda v: v in (None, ["text"]),
     "audio": lambda v: v is None,
@@ -58,12 +58,12 @@ _SAMPLING = ("temperature", "top_p", "seed", "stop", "presence_penalty", "freque
              # extensions that vLLM also accepts; the engine implements them
              "top_k", "min_tokens", "repetition_penalty")
 _USED = {CHAT: frozenset((*_SAMPLING, "messages", "max_completion_tokens", "top_logprobs",
-                          "response_format")),
+                          "response_format", "tools", "tool_choice")),
          COMPLETIONS: frozenset((*_SAMPLING, "prompt", "echo", "response_format"))}
 # OpenAI's limits on the alternatives per token: chat ``top_logprobs``, completions ``logprobs``.
 MAX_TOP_LOGPROBS = {CHAT: 20, COMPLETIONS: 5}
 _NOOP = {CHAT: _NOOP_CHAT, COMPLETIONS: _NOOP_COMPLETIONS}
-_ROLES = ("system", "developer", "user", "assistant")
+_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,12 @@ class GenerationCall:
     model: str
     options: GenerationOptions
     prompt: str = ""
-    messages: tuple[dict[str, str], ...] = ()
+    messages: tuple[dict, ...] = ()
     stream: bool = False
     include_usage: bool = False
     echo: bool = False
     logprobs: int | None = None
+    tools: ToolChoice = field(default_factory=ToolChoice)
     renames: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -119,14 +120,23 @@ def parse_chat(body: Mapping, *, default_max_tokens: int) -> GenerationCall:
     """A ``POST /v1/chat/completions`` body."""
     _check_fields(body, CHAT)
     logprobs = _chat_logprobs(body)
+    tools = tool_choice(body)
+    if tools.active and response_format_guide(body.get("response_format")) is not None:
+        raise invalid("response_format", "response_format: not with tools (tool_choice "
+                                         f"{tools.mode!r}); send one or the other")
     max_tokens, source = _max_tokens(body, ("max_completion_tokens", "max_tokens"),
                                      default_max_tokens)
+    options = _options(body, max_tokens, logprobs)
+    if tools.guided:
+        options = dataclasses.replace(options, guide_type="json_schema", guide=tools.guide())
+    guide_field = "tools" if tools.guided else "response_format"
     return GenerationCall(
         endpoint=CHAT, model=_model(body), messages=chat_messages(body.get("messages")),
-        options=_options(body, max_tokens, logprobs), stream=_stream(body),
-        include_usage=_include_usage(body), logprobs=logprobs,
+        options=options, stream=_stream(body),
+        include_usage=_include_usage(body), logprobs=logprobs, tools=tools,
         renames={"text_input": "messages", "max_tokens": source, "stop_words": "stop",
-                 **_GUIDE_RENAMES, "num_top_log_probs": "top_logprobs"})
+                 "guided_decoding_guide": guide_field,
+                 "guided_decoding_guide_type": guide_field, "num_top_log_probs": "top_logprobs"})
 
 
 def parse_completion(body: Mapping, *, default_max_tokens: int) -> GenerationCall:
@@ -338,17 +348,49 @@ def chat_messages(messages) -> tuple[dict[str, str], ...]:
     return tuple(_message(i, m) for i, m in enumerate(messages))
 
 
-def _message(index: int, message) -> dict[str, str]:
+# Keys a message may carry besides role and content, by role.
+_MESSAGE_EXTRAS = {"assistant": ("tool_calls",), "tool": ("tool_call_id",)}
+
+
+def _message(index: int, message) -> dict:
     where = f"messages[{index}]"
     if not isinstance(message, dict):
         raise invalid("messages", f"{where}: must be an object with role and content")
-    for key in message:
-        if key not in ("role", "content"):
-            raise unsupported(f"{where}.{key}")
-    if message.get("role") not in _ROLES:
+    role = message.get("role")
+    if role not in _ROLES:
         raise invalid("messages", f"{where}.role: must be one of {list(_ROLES)}, got "
-                                  f"{message.get('role')!r}")
-    return {"role": message["role"], "content": _content(where, message.get("content"))}
+                                  f"{role!r}")
+    for key in message:
+        if key not in ("role", "content", *_MESSAGE_EXTRAS.get(role, ())):
+            raise unsupported(f"{where}.{key}")
+    if role == "assistant" and message.get("tool_calls"):
+        content = message.get("content")
+        return {"role": role, "content": None if content is None else _content(where, content),
+                "tool_calls": _tool_calls(where, message["tool_calls"])}
+    checked = {"role": role, "content": _content(where, message.get("content"))}
+    if role == "tool":
+        if not isinstance(message.get("tool_call_id"), str):
+            raise invalid("messages", f"{where}.tool_call_id: required, a string")
+        checked["tool_call_id"] = message["tool_call_id"]
+    return checked
+
+
+def _tool_calls(where: str, calls) -> list[dict]:
+    """An assistant message's earlier calls: ``{"id", "type": "function", "function": {"name",
+    "arguments" (JSON text)}}``."""
+    if not isinstance(calls, list):
+        raise invalid("messages", f"{where}.tool_calls: must be a list")
+    checked = []
+    for j, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if (not isinstance(function, dict) or not isinstance(function.get("name"), str)
+                or not isinstance(function.get("arguments"), str)):
+            raise invalid("messages", f"{where}.tool_calls[{j}]: must hold function.name and "
+                                      "function.arguments (JSON text)")
+        checked.append({"id": str(call.get("id", "")), "type": "function",
+                        "function": {"name": function["name"],
+                                     "arguments": function["arguments"]}})
+    return checked
 
 
 def _content(where: str, content) -> str:

@@ -46,11 +46,15 @@ class ResponseHead:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
                 "system_fingerprint": None}
 
-    def body(self, text: str, finish: Finish, logprobs: dict | None = None) -> dict:
+    def body(self, text: str, finish: Finish, logprobs: dict | None = None,
+             tool_calls: list[dict] | None = None) -> dict:
         """The whole non-streamed response; ``logprobs`` in the endpoint's shape
-        (:mod:`.logprobs`) when asked for."""
+        (:mod:`.logprobs`) when asked for; chat ``tool_calls`` replace the content."""
         if self.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text},
+            message = {"role": "assistant", "content": None if tool_calls else text}
+            if tool_calls:
+                message["tool_calls"] = tool_calls
+            choice = {"index": 0, "message": message,
                       "logprobs": logprobs, "finish_reason": finish.reason}
             return {**self._base("chat.completion"), "choices": [choice], "usage": finish.usage}
         choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish.reason}
@@ -58,7 +62,7 @@ class ResponseHead:
 
     def chunk(self, text: str | None = None, *, first: bool = False,
               finish_reason: str | None = None, with_usage_field: bool = False,
-              logprobs: dict | None = None) -> dict:
+              logprobs: dict | None = None, tool_calls: list[dict] | None = None) -> dict:
         """One streamed chunk with one choice: a text delta, the first chunk (chat: the
         assistant role), or the last one (``finish_reason``). ``with_usage_field`` adds
         ``usage: null``, as OpenAI does on every chunk when usage was asked for."""
@@ -66,6 +70,8 @@ class ResponseHead:
             delta = {"role": "assistant", "content": ""} if first else {}
             if text is not None:
                 delta["content"] = text
+            if tool_calls:  # each call whole, in one delta
+                delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(tool_calls)]
             choice = {"index": 0, "delta": delta, "logprobs": logprobs,
                       "finish_reason": finish_reason}
             chunk = {**self._base("chat.completion.chunk"), "choices": [choice]}
