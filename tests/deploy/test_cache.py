@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
@@ -26,10 +27,12 @@ from tritonllm.deploy import cache
 from tritonllm.deploy.entrypoint import (DeployError, EntrypointOptions, plan_gpu,
                                          prepare_engine)
 from tritonllm.deploy.node import NodeFacts
+from tritonllm.model_source import default_model_dir
 
 PROFILE = """\
 name: cache-test
-model: {{dir: /models/Llama-3.1-8B-Instruct, architecture: llama-3.1-8b}}
+model: {{dir: /models/Llama-3.1-8B-Instruct, architecture: llama-3.1-8b,
+        tokenizer_dir: {tokenizer}}}
 dtype: bfloat16
 quantization: {{mode: fp8, kv_cache: fp8}}
 parallel: {{tp_size: {tp}, pp_size: 1}}
@@ -61,7 +64,8 @@ write_manifest(engine, make_manifest(profile, version, "NVIDIA H100 80GB HBM3", 
 
 
 def write_profile(path, tp=1, batch=64):
-    path.write_text(PROFILE.format(tp=tp, batch=batch))
+    # a real tokenizer (the default model's): the repository stage writes its tokenizer info
+    path.write_text(PROFILE.format(tp=tp, batch=batch, tokenizer=default_model_dir()))
     return load_profile(path)
 
 
@@ -191,6 +195,10 @@ def test_build_once_then_reuse_then_rebuild(tmp_path, builder):
     assert config.backend == "tensorrtllm"
     assert config.parameters["gpt_model_path"].string_value == str(engine_dir)
     assert config.max_batch_size == profile.triton_max_batch_size
+    info = config.parameters["xgrammar_tokenizer_info_path"].string_value
+    assert info == str(engine_dir / "xgrammar_tokenizer_info.json")
+    assert set(json.loads(Path(info).read_text())) == {"encoded_vocab", "tokenizer_str",
+                                                       "stop_token_ids"}
 
     again = plan(profile)
     assert again.decision.action == cache.REUSE

@@ -167,7 +167,8 @@ def test_guided_requests_survive_preemption(smollm_dir, tokenizer):
 def test_guided_requests_are_refused_without_a_tokenizer(smollm_dir, tokenizer):
     engine = LLMEngine(smollm_dir, CONFIG)
     try:
-        with pytest.raises(ValueError, match="guided_decoding_guide_type: guided decoding needs"):
+        with pytest.raises(ValueError, match="guided_decoding_guide_type: guided decoding is "
+                                             "not available: this engine was started without"):
             engine.submit(request(chat(tokenizer, "x"), Guide("json")), lambda output: None)
     finally:
         engine.shutdown()

@@ -43,10 +43,35 @@ def test_rendered_config_has_every_required_parameter(path, decoupled, reuse):
     assert backend_parameters.problems(params) == []
 
 
-def test_guided_decoding_is_rendered_off_by_default():
+def test_guided_decoding_is_rendered_on_with_the_tokenizer_info_beside_the_engines():
     params = rendered_parameters(load_profile(GPU_PROFILES[0]), True, True)
-    assert params["guided_decoding_backend"] == ""
-    assert params["xgrammar_tokenizer_info_path"] == ""
+    assert params["guided_decoding_backend"] == "xgrammar"
+    assert params["xgrammar_tokenizer_info_path"] == "/engines/x/xgrammar_tokenizer_info.json"
+    off = load_profile(GPU_PROFILES[0])
+    off = dataclasses.replace(off, serving=dataclasses.replace(off.serving,
+                                                               guided_decoding_backend=""))
+    settings = repo_settings(off, engine_dir=Path("/engines/x"), tokenizer_dir=Path("/m"),
+                             max_tokens_in_paged_kv_cache=4096)
+    config = text_format.Parse(render_configs(settings)["tensorrt_llm"], pb.ModelConfig())
+    assert config.parameters["guided_decoding_backend"].string_value == ""
+    assert config.parameters["xgrammar_tokenizer_info_path"].string_value == ""
+
+
+def test_the_gpu_repository_has_guided_decoding_inputs_and_no_cpu_only_tensors():
+    settings = repo_settings(load_profile(GPU_PROFILES[0]), engine_dir=Path("/engines/x"),
+                             tokenizer_dir=Path("/m"), max_tokens_in_paged_kv_cache=4096)
+    configs = {name: text_format.Parse(text, pb.ModelConfig())
+               for name, text in render_configs(settings).items()}
+    for name in ("tensorrt_llm", "ensemble"):
+        inputs = {i.name for i in configs[name].input}
+        outputs = {o.name for o in configs[name].output}
+        assert {"guided_decoding_guide_type", "guided_decoding_guide"} <= inputs
+        assert "num_top_log_probs" not in inputs  # Triton refuses it by name on GPU
+        assert not {"top_log_probs", "top_log_prob_ids", "preceding_ids"} & outputs
+    step = next(s for s in configs["ensemble"].ensemble_scheduling.step
+                if s.model_name == "tensorrt_llm")
+    assert step.input_map["guided_decoding_guide"] == "guided_decoding_guide"
+    assert "num_top_log_probs" not in step.input_map
 
 
 @pytest.mark.parametrize("params,expected", [

@@ -247,6 +247,9 @@ class ServingSpec:
     max_queue_size: int = 32  # waiting requests beyond the batch; more get 503 (0: no limit)
     engine_dir: str = ""  # the engines' path as the server sees it; "" = the build's engine dir
     openai_port: int = OPENAI_PORT  # the container's OpenAI frontend; 0: none
+    # Guided decoding on GPU: the backend's parameter ("" = off). With "xgrammar" the repository
+    # stage writes the tokenizer-info file beside the engines (tritonllm.build.tokenizer_info).
+    guided_decoding_backend: str = "xgrammar"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.kv_cache_free_gpu_mem_fraction <= 1.0:
@@ -260,6 +263,8 @@ class ServingSpec:
         _at_least("serving.stream_interval", self.stream_interval, 1)
         _at_least("serving.max_queue_delay_microseconds", self.max_queue_delay_microseconds, 0)
         _at_least("serving.max_queue_size", self.max_queue_size, 0)
+        _one_of("serving.guided_decoding_backend", self.guided_decoding_backend,
+                ("xgrammar", ""))
         if not 0 <= self.openai_port < 65536:
             raise ValueError(f"serving.openai_port: must be in [0, 65535] (0: no OpenAI "
                              f"frontend), got {self.openai_port}")

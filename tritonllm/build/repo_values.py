@@ -7,7 +7,9 @@ limits; ``triton_max_batch_size`` (0 = ``limits.max_batch_size``); ``serving.dec
 :mod:`tritonllm.build.planning.instances`), ``serving.stream_interval``. GPU targets fill ``GpuEngineSettings`` (the ``tensorrtllm``
 backend's parameters): ``engine_dir`` (``serving.engine_dir`` or the build's engine dir),
 ``batch_scheduler_policy``, ``kv_cache_free_gpu_mem_fraction``, ``enable_kv_cache_reuse``,
-``enable_chunked_context``, ``max_queue_delay_microseconds``. The ``cpu`` target fills the CPU
+``enable_chunked_context``, ``max_queue_delay_microseconds``, ``guided_decoding_backend`` (with
+``xgrammar``, ``xgrammar_tokenizer_info_path`` is the tokenizer-info file beside the engines,
+which :func:`render` writes). The ``cpu`` target fills the CPU
 engine's parameters from the same limits and serving switches (``enable_kv_cache_reuse`` too),
 with the planner's KV capacity as its cache size, and ``quantization.mode: int8_wo`` as the
 CPU engine's int8 weights (``weights: int8``).
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from tritonllm.build.planning.gpus import get_device
 from tritonllm.build.profile import BuildProfile
+from tritonllm.build.tokenizer_info import TOKENIZER_INFO_FILE, write_tokenizer_info
 
 
 def repo_settings(profile: BuildProfile, engine_dir: Path, tokenizer_dir: Path,
@@ -35,8 +38,13 @@ def repo_settings(profile: BuildProfile, engine_dir: Path, tokenizer_dir: Path,
         return RepoSettings(target="cpu", cpu_engine_parameters=cpu_engine_parameters(
             profile, max_tokens_in_paged_kv_cache, model_dir or tokenizer_dir), **common)
     serving = profile.serving
+    served_engine_dir = serving.engine_dir or str(engine_dir)
+    guided = serving.guided_decoding_backend
     gpu = GpuEngineSettings(
-        engine_dir=serving.engine_dir or str(engine_dir),
+        engine_dir=served_engine_dir,
+        guided_decoding_backend=guided,
+        xgrammar_tokenizer_info_path=str(Path(served_engine_dir) / TOKENIZER_INFO_FILE)
+        if guided else "",
         batch_scheduler_policy=serving.batch_scheduler_policy,
         kv_cache_free_gpu_mem_fraction=serving.kv_cache_free_gpu_mem_fraction,
         enable_kv_cache_reuse=serving.enable_kv_cache_reuse,
@@ -85,7 +93,11 @@ def cpu_engine_parameters(profile: BuildProfile, max_tokens_in_paged_kv_cache: i
 
 
 def render(profile: BuildProfile, out_dir: Path, **kwargs) -> Path:
-    """Write the filled model repository into ``out_dir`` (see ``repo_settings``)."""
+    """Write the filled model repository into ``out_dir`` (see ``repo_settings``), and for a GPU
+    target with guided decoding the tokenizer-info file into the local ``engine_dir``."""
     from tritonllm.repo.render import render_repository
 
-    return render_repository(repo_settings(profile, **kwargs), out_dir)
+    settings = repo_settings(profile, **kwargs)
+    if settings.target == "gpu" and settings.gpu_engine.guided_decoding_backend:
+        write_tokenizer_info(kwargs["tokenizer_dir"], kwargs["engine_dir"])
+    return render_repository(settings, out_dir)

@@ -284,16 +284,14 @@ def build(plan: GpuPlan, build_command: tuple[str, ...]) -> None:
 def render_gpu_repository(profile: BuildProfile, engine_dir: Path, repo_dir: Path) -> Path:
     """The build pipeline's repository values (tritonllm.build.repo_values), pointed at the
     cached engine and rendered by the one renderer."""
-    from tritonllm.build.repo_values import repo_settings
-    from tritonllm.repo.render import render_repository
+    from tritonllm.build import repo_values
 
     tokenizer = Path(profile.model.tokenizer_dir or profile.model.dir)
     # serving.engine_dir is for engines built elsewhere; here the engine is where we found it.
     profile = dataclasses.replace(profile, serving=dataclasses.replace(profile.serving,
                                                                        engine_dir=""))
-    settings = repo_settings(profile, engine_dir=engine_dir, tokenizer_dir=tokenizer,
-                             max_tokens_in_paged_kv_cache=0)  # sizes the CPU engine only
-    return render_repository(settings, repo_dir)
+    return repo_values.render(profile, repo_dir, engine_dir=engine_dir, tokenizer_dir=tokenizer,
+                              max_tokens_in_paged_kv_cache=0)  # sizes the CPU engine only
 
 
 def _wait_for_workers(group: PodGroup, timeout_s: int) -> None:

@@ -75,8 +75,14 @@ class LLMEngine:
         if self.runner.config != self.config:
             raise ValueError("config: differs from the config the ModelRunner was built with")
         self.scheduler = Scheduler(self.config)
-        self.grammars = (None if tokenizer is None else
-                         Grammars(tokenizer, self.runner.vocab_size, self.runner.eos_token_ids))
+        self.grammars, self._no_grammars = None, "this engine was started without the tokenizer"
+        if tokenizer is not None:
+            try:
+                self.grammars = Grammars(tokenizer, self.runner.vocab_size,
+                                         self.runner.eos_token_ids)
+            except ImportError as exc:  # serve on; guided requests are refused, saying why
+                self._no_grammars = f"xgrammar cannot be imported ({exc})"
+                log.warning("guided decoding is off: %s", self._no_grammars)
         self.sampler = Sampler(self.grammars)
         self.threads = ThreadGovernor(thread_budget(self.config.num_threads))
         log.info("engine threads: %s", self.threads.budget.reason)
@@ -136,8 +142,8 @@ class LLMEngine:
         if request.guide is None:
             return None
         if self.grammars is None:
-            raise ValueError("guided_decoding_guide_type: guided decoding needs the model's "
-                             "tokenizer, and this engine was started without one")
+            raise ValueError("guided_decoding_guide_type: guided decoding is not available: "
+                             f"{self._no_grammars}")
         return self.grammars.matcher(request.guide)
 
     def _admit(self) -> None:
