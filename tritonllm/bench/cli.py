@@ -1,6 +1,7 @@
 """``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine;
 ``serving``: through a real tritonserver; ``ensemble``: the ensemble's capacity, synthetic
-engine; ``prefix``: KV-cache reuse on vs off in the engine)."""
+engine; ``prefix``: KV-cache reuse on vs off in the engine; ``guided``: structured outputs
+through the OpenAI API)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ def register(subparsers) -> None:
 
     prefix_bench.add_arguments(prefix)
     prefix.set_defaults(handler=prefix_bench.run)
+    guided = targets.add_parser(
+        "guided", help="structured outputs through the OpenAI API: validity, cost vs "
+                       "unguided, grammar compile time")
+    from tritonllm.bench import guided_bench
+
+    guided_bench.add_arguments(guided)
+    guided.set_defaults(handler=guided_bench.run)
 
 
 def _engine(args) -> int:
