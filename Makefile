@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s
 
-.PHONY: serve test test-gpuset gpu-check install install-gpuset prometheus model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix loadtest loadtest-sweep k8s clean
+.PHONY: serve test test-gpuset gpu-check install install-gpuset prometheus model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix bench-guided loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml requirements/xgrammar.txt
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +112,9 @@ bench-ensemble: model
 
 bench-prefix: model
 	$(BIN)/tritonllm bench prefix --num-threads 1
+
+bench-guided: model
+	$(BIN)/tritonllm bench guided
 
 # On a GPU node with the GPU image's stack: build SmolLM2 engines (fp16, fp8), serve each and run
 # the live checks against it; one summary line. Refuses (status 3) anywhere else.
