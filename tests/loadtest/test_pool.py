@@ -21,6 +21,15 @@ def test_pool_round_trip_through_a_child_process(model_dir, tmp_path, monkeypatc
     assert pool_path(WorkloadConfig(input_tokens=25), model_dir) != path
 
 
+def test_guided_prompts_keep_their_guide_through_the_pool(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITONLLM_CACHE", str(tmp_path))
+    config = WorkloadConfig(kind="json_schema", output_tokens=50, force_output_length=False,
+                            num_prompts=2)
+    prompts, _ = read_pool(ensure_pool(config, model_dir))
+    assert prompts == build_prompts(config, TextCodec.from_dir(model_dir))
+    assert all(p.guide and p.guide[0] == "json_schema" for p in prompts)
+
+
 def test_pool_build_errors_surface(model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("TRITONLLM_CACHE", str(tmp_path))
     bad = tmp_path / "bad.jsonl"

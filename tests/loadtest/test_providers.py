@@ -172,3 +172,22 @@ def test_grpc_engine_parse_trims_to_sequence_length():
                       "num_output_tokens": np.array([[2]], dtype=np.int32)}, final=True)
     chunk = GrpcEngineProvider().parse(result)
     assert chunk.token_ids == (5, 6) and chunk.output_tokens == 2 and chunk.final
+
+
+def test_guided_prompts_carry_their_guide_on_every_protocol():
+    schema = {"type": "object"}
+    guided = Prompt(text='[{"role": "user", "content": "hi"}]', token_ids=(1,), max_tokens=8,
+                    chat=True, guide=("json_schema", json.dumps(schema)))
+    body = HttpGenerateProvider().body(guided, "r")
+    assert body["guided_decoding_guide_type"] == "json_schema"
+    assert json.loads(body["guided_decoding_guide"]) == schema
+    openai_body = OpenAIStreamProvider(model="m", chat=True).body(guided, "r")
+    assert openai_body["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "workload", "schema": schema}}
+    engine = _by_name(GrpcEngineProvider().inputs(guided))
+    assert engine["guided_decoding_guide_type"].datatype() == "BYTES"
+    ensemble = _by_name(GrpcEnsembleProvider().inputs(guided))
+    assert ensemble["guided_decoding_guide"].datatype() == "BYTES"
+    regex = Prompt(text="x", token_ids=(1,), max_tokens=4, guide=("regex", "[a-z]+"))
+    with pytest.raises(ValueError, match="no response_format for a 'regex' guide"):
+        OpenAIStreamProvider(model="m").body(regex, "r")

@@ -99,3 +99,18 @@ def test_repository_workload_files_parse():
         config = parse_spec(str(path))
         if config.prompt_file:
             assert (path.parent / config.prompt_file).is_file()
+
+
+def test_json_schema_prompts_are_guided_chat_requests(codec):
+    from tritonllm.bench.guided_schemas import SCHEMA_TASKS
+
+    config = parse_spec("kind=json_schema,output_tokens=100,force_output_length=false,"
+                            "num_prompts=3")
+    prompts = build_prompts(config, codec)
+    assert len(prompts) == 3 and all(p.chat and p.min_tokens is None for p in prompts)
+    assert prompts[0].guide == ("json_schema", json.dumps(SCHEMA_TASKS[0].schema))
+    assert json.loads(prompts[0].text) == SCHEMA_TASKS[0].messages()
+    assert prompts[0].token_ids == tuple(codec.encode_chat(prompts[0].text))
+    with pytest.raises(ValueError, match="force_output_length: must be false for kind "
+                                         "json_schema"):
+        parse_spec("kind=json_schema")

@@ -122,3 +122,27 @@ def test_prefix_cache_counters_count_a_reused_prompt(triton_server):
     assert moved("tritonllm_prompt_tokens_total", 1) == prompt - hits
     assert series(samples[-1], "tritonllm_engine_cached_kv_blocks") >= hits // block
     assert answers[0] == answers[1]
+
+
+def test_guided_requests_and_their_mask_time_are_counted(triton_server):
+    wait_for_idle_cache(triton_server)
+
+    def generate(**guide):
+        before = parse_samples(fetch(triton_server.metrics_url))
+        body = {"text_input": "Spell a word:", "max_tokens": 8, **guide}
+        reply = requests.post(f"http://{triton_server.http_url}/v2/models/ensemble/generate",
+                              json=body, timeout=300)
+        assert reply.status_code == 200, reply.text
+        after = wait_for_finished(triton_server, finished_total(before))
+        time.sleep(0.6)  # the counters refresh twice a second; the mask time may lag the finish
+        after = parse_samples(fetch(triton_server.metrics_url))
+        return {name: series(after, name) - series(before, name)
+                for name in ("tritonllm_guided_requests_total",
+                             "tritonllm_engine_grammar_mask_seconds_total")}
+
+    guided = generate(guided_decoding_guide_type="regex", guided_decoding_guide="[a-z]{2,6}")
+    assert guided["tritonllm_guided_requests_total"] == 1
+    assert guided["tritonllm_engine_grammar_mask_seconds_total"] > 0
+    plain = generate()
+    assert plain == {"tritonllm_guided_requests_total": 0,
+                     "tritonllm_engine_grammar_mask_seconds_total": 0}

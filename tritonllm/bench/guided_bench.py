@@ -82,10 +82,6 @@ def run(args) -> int:
     return 0 if ok else 1
 
 
-def _ask(task: SchemaTask) -> list[dict]:
-    return [{"role": "user", "content": f"{task.prompt} Reply in JSON."}]
-
-
 def _format(task: SchemaTask) -> dict:
     return {"type": "json_schema",
             "json_schema": {"name": task.name, "schema": task.schema, "strict": True}}
@@ -100,7 +96,7 @@ def _validity(sdk, model: str, max_tokens: int, concurrency: int, tqdm) -> Valid
     def one(job):
         task, temperature = job
         reply = sdk.chat.completions.create(
-            model=model, messages=_ask(task), max_tokens=max_tokens, temperature=temperature,
+            model=model, messages=task.messages(), max_tokens=max_tokens, temperature=temperature,
             seed=SEED, response_format=_format(task))
         return task, temperature, reply.choices[0]
 
@@ -166,12 +162,12 @@ def _cost(sdk, model: str, args, tqdm) -> dict:
 
     def guided(task, _):
         return sdk.chat.completions.create(
-            model=model, messages=_ask(task), max_tokens=args.cost_max_tokens, temperature=0,
+            model=model, messages=task.messages(), max_tokens=args.cost_max_tokens, temperature=0,
             response_format=_format(task)).usage.completion_tokens
 
     def unguided(task, tokens):
         return sdk.chat.completions.create(
-            model=model, messages=_ask(task), max_tokens=tokens, temperature=0,
+            model=model, messages=task.messages(), max_tokens=tokens, temperature=0,
             extra_body={"min_tokens": tokens}).usage.completion_tokens
 
     for round_index in range(args.rounds):

@@ -27,6 +27,10 @@ class SchemaTask:
     prompt: str
     schema: dict
 
+    def messages(self) -> list[dict]:
+        """The chat request that asks for this schema's JSON."""
+        return [{"role": "user", "content": f"{self.prompt} Reply in JSON."}]
+
 
 SCHEMA_TASKS: tuple[SchemaTask, ...] = (
     SchemaTask("person", "Describe a fictional person.",

@@ -83,7 +83,9 @@ PANELS = (
         Query("ratio", "tritonllm_engine_step_seconds_total", "step",
               per="tritonllm_engine_steps_total"),
         Query("ratio", "tritonllm_engine_forward_seconds_total", "forward",
-              per="tritonllm_engine_steps_total"))),
+              per="tritonllm_engine_steps_total"),
+        Query("ratio", "tritonllm_engine_grammar_mask_seconds_total",
+              "grammar masks (guided decoding)", per="tritonllm_engine_steps_total"))),
     Panel("Prefix-cache hit rate", "percentunit", (
         Query("ratio", "tritonllm_prefix_cache_hits_total", "hits / queried tokens",
               per="tritonllm_prefix_cache_queries_total"),)),

@@ -131,6 +131,7 @@ class LLMEngine:
                 raise ValueError(f"request_id: {request.request_id!r} is already in flight")
             seq = Sequence(self._next_seq_id, request, time.time_ns(), on_output, is_cancelled)
             seq.matcher = matcher
+            self._stats.guided_requests += matcher is not None
             self._next_seq_id += 1
             self._live[request.request_id] = seq
             self._inbox.append(seq)
@@ -435,6 +436,7 @@ class LLMEngine:
         s.free_kv_blocks, s.total_kv_blocks = blocks.num_free_blocks, blocks.num_blocks
         s.free_kv_tokens, s.total_kv_tokens = blocks.num_free_tokens, blocks.num_total_tokens
         s.cached_kv_blocks = blocks.num_cached_blocks
+        s.grammar_mask_seconds = self.sampler.mask_seconds
 
 
 def _on_own_thread(fn, *args):

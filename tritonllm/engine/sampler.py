@@ -21,6 +21,7 @@ request asks for come from the same distribution.
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import torch
@@ -50,6 +51,7 @@ class Sampler:
         self._generators: dict[int, torch.Generator] = {}
         self._kernels = cpu_kernels.load()
         self._grammars = grammars
+        self.mask_seconds = 0.0  # time spent in grammar masks, since start
 
     def release(self, seq_id: int) -> None:
         self._generators.pop(seq_id, None)
@@ -87,7 +89,9 @@ class Sampler:
         rows = [i for i, seq in enumerate(seqs) if seq.matcher is not None]
         if not rows:
             return {}
+        start = time.perf_counter()
         masks = self._grammars.allowed([seqs[i].matcher for i in rows])
+        self.mask_seconds += time.perf_counter() - start
         return dict(zip(rows, masks))
 
     @staticmethod

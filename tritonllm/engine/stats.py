@@ -22,6 +22,9 @@ class EngineStats:
     ``step_seconds``: wall time in steps that ran a batch (intake, scheduling, forward,
     sampling, sending outputs); ``forward_seconds``: of that, the batched forward alone. Their
     difference is the engine's own per-step work; wall time beyond ``step_seconds`` is idle.
+    ``guided_requests``: requests admitted with a grammar (guided decoding);
+    ``grammar_mask_seconds``: of ``step_seconds``, the time spent computing their grammars'
+    token masks: what guided decoding costs the steps.
     """
 
     steps: int = 0
@@ -40,6 +43,8 @@ class EngineStats:
     prefix_cache_evictions: int = 0
     step_seconds: float = 0.0
     forward_seconds: float = 0.0
+    guided_requests: int = 0
+    grammar_mask_seconds: float = 0.0
     running: int = 0
     waiting: int = 0
     free_kv_blocks: int = 0

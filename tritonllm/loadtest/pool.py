@@ -25,7 +25,7 @@ from pathlib import Path
 from tritonllm.loadtest.workloads import Prompt, WorkloadConfig, build_prompts
 from tritonllm.model_source import cache_root
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: prompts carry their guide
 
 
 def pool_path(config: WorkloadConfig, model_dir: Path) -> Path:
@@ -70,7 +70,9 @@ def read_pool(path: Path) -> tuple[list[Prompt], int]:
     """(prompts, end_id) from a pool file."""
     doc = json.loads(Path(path).read_text())
     prompts = [Prompt(text=p["text"], token_ids=tuple(p["token_ids"]), max_tokens=p["max_tokens"],
-                      min_tokens=p["min_tokens"], chat=p["chat"]) for p in doc["prompts"]]
+                      min_tokens=p["min_tokens"], chat=p["chat"],
+                      guide=tuple(p["guide"]) if p.get("guide") else None)
+               for p in doc["prompts"]]
     return prompts, int(doc["end_id"])
 
 

@@ -45,7 +45,9 @@ ServerReportedError = ServerError  # the server answered with an error instead o
 
 def ensemble_request(prompt: Prompt, model: str, stream: bool, request_id: str) -> InferRequest:
     """The client's request for ``prompt``: greedy, the completion only, token counts asked."""
-    options = GenerationOptions(max_tokens=prompt.max_tokens, min_tokens=prompt.min_tokens)
+    guide_type, guide = prompt.guide or (None, None)
+    options = GenerationOptions(max_tokens=prompt.max_tokens, min_tokens=prompt.min_tokens,
+                                guide_type=guide_type, guide=guide)
     return build_request(model, prompt.text, options, stream=stream, chat=prompt.chat,
                          request_id=request_id)
 
@@ -140,6 +142,8 @@ class OpenAIStreamProvider:
                 "stream": True, "stream_options": {"include_usage": True}, "user": request_id}
         if prompt.min_tokens is not None:
             body["min_tokens"] = prompt.min_tokens  # vLLM's extension, accepted by ours
+        if prompt.guide is not None:
+            body["response_format"] = response_format(prompt.guide)
         if self.chat:
             body["messages"] = json.loads(prompt.text)
         else:
@@ -180,6 +184,18 @@ def _infer_input(model: contract.ModelContract, name: str, value: np.ndarray):
     infer_input = InferInput(name, list(array.shape), tensor.client_dtype)
     infer_input.set_data_from_numpy(array)
     return infer_input
+
+
+def response_format(guide: tuple[str, str]) -> dict:
+    """A workload's guide as the OpenAI API's ``response_format``."""
+    kind, text = guide
+    if kind == "json":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        return {"type": "json_schema",
+                "json_schema": {"name": "workload", "schema": json.loads(text)}}
+    raise ValueError(f"guided_decoding_guide_type: the OpenAI API has no response_format for "
+                     f"a {kind!r} guide")
 
 
 def _is_final(result) -> bool:
@@ -260,6 +276,10 @@ class GrpcEngineProvider:
             values["min_tokens"] = np.array([[prompt.min_tokens]])
         if self.end_id is not None:
             values["end_id"] = np.array([[self.end_id]])
+        if prompt.guide is not None:
+            for name, text in zip(("guided_decoding_guide_type", "guided_decoding_guide"),
+                                  prompt.guide):
+                values[name] = np.array([[text.encode("utf-8")]], dtype=np.object_)
         return [_infer_input(contract.TENSORRT_LLM, name, v) for name, v in values.items()]
 
     def parse(self, result) -> Chunk:

@@ -13,6 +13,10 @@ Kinds (``WorkloadConfig.kind``):
 - ``shared_prefix``: ``prefix_groups`` distinct prefixes of ``prefix_tokens`` tokens; prompt
   ``i`` is prefix ``i % prefix_groups`` followed by a unique synthetic suffix, for KV-cache
   reuse tests. ``input_tokens`` is the whole prompt's mean length.
+- ``json_schema``: structured outputs: the chat prompts of the guided-decoding benchmark's
+  schemas (``tritonllm.bench.guided_schemas``), each request guided by its schema
+  (``response_format`` on the OpenAI API, ``guided_decoding_guide_type`` / ``_guide`` on the
+  ensemble and the engine); the schema decides the length, ``output_tokens`` caps it.
 
 Output length: ``max_tokens`` is the drawn output length; when ``force_output_length`` the
 request also carries ``min_tokens = max_tokens`` so the server generates exactly that many.
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from tritonllm.contract import parse_bool
 
-KINDS = ("synthetic", "file", "shared_prefix")
+KINDS = ("synthetic", "file", "shared_prefix", "json_schema")
 _WORD = re.compile(r"Ġ[a-z]{3,10}")  # byte-level BPE spells a leading space as "Ġ"
 _MAX_ATTEMPTS = 20
 
@@ -41,13 +45,15 @@ _MAX_ATTEMPTS = 20
 class Prompt:
     """One request's content. ``text`` is ``text_input`` as sent (a JSON array of messages when
     ``chat``); ``token_ids`` are the ids the server's preprocessing makes of it (the engine-level
-    user sends them directly). ``min_tokens`` is ``None`` unless the output length is forced."""
+    user sends them directly). ``min_tokens`` is ``None`` unless the output length is forced.
+    ``guide``: ``(guided_decoding_guide_type, guided_decoding_guide)`` for guided requests."""
 
     text: str
     token_ids: tuple[int, ...]
     max_tokens: int
     min_tokens: int | None = None
     chat: bool = False
+    guide: tuple[str, str] | None = None
 
     @property
     def input_tokens(self) -> int:
@@ -81,6 +87,9 @@ class WorkloadConfig:
                 raise ValueError(f"workload.{name}: must be >= 0, got {getattr(self, name)}")
         if self.kind == "file" and not self.prompt_file:
             raise ValueError("workload.prompt_file: required when kind is 'file'")
+        if self.kind == "json_schema" and self.force_output_length:
+            raise ValueError("workload.force_output_length: must be false for kind json_schema "
+                             "(each schema decides its reply's length)")
         if self.kind == "shared_prefix" and not 1 <= self.prefix_tokens < self.input_tokens:
             raise ValueError(
                 f"workload.prefix_tokens: must lie in [1, input_tokens={self.input_tokens}) "
@@ -89,6 +98,8 @@ class WorkloadConfig:
     def describe(self) -> str:
         if self.kind == "file":
             return f"prompts from {self.prompt_file}, output {self._length('output')}"
+        if self.kind == "json_schema":
+            return f"JSON-schema prompts (guided), output up to {self.output_tokens} tokens"
         text = f"input {self._length('input')}, output {self._length('output')} tokens"
         if self.kind == "shared_prefix":
             text += f", {self.prefix_groups} shared prefix(es) of {self.prefix_tokens} tokens"
@@ -198,6 +209,8 @@ def build_prompts(config: WorkloadConfig, codec) -> list[Prompt]:
     rng = random.Random(config.seed)
     if config.kind == "file":
         return _file_prompts(config, codec, rng)
+    if config.kind == "json_schema":
+        return _schema_prompts(config, codec)
     factory = PromptFactory(codec, rng)
     prefixes = _prefixes(config, factory)
     return [_synthetic_prompt(config, factory, prefixes, i) for i in range(config.num_prompts)]
@@ -223,6 +236,19 @@ def _prompt(config: WorkloadConfig, text: str, ids, max_tokens: int, chat: bool 
     forced = max_tokens if config.force_output_length else None
     return Prompt(text=text, token_ids=tuple(ids), max_tokens=max_tokens, min_tokens=forced,
                   chat=chat)
+
+
+def _schema_prompts(config: WorkloadConfig, codec) -> list[Prompt]:
+    from tritonllm.bench.guided_schemas import SCHEMA_TASKS
+
+    prompts = []
+    for index in range(config.num_prompts):
+        task = SCHEMA_TASKS[index % len(SCHEMA_TASKS)]
+        text = json.dumps(task.messages())
+        prompts.append(Prompt(text=text, token_ids=tuple(codec.encode_chat(text)),
+                              max_tokens=config.output_tokens, chat=True,
+                              guide=("json_schema", json.dumps(task.schema))))
+    return prompts
 
 
 def _file_prompts(config: WorkloadConfig, codec, rng: random.Random) -> list[Prompt]:

@@ -41,6 +41,8 @@ COUNTERS = {
     "prefix_cache_evictions": "tritonllm_prefix_cache_evictions_total",
     "step_seconds": "tritonllm_engine_step_seconds_total",
     "forward_seconds": "tritonllm_engine_forward_seconds_total",
+    "guided_requests": "tritonllm_guided_requests_total",
+    "grammar_mask_seconds": "tritonllm_engine_grammar_mask_seconds_total",
 }
 # EngineStats field -> gauge name (the field is a current value or a high-water mark).
 GAUGES = {
