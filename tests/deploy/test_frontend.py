@@ -102,6 +102,20 @@ def test_cpu_dry_run_names_the_frontend(tmp_path, capsys, decoupled):
 def test_no_profile_is_the_cpu_twin_with_the_default_frontend():
     settings = frontend.frontend_settings(None, Ports(), decoupled=True)
     assert (settings.port, settings.model_name) == (DEFAULT_PORT, DEFAULT_MODEL_NAME)
+    assert settings.tokenizer.endswith(DEFAULT_MODEL_NAME)  # token texts for logprobs
+
+
+def test_a_gpu_profile_gives_the_frontend_its_tokenizer(tmp_path):
+    path = tmp_path / "gpu.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: gpu
+        model: {dir: /models/Llama-3.1-8B-Instruct, architecture: llama-3.1-8b,
+                tokenizer_dir: /models/tok}
+        limits: {max_batch_size: 4, max_input_len: 256, max_seq_len: 512, max_num_tokens: 256}
+        target: {gpu: H100}
+        """))
+    settings = frontend.frontend_settings(load_profile(path), Ports(), decoupled=True)
+    assert settings.tokenizer == "/models/tok"
 
 
 # --- real processes: the frontend stops with the server, and the server with it ------------

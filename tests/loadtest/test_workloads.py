@@ -102,7 +102,7 @@ def test_repository_workload_files_parse():
 
 
 def test_json_schema_prompts_are_guided_chat_requests(codec):
-    from tritonllm.bench.guided_schemas import SCHEMA_TASKS
+    from tritonllm.loadtest.json_schemas import SCHEMA_TASKS
 
     config = parse_spec("kind=json_schema,output_tokens=100,force_output_length=false,"
                             "num_prompts=3")

@@ -1,9 +1,9 @@
 """Structured outputs, measured through a real tritonserver and the OpenAI frontend (the openai
 SDK), on the CPU engine:
 
-- validity: every schema of :mod:`.guided_schemas` × {greedy, temperature 1.0}, each reply
-  parsed and validated with ``jsonschema``; the SDK's ``parse()`` with a Pydantic model; a
-  tool-call round trip (call, tool result, answer), streamed and not;
+- validity: every schema of :mod:`tritonllm.loadtest.json_schemas` × {greedy, temperature
+  1.0}, each reply parsed and validated with ``jsonschema``; the SDK's ``parse()`` with a
+  Pydantic model; a tool-call round trip (call, tool result, answer), streamed and not;
 - cost: completion tokens/s of the same requests at one concurrency, with ``response_format``
   (guided, grammars already compiled) and without, made to generate as many tokens each,
   interleaved round by round; the ratio is what guided decoding costs;
@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tritonllm.bench.guided_schemas import SCHEMA_TASKS, SchemaTask
+from tritonllm.loadtest.json_schemas import SCHEMA_TASKS, SchemaTask
 
 TEMPERATURES = (0.0, 1.0)
 SEED = 1234

@@ -61,7 +61,17 @@ def frontend_settings(profile: BuildProfile | None, ports: Ports,
     return FrontendSettings(triton_url=f"127.0.0.1:{ports.grpc}", host=CONTAINER_HOST,
                             port=port, decoupled=decoupled,
                             model_name=served_model_name(profile),
-                            default_max_tokens=max_tokens)
+                            default_max_tokens=max_tokens, tokenizer=_tokenizer(profile))
+
+
+def _tokenizer(profile: BuildProfile | None) -> str:
+    """The tokenizer directory, for the texts of tokens in ``logprobs``."""
+    from tritonllm.build import source
+    from tritonllm.model_source import resolve_model_dir
+
+    if profile is None or profile.model_path() is None:  # model.dir: default
+        return str(resolve_model_dir(None))
+    return str(source.tokenizer_dir(profile))
 
 
 def describe(settings: FrontendSettings | None) -> str:

@@ -63,7 +63,7 @@ class LLMEngine:
 
     def __init__(self, model_dir_or_runner, config: EngineConfig | None = None,
                  tokenizer=None) -> None:
-        from tritonllm.engine.guided import Grammars
+        from tritonllm.engine.guided import GuidedDecoding
         from tritonllm.engine.runner import ModelRunner  # torch stays out of plain imports
         from tritonllm.engine.sampler import Sampler
 
@@ -75,14 +75,11 @@ class LLMEngine:
         if self.runner.config != self.config:
             raise ValueError("config: differs from the config the ModelRunner was built with")
         self.scheduler = Scheduler(self.config)
-        self.grammars, self._no_grammars = None, "this engine was started without the tokenizer"
-        if tokenizer is not None:
-            try:
-                self.grammars = Grammars(tokenizer, self.runner.vocab_size,
-                                         self.runner.eos_token_ids)
-            except ImportError as exc:  # serve on; guided requests are refused, saying why
-                self._no_grammars = f"xgrammar cannot be imported ({exc})"
-                log.warning("guided decoding is off: %s", self._no_grammars)
+        self.guided = GuidedDecoding(tokenizer, self.runner.vocab_size,
+                                     self.runner.eos_token_ids)
+        if tokenizer is not None and self.guided.grammars is None:
+            log.warning("guided decoding is off: %s", self.guided.unavailable)
+        self.grammars = self.guided.grammars
         self.sampler = Sampler(self.grammars)
         self.threads = ThreadGovernor(thread_budget(self.config.num_threads))
         log.info("engine threads: %s", self.threads.budget.reason)
@@ -122,7 +119,7 @@ class LLMEngine:
         is shut down.
         """
         check_fits(request, self.config, self.runner.vocab_size)
-        matcher = self._matcher(request)
+        matcher = self.guided.matcher(request.guide)  # compiled here, never in the step
         with self._cond:
             if self._stopping:
                 raise RuntimeError("engine: shut down, not accepting requests")
@@ -136,16 +133,6 @@ class LLMEngine:
             self._live[request.request_id] = seq
             self._inbox.append(seq)
             self._cond.notify()
-
-    def _matcher(self, request: GenerationRequest):
-        """A grammar matcher for a guided request (compiling its guide here, on the caller's
-        thread, so the step never waits for a compile), else None."""
-        if request.guide is None:
-            return None
-        if self.grammars is None:
-            raise ValueError("guided_decoding_guide_type: guided decoding is not available: "
-                             f"{self._no_grammars}")
-        return self.grammars.matcher(request.guide)
 
     def _admit(self) -> None:
         """Refuse a request when the queue is full (caller holds the lock). Requests that will

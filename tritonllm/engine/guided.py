@@ -127,6 +127,30 @@ class Grammars:
         return bits.bool().flatten(1)[:, :self.vocab_size]
 
 
+class GuidedDecoding:
+    """What an engine can guide with: ``grammars`` when it has the tokenizer and xgrammar,
+    else None and ``unavailable`` says why (guided requests are then refused, saying it)."""
+
+    def __init__(self, tokenizer, vocab_size: int, stop_token_ids: list[int]) -> None:
+        self.grammars: Grammars | None = None
+        self.unavailable = "this engine was started without the tokenizer"
+        if tokenizer is not None:
+            try:
+                self.grammars = Grammars(tokenizer, vocab_size, stop_token_ids)
+            except ImportError as exc:  # the engine serves on without guided decoding
+                self.unavailable = f"xgrammar cannot be imported ({exc})"
+
+    def matcher(self, guide: Guide | None) -> "Matcher | None":
+        """A matcher for a guided request (compiling its guide now), else None; ValueError
+        naming the input when the guide cannot be served."""
+        if guide is None:
+            return None
+        if self.grammars is None:
+            raise ValueError("guided_decoding_guide_type: guided decoding is not available: "
+                             f"{self.unavailable}")
+        return self.grammars.matcher(guide)
+
+
 class Matcher:
     """One request's place in its grammar."""
 

@@ -14,7 +14,7 @@ Kinds (``WorkloadConfig.kind``):
   ``i`` is prefix ``i % prefix_groups`` followed by a unique synthetic suffix, for KV-cache
   reuse tests. ``input_tokens`` is the whole prompt's mean length.
 - ``json_schema``: structured outputs: the chat prompts of the guided-decoding benchmark's
-  schemas (``tritonllm.bench.guided_schemas``), each request guided by its schema
+  schemas (``tritonllm.loadtest.json_schemas``), each request guided by its schema
   (``response_format`` on the OpenAI API, ``guided_decoding_guide_type`` / ``_guide`` on the
   ensemble and the engine); the schema decides the length, ``output_tokens`` caps it.
 
@@ -239,7 +239,7 @@ def _prompt(config: WorkloadConfig, text: str, ids, max_tokens: int, chat: bool 
 
 
 def _schema_prompts(config: WorkloadConfig, codec) -> list[Prompt]:
-    from tritonllm.bench.guided_schemas import SCHEMA_TASKS
+    from tritonllm.loadtest.json_schemas import SCHEMA_TASKS
 
     prompts = []
     for index in range(config.num_prompts):

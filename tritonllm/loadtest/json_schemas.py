@@ -1,4 +1,5 @@
-"""The structured-output workload: JSON schemas with the request that asks for each.
+"""The structured-output workload: JSON schemas with the request that asks for each (the
+guided-decoding benchmark and the `json_schema` load-test workload send them).
 
 Twenty-two schemas covering what applications send: flat and nested objects, arrays of scalars
 and of objects, enums, integers and numbers with bounds, booleans, nullable and optional
