@@ -29,6 +29,10 @@ describe both the GPU engine and this CPU twin:
   refused at once with :class:`~tritonllm.engine.QueueFullError` (Triton's ``max_queue_size``;
   0 = no limit, TensorRT-LLM's default). Bounding the queue keeps latency bounded under
   overload: the excess is told to retry instead of timing out together with everyone else.
+- ``speculative_decoding_mode``: ``off`` (the default) or ``ngram``: greedy requests draft up
+  to ``max_draft_len`` tokens by matching their last ``max_matching_ngram_size`` (or fewer)
+  tokens against their prompt and output, and verify them in one step, with the same output
+  (TensorRT-LLM's n-gram speculation, its LLM API's names; :mod:`tritonllm.engine.speculative`).
 - ``weights``: how linear-layer weights are stored and multiplied. ``fp32`` (the default for
   every checkpoint but W8A16): fp32, greedy output equal to transformers'. ``int8``: int8 per
   output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe), 4x fewer bytes
@@ -48,6 +52,7 @@ from tritonllm.limits import check_limits
 # TensorRT-LLM's batch_scheduler_policy values; the build profile and the renderer read them here.
 SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
 WEIGHT_MODES = ("auto", "fp32", "int8")
+SPECULATIVE_MODES = ("off", "ngram")
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class EngineConfig:
     max_stop_words: int = 64  # per request, for stop words and for bad words each
     max_queue_size: int = 32
     weights: str = "auto"
+    speculative_decoding_mode: str = "off"
+    max_draft_len: int = 4
+    max_matching_ngram_size: int = 3
     num_blocks: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,13 +91,17 @@ class EngineConfig:
             )
         if self.weights not in WEIGHT_MODES:
             raise ValueError(f"weights: {self.weights!r} is not one of {WEIGHT_MODES}")
+        if self.speculative_decoding_mode not in SPECULATIVE_MODES:
+            raise ValueError(f"speculative_decoding_mode: {self.speculative_decoding_mode!r} is "
+                             f"not one of {SPECULATIVE_MODES}")
         num_blocks = -(-self.max_tokens_in_paged_kv_cache // self.tokens_per_block)
         object.__setattr__(self, "num_blocks", num_blocks)
         object.__setattr__(self, "max_tokens_in_paged_kv_cache", num_blocks * self.tokens_per_block)
 
     def _check_positive(self) -> None:
         for name in ("max_batch_size", "max_num_tokens", "max_input_len", "max_seq_len",
-                     "max_tokens_in_paged_kv_cache", "tokens_per_block", "max_stop_words"):
+                     "max_tokens_in_paged_kv_cache", "tokens_per_block", "max_stop_words",
+                     "max_draft_len", "max_matching_ngram_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -25,8 +24,9 @@ from tritonllm.contract import TIMEOUT_MARK
 from tritonllm.engine.config import EngineConfig
 from tritonllm.engine.request import GenerationOutput, GenerationRequest, Sequence, check_fits
 from tritonllm.engine.scheduler import ScheduledBatch, Scheduler
+from tritonllm.engine.speculative import accept
 from tritonllm.engine.stats import EngineStats
-from tritonllm.engine.threads import ThreadGovernor, thread_budget
+from tritonllm.engine.threads import ThreadGovernor, on_own_thread, thread_budget
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class LLMEngine:
     ``model_dir_or_runner``: a Hugging Face Llama checkpoint directory, a TensorRT-LLM
     checkpoint directory (``ModelRunner.from_dir``), or a ``ModelRunner``
     (e.g. from ``ModelRunner.from_state_dict``) built with the same ``config``. A directory is
-    loaded on a thread that then exits (see ``_on_own_thread``); a runner built on a thread
+    loaded on a thread that then exits (see ``threads.on_own_thread``); a runner built on a thread
     that lives on, such as the main thread, leaves the step's OpenMP threads sleeping at each
     barrier on a machine with as many threads as cores (correct, but slower).
     ``tokenizer``: the model's tokenizer (or its directory); with it the engine serves guided
@@ -66,10 +66,11 @@ class LLMEngine:
         from tritonllm.engine.guided import GuidedDecoding
         from tritonllm.engine.runner import ModelRunner  # torch stays out of plain imports
         from tritonllm.engine.sampler import Sampler
+        from tritonllm.engine.speculative import NgramProposer
 
         if isinstance(model_dir_or_runner, (str, Path)):
             config = config or EngineConfig()
-            model_dir_or_runner = _on_own_thread(ModelRunner.from_dir, model_dir_or_runner, config)
+            model_dir_or_runner = on_own_thread(ModelRunner.from_dir, model_dir_or_runner, config)
         self.runner = model_dir_or_runner
         self.config = config or self.runner.config
         if self.runner.config != self.config:
@@ -81,6 +82,9 @@ class LLMEngine:
             log.warning("guided decoding is off: %s", self.guided.unavailable)
         self.grammars = self.guided.grammars
         self.sampler = Sampler(self.grammars)
+        self.speculator = (NgramProposer(self.config.max_draft_len,
+                                         self.config.max_matching_ngram_size)
+                           if self.config.speculative_decoding_mode == "ngram" else None)
         self.threads = ThreadGovernor(thread_budget(self.config.num_threads))
         log.info("engine threads: %s", self.threads.budget.reason)
         self._stats = EngineStats()
@@ -230,6 +234,8 @@ class LLMEngine:
         self._step_clock = time.perf_counter()
         self._drain_inbox()
         self._apply_cancellations()
+        if self.speculator is not None:
+            self.speculator.propose(self.scheduler.running, self.config.max_seq_len)
         batch = self.scheduler.schedule()
         if batch is not None:
             self._count_step(batch)  # before outputs go out, so callbacks see this step
@@ -270,7 +276,7 @@ class LLMEngine:
         now = time.time_ns()
         for seq in batch.seqs:
             seq.first_scheduled_time_ns = seq.first_scheduled_time_ns or now
-        sampled = [seq for seq, sample in zip(batch.seqs, batch.sample) if sample]
+        sampled = [(seq, n) for seq, n in zip(batch.seqs, batch.num_logits) if n]
         try:
             self.runner.set_threads(self.threads.threads())
             start = time.perf_counter()
@@ -281,15 +287,19 @@ class LLMEngine:
                 self._stats.forward_seconds += seconds
                 self._clock_step()
             self.scheduler.commit(batch)  # its K/V are written: reusable from now on
-            choices = self._sample(logits, sampled)
+            choices = iter(self._sample(logits, [s for s, n in sampled for _ in range(n)]))
         except Exception as exc:
             log.exception("forward step failed; failing its %d requests", batch.num_rows)
             for seq in batch.seqs:
                 self._finish(seq, "error", error=f"forward step failed: {exc!r}")
             return
         now = time.time_ns()
-        for seq, choice in zip(sampled, choices):
-            self._postprocess(seq, choice, now)
+        for seq, n in sampled:
+            row = [next(choices) for _ in range(n)]
+            if seq.draft_ids:
+                self._verify(seq, row, now)
+            else:
+                self._postprocess(seq, row[0], now)
 
     def _sample(self, logits, seqs: list[Sequence]) -> list:
         ends = [self._end_ids(seq.request) for seq in seqs]
@@ -314,6 +324,26 @@ class LLMEngine:
         except Exception as exc:
             log.exception("request %s failed", seq.request.request_id)
             self._finish(seq, "error", error=repr(exc))
+
+    def _verify(self, seq: Sequence, choices: list, now: int) -> None:
+        """A speculative row: append the target's tokens while the drafts equal them, then
+        the first that differs (or the one after the last draft); emit once."""
+        drafts, seq.draft_ids = seq.draft_ids, []
+        accepted, reason = 0, None
+        try:
+            accepted, reason = accept(drafts, choices, lambda c: self._append(seq, c, now))
+        except Exception as exc:
+            log.exception("request %s failed", seq.request.request_id)
+            reason, seq.error = "error", repr(exc)
+        with self._cond:
+            self._stats.count_draft(len(drafts), accepted)
+        self.speculator.record(seq, len(drafts), accepted)
+        if reason is not None:
+            return self._finish(seq, reason)
+        seq.num_computed_tokens = seq.num_tokens - 1  # the rejected drafts' K/V are stale
+        self.scheduler.commit_seq(seq)
+        if seq.request.streaming:
+            self._emit(seq, finished=False)
 
     def _append(self, seq: Sequence, choice, now: int) -> str | None:
         """Add the token unless it ends the request; the finish reason or None."""
@@ -346,7 +376,9 @@ class LLMEngine:
         """Free the request's cache now, count it, send its final output."""
         self.scheduler.remove(seq)
         self.sampler.release(seq.seq_id)
-        seq.matcher = None
+        if self.speculator is not None:
+            self.speculator.release(seq.seq_id)
+        seq.matcher, seq.draft_ids = None, []
         seq.finish_reason = reason
         if error is not None:
             seq.error = error
@@ -397,12 +429,7 @@ class LLMEngine:
 
     def _count_step(self, batch: ScheduledBatch) -> None:
         with self._cond:
-            s = self._stats
-            s.steps += 1
-            s.decode_tokens += batch.num_decodes
-            s.prefill_tokens += batch.num_prefill_tokens
-            s.steps_with_multiple_decodes += batch.num_decodes > 1
-            s.max_running_seen = max(s.max_running_seen, len(self.scheduler.running))
+            self._stats.count_step(batch, len(self.scheduler.running))
             self._refresh_cache_stats()
 
     def _clock_step(self) -> None:
@@ -413,31 +440,7 @@ class LLMEngine:
 
     def _refresh_cache_stats(self) -> None:
         """Copy queue lengths and cache capacity into the stats (caller holds the lock)."""
-        s, blocks = self._stats, self.scheduler.block_manager
-        s.running = len(self.scheduler.running)
-        s.waiting = len(self.scheduler.waiting) + len(self._inbox)
-        s.preempted = self.scheduler.num_preempted
-        s.prefix_cache_queries = self.scheduler.prefix_cache_queries
-        s.prefix_cache_hits = self.scheduler.prefix_cache_hits
-        s.prefix_cache_evictions = blocks.num_evictions
-        s.free_kv_blocks, s.total_kv_blocks = blocks.num_free_blocks, blocks.num_blocks
-        s.free_kv_tokens, s.total_kv_tokens = blocks.num_free_tokens, blocks.num_total_tokens
-        s.cached_kv_blocks = blocks.num_cached_blocks
-        s.grammar_mask_seconds = self.sampler.mask_seconds
-
-
-def _on_own_thread(fn, *args):
-    """``fn(*args)`` on a thread that exits when it returns (its exception is raised here).
-
-    Why the model loads this way: OpenMP (libgomp) keeps a pool of worker threads for each
-    thread that ran a parallel region, until that thread exits. Loading on the caller's thread
-    would leave its idle pool beside the step thread's, and once libgomp manages more threads
-    than there are cores it cuts its spin-wait to ~100 spins: the step's threads then sleep and
-    wake at each of its ~200 barriers (measured: ~200 voluntary context switches per step
-    against 0, and slower steps whenever anything else runs, as tritonserver does).
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tritonllm-load") as pool:
-        return pool.submit(fn, *args).result()  # leaving the block joins the thread
+        self._stats.copy_state(self.scheduler, len(self._inbox), self.sampler.mask_seconds)
 
 
 def _expired(seq: Sequence, now_ns: int) -> bool:

@@ -234,6 +234,7 @@ class Sequence:
         self.top_log_probs: list[list[tuple[int, float]]] = []
         self.cum_log_prob = 0.0
         self.matcher = None  # guided decoding's place in the grammar (guided.Matcher)
+        self.draft_ids: list[int] = []  # this step's speculative drafts (engine.speculative)
         self.num_emitted_tokens = 0  # generated tokens already sent (streaming cursor)
         self.finish_reason: str | None = None
         self.error: str | None = None

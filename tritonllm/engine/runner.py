@@ -48,7 +48,8 @@ from tritonllm.engine.config import EngineConfig
 from tritonllm.engine.linear import KERNEL_MAX_ROWS, Int8Linear, Linear, int8_linear_works
 from tritonllm.engine.scheduler import ScheduledBatch
 from tritonllm.engine.step_inputs import (StepTensors, attention_tables, decode_blocks,
-                                          decode_runs, prefill_specs, rope_tables)
+                                          decode_runs, logit_positions, prefill_specs,
+                                          rope_tables)
 from tritonllm.engine.threads import thread_budget
 from tritonllm.engine.weights import (LayerWeights, head_dim, is_trtllm_checkpoint,
                                       load_hf_state_dict, load_weights, pack_in_huge_pages)
@@ -238,7 +239,8 @@ class ModelRunner:
     @torch.inference_mode()
     def forward(self, batch: ScheduledBatch, all_tokens: bool = False) -> torch.Tensor:
         """Run one step: write the batch's K/V into the cache and return the logits of each row
-        with ``sample`` True, in row order: ``[num_sampled_rows, vocab_size]`` fp32.
+        with ``sample`` True, in row order: ``[num_sampled_rows, vocab_size]`` fp32 (a
+        speculative row gives ``num_logits`` consecutive rows, one per position).
         ``all_tokens``: the logits of every token of the step instead, ``[T, vocab_size]``."""
         step, w = self.prepare(batch), self.weights
         x = w.embed[step.input_ids]
@@ -282,7 +284,7 @@ class ModelRunner:
             input_ids=torch.tensor(batch.input_ids, dtype=torch.long),
             slot_mapping=torch.tensor(batch.slot_mapping, dtype=torch.long),
             cos=self.cos[positions].unsqueeze(1), sin=self.sin[positions].unsqueeze(1),
-            sample_tokens=(ends - 1)[sampled], num_decodes=batch.num_decodes,
+            sample_tokens=logit_positions(batch, ends, sampled), num_decodes=batch.num_decodes,
             decode_blocks=blocks, decode_mask=mask, decode_runs=runs,
             decode_tables=tables, decode_contexts=contexts, fused=None,
             prefills=[] if fuse else prefill_specs(batch, ends.tolist(), size),

@@ -18,6 +18,12 @@ Requests therefore join and leave the running batch at every step. Policies
   running sequence is preempted: its blocks are freed, it goes back to the front of the waiting
   queue, and when readmitted it recomputes all its tokens (prompt + generated) as a prefill.
 
+Speculative decoding: a decoding sequence with ``draft_ids`` gets one row of its newest token
+and its drafts instead of a decode row (after the decode rows, within ``max_num_tokens``,
+drafts trimmed to fit; never preempting anyone for them), with a logit for each position. Its
+``num_computed_tokens`` then runs past its tokens until the engine has accepted some drafts
+and set it back; its blocks are registered for reuse only then (:meth:`Scheduler.commit_seq`).
+
 KV-cache reuse (``enable_kv_cache_reuse``): at admission the sequence looks up the longest run
 of cached full blocks that starts its tokens (``BlockManager.cached_prefix``), shares them and
 starts computing after them, always leaving at least its last token to compute so that the step
@@ -48,7 +54,8 @@ class ScheduledBatch:
     token's K/V to). Per row: ``context_lens`` = tokens in the cache once this step's K/V are
     written (the row attends to all of them, causally), ``block_tables`` = the sequence's block
     ids, ``sample`` = whether a token is sampled from the row's last position (False for a
-    prompt chunk that does not finish the prompt).
+    prompt chunk that does not finish the prompt), ``num_logits`` = how many of the row's last
+    positions need logits (0 or 1; 1 + drafts for a speculative row).
     """
 
     seqs: list[Sequence] = field(default_factory=list)
@@ -56,6 +63,7 @@ class ScheduledBatch:
     context_lens: list[int] = field(default_factory=list)
     block_tables: list[list[int]] = field(default_factory=list)
     sample: list[bool] = field(default_factory=list)
+    num_logits: list[int] = field(default_factory=list)
     input_ids: list[int] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     slot_mapping: list[int] = field(default_factory=list)
@@ -110,9 +118,14 @@ class Scheduler:
 
     def commit(self, batch: ScheduledBatch) -> None:
         """The batch's K/V are in the cache now: make its newly full blocks reusable. Call it
-        after the forward succeeded (never for a failed one: its blocks hold no valid K/V)."""
+        after the forward succeeded (never for a failed one: its blocks hold no valid K/V).
+        Speculative rows wait until their drafts are accepted (:meth:`commit_seq`)."""
         for seq in batch.seqs:
-            self.block_manager.commit(seq.seq_id, seq.token_ids, seq.num_computed_tokens)
+            if seq.num_computed_tokens <= seq.num_tokens:
+                self.commit_seq(seq)
+
+    def commit_seq(self, seq: Sequence) -> None:
+        self.block_manager.commit(seq.seq_id, seq.token_ids, seq.num_computed_tokens)
 
     def schedule(self) -> ScheduledBatch | None:
         """Pick this step's rows (None when there is nothing to do) and mark them computed."""
@@ -120,7 +133,8 @@ class Scheduler:
         budget = self.config.max_num_tokens
         preempted = self._schedule_decodes(rows)
         num_decodes = len(rows)
-        budget = self._schedule_prefills(rows, budget - num_decodes)
+        budget = self._schedule_drafts(rows, budget - num_decodes)
+        budget = self._schedule_prefills(rows, budget)
         if not preempted:  # just-freed blocks go to the sequences that were running
             self._admit(rows, budget)
         return self._build_batch(rows, num_decodes) if rows else None
@@ -131,11 +145,29 @@ class Scheduler:
         for seq in list(self.running):
             if seq.status is not SequenceStatus.RUNNING or not seq.is_decoding:
                 continue
+            need = seq.num_computed_tokens + 1 + len(seq.draft_ids)
+            if seq.draft_ids and self.block_manager.can_allocate(seq.seq_id, need):
+                self.block_manager.allocate(seq.seq_id, need)
+                continue  # a speculative row (_schedule_drafts)
+            seq.draft_ids = []
             reserved, evicted = self._reserve_next_slot(seq)
             preempted |= evicted
             if reserved:
                 rows.append((seq, 1))
         return preempted
+
+    def _schedule_drafts(self, rows: list[tuple[Sequence, int]], budget: int) -> int:
+        """Add a speculative row per sequence with drafts (its newest token first, always),
+        drafts trimmed to what the budget leaves; the budget left."""
+        drafting = [seq for seq in self.running
+                    if seq.draft_ids and seq.status is SequenceStatus.RUNNING]
+        spare = budget - len(drafting)
+        for seq in drafting:
+            del seq.draft_ids[max(0, spare):]
+            spare -= len(seq.draft_ids)
+            rows.append((seq, 1 + len(seq.draft_ids)))
+            budget -= 1 + len(seq.draft_ids)
+        return budget
 
     def _reserve_next_slot(self, seq: Sequence) -> tuple[bool, bool]:
         """Blocks for the token to compute, preempting newest-first; (reserved, preempted)."""
@@ -156,6 +188,7 @@ class Scheduler:
         self.running.remove(seq)
         self.block_manager.free(seq.seq_id)
         seq.num_computed_tokens = 0
+        seq.draft_ids = []
         seq.status = SequenceStatus.WAITING
         self.waiting.appendleft(seq)
         self.num_preempted += 1
@@ -220,12 +253,15 @@ class Scheduler:
         batch = ScheduledBatch(num_decodes=num_decodes)
         for seq, n in rows:
             start = seq.num_computed_tokens
+            drafted = len(seq.draft_ids) if seq.draft_ids else 0
             batch.seqs.append(seq)
             batch.query_lens.append(n)
             batch.context_lens.append(start + n)
             batch.block_tables.append(list(self.block_manager.block_table(seq.seq_id)))
-            batch.sample.append(start + n == seq.num_tokens)
-            batch.input_ids.extend(seq.token_ids[start:start + n])
+            batch.sample.append(start + n == seq.num_tokens + drafted)
+            batch.num_logits.append(1 + drafted if batch.sample[-1] else 0)
+            tokens = seq.token_ids + seq.draft_ids if drafted else seq.token_ids
+            batch.input_ids.extend(tokens[start:start + n])
             batch.positions.extend(range(start, start + n))
             batch.slot_mapping.extend(self.block_manager.slots(seq.seq_id, start, start + n))
             seq.num_computed_tokens = start + n

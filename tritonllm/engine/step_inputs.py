@@ -120,3 +120,14 @@ def prefill_specs(batch: ScheduledBatch, ends: list[int], block_size: int):
         specs.append((ends[i] - n, ends[i], blocks, context,
                       key_pos[None, :] <= query_pos[:, None]))
     return specs
+
+
+def logit_positions(batch: ScheduledBatch, ends: torch.Tensor,
+                    sampled: torch.Tensor) -> torch.Tensor:
+    """The step's token indices whose logits are needed, in row order: each sampled row's last
+    position, or its last ``num_logits`` positions (a speculative row: the newest token and
+    every draft)."""
+    if not any(n > 1 for n in batch.num_logits):
+        return (ends - 1)[sampled]
+    return torch.tensor([p for end, n in zip(ends.tolist(), batch.num_logits)
+                         for p in range(end - n, end)], dtype=torch.long)

@@ -1,0 +1,191 @@
+"""n-gram speculative decoding: greedy output token for token what one token per step gives
+(and transformers' greedy output), on the real SmolLM2 checkpoint, with the stop conditions,
+streaming, batch mixing and preemption it must keep."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+from tests.engine.engine_helpers import hf_greedy
+
+from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine, SamplingParams
+from tritonllm.engine.request import Sequence
+from tritonllm.engine.sampler import Choice
+from tritonllm.engine.speculative import (MIN_DRAFTED, PAUSE_STEPS, NgramProposer, accept,
+                                          can_speculate)
+
+EOS = 2
+CONFIG = EngineConfig(max_batch_size=8, max_num_tokens=128, max_input_len=512, max_seq_len=768,
+                      max_tokens_in_paged_kv_cache=8192, num_threads=1)
+SPEC = dataclasses.replace(CONFIG, speculative_decoding_mode="ngram")
+CODE = '''def area(width, height):
+    """The area of a rectangle."""
+    return width * height
+
+
+def perimeter(width, height):
+    """The perimeter of a rectangle."""
+    return 2 * (width + height)
+'''
+GROUNDED = [f"Copy this code exactly, then stop.\n\n{CODE}",
+            f"Rename the function area to surface in this code:\n\n{CODE}",
+            "Repeat after me: the quick brown fox jumps over the lazy dog, "
+            "the quick brown fox jumps over the lazy dog."]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smollm):
+    return smollm[1]
+
+
+@pytest.fixture(scope="module")
+def prompts(tokenizer) -> list[list[int]]:
+    def chat(text):
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                                 add_generation_prompt=True, tokenize=False)
+        return tokenizer(rendered, add_special_tokens=False).input_ids
+    return [chat(text) for text in GROUNDED]
+
+
+@pytest.fixture(scope="module")
+def engines(smollm_dir):
+    plain, spec = LLMEngine(smollm_dir, CONFIG).start(), LLMEngine(smollm_dir, SPEC).start()
+    yield plain, spec
+    plain.shutdown()
+    spec.shutdown()
+
+
+def request(prompt, n=60, **fields) -> GenerationRequest:
+    return GenerationRequest(f"s-{time.monotonic_ns()}", prompt, n, end_id=EOS,
+                             exclude_input_in_output=True, **fields)
+
+
+def finals(engine, requests):
+    return [out[-1] for out in engine.generate(requests, timeout=600)]
+
+
+def test_greedy_output_is_unchanged_and_drafts_are_accepted(engines, prompts, smollm):
+    plain, spec = engines
+    before = spec.stats()
+    for prompt in prompts:
+        expected = finals(plain, [request(prompt)])[0]
+        got = finals(spec, [request(prompt)])[0]
+        assert got.token_ids == expected.token_ids
+        assert got.finish_reason == expected.finish_reason
+    assert finals(spec, [request(prompts[0], n=40)])[0].token_ids == \
+        hf_greedy(smollm[0], prompts[0], 40, eos=EOS)
+    stats = spec.stats()
+    drafted = stats.spec_draft_tokens - before.spec_draft_tokens
+    accepted = stats.spec_accepted_tokens - before.spec_accepted_tokens
+    assert stats.spec_drafts > before.spec_drafts and 0 < accepted <= drafted
+    # fewer steps than tokens: several tokens per step
+    assert stats.steps - before.steps < stats.generated_tokens - before.generated_tokens
+
+
+def test_streamed_output_equals_whole_and_the_log_probs_match(engines, prompts):
+    plain, spec = engines
+    expected = finals(plain, [request(prompts[0], return_log_probs=True)])[0]
+    outputs = spec.generate([request(prompts[0], streaming=True, return_log_probs=True)],
+                            timeout=600)[0]
+    assert [t for o in outputs for t in o.token_ids] == expected.token_ids
+    assert any(len(o.token_ids) > 1 for o in outputs)  # accepted runs stream together
+    log_probs = [p for o in outputs for p in o.log_probs]
+    assert log_probs == pytest.approx(expected.log_probs, abs=1e-4)
+
+
+@pytest.mark.parametrize("fields", [
+    {"max_new_tokens": 13},  # a length limit inside an accepted run
+    {"stop_words": [[28705]]},  # replaced below by a word the output really contains
+])
+def test_stop_conditions_hold_inside_accepted_runs(engines, prompts, tokenizer, fields):
+    plain, spec = engines
+    if "stop_words" in fields:
+        fields = {"stop_words": [tokenizer(" height", add_special_tokens=False).input_ids]}
+    base = dict(prompt_ids=prompts[0], max_new_tokens=60, end_id=EOS,
+                exclude_input_in_output=True)
+    make = lambda: GenerationRequest(f"c-{time.monotonic_ns()}", **{**base, **fields})  # noqa
+    expected, got = finals(plain, [make()])[0], finals(spec, [make()])[0]
+    assert got.token_ids == expected.token_ids
+    assert got.finish_reason == expected.finish_reason != "end_id"
+
+
+def test_batches_mix_speculating_and_other_requests(engines, prompts):
+    plain, spec = engines
+    sampled = SamplingParams(temperature=0.8, top_k=20, seed=5)
+    penalised = SamplingParams(repetition_penalty=1.3)
+    batch = lambda: [request(prompts[0]), request(prompts[1], sampling=sampled),  # noqa
+                     request(prompts[2], sampling=penalised), request(prompts[1])]
+    before = spec.stats().steps_with_multiple_decodes
+    assert [f.token_ids for f in finals(spec, batch())] == \
+        [f.token_ids for f in finals(plain, batch())]
+    assert spec.stats().steps_with_multiple_decodes > before
+
+
+def test_speculation_survives_preemption(smollm_dir, prompts):
+    tight = dataclasses.replace(SPEC, batch_scheduler_policy="max_utilization",
+                                max_tokens_in_paged_kv_cache=320, max_batch_size=4)
+    reference = dataclasses.replace(tight, speculative_decoding_mode="off")
+    results = []
+    for config in (reference, tight):
+        engine = LLMEngine(smollm_dir, config).start()
+        try:
+            results.append([f.token_ids for f in finals(
+                engine, [request(prompts[2], n=48) for _ in range(4)])])
+            stats = engine.stats()
+        finally:
+            engine.shutdown()
+    assert results[0] == results[1]
+    assert stats.preempted > 0 and stats.spec_accepted_tokens > 0
+    assert stats.free_kv_tokens == stats.total_kv_tokens
+
+
+def test_the_proposer_drafts_what_followed_the_latest_match():
+    proposer = NgramProposer(max_draft_len=3, max_matching_ngram_size=2)
+    seq = Sequence(0, GenerationRequest("p", [5, 6, 7, 8, 9, 5, 6, 1, 5, 6], 20), 0)
+    seq.num_computed_tokens = seq.num_tokens - 1
+    proposer.propose([seq], max_seq_len=100)
+    assert seq.draft_ids == [1, 5, 6]  # "5 6" last seen before "1 5 6"
+    seq.token_ids.append(42)  # no earlier "6 42" or "42"
+    seq.num_computed_tokens = seq.num_tokens - 1
+    proposer.propose([seq], max_seq_len=100)
+    assert seq.draft_ids == []
+    near_limit = Sequence(1, GenerationRequest("q", [1, 2, 1], 2), 0)
+    near_limit.num_computed_tokens = 2
+    proposer.propose([near_limit], max_seq_len=100)
+    assert near_limit.draft_ids == [2]  # room for one draft and the token after it
+    sampled = Sequence(2, GenerationRequest("r", [1, 2, 1], 9,
+                                            sampling=SamplingParams(temperature=0.7, top_k=5)), 0)
+    assert not can_speculate(sampled)
+
+
+def test_a_request_whose_drafts_fail_pauses():
+    proposer = NgramProposer(max_draft_len=4, max_matching_ngram_size=1)
+    seq = Sequence(0, GenerationRequest("p", [1, 2, 1, 2, 1], 50), 0)
+    seq.num_computed_tokens = seq.num_tokens - 1
+    proposer.propose([seq], max_seq_len=100)
+    assert seq.draft_ids
+    proposer.record(seq, MIN_DRAFTED, 0)
+    for _ in range(PAUSE_STEPS - 1):
+        proposer.propose([seq], max_seq_len=100)
+        assert seq.draft_ids == []
+    proposer.propose([seq], max_seq_len=100)
+    assert seq.draft_ids
+
+
+def test_accept_takes_drafts_while_they_match_then_one_more():
+    appended = []
+
+    def run(drafts, targets, stop_at=None):
+        appended.clear()
+
+        def append(choice):
+            appended.append(choice.token)
+            return "length" if len(appended) == stop_at else None
+        return accept(drafts, [Choice(t, 0.0) for t in targets], append)
+
+    assert run([7, 8, 9], [7, 8, 5, 1]) == (2, None) and appended == [7, 8, 5]
+    assert run([7, 8], [7, 8, 4]) == (2, None) and appended == [7, 8, 4]
+    assert run([7, 8], [3, 8, 4]) == (0, None) and appended == [3]
+    assert run([7, 8, 9], [7, 8, 9, 1], stop_at=2) == (1, "length") and appended == [7, 8]

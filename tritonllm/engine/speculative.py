@@ -1,0 +1,123 @@
+"""Speculative decoding by n-gram lookup (prompt lookup), exact for greedy requests.
+
+Each step, for every running request that may speculate, :class:`NgramProposer` looks for the
+latest earlier occurrence of the request's last ``n`` tokens (``n`` from
+``max_matching_ngram_size`` down to 1) in its prompt and generated text, and drafts the tokens
+that followed it, at most ``max_draft_len``. The scheduler then runs the request's newest token
+and its drafts as one row (the model attends causally over them, as in a prompt chunk), and the
+engine takes the target's arg-max at every position: drafts are accepted while they equal it,
+and the first arg-max that differs (or the one after the last draft) is the step's own token.
+Greedy output is therefore token for token what decoding one token per step gives; a step
+that accepts ``j`` drafts appends ``j + 1`` tokens for one read of the weights.
+
+Only greedy requests without penalties, bad words, guides or top log-probabilities speculate
+(their next token depends on nothing but the logits), once past ``min_tokens``. A request whose
+drafts are mostly rejected stops drafting for a while (``PAUSE_STEPS``), so a workload that
+does not repeat its input costs little. The rejected drafts' K/V are simply not counted as
+computed: the next step overwrites them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tritonllm.engine.request import Sequence
+
+# Below this acceptance (accepted / drafted tokens, over at least MIN_DRAFTED), a request stops
+# drafting for PAUSE_STEPS steps, then tries again with fresh counts.
+MIN_ACCEPTANCE = 0.25
+MIN_DRAFTED = 16
+PAUSE_STEPS = 32
+
+
+@dataclass
+class DraftState:
+    """One request's n-gram index and acceptance record."""
+
+    index: list[dict[tuple[int, ...], int]]  # per n: n-gram -> end of its latest occurrence
+    indexed: int = 0  # n-grams ending before this position are in the index
+    drafted: int = 0
+    accepted: int = 0
+    paused_until: int = 0  # step number
+
+
+def can_speculate(seq: Sequence) -> bool:
+    """Whether the request's next tokens depend on the logits alone (greedy, nothing else)."""
+    request = seq.request
+    sampling = request.sampling
+    return (sampling.greedy and not sampling.has_penalties and not request.bad_words
+            and request.guide is None and not request.num_top_log_probs
+            and seq.num_generated >= sampling.min_tokens)
+
+
+class NgramProposer:
+    """Drafts for each speculating request; :meth:`release` forgets a finished one."""
+
+    def __init__(self, max_draft_len: int, max_matching_ngram_size: int) -> None:
+        self.max_draft_len = max_draft_len
+        self.max_ngram = max_matching_ngram_size
+        self._states: dict[int, DraftState] = {}
+        self._step = 0
+
+    def release(self, seq_id: int) -> None:
+        self._states.pop(seq_id, None)
+
+    def propose(self, seqs: list[Sequence], max_seq_len: int) -> None:
+        """Set ``draft_ids`` of each decoding request (empty when it does not speculate)."""
+        self._step += 1
+        for seq in seqs:
+            seq.draft_ids = []
+            if not seq.is_decoding or not can_speculate(seq):
+                continue
+            state = self._state(seq)
+            if state.paused_until > self._step:
+                continue
+            room = min(self.max_draft_len, seq.request.max_new_tokens - seq.num_generated - 1,
+                       max_seq_len - seq.num_tokens)
+            if room > 0:
+                seq.draft_ids = self._lookup(seq.token_ids, state, room)
+
+    def record(self, seq: Sequence, drafted: int, accepted: int) -> None:
+        """Count a verified draft; pause a request whose drafts are mostly rejected."""
+        state = self._states.get(seq.seq_id)
+        if state is None:
+            return
+        state.drafted += drafted
+        state.accepted += accepted
+        if state.drafted >= MIN_DRAFTED and state.accepted < MIN_ACCEPTANCE * state.drafted:
+            state.paused_until = self._step + PAUSE_STEPS
+            state.drafted = state.accepted = 0
+
+    def _state(self, seq: Sequence) -> DraftState:
+        state = self._states.get(seq.seq_id)
+        if state is None:
+            state = DraftState(index=[{} for _ in range(self.max_ngram + 1)])
+            self._states[seq.seq_id] = state
+        return state
+
+    def _lookup(self, tokens: list[int], state: DraftState, room: int) -> list[int]:
+        # Index every n-gram that has a continuation: those ending before the last token.
+        for end in range(max(state.indexed, 1), len(tokens)):
+            for n in range(1, min(self.max_ngram, end) + 1):
+                state.index[n][tuple(tokens[end - n:end])] = end
+        state.indexed = len(tokens)
+        for n in range(min(self.max_ngram, len(tokens) - 1), 0, -1):
+            end = state.index[n].get(tuple(tokens[-n:]))
+            if end is not None:
+                return tokens[end:end + room]
+        return []
+
+
+def accept(drafts: list[int], choices: list, append) -> tuple[int, str | None]:
+    """Verify a speculative row. ``choices``: the target's token at each position (a sampler
+    ``Choice`` per position, the newest token's first); ``append(choice)`` adds one token and
+    returns the request's finish reason, or None. Tokens are appended while the drafts equal
+    them, then the first that differs or the one after the last draft.
+    Returns (drafts accepted, the finish reason or None)."""
+    accepted = 0
+    for choice in choices:
+        reason = append(choice)
+        if reason or accepted == len(drafts) or choice.token != drafts[accepted]:
+            return accepted, reason
+        accepted += 1
+    return accepted, None
