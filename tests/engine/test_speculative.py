@@ -189,3 +189,12 @@ def test_accept_takes_drafts_while_they_match_then_one_more():
     assert run([7, 8], [7, 8, 4]) == (2, None) and appended == [7, 8, 4]
     assert run([7, 8], [3, 8, 4]) == (0, None) and appended == [3]
     assert run([7, 8, 9], [7, 8, 9, 1], stop_at=2) == (1, "length") and appended == [7, 8]
+
+
+def test_forced_lengths_speculate_and_keep_their_length(engines, prompts):
+    plain, spec = engines
+    forced = lambda: request(prompts[2], n=40, sampling=SamplingParams(min_tokens=40))  # noqa
+    before = spec.stats().spec_accepted_tokens
+    expected, got = finals(plain, [forced()])[0], finals(spec, [forced()])[0]
+    assert got.token_ids == expected.token_ids and len(got.token_ids) == 40
+    assert spec.stats().spec_accepted_tokens > before

@@ -11,7 +11,8 @@ Greedy output is therefore token for token what decoding one token per step give
 that accepts ``j`` drafts appends ``j + 1`` tokens for one read of the weights.
 
 Only greedy requests without penalties, bad words, guides or top log-probabilities speculate
-(their next token depends on nothing but the logits), once past ``min_tokens``. A request whose
+(their next token depends on nothing but the logits). Before ``min_tokens`` the end token is
+banned at every drafted position or at none: drafts stop where the ban would end. A request whose
 drafts are mostly rejected stops drafting for a while (``PAUSE_STEPS``), so a workload that
 does not repeat its input costs little. The rejected drafts' K/V are simply not counted as
 computed: the next step overwrites them.
@@ -46,8 +47,7 @@ def can_speculate(seq: Sequence) -> bool:
     request = seq.request
     sampling = request.sampling
     return (sampling.greedy and not sampling.has_penalties and not request.bad_words
-            and request.guide is None and not request.num_top_log_probs
-            and seq.num_generated >= sampling.min_tokens)
+            and request.guide is None and not request.num_top_log_probs)
 
 
 class NgramProposer:
@@ -74,6 +74,9 @@ class NgramProposer:
                 continue
             room = min(self.max_draft_len, seq.request.max_new_tokens - seq.num_generated - 1,
                        max_seq_len - seq.num_tokens)
+            banned_for = seq.request.sampling.min_tokens - seq.num_generated
+            if banned_for > 0:  # the sampler bans the end token by the step's count
+                room = min(room, banned_for - 1)
             if room > 0:
                 seq.draft_ids = self._lookup(seq.token_ids, state, room)
 
