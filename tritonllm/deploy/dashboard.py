@@ -86,6 +86,12 @@ PANELS = (
               per="tritonllm_engine_steps_total"),
         Query("ratio", "tritonllm_engine_grammar_mask_seconds_total",
               "grammar masks (guided decoding)", per="tritonllm_engine_steps_total"))),
+    Panel("Speculative decoding", "short", (
+        Query("ratio", "tritonllm_spec_decode_num_accepted_tokens_total",
+              "acceptance rate (accepted / drafted tokens)",
+              per="tritonllm_spec_decode_num_draft_tokens_total"),
+        Query("ratio", "tritonllm_spec_decode_num_accepted_tokens_total",
+              "mean accepted tokens per draft", per="tritonllm_spec_decode_num_drafts_total"))),
     Panel("Prefix-cache hit rate", "percentunit", (
         Query("ratio", "tritonllm_prefix_cache_hits_total", "hits / queried tokens",
               per="tritonllm_prefix_cache_queries_total"),)),

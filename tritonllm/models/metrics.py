@@ -43,6 +43,9 @@ COUNTERS = {
     "forward_seconds": "tritonllm_engine_forward_seconds_total",
     "guided_requests": "tritonllm_guided_requests_total",
     "grammar_mask_seconds": "tritonllm_engine_grammar_mask_seconds_total",
+    "spec_drafts": "tritonllm_spec_decode_num_drafts_total",
+    "spec_draft_tokens": "tritonllm_spec_decode_num_draft_tokens_total",
+    "spec_accepted_tokens": "tritonllm_spec_decode_num_accepted_tokens_total",
 }
 # EngineStats field -> gauge name (the field is a current value or a high-water mark).
 GAUGES = {
