@@ -336,3 +336,12 @@ def test_decode_attention_kernel_equals_sdpa(d):
         expected = torch.nn.functional.scaled_dot_product_attention(
             q[row][None, :, None], k, v, enable_gqa=True)[0, :, 0]
         assert torch.allclose(out[row], expected, atol=1e-5), row
+
+
+def test_a_runner_sharing_weights_writes_only_its_own_cache(tiny_model):
+    runner = tiny_runner(tiny_model)
+    twin = runner.sharing_weights(runner.config)
+    assert twin.weights is runner.weights and twin.kv_cache is not runner.kv_cache
+    twin.prompt_logits([1, 2, 3, 4, 5])  # through our fused kernels where they load
+    assert twin.kv_cache.abs().sum() > 0
+    assert runner.kv_cache.abs().sum() == 0

@@ -145,8 +145,8 @@ def run(args) -> int:
           f"{thread_budget(config.num_threads).reason}")
     runner = ModelRunner.from_hf_dir(model_dir, replace(config, enable_kv_cache_reuse=True))
     sides = [Side("reuse on", LLMEngine(runner).start()),
-             Side("reuse off", LLMEngine(sharing_weights(
-                 runner, replace(config, enable_kv_cache_reuse=False))).start())]
+             Side("reuse off", LLMEngine(runner.sharing_weights(
+                 replace(config, enable_kv_cache_reuse=False))).start())]
     try:
         for side in sides:
             closed_loop(side, {-1: warmup}, 1, "warmup")
@@ -163,19 +163,6 @@ def run(args) -> int:
         for side in sides:
             side.engine.shutdown()
     return 0
-
-
-def sharing_weights(runner, config):
-    """A second runner over the same weights (memory: one copy) with its own KV cache, for an
-    engine that differs only in scheduling settings (the runner does not read them)."""
-    import copy
-
-    import torch
-
-    twin = copy.copy(runner)
-    twin.config = config
-    twin.kv_cache = torch.zeros_like(runner.kv_cache)
-    return twin
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -209,6 +209,18 @@ class ModelRunner:
     def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None):
         return Int8Linear.from_float(weight, bias) if self.int8 else Linear(weight, bias)
 
+    def sharing_weights(self, config: EngineConfig) -> "ModelRunner":
+        """A second runner over the same weights (one copy in memory) with its own KV cache and
+        ``config``, for an engine that differs only in settings the forward does not read
+        (scheduling, reuse, speculation): an A/B in one process. The cache must match."""
+        import copy
+
+        twin = copy.copy(self)
+        twin.config = config
+        twin.kv_cache = torch.zeros_like(self.kv_cache)
+        twin.kernel_layers = twin._kernel_layers()  # it holds the cache's addresses
+        return twin
+
     def _kernel_layers(self) -> "cpu_kernels.DecoderLayers | None":
         """Every layer's weights and K/V cache planes for ``tl_decoder_layers``; None without
         our kernels (or with a linear layer on another backend)."""
