@@ -1,7 +1,7 @@
 """``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine;
 ``serving``: through a real tritonserver; ``ensemble``: the ensemble's capacity, synthetic
-engine; ``prefix``: KV-cache reuse on vs off in the engine; ``guided``: structured outputs
-through the OpenAI API)."""
+engine; ``prefix``: KV-cache reuse on vs off in the engine; ``speculative``: n-gram
+speculation off vs on in the engine; ``guided``: structured outputs through the OpenAI API)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ def register(subparsers) -> None:
 
     prefix_bench.add_arguments(prefix)
     prefix.set_defaults(handler=prefix_bench.run)
+    speculative = targets.add_parser(
+        "speculative", help="n-gram speculative decoding off vs on in the engine, on the "
+                            "input-grounded and mixed workloads")
+    from tritonllm.bench import spec_bench
+
+    spec_bench.add_arguments(speculative)
+    speculative.set_defaults(handler=spec_bench.run)
     guided = targets.add_parser(
         "guided", help="structured outputs through the OpenAI API: validity, cost vs "
                        "unguided, grammar compile time")

@@ -1,4 +1,5 @@
-"""The mixed benchmark workload: a fixed prompt list, output lengths cycling.
+"""The benchmark workloads: the mixed workload (a fixed prompt list, output lengths cycling)
+and the input-grounded workload (tasks whose answer repeats much of a given text).
 
 16 requests by default; request ``i`` uses prompt ``i % len(PROMPTS)`` and must generate exactly
 ``OUTPUT_LENGTHS[i % 4]`` tokens (16/32/64/128), forced with ``min_tokens`` so every run does
@@ -46,4 +47,45 @@ def mixed_workload(num_requests: int = 16) -> list[WorkItem]:
     if num_requests < 1:
         raise ValueError(f"num_requests: must be >= 1, got {num_requests}")
     return [WorkItem(i, PROMPTS[i % len(PROMPTS)], OUTPUT_LENGTHS[i % len(OUTPUT_LENGTHS)])
+            for i in range(num_requests)]
+
+
+# Input-grounded tasks: a given code block or passage, and a task whose answer quotes much of it
+# (edit, copy, extract, answer from it): what speculation by n-gram lookup is for.
+_CODE = '''def mean(values):
+    """The arithmetic mean of a list of numbers."""
+    total = 0
+    for value in values:
+        total += value
+    return total / len(values)
+
+
+def variance(values):
+    """The population variance of a list of numbers."""
+    m = mean(values)
+    return sum((value - m) ** 2 for value in values) / len(values)
+'''
+_PASSAGE = ("The Loire is the longest river in France. It rises in the Massif Central and flows "
+            "north and then west for about 1,000 kilometres before it reaches the Atlantic "
+            "Ocean at Saint-Nazaire. Its valley is known for its castles, such as Chambord and "
+            "Chenonceau, and for its vineyards. In 2000 the central part of the valley became "
+            "a UNESCO World Heritage Site. The river is shallow and its flow changes a lot "
+            "between seasons, so it carries little shipping today.")
+GROUNDED_TASKS = (
+    f"Add type hints to this code and return the whole code:\n\n{_CODE}",
+    f"Copy this code exactly, with the function variance renamed to var:\n\n{_CODE}",
+    f"Repeat this passage word for word:\n\n{_PASSAGE}",
+    f"From this passage, quote every sentence that mentions the valley:\n\n{_PASSAGE}",
+    f"Rewrite this code so that mean uses the built-in sum:\n\n{_CODE}",
+    f"Answer from the passage, quoting it: where does the Loire reach the ocean?\n\n{_PASSAGE}",
+)
+GROUNDED_OUTPUT_LENGTHS = (64, 128)
+
+
+def grounded_workload(num_requests: int = 8) -> list[WorkItem]:
+    """The first ``num_requests`` input-grounded items (chat prompts, exact output lengths)."""
+    if num_requests < 1:
+        raise ValueError(f"num_requests: must be >= 1, got {num_requests}")
+    return [WorkItem(i, GROUNDED_TASKS[i % len(GROUNDED_TASKS)],
+                     GROUNDED_OUTPUT_LENGTHS[i % len(GROUNDED_OUTPUT_LENGTHS)])
             for i in range(num_requests)]

@@ -1,0 +1,97 @@
+"""Speculative decoding benchmark: the in-process engine with n-gram speculation off and on, in
+ONE run.
+
+``tritonllm bench speculative`` (``make bench-spec``) serves two workloads as chat prompts,
+each request generating exactly its output length (``min_tokens`` = ``max_tokens``): the
+input-grounded workload (edit, copy, extract or answer from a given code block or passage;
+``tritonllm.bench.workload.grounded_workload``) and the mixed workload. Two engines over the
+same weights, alike except ``speculative_decoding_mode``, take turns round by round at each
+concurrency (closed loop, streaming). It prints output tokens/s per engine and their ratio,
+whether every greedy output is token for token the same, and the acceptance rate and mean
+accepted length. Ratios hold across machines; absolute figures depend on the machine and on
+what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+from tritonllm.bench.engine_bench import percentile
+from tritonllm.bench.prefix_bench import Side, closed_loop, merged
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tritonllm.serve.cli import add_engine_options
+
+    parser.add_argument("--model", default=None,
+                        help="a local Hugging Face Llama checkpoint dir (default: SmolLM2)")
+    parser.add_argument("--concurrency", default="1,8", help="comma-separated levels")
+    parser.add_argument("--requests", type=int, default=8, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per engine and level")
+    add_engine_options(parser)
+
+
+def run(args) -> int:
+    from tritonllm.bench.workload import grounded_workload, mixed_workload
+    from tritonllm.engine import LLMEngine
+    from tritonllm.engine.runner import ModelRunner
+    from tritonllm.engine.threads import on_own_thread, thread_budget
+    from tritonllm.model_source import resolve_model_dir
+    from tritonllm.serve.cli import engine_config
+    from tritonllm.tokenizer import TextCodec
+
+    config = replace(engine_config(args), speculative_decoding_mode="off")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    model_dir = resolve_model_dir(args.model)
+    codec = TextCodec.from_dir(model_dir)
+    print(f"model {model_dir}; {args.rounds} rounds of {args.requests} requests per engine and "
+          f"level; max_draft_len {config.max_draft_len}, max_matching_ngram_size "
+          f"{config.max_matching_ngram_size}; engine threads "
+          f"{thread_budget(config.num_threads).reason}")
+    runner = on_own_thread(ModelRunner.from_hf_dir, model_dir, config)
+    engines = {"off": LLMEngine(runner).start(),
+               "ngram": LLMEngine(runner.sharing_weights(
+                   replace(config, speculative_decoding_mode="ngram"))).start()}
+    ok = True
+    try:
+        for name, items in (("input-grounded", grounded_workload(args.requests)),
+                            ("mixed", mixed_workload(args.requests))):
+            prompts = {item.index: _prompt(codec, item) for item in items}
+            for level in levels:
+                ok &= _compare(engines, name, prompts, level, args.rounds)
+    finally:
+        for engine in engines.values():
+            engine.shutdown()
+    return 0 if ok else 1
+
+
+def _prompt(codec, item):
+    from tritonllm.loadtest.workloads import Prompt
+
+    text = json.dumps([{"role": "user", "content": item.prompt}])
+    return Prompt(text=text, token_ids=tuple(codec.encode_chat(text)),
+                  max_tokens=item.output_tokens, min_tokens=item.output_tokens, chat=True)
+
+
+def _compare(engines: dict, workload: str, prompts: dict, level: int, rounds: int) -> bool:
+    sides = [Side(name, engine) for name, engine in engines.items()]
+    before = engines["ngram"].stats()
+    for round_ in range(rounds):
+        for side in reversed(sides) if round_ % 2 else sides:
+            side.results.append(closed_loop(side, prompts, level, f"{workload}-{level}-{round_}"))
+    stats = engines["ngram"].stats()
+    drafts = stats.spec_drafts - before.spec_drafts
+    drafted = stats.spec_draft_tokens - before.spec_draft_tokens
+    accepted = stats.spec_accepted_tokens - before.spec_accepted_tokens
+    off, on = (merged(side) for side in sides)
+    same = sum(sides[0].outputs[i] == sides[1].outputs[i] for i in prompts)
+    print(f"{workload}, c={level}: off {off.tokens_per_s:6.1f} tok/s, ngram "
+          f"{on.tokens_per_s:6.1f} tok/s, ratio {on.tokens_per_s / off.tokens_per_s:.2f}; "
+          f"ITL p50 {percentile(off.itl_ms, 50) or 0:.0f} / "
+          f"{percentile(on.itl_ms, 50) or 0:.0f} ms; "
+          f"acceptance {accepted / max(drafted, 1):.2f}, mean accepted per draft "
+          f"{accepted / max(drafts, 1):.2f}; identical greedy outputs {same} of {len(prompts)}",
+          flush=True)
+    return same == len(prompts)
