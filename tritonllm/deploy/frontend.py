@@ -65,12 +65,13 @@ def frontend_settings(profile: BuildProfile | None, ports: Ports,
 
 
 def _tokenizer(profile: BuildProfile | None) -> str:
-    """The tokenizer directory, for the texts of tokens in ``logprobs``."""
+    """The tokenizer directory, for the texts of tokens in ``logprobs`` (read when the first
+    request asks for them: nothing is fetched here)."""
     from tritonllm.build import source
-    from tritonllm.model_source import resolve_model_dir
+    from tritonllm.model_source import default_model_path
 
     if profile is None or profile.model_path() is None:  # model.dir: default
-        return str(resolve_model_dir(None))
+        return str(default_model_path())
     return str(source.tokenizer_dir(profile))
 
 
