@@ -198,3 +198,21 @@ def test_forced_lengths_speculate_and_keep_their_length(engines, prompts):
     expected, got = finals(plain, [forced()])[0], finals(spec, [forced()])[0]
     assert got.token_ids == expected.token_ids and len(got.token_ids) == 40
     assert spec.stats().spec_accepted_tokens > before
+
+
+def test_nobody_drafts_in_a_large_batch():
+    from tritonllm.engine.speculative import DISABLE_BY_BATCH_SIZE
+
+    proposer = NgramProposer(max_draft_len=2, max_matching_ngram_size=2)
+
+    def decoding(i):
+        seq = Sequence(i, GenerationRequest(f"b{i}", [1, 2, 1, 2, 1], 50), 0)
+        seq.num_computed_tokens = seq.num_tokens - 1
+        return seq
+
+    few = [decoding(i) for i in range(DISABLE_BY_BATCH_SIZE)]
+    proposer.propose(few, max_seq_len=100)
+    assert all(seq.draft_ids for seq in few)
+    many = few + [decoding(DISABLE_BY_BATCH_SIZE)]
+    proposer.propose(many, max_seq_len=100)
+    assert not any(seq.draft_ids for seq in many)

@@ -74,7 +74,7 @@ class EngineConfig:
     max_queue_size: int = 32
     weights: str = "auto"
     speculative_decoding_mode: str = "off"
-    max_draft_len: int = 4
+    max_draft_len: int = 2  # measured best of 1-4 on the CPU twin (docs/performance.md)
     max_matching_ngram_size: int = 3
     num_blocks: int = field(init=False)
 
