@@ -5,52 +5,29 @@ speculation off vs on in the engine; ``guided``: structured outputs through the 
 
 from __future__ import annotations
 
+import importlib
+
+# target -> (module in tritonllm.bench with add_arguments(parser) and run(args), help)
+TARGETS = {
+    "engine": ("engine_bench", "the in-process engine vs transformers on the mixed workload"),
+    "serving": ("serving_bench", "a real tritonserver vs transformers on the mixed workload"),
+    "ensemble": ("ensemble_bench", "streamed tokens/s through the real pre/postprocessing and "
+                                   "ensemble, with a SYNTHETIC token source in place of the "
+                                   "engine"),
+    "prefix": ("prefix_bench", "KV-cache reuse on vs off in the engine, on the shared-prefix "
+                               "workload"),
+    "speculative": ("spec_bench", "n-gram speculative decoding off vs on in the engine, on the "
+                                  "input-grounded and mixed workloads"),
+    "guided": ("guided_bench", "structured outputs through the OpenAI API: validity, cost vs "
+                               "unguided, grammar compile time"),
+}
+
 
 def register(subparsers) -> None:
     bench = subparsers.add_parser("bench", help="benchmarks that print figures")
     targets = bench.add_subparsers(metavar="TARGET")
-    engine = targets.add_parser(
-        "engine", help="the in-process engine vs transformers on the mixed workload")
-    from tritonllm.bench.engine_bench import add_arguments
-
-    add_arguments(engine)
-    engine.set_defaults(handler=_engine)
-    serving = targets.add_parser(
-        "serving", help="a real tritonserver vs transformers on the mixed workload")
-    from tritonllm.bench import serving_bench
-
-    serving_bench.add_arguments(serving)
-    serving.set_defaults(handler=serving_bench.run)
-    ensemble = targets.add_parser(
-        "ensemble", help="streamed tokens/s through the real pre/postprocessing and ensemble, "
-                         "with a SYNTHETIC token source in place of the engine")
-    from tritonllm.bench import ensemble_bench
-
-    ensemble_bench.add_arguments(ensemble)
-    ensemble.set_defaults(handler=ensemble_bench.run)
-    prefix = targets.add_parser(
-        "prefix", help="KV-cache reuse on vs off in the engine, on the shared-prefix workload")
-    from tritonllm.bench import prefix_bench
-
-    prefix_bench.add_arguments(prefix)
-    prefix.set_defaults(handler=prefix_bench.run)
-    speculative = targets.add_parser(
-        "speculative", help="n-gram speculative decoding off vs on in the engine, on the "
-                            "input-grounded and mixed workloads")
-    from tritonllm.bench import spec_bench
-
-    spec_bench.add_arguments(speculative)
-    speculative.set_defaults(handler=spec_bench.run)
-    guided = targets.add_parser(
-        "guided", help="structured outputs through the OpenAI API: validity, cost vs "
-                       "unguided, grammar compile time")
-    from tritonllm.bench import guided_bench
-
-    guided_bench.add_arguments(guided)
-    guided.set_defaults(handler=guided_bench.run)
-
-
-def _engine(args) -> int:
-    from tritonllm.bench.engine_bench import run
-
-    return run(args)
+    for name, (module_name, help_text) in TARGETS.items():
+        module = importlib.import_module(f"tritonllm.bench.{module_name}")
+        parser = targets.add_parser(name, help=help_text)
+        module.add_arguments(parser)
+        parser.set_defaults(handler=module.run)
