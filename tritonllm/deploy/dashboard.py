@@ -86,7 +86,10 @@ PANELS = (
               per="tritonllm_engine_steps_total"),
         Query("ratio", "tritonllm_engine_grammar_mask_seconds_total",
               "grammar masks (guided decoding)", per="tritonllm_engine_steps_total"))),
+    # The rates show (as 0) when speculation is off; the ratios only once something drafts.
     Panel("Speculative decoding", "short", (
+        Query("rate", "tritonllm_spec_decode_num_draft_tokens_total", "drafted tokens/s"),
+        Query("rate", "tritonllm_spec_decode_num_accepted_tokens_total", "accepted tokens/s"),
         Query("ratio", "tritonllm_spec_decode_num_accepted_tokens_total",
               "acceptance rate (accepted / drafted tokens)",
               per="tritonllm_spec_decode_num_draft_tokens_total"),
