@@ -106,12 +106,17 @@ def test_generate_and_engine_users(triton_server, tmp_path, pool_cache, user, ki
                     "http://" + triton_server.http_url)
     run = LocustRun(out_dir=str(tmp_path), user=user, host=host, users=2, run_time="6s",
                     workload=WORKLOAD, request_rate=rate, model_dir=str(triton_server.model_dir),
-                    slo="e2e=10m", extra_args=("--only-summary",))
+                    slo="e2e=10m", extra_args=("--only-summary", "--server-metrics",
+                                               triton_server.metrics_url))
     counts = ServerCounts(triton_server, model)
     done = subprocess.run(run.command(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     doc = check_run(tmp_path, counts, kind)
     assert doc["slo"]["passed"]
+    server = doc["run"]["server"]  # what the engine counted over the run
+    assert server["generated_tokens"] == doc["summary"]["output_tokens_total"]
+    assert server["steps"] > 0 and server["spec_drafts"] == 0
+    assert server["spec_acceptance_rate"] is None  # speculation is off on this server
 
 
 def test_distributed_master_and_two_workers(triton_server, tmp_path, pool_cache):

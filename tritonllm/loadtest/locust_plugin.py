@@ -34,6 +34,7 @@ from tritonllm.loadtest.guard import (CONNECTION_FAILED_EXIT_CODE,
                                      DEFAULT_MAX_CONNECTION_FAILURES, ConnectionGuard,
                                      arm_exit_backstop)
 from tritonllm.loadtest.metrics import summarize
+from tritonllm.loadtest import server_counts
 from tritonllm.loadtest.options import RunOptions, add_arguments
 from tritonllm.loadtest.report import write_report
 from tritonllm.loadtest.session import LoadTestSession
@@ -45,6 +46,9 @@ RECORDS_KEY = "tritonllm_records"
 FLUSH = "tritonllm_flush"
 FINAL = "tritonllm_final"
 FLUSH_GRACE_S = 30.0
+# The engine counts a request just after its last response goes out, and refreshes its gauges
+# twice a second: read its counters at the end of a run after this long.
+SERVER_COUNTS_SETTLE_S = 1.0
 
 
 class RunController:
@@ -61,6 +65,7 @@ class RunController:
         self.guard = ConnectionGuard(int(getattr(parsed, "max_connection_failures",
                                                  DEFAULT_MAX_CONNECTION_FAILURES)))
         self.abort_reason: str | None = None
+        self.server_before: dict | None = None  # engine counters at the start (--server-metrics)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.report_dir = Path(options.report_dir or f"out/loadtest/run-{stamp}")
 
@@ -172,6 +177,8 @@ def _on_test_start(environment, **_kw) -> None:
         controller.final_workers.clear()
     else:
         _prepare_session(environment)
+    if not isinstance(environment.runner, WorkerRunner):
+        controller.server_before = _server_counts(controller.options)
     if not isinstance(environment.runner, WorkerRunner) and controller.options.progress_interval:
         controller.progress = gevent.spawn(_progress_loop, controller)
 
@@ -244,8 +251,22 @@ def _collect_finals(environment) -> None:
                     "requests", ", ".join(sorted(missing)))
 
 
+def _server_counts(options: RunOptions) -> dict | None:
+    if not options.server_metrics:
+        return None
+    try:
+        return server_counts.read(options.server_metrics)
+    except Exception as exc:  # the report goes on without them
+        log.warning("--server-metrics %s: %s", options.server_metrics, exc)
+        return None
+
+
 def run_info(environment) -> dict:
     parsed, options = environment.parsed_options, environment.tritonllm.options
+    before = environment.tritonllm.server_before
+    if before is not None:
+        gevent.sleep(SERVER_COUNTS_SETTLE_S)
+    after = _server_counts(options) if before is not None else None
     return {
         "label": options.label or environment.tritonllm.report_dir.name,
         "host": environment.host,
@@ -257,6 +278,7 @@ def run_info(environment) -> dict:
         "processes": getattr(parsed, "processes", None),
         "slo": options.slo_spec or None,
         "finished": datetime.now().isoformat(timespec="seconds"),
+        "server": server_counts.difference(before, after) if after is not None else None,
     }
 
 

@@ -32,6 +32,7 @@ class RunOptions:
     label: str = ""
     request_timeout: float = 600.0
     progress_interval: float = 10.0
+    server_metrics: str = ""
     workload: WorkloadConfig = field(init=False)
     slo: Slo | None = field(init=False)
 
@@ -78,5 +79,9 @@ def add_arguments(parser) -> None:
                        help="seconds before a request counts as failed (default %(default)s)")
     group.add_argument("--progress-interval", type=float, default=d.progress_interval,
                        help="seconds between progress lines, 0 for none (default %(default)s)")
+    group.add_argument("--server-metrics", default=d.server_metrics,
+                       help="Triton's metrics URL (e.g. http://127.0.0.1:8002/metrics): the "
+                            "report adds what the engine counted during the run (tokens, "
+                            "steps, guided requests, speculative drafts and acceptance)")
     group.add_argument("--shape-params", default="",
                        help="key=value parameters of the load shape, e.g. users=4,ramp=30s")

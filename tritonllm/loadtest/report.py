@@ -83,7 +83,7 @@ def latency_table(latency_ms: dict, tokens: dict) -> str:
 def markdown(summary: Summary, run: dict, slo: SloResult | None) -> str:
     """The human-readable summary."""
     head = [f"# Load test: {run.get('label') or 'run'}", ""]
-    head += [f"- {key}: {value}" for key, value in run.items() if value not in (None, "")]
+    head += [f"- {key}: {_text(value)}" for key, value in run.items() if value not in (None, "")]
     head += ["", "| requests | succeeded | failed | rejected (busy) | window (s) | req/s | "
                  "output tok/s |",
              "|---|---|---|---|---|---|---|",
@@ -100,3 +100,10 @@ def markdown(summary: Summary, run: dict, slo: SloResult | None) -> str:
         body += [f"SLO ({slo.slo}): **{verdict}**: {slo.good}/{slo.total} good "
                  f"({slo.attainment:.1%}), goodput {slo.goodput:.3f} req/s", ""]
     return "\n".join(head + body)
+
+
+def _text(value) -> str:
+    """A run field as text: a mapping (the server's counts) as ``key value, ...``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items() if v is not None)
+    return str(value)
