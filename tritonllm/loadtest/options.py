@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from tritonllm.defaults import DEFAULT_WORKLOAD
+from tritonllm.defaults import DEFAULT_WORKLOAD, METRICS_PORT
 from tritonllm.loadtest.slo import Slo
 from tritonllm.loadtest.workloads import WorkloadConfig, parse_spec
 
@@ -80,7 +80,8 @@ def add_arguments(parser) -> None:
     group.add_argument("--progress-interval", type=float, default=d.progress_interval,
                        help="seconds between progress lines, 0 for none (default %(default)s)")
     group.add_argument("--server-metrics", default=d.server_metrics,
-                       help="Triton's metrics URL (e.g. http://127.0.0.1:8002/metrics): the "
+                       help=f"Triton's metrics URL (e.g. http://127.0.0.1:{METRICS_PORT}"
+                            "/metrics): the "
                             "report adds what the engine counted during the run (tokens, "
                             "steps, guided requests, speculative drafts and acceptance)")
     group.add_argument("--shape-params", default="",
