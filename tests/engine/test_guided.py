@@ -117,11 +117,11 @@ def test_a_repeated_guide_compiles_once(engine, tokenizer):
     schema = json.dumps({"type": "object", "properties": {"n": {"type": "integer"}},
                          "required": ["n"]})
     prompt = chat(tokenizer, "A number as JSON")
-    before = engine.grammars.compiles
+    before = engine.guided.grammars.compiles
     for _ in range(3):
         text, _ = text_of(engine, tokenizer, request(prompt, Guide("json_schema", schema)))
         assert isinstance(json.loads(text)["n"], int)
-    assert engine.grammars.compiles == before + 1
+    assert engine.guided.grammars.compiles == before + 1
 
 
 def test_cancel_frees_a_guided_request(engine, tokenizer):

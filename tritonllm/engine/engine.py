@@ -80,8 +80,7 @@ class LLMEngine:
                                      self.runner.eos_token_ids)
         if tokenizer is not None and self.guided.grammars is None:
             log.warning("guided decoding is off: %s", self.guided.unavailable)
-        self.grammars = self.guided.grammars
-        self.sampler = Sampler(self.grammars)
+        self.sampler = Sampler(self.guided.grammars)
         self.speculator = (NgramProposer(self.config.max_draft_len,
                                          self.config.max_matching_ngram_size)
                            if self.config.speculative_decoding_mode == "ngram" else None)

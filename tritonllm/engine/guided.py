@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -79,7 +78,6 @@ class Grammars:
         self._lock = threading.Lock()
         self._shifts = torch.arange(32, dtype=torch.int32)
         self.compiles = 0  # grammars compiled (cache misses)
-        self.compile_seconds = 0.0
 
     def compile(self, guide: Guide):
         """The compiled grammar for ``guide``, from the cache when it was compiled before.
@@ -89,11 +87,9 @@ class Grammars:
             if compiled is not None:
                 self._cache.move_to_end(guide)
                 return compiled
-        start = time.perf_counter()
         compiled = self._compile(guide)
         with self._lock:
             self.compiles += 1
-            self.compile_seconds += time.perf_counter() - start
             self._cache[guide] = compiled
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

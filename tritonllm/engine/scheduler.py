@@ -253,7 +253,7 @@ class Scheduler:
         batch = ScheduledBatch(num_decodes=num_decodes)
         for seq, n in rows:
             start = seq.num_computed_tokens
-            drafted = len(seq.draft_ids) if seq.draft_ids else 0
+            drafted = len(seq.draft_ids)
             batch.seqs.append(seq)
             batch.query_lens.append(n)
             batch.context_lens.append(start + n)

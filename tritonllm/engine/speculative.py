@@ -12,11 +12,11 @@ that accepts ``j`` drafts appends ``j + 1`` tokens for one read of the weights.
 
 Only greedy requests without penalties, bad words, guides or top log-probabilities speculate
 (their next token depends on nothing but the logits). Before ``min_tokens`` the end token is
-banned at every drafted position or at none: drafts stop where the ban would end. A request whose
-drafts are mostly rejected stops drafting for a while (``PAUSE_STEPS``), and nobody drafts while more than
-``DISABLE_BY_BATCH_SIZE`` requests decode, so a workload that speculation does not help costs
-little. The rejected drafts' K/V are simply not counted as
-computed: the next step overwrites them.
+banned at every drafted position or at none: drafts stop where the ban would end. A request
+whose drafts are mostly rejected stops drafting for a while (``PAUSE_STEPS``), and nobody drafts
+while more than ``DISABLE_BY_BATCH_SIZE`` requests decode, so a workload that speculation does
+not help costs little. The rejected drafts' K/V are simply not counted as computed: the next
+step overwrites them.
 """
 
 from __future__ import annotations

@@ -129,14 +129,13 @@ def parse_chat(body: Mapping, *, default_max_tokens: int) -> GenerationCall:
     options = _options(body, max_tokens, logprobs)
     if tools.guided:
         options = dataclasses.replace(options, guide_type="json_schema", guide=tools.guide())
-    guide_field = "tools" if tools.guided else "response_format"
     return GenerationCall(
         endpoint=CHAT, model=_model(body), messages=chat_messages(body.get("messages")),
         options=options, stream=_stream(body),
         include_usage=_include_usage(body), logprobs=logprobs, tools=tools,
         renames={"text_input": "messages", "max_tokens": source, "stop_words": "stop",
-                 "guided_decoding_guide": guide_field,
-                 "guided_decoding_guide_type": guide_field, "num_top_log_probs": "top_logprobs"})
+                 **_guide_renames("tools" if tools.guided else "response_format"),
+                 "num_top_log_probs": "top_logprobs"})
 
 
 def parse_completion(body: Mapping, *, default_max_tokens: int) -> GenerationCall:
@@ -150,7 +149,7 @@ def parse_completion(body: Mapping, *, default_max_tokens: int) -> GenerationCal
         include_usage=_include_usage(body), echo=bool(_get(body, "echo", bool)),
         logprobs=logprobs,
         renames={"text_input": "prompt", "max_tokens": source, "stop_words": "stop",
-                 **_GUIDE_RENAMES, "num_top_log_probs": "logprobs"})
+                 **_guide_renames("response_format"), "num_top_log_probs": "logprobs"})
 
 
 # --- fields ----------------------------------------------------------------------------------
@@ -181,9 +180,10 @@ def _chat_logprobs(body: Mapping) -> int | None:
     return top or 0
 
 
-# The guided-decoding inputs come from response_format (or, for tool calls, from tools).
-_GUIDE_RENAMES = {"guided_decoding_guide": "response_format",
-                  "guided_decoding_guide_type": "response_format"}
+def _guide_renames(field: str) -> dict[str, str]:
+    """The guided-decoding inputs, named after the request field that set them
+    (``response_format``, or ``tools`` for a constrained tool call)."""
+    return {"guided_decoding_guide": field, "guided_decoding_guide_type": field}
 
 
 def response_format_guide(value) -> tuple[str, str] | None:
