@@ -66,6 +66,7 @@ class RunController:
                                                  DEFAULT_MAX_CONNECTION_FAILURES)))
         self.abort_reason: str | None = None
         self.server_before: dict | None = None  # engine counters at the start (--server-metrics)
+        self.server_moved: dict | None = None  # and their change over the run
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.report_dir = Path(options.report_dir or f"out/loadtest/run-{stamp}")
 
@@ -235,6 +236,7 @@ def _on_test_stop(environment, **_kw) -> None:
         controller.progress = None
     if isinstance(runner, MasterRunner):
         _collect_finals(environment)
+    controller.server_moved = _server_moved(controller)
     _write(environment)
 
 
@@ -261,12 +263,17 @@ def _server_counts(options: RunOptions) -> dict | None:
         return None
 
 
+def _server_moved(controller: RunController) -> dict | None:
+    """The engine's counters' change since the run started (None without them)."""
+    if controller.server_before is None:
+        return None
+    gevent.sleep(SERVER_COUNTS_SETTLE_S)
+    after = _server_counts(controller.options)
+    return None if after is None else server_counts.difference(controller.server_before, after)
+
+
 def run_info(environment) -> dict:
     parsed, options = environment.parsed_options, environment.tritonllm.options
-    before = environment.tritonllm.server_before
-    if before is not None:
-        gevent.sleep(SERVER_COUNTS_SETTLE_S)
-    after = _server_counts(options) if before is not None else None
     return {
         "label": options.label or environment.tritonllm.report_dir.name,
         "host": environment.host,
@@ -278,7 +285,7 @@ def run_info(environment) -> dict:
         "processes": getattr(parsed, "processes", None),
         "slo": options.slo_spec or None,
         "finished": datetime.now().isoformat(timespec="seconds"),
-        "server": server_counts.difference(before, after) if after is not None else None,
+        "server": environment.tritonllm.server_moved,
     }
 
 
