@@ -152,5 +152,6 @@ def test_end_to_end_test_models_one_by_one_equal_the_ensemble(unary_server, prot
         ["text_output", "cum_log_probs", "output_log_probs"])
     assert post.as_numpy("OUTPUT").tolist() == ensemble.as_numpy("text_output").tolist()
     assert post.as_numpy("OUTPUT")[0].decode().startswith(PROMPT)
-    assert (engine.as_numpy("cum_log_probs") == ensemble.as_numpy("cum_log_probs")).all()
-    assert (engine.as_numpy("output_log_probs") == ensemble.as_numpy("output_log_probs")).all()
+    # The ensemble's request may reuse the first one's cached prompt blocks: equal up to rounding.
+    for name in ("cum_log_probs", "output_log_probs"):
+        assert np.allclose(engine.as_numpy(name), ensemble.as_numpy(name), atol=1e-4), name
