@@ -8,11 +8,12 @@ import dataclasses
 import time
 
 import pytest
+import torch
 from tests.engine.engine_helpers import hf_greedy
 
 from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine, SamplingParams
 from tritonllm.engine.request import Sequence
-from tritonllm.engine.sampler import Choice
+from tritonllm.engine.sampler import Choice, Sampler
 from tritonllm.engine.speculative import (MIN_DRAFTED, PAUSE_STEPS, NgramProposer, accept,
                                           can_speculate)
 
@@ -157,7 +158,10 @@ def test_the_proposer_drafts_what_followed_the_latest_match():
     assert near_limit.draft_ids == [2]  # room for one draft and the token after it
     sampled = Sequence(2, GenerationRequest("r", [1, 2, 1], 9,
                                             sampling=SamplingParams(temperature=0.7, top_k=5)), 0)
-    assert not can_speculate(sampled)
+    assert can_speculate(sampled)
+    penalised = Sequence(3, GenerationRequest("s", [1, 2, 1], 9, sampling=SamplingParams(
+        temperature=0.7, repetition_penalty=1.2)), 0)
+    assert not can_speculate(penalised)
 
 
 def test_a_request_whose_drafts_fail_pauses():
@@ -216,3 +220,69 @@ def test_nobody_drafts_in_a_large_batch():
     many = few + [decoding(DISABLE_BY_BATCH_SIZE)]
     proposer.propose(many, max_seq_len=100)
     assert not any(seq.draft_ids for seq in many)
+
+
+# A speculative row's three positions over a 5-token vocabulary: the target's distributions.
+ROW_LOGITS = torch.tensor([[1.5, 1.0, 0.2, 0.0, -1.0],
+                           [0.3, 1.2, 0.8, -0.5, 0.0],
+                           [0.0, 0.0, 1.0, 0.5, -0.3]])
+DRAFTS = [1, 0]
+CHI2_DF4_P001 = 18.467  # chi-square, 4 degrees of freedom: 99.9th percentile
+
+
+def chi_square(tokens: list[int], probs: torch.Tensor) -> float:
+    counts = torch.bincount(torch.tensor(tokens), minlength=len(probs)).double()
+    expected = probs.double() * len(tokens)
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def draws(seed: int) -> SamplingParams:
+    return SamplingParams(top_k=5, seed=seed)  # all 5 tokens: a draw from the softmax
+
+
+def speculative_tokens(sampler: Sampler, seed: int) -> list[int]:
+    seq = Sequence(seed, GenerationRequest(f"r{seed}", [0], 9, sampling=draws(seed)), 0)
+    seq.draft_ids = list(DRAFTS)
+    choices = sampler.sample(ROW_LOGITS.clone(), [seq] * 3, [[]] * 3)
+    emitted = []
+    accept(DRAFTS, choices, lambda choice: emitted.append(choice.token))
+    sampler.release(seed)
+    return emitted
+
+
+def one_per_step_tokens(sampler: Sampler, seed: int, count: int) -> list[int]:
+    seq = Sequence(seed, GenerationRequest(f"p{seed}", [0], 9, sampling=draws(seed)), 0)
+    tokens = [sampler.sample(ROW_LOGITS[j:j + 1].clone(), [seq], [[]])[0].token
+              for j in range(count)]
+    sampler.release(seed)
+    return tokens
+
+
+def test_sampled_verification_keeps_the_target_distribution_and_the_seeded_tokens():
+    speculative, plain = Sampler(), Sampler()
+    runs = [speculative_tokens(speculative, seed) for seed in range(3000)]
+    probs = torch.softmax(ROW_LOGITS, dim=-1)
+    firsts = [run[0] for run in runs]
+    after_accepted = [run[1] for run in runs if run[0] == DRAFTS[0]]
+    for run in runs:  # accepted drafts, then one token: the one that differs, or the bonus
+        assert run[:-1] == DRAFTS[:len(run) - 1]
+        assert len(run) == len(DRAFTS) + 1 or run[-1] != DRAFTS[len(run) - 1]
+    # The first token is distributed as the target's, draft accepted or not; after an accepted
+    # draft the next one is distributed as the target's at the next position.
+    assert chi_square(firsts, probs[0]) < CHI2_DF4_P001
+    assert chi_square(after_accepted, probs[1]) < CHI2_DF4_P001
+    assert abs(len(after_accepted) / len(runs) - float(probs[0, DRAFTS[0]])) < 0.03
+    assert any(run[:2] == DRAFTS and len(run) == 3 for run in runs)  # the bonus token
+    # Coupling: a seeded request gets the tokens one token per step draws with the same seed.
+    for seed, run in enumerate(runs[:300]):
+        assert run == one_per_step_tokens(plain, seed, len(run))
+
+
+def test_seeded_sampled_requests_speculate_with_unchanged_tokens(engines, prompts):
+    plain, spec = engines
+    sampling = SamplingParams(temperature=0.7, top_p=0.9, seed=11)
+    make = lambda: [request(prompt, n=40, sampling=sampling) for prompt in prompts]  # noqa
+    before = spec.stats().spec_accepted_tokens
+    expected = [f.token_ids for f in finals(plain, make())]
+    assert [f.token_ids for f in finals(spec, make())] == expected
+    assert spec.stats().spec_accepted_tokens > before

@@ -29,10 +29,11 @@ describe both the GPU engine and this CPU twin:
   refused at once with :class:`~tritonllm.engine.QueueFullError` (Triton's ``max_queue_size``;
   0 = no limit, TensorRT-LLM's default). Bounding the queue keeps latency bounded under
   overload: the excess is told to retry instead of timing out together with everyone else.
-- ``speculative_decoding_mode``: ``off`` (the default) or ``ngram``: greedy requests draft up
-  to ``max_draft_len`` tokens by matching their last ``max_matching_ngram_size`` (or fewer)
+- ``speculative_decoding_mode``: ``off`` (the default) or ``ngram``: requests draft up to
+  ``max_draft_len`` tokens by matching their last ``max_matching_ngram_size`` (or fewer)
   tokens against their prompt and output, and verify them in one step, with the same output
-  (TensorRT-LLM's n-gram speculation, its LLM API's names; :mod:`tritonllm.engine.speculative`).
+  (greedy) or the same distribution (sampling) (TensorRT-LLM's n-gram speculation, its LLM
+  API's names; :mod:`tritonllm.engine.speculative`).
 - ``weights``: how linear-layer weights are stored and multiplied. ``fp32`` (the default for
   every checkpoint but W8A16): fp32, greedy output equal to transformers'. ``int8``: int8 per
   output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe), 4x fewer bytes

@@ -58,11 +58,18 @@ class Sampler:
 
     @torch.inference_mode()
     def sample(self, logits: torch.Tensor, seqs: list[Sequence],
-               end_ids: list[list[int]]) -> list[Choice]:
+               end_ids: list[list[int]]) -> list[Choice | None]:
         """``logits [S, vocab]`` for ``seqs`` (row order) → a :class:`Choice` per row.
 
         ``end_ids[i]``: the ids that end ``seqs[i]`` (masked until its ``min_tokens``).
         Penalties and bans are applied to ``logits`` in place (the step's own tensor).
+
+        A speculative row (one sequence on consecutive rows, its drafts in ``draft_ids``) of a
+        sampling request is drawn position by position, and its rows after the first draw that
+        differs from its draft get None: drawing from the target's distribution and keeping
+        the draft when the draw equals it is speculative sampling for a draft that proposes
+        one token (kept with probability p(draft), else a draw from p without it), and it
+        uses the request's generator exactly as one token per step does.
         """
         logits = logits.float()
         allowed = self._allowed(seqs)
@@ -73,8 +80,12 @@ class Sampler:
         greedy = [i for i, seq in enumerate(seqs) if seq.request.sampling.greedy]
         if greedy:  # all rows greedy (the usual case): no copy of the rows
             self._greedy(logits if len(greedy) == len(seqs) else logits[greedy], greedy, results)
+        position = 0  # within a speculative row: the same sequence on consecutive rows
         for i, seq in enumerate(seqs):
+            position = position + 1 if i and seqs[i - 1] is seq else 0
             if results[i] is None:
+                if position and _draft_rejected(results[i - 1], seq.draft_ids[position - 1]):
+                    continue  # the row's tokens end at the rejected draft: no draw here
                 results[i] = self._draw(logits[i], seq)
             elif seq.request.num_top_log_probs:
                 # The chosen token's log-prob from the same computation as its alternatives'.
@@ -185,6 +196,12 @@ class Sampler:
                 generator.manual_seed(seed)
             self._generators[seq.seq_id] = generator
         return generator
+
+
+def _draft_rejected(previous: Choice | None, draft: int) -> bool:
+    """Whether a speculative row's tokens end before this position: the previous position
+    was not drawn, or its draw differs from the draft it verified."""
+    return previous is None or previous.token != draft
 
 
 def _top(log_probs: torch.Tensor, k: int) -> list[tuple[int, float]]:

@@ -1,22 +1,30 @@
-"""Speculative decoding by n-gram lookup (prompt lookup), exact for greedy requests.
+"""Speculative decoding by n-gram lookup (prompt lookup), with the output of decoding one token
+per step.
 
 Each step, for every running request that may speculate, :class:`NgramProposer` looks for the
 latest earlier occurrence of the request's last ``n`` tokens (``n`` from
 ``max_matching_ngram_size`` down to 1) in its prompt and generated text, and drafts the tokens
 that followed it, at most ``max_draft_len``. The scheduler then runs the request's newest token
 and its drafts as one row (the model attends causally over them, as in a prompt chunk), and the
-engine takes the target's arg-max at every position: drafts are accepted while they equal it,
-and the first arg-max that differs (or the one after the last draft) is the step's own token.
-Greedy output is therefore token for token what decoding one token per step gives; a step
-that accepts ``j`` drafts appends ``j + 1`` tokens for one read of the weights.
+engine chooses the target's token at every position as usual (arg-max, or a draw for a
+sampling request): drafts are accepted while they equal it, and the first choice that differs
+(or the one after the last draft) is the step's own token. A step that accepts ``j`` drafts
+appends ``j + 1`` tokens for one read of the weights.
 
-Only greedy requests without penalties, bad words, guides or top log-probabilities speculate
-(their next token depends on nothing but the logits). Before ``min_tokens`` the end token is
-banned at every drafted position or at none: drafts stop where the ban would end. A request
-whose drafts are mostly rejected stops drafting for a while (``PAUSE_STEPS``), and nobody drafts
-while more than ``DISABLE_BY_BATCH_SIZE`` requests decode, so a workload that speculation does
-not help costs little. The rejected drafts' K/V are simply not counted as computed: the next
-step overwrites them.
+The output is what one token per step gives. Greedy: token for token. Sampling: drawing from
+the target's distribution and keeping a draft when the draw equals it accepts the draft with
+probability p(draft) and otherwise yields a draw from p without the draft — speculative
+sampling (Leviathan et al., 2023) for a draft that proposes one token with certainty — so the
+distribution is exactly the target's; the sampler stops drawing at the first rejection, so a
+seeded request consumes its generator as without speculation and gets the same tokens.
+
+Only requests without penalties, bad words, guides or top log-probabilities speculate (their
+next token depends on nothing but the logits at its position). Before ``min_tokens`` the end
+token is banned at every drafted position or at none: drafts stop where the ban would end. A
+request whose drafts are mostly rejected stops drafting for a while (``PAUSE_STEPS``), and
+nobody drafts while more than ``DISABLE_BY_BATCH_SIZE`` requests decode, so a workload that
+speculation does not help costs little. The rejected drafts' K/V are simply not counted as
+computed: the next step overwrites them.
 """
 
 from __future__ import annotations
@@ -49,10 +57,10 @@ class DraftState:
 
 
 def can_speculate(seq: Sequence) -> bool:
-    """Whether the request's next tokens depend on the logits alone (greedy, nothing else)."""
+    """Whether the request's next tokens depend on nothing but the logits at their positions
+    (greedy or sampled; no penalties, bad words, guide or top log-probabilities)."""
     request = seq.request
-    sampling = request.sampling
-    return (sampling.greedy and not sampling.has_penalties and not request.bad_words
+    return (not request.sampling.has_penalties and not request.bad_words
             and request.guide is None and not request.num_top_log_probs)
 
 
@@ -122,10 +130,10 @@ class NgramProposer:
 
 def accept(drafts: list[int], choices: list, append) -> tuple[int, str | None]:
     """Verify a speculative row. ``choices``: the target's token at each position (a sampler
-    ``Choice`` per position, the newest token's first); ``append(choice)`` adds one token and
-    returns the request's finish reason, or None. Tokens are appended while the drafts equal
-    them, then the first that differs or the one after the last draft.
-    Returns (drafts accepted, the finish reason or None)."""
+    ``Choice`` per position, the newest token's first; None past a rejected draft, never
+    reached); ``append(choice)`` adds one token and returns the request's finish reason, or
+    None. Tokens are appended while the drafts equal them, then the first that differs or the
+    one after the last draft. Returns (drafts accepted, the finish reason or None)."""
     accepted = 0
     for choice in choices:
         reason = append(choice)
