@@ -33,7 +33,10 @@ describe both the GPU engine and this CPU twin:
   ``max_draft_len`` tokens by matching their last ``max_matching_ngram_size`` (or fewer)
   tokens against their prompt and output, and verify them in one step, with the same output
   (greedy) or the same distribution (sampling) (TensorRT-LLM's n-gram speculation, its LLM
-  API's names; :mod:`tritonllm.engine.speculative`).
+  API's names; :mod:`tritonllm.engine.speculative`). ``draft_target``: a smaller model of the
+  same vocabulary, ``speculative_model_dir``, drafts ``max_draft_len`` tokens by its arg-max,
+  with its own KV cache (TensorRT-LLM's draft-target speculation;
+  :mod:`tritonllm.engine.draft_model`).
 - ``weights``: how linear-layer weights are stored and multiplied. ``fp32`` (the default for
   every checkpoint but W8A16): fp32, greedy output equal to transformers'. ``int8``: int8 per
   output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe), 4x fewer bytes
@@ -53,7 +56,7 @@ from tritonllm.limits import check_limits
 # TensorRT-LLM's batch_scheduler_policy values; the build profile and the renderer read them here.
 SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
 WEIGHT_MODES = ("auto", "fp32", "int8")
-SPECULATIVE_MODES = ("off", "ngram")
+SPECULATIVE_MODES = ("off", "ngram", "draft_target")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class EngineConfig:
     speculative_decoding_mode: str = "off"
     max_draft_len: int = 2  # measured best of 1-4 on the CPU twin (docs/performance.md)
     max_matching_ngram_size: int = 3
+    speculative_model_dir: str = ""  # the draft model of draft_target
     num_blocks: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +99,11 @@ class EngineConfig:
         if self.speculative_decoding_mode not in SPECULATIVE_MODES:
             raise ValueError(f"speculative_decoding_mode: {self.speculative_decoding_mode!r} is "
                              f"not one of {SPECULATIVE_MODES}")
+        if (self.speculative_decoding_mode == "draft_target") != bool(self.speculative_model_dir):
+            raise ValueError("speculative_model_dir: a draft model's checkpoint directory is "
+                             "needed with speculative_decoding_mode 'draft_target', and only "
+                             f"then (mode {self.speculative_decoding_mode!r}, dir "
+                             f"{self.speculative_model_dir!r})")
         num_blocks = -(-self.max_tokens_in_paged_kv_cache // self.tokens_per_block)
         object.__setattr__(self, "num_blocks", num_blocks)
         object.__setattr__(self, "max_tokens_in_paged_kv_cache", num_blocks * self.tokens_per_block)

@@ -66,7 +66,7 @@ class LLMEngine:
         from tritonllm.engine.guided import GuidedDecoding
         from tritonllm.engine.runner import ModelRunner  # torch stays out of plain imports
         from tritonllm.engine.sampler import Sampler
-        from tritonllm.engine.speculative import NgramProposer
+        from tritonllm.engine.speculative import make_proposer
 
         if isinstance(model_dir_or_runner, (str, Path)):
             config = config or EngineConfig()
@@ -81,9 +81,7 @@ class LLMEngine:
         if tokenizer is not None and self.guided.grammars is None:
             log.warning("guided decoding is off: %s", self.guided.unavailable)
         self.sampler = Sampler(self.guided.grammars)
-        self.speculator = (NgramProposer(self.config.max_draft_len,
-                                         self.config.max_matching_ngram_size)
-                           if self.config.speculative_decoding_mode == "ngram" else None)
+        self.speculator = make_proposer(self.config, self.runner)
         self.threads = ThreadGovernor(thread_budget(self.config.num_threads))
         log.info("engine threads: %s", self.threads.budget.reason)
         self._stats = EngineStats()

@@ -47,10 +47,8 @@ PAUSE_STEPS = 32
 
 @dataclass
 class DraftState:
-    """One request's n-gram index and acceptance record."""
+    """One request's acceptance record."""
 
-    index: list[dict[tuple[int, ...], int]]  # per n: n-gram -> end of its latest occurrence
-    indexed: int = 0  # n-grams ending before this position are in the index
     drafted: int = 0
     accepted: int = 0
     paused_until: int = 0  # step number
@@ -64,12 +62,12 @@ def can_speculate(seq: Sequence) -> bool:
             and request.guide is None and not request.num_top_log_probs)
 
 
-class NgramProposer:
-    """Drafts for each speculating request; :meth:`release` forgets a finished one."""
+class Proposer:
+    """Decides who drafts and how many tokens; subclasses say what (:meth:`_draft`).
+    :meth:`release` forgets a finished request."""
 
-    def __init__(self, max_draft_len: int, max_matching_ngram_size: int) -> None:
+    def __init__(self, max_draft_len: int) -> None:
         self.max_draft_len = max_draft_len
-        self.max_ngram = max_matching_ngram_size
         self._states: dict[int, DraftState] = {}
         self._step = 0
 
@@ -83,10 +81,11 @@ class NgramProposer:
             seq.draft_ids = []
         if sum(seq.is_decoding for seq in seqs) > DISABLE_BY_BATCH_SIZE:
             return
+        wanted = []
         for seq in seqs:
             if not seq.is_decoding or not can_speculate(seq):
                 continue
-            state = self._state(seq)
+            state = self._states.setdefault(seq.seq_id, DraftState())
             if state.paused_until > self._step:
                 continue
             room = min(self.max_draft_len, seq.request.max_new_tokens - seq.num_generated - 1,
@@ -95,7 +94,13 @@ class NgramProposer:
             if banned_for > 0:  # the sampler bans the end token by the step's count
                 room = min(room, banned_for - 1)
             if room > 0:
-                seq.draft_ids = self._lookup(seq.token_ids, state, room)
+                wanted.append((seq, room))
+        if wanted:
+            self._draft(wanted)
+
+    def _draft(self, wanted: list[tuple[Sequence, int]]) -> None:
+        """Set ``draft_ids`` (at most ``room`` tokens) for each ``(seq, room)``."""
+        raise NotImplementedError
 
     def record(self, seq: Sequence, drafted: int, accepted: int) -> None:
         """Count a verified draft; pause a request whose drafts are mostly rejected."""
@@ -108,14 +113,36 @@ class NgramProposer:
             state.paused_until = self._step + PAUSE_STEPS
             state.drafted = state.accepted = 0
 
-    def _state(self, seq: Sequence) -> DraftState:
-        state = self._states.get(seq.seq_id)
-        if state is None:
-            state = DraftState(index=[{} for _ in range(self.max_ngram + 1)])
-            self._states[seq.seq_id] = state
-        return state
 
-    def _lookup(self, tokens: list[int], state: DraftState, room: int) -> list[int]:
+@dataclass
+class NgramIndex:
+    """One request's n-grams: per n, n-gram -> end of its latest occurrence."""
+
+    index: list[dict[tuple[int, ...], int]]
+    indexed: int = 0  # n-grams ending before this position are in the index
+
+
+class NgramProposer(Proposer):
+    """Drafts what followed the latest earlier occurrence of the request's last tokens."""
+
+    def __init__(self, max_draft_len: int, max_matching_ngram_size: int) -> None:
+        super().__init__(max_draft_len)
+        self.max_ngram = max_matching_ngram_size
+        self._indexes: dict[int, NgramIndex] = {}
+
+    def release(self, seq_id: int) -> None:
+        super().release(seq_id)
+        self._indexes.pop(seq_id, None)
+
+    def _draft(self, wanted: list[tuple[Sequence, int]]) -> None:
+        for seq, room in wanted:
+            index = self._indexes.get(seq.seq_id)
+            if index is None:
+                index = self._indexes[seq.seq_id] = NgramIndex([{} for _ in
+                                                                range(self.max_ngram + 1)])
+            seq.draft_ids = self._lookup(seq.token_ids, index, room)
+
+    def _lookup(self, tokens: list[int], state: NgramIndex, room: int) -> list[int]:
         # Index every n-gram that has a continuation: those ending before the last token.
         for end in range(max(state.indexed, 1), len(tokens)):
             for n in range(1, min(self.max_ngram, end) + 1):
@@ -126,6 +153,20 @@ class NgramProposer:
             if end is not None:
                 return tokens[end:end + room]
         return []
+
+
+def make_proposer(config, runner) -> Proposer | None:
+    """The engine's proposer for ``config.speculative_decoding_mode`` (None: off); a draft
+    model is loaded from ``config.speculative_model_dir`` and must share ``runner``'s
+    vocabulary."""
+    mode = config.speculative_decoding_mode
+    if mode == "ngram":
+        return NgramProposer(config.max_draft_len, config.max_matching_ngram_size)
+    if mode == "draft_target":
+        from tritonllm.engine.draft_model import DraftModelProposer
+
+        return DraftModelProposer.load(config, runner)
+    return None
 
 
 def accept(drafts: list[int], choices: list, append) -> tuple[int, str | None]:
