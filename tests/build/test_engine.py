@@ -34,6 +34,10 @@ def trtllm_build_1_2_1_parser() -> argparse.ArgumentParser:
         p.add_argument(name, type=int)
     p.add_argument("--max_seq_len", "--max_decoder_seq_len", dest="max_seq_len", type=int)
     p.add_argument("--kv_cache_type", choices=["continuous", "paged", "disabled"])
+    # build.py lines 289-295 at commit 008b2b8.
+    p.add_argument("--speculative_decoding_mode", choices=[
+        "draft_tokens_external", "lookahead_decoding", "medusa", "explicit_draft_tokens",
+        "eagle"])
     p.add_argument("--log_level", choices=["internal_error", "error", "warning", "info",
                                            "verbose", "debug", "trace"])
     dtypes = ["auto", "float16", "float32", "bfloat16", "int32", "disable"]
@@ -104,6 +108,31 @@ def test_exact_command_line_for_the_8b_profile():
         "--tokens_per_block 32 --remove_input_padding enable --context_fmha enable "
         "--use_paged_context_fmha enable --use_fp8_context_fmha enable "
         "--multiple_profiles enable --workers 1")
+
+
+def test_a_lookahead_profile_builds_for_exactly_its_draft_length():
+    parser = trtllm_build_1_2_1_parser()
+    default = parser.parse_args(_command("llama-3.1-8b-fp8-h100")[1:])
+    assert default.speculative_decoding_mode is None and default.max_draft_len is None
+    # (W, N, G) = (4, 3, 4): (N - 2) + (W - 1 + G) * (N - 1) = 1 + 7 * 2.
+    args = parser.parse_args(_command("llama-3.1-8b-fp8-h100", speculative__mode="lookahead")[1:])
+    assert (args.speculative_decoding_mode, args.max_draft_len) == ("lookahead_decoding", 15)
+    # TensorRT-LLM's lookahead example: [7, 7, 7] builds with --max_draft_len=83.
+    seven = {f"speculative__lookahead_{size}": 7
+             for size in ("window_size", "ngram_size", "verification_set_size")}
+    assert parser.parse_args(_command("llama-3.1-8b-fp8-h100", speculative__mode="lookahead",
+                                      **seven)[1:]).max_draft_len == 83
+
+
+def test_lookahead_sizes_change_the_engine_only_when_lookahead_is_on():
+    base = load_profile(PROFILES / "llama-3.1-8b-fp8-h100.yaml")
+    sized = load_profile(PROFILES / "llama-3.1-8b-fp8-h100.yaml",
+                         ["speculative.lookahead_window_size=7"])
+    assert engine_hash(sized) == engine_hash(base)  # mode off: the engine does not use them
+    on = load_profile(PROFILES / "llama-3.1-8b-fp8-h100.yaml", ["speculative.mode=lookahead"])
+    on_sized = load_profile(PROFILES / "llama-3.1-8b-fp8-h100.yaml",
+                            ["speculative.mode=lookahead", "speculative.lookahead_window_size=7"])
+    assert len({engine_hash(base), engine_hash(on), engine_hash(on_sized)}) == 3
 
 
 def test_without_tensorrt_llm_the_commands_are_returned_not_run(tmp_path):

@@ -256,6 +256,56 @@ def test_cpu_target_int8_wo_serves_the_engines_int8_weights():
     assert cpu_engine_parameters(plain, 4096, Path("/m"))["weights"] == "auto"
 
 
+def test_rule_each_target_runs_its_own_speculative_modes():
+    _only(_problems("smollm2-135m", target={"gpu": "cpu"}, speculative={"mode": "lookahead"}),
+          "speculative.mode: lookahead is TensorRT-LLM's GPU engine mode")
+    _only(_problems("llama-3.1-8b", speculative={"mode": "ngram"}),
+          "speculative.mode: ngram runs in the CPU engine", "has no n-gram decoding mode",
+          "use lookahead")
+    _only(_problems("llama-3.1-8b", speculative={"mode": "draft_target",
+                                                   "speculative_model_dir": "/draft"}),
+          "tensorrt_llm_bls", "refuses streaming")
+    assert _problems("llama-3.1-8b", speculative={"mode": "lookahead"}) == []
+    assert _problems("smollm2-135m", target={"gpu": "cpu"}, speculative={"mode": "ngram"}) == []
+
+
+def test_lookahead_activations_are_sized_for_the_raised_token_budget():
+    def activations(**speculative):
+        profile = from_dict({"name": "a", "model": {"dir": "/absent",
+                                                    "architecture": "llama-3.1-8b"},
+                             "limits": {"max_batch_size": 256, "max_num_tokens": 2048},
+                             "speculative": speculative})
+        return plan(profile, model_arch(profile)).activation_bytes
+
+    # trtllm-build raises max_num_tokens to 256 * (15 + 1) = 4096 for 15 draft tokens.
+    off, on = activations(), activations(mode="lookahead")
+    assert on > off
+    with_4096 = from_dict({"name": "a", "model": {"dir": "/absent",
+                                                  "architecture": "llama-3.1-8b"},
+                           "limits": {"max_batch_size": 256, "max_num_tokens": 4096}})
+    assert on == plan(with_4096, model_arch(with_4096)).activation_bytes
+
+
+def test_cpu_target_renders_the_speculative_section_for_the_cpu_engine():
+    from tritonllm.build.repo_values import cpu_engine_parameters
+
+    def params(**speculative):
+        profile = from_dict({"name": "c", "model": {"dir": "/absent",
+                                                    "architecture": "smollm2-135m"},
+                             "target": {"gpu": "cpu"}, "speculative": speculative})
+        return cpu_engine_parameters(profile, 4096, Path("/m"))
+
+    assert params()["speculative_decoding_mode"] == "off"
+    ngram = params(mode="ngram", max_draft_len=3, max_matching_ngram_size=2)
+    assert (ngram["speculative_decoding_mode"], ngram["max_draft_len"],
+            ngram["max_matching_ngram_size"]) == ("ngram", "3", "2")
+    draft = params(mode="draft_target", speculative_model_dir="/students/s1")
+    assert (draft["speculative_decoding_mode"], draft["speculative_model_dir"]) == (
+        "draft_target", "/students/s1")
+    with pytest.raises(ValueError, match="speculative.speculative_model_dir"):
+        params(mode="draft_target")
+
+
 def test_warning_when_kv_holds_fewer_sequences_than_the_batch():
     p = plan(from_dict({"name": "w", "model": {"dir": "/absent", "architecture": "llama-3.1-8b"},
                         "limits": {"max_batch_size": 256, "max_num_tokens": 8192}}),

@@ -195,6 +195,16 @@ def test_accept_takes_drafts_while_they_match_then_one_more():
     assert run([7, 8, 9], [7, 8, 9, 1], stop_at=2) == (1, "length") and appended == [7, 8]
 
 
+def test_each_output_counts_its_own_drafts(engines, prompts):
+    _, spec = engines
+    before = spec.stats()
+    final = finals(spec, [request(prompts[2])])[0]
+    stats = spec.stats()
+    assert final.total_draft_tokens == stats.spec_draft_tokens - before.spec_draft_tokens > 0
+    assert final.total_accepted_draft_tokens == \
+        stats.spec_accepted_tokens - before.spec_accepted_tokens > 0
+
+
 def test_forced_lengths_speculate_and_keep_their_length(engines, prompts):
     plain, spec = engines
     forced = lambda: request(prompts[2], n=40, sampling=SamplingParams(min_tokens=40))  # noqa

@@ -60,7 +60,8 @@ def test_batch_of_two_in_one_request_is_refused():
 def test_output_tensors_shapes_and_optional_outputs():
     out = GenerationOutput("e1", [4, 5, 6], log_probs=[-0.1, -0.2, -0.3], cum_log_prob=-0.6,
                            finished=True, arrival_time_ns=1, first_token_time_ns=2,
-                           num_input_tokens=3, num_output_tokens=3, kv_cache_blocks=2)
+                           num_input_tokens=3, num_output_tokens=3, kv_cache_blocks=2,
+                           total_draft_tokens=8, total_accepted_draft_tokens=6)
     plain = output_tensors(out, Wants())
     # As TensorRT-LLM's backend: only output_ids and sequence_length unless asked; no
     # batch_index / sequence_index for one sequence in a batch of one.
@@ -76,6 +77,9 @@ def test_output_tensors_shapes_and_optional_outputs():
     assert full["kv_cache_alloc_total_blocks"].tolist() == [[2]]
     assert full["kv_cache_reused_blocks"].tolist() == [[0]]
     assert full["acceptance_rate"].dtype == np.float32
+    assert full["acceptance_rate"].tolist() == [[0.75]]
+    assert (full["total_draft_tokens"].tolist(), full["total_accepted_draft_tokens"].tolist()) == (
+        [[8]], [[6]])
     assert full["num_output_tokens"].tolist() == [[3]]
     perf = {name for name, _ in contract.PERF_OUTPUTS}
     assert len(perf) == 10 and perf <= set(full)

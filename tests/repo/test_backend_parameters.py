@@ -111,3 +111,18 @@ def test_guided_decoding_settings_are_checked(kwargs, match):
 
     with pytest.raises(ValueError, match=match):
         GpuEngineSettings(engine_dir="/engines/x", **kwargs)
+
+
+def test_lookahead_is_rendered_with_its_three_sizes():
+    profile = load_profile(GPU_PROFILES[0], ["speculative.mode=lookahead",
+                                             "speculative.lookahead_window_size=5"])
+    params = rendered_parameters(profile, True, True)
+    assert params["decoding_mode"] == "lookahead"
+    assert [params[name] for name in backend_parameters.LOOKAHEAD_SIZES] == ["5", "3", "4"]
+    assert backend_parameters.problems(params) == []
+    del params["lookahead_ngram_size"]
+    assert backend_parameters.problems(params) == [
+        "lookahead_ngram_size: None is not a size, and decoding_mode lookahead needs one "
+        "(model_instance_state.cc:627-647)"]
+    plain = rendered_parameters(load_profile(GPU_PROFILES[0]), True, True)
+    assert "decoding_mode" not in plain and "lookahead_window_size" not in plain

@@ -22,6 +22,14 @@ explicitly rather than left to a default that moved between releases (``tokens_p
   (tritonllm.build.compression.sparsity). Read in ``tensorrt_llm/commands/build.py`` at commit 008b2b8 (a
   store-true flag defaulting to ``BuildConfig.weight_sparsity``, False).
 
+- ``--speculative_decoding_mode lookahead_decoding --max_draft_len D`` for a profile with
+  ``speculative.mode: lookahead`` (``build.py`` lines 289-302 at commit 008b2b8: choices
+  ``draft_tokens_external``, ``lookahead_decoding``, ``medusa``, ``explicit_draft_tokens``,
+  ``eagle``), ``D`` from the lookahead sizes (``SpeculativeSpec.lookahead_max_draft_len``).
+  trtllm-build then adds ``D`` to ``max_seq_len`` and raises ``max_num_tokens`` to at least
+  ``max_batch_size * (D + 1)`` (``builder.py``, ``build()``); the planner sizes activations
+  for that.
+
 One invocation builds every rank (``rank<N>.engine`` for N < tp x pp) into ``--output_dir``.
 """
 
@@ -76,6 +84,8 @@ def trtllm_build_command(profile: BuildProfile, checkpoint_dir: Path, engine_dir
                 and get_device(profile.target.gpu).supports_fp8)
     paged_context = profile.use_paged_context_fmha
     sparse = ["--weight_sparsity"] if profile.compression.sparsity == "2:4" else []
+    speculative = [arg for name, value in profile.speculative_build_flags.items()
+                   for arg in (f"--{name}", str(value))]
     return [
         "trtllm-build",
         "--checkpoint_dir", str(checkpoint_dir),
@@ -96,6 +106,7 @@ def trtllm_build_command(profile: BuildProfile, checkpoint_dir: Path, engine_dir
         "--multiple_profiles", _switch(engine.multiple_profiles),
         "--workers", str(engine.workers or profile.parallel.world_size),
         *sparse,
+        *speculative,
     ]
 
 

@@ -9,10 +9,12 @@ backend's parameters): ``engine_dir`` (``serving.engine_dir`` or the build's eng
 ``batch_scheduler_policy``, ``kv_cache_free_gpu_mem_fraction``, ``enable_kv_cache_reuse``,
 ``enable_chunked_context``, ``max_queue_delay_microseconds``, ``guided_decoding_backend`` (with
 ``xgrammar``, ``xgrammar_tokenizer_info_path`` is the tokenizer-info file beside the engines,
-which :func:`render` writes). The ``cpu`` target fills the CPU
+which :func:`render` writes), and for ``speculative.mode: lookahead`` ``decoding_mode`` with the
+three lookahead sizes. The ``cpu`` target fills the CPU
 engine's parameters from the same limits and serving switches (``enable_kv_cache_reuse`` too),
 with the planner's KV capacity as its cache size, and ``quantization.mode: int8_wo`` as the
-CPU engine's int8 weights (``weights: int8``).
+CPU engine's int8 weights (``weights: int8``), and the ``speculative`` section's ngram or
+draft_target settings.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tritonllm.build.planning.gpus import get_device
-from tritonllm.build.profile import BuildProfile
+from tritonllm.build.profile import BuildProfile, expand_path
 from tritonllm.build.tokenizer_info import TOKENIZER_INFO_FILE, write_tokenizer_info
 
 
@@ -50,8 +52,17 @@ def repo_settings(profile: BuildProfile, engine_dir: Path, tokenizer_dir: Path,
         enable_kv_cache_reuse=serving.enable_kv_cache_reuse,
         enable_chunked_context=serving.enable_chunked_context,
         max_queue_delay_microseconds=serving.max_queue_delay_microseconds,
-        max_queue_size=serving.max_queue_size)
+        max_queue_size=serving.max_queue_size, lookahead=lookahead_sizes(profile))
     return RepoSettings(target="gpu", gpu_engine=gpu, **common)
+
+
+def lookahead_sizes(profile: BuildProfile) -> tuple[int, int, int] | None:
+    """(W, N, G) for an engine built for lookahead decoding, else None."""
+    if not profile.speculative_build_flags:
+        return None
+    spec = profile.speculative
+    return (spec.lookahead_window_size, spec.lookahead_ngram_size,
+            spec.lookahead_verification_set_size)
 
 
 def ensemble_instances(profile: BuildProfile) -> dict[str, int]:
@@ -88,7 +99,8 @@ def cpu_engine_parameters(profile: BuildProfile, max_tokens_in_paged_kv_cache: i
         enable_chunked_context=profile.serving.enable_chunked_context,
         enable_kv_cache_reuse=profile.serving.enable_kv_cache_reuse,
         max_queue_size=profile.serving.max_queue_size,
-        weights="int8" if profile.quantization.mode == "int8_wo" else "auto")
+        weights="int8" if profile.quantization.mode == "int8_wo" else "auto",
+        **cpu_speculative(profile))
     return {"model_dir": str(model_dir), **config.to_parameters()}
 
 
@@ -101,3 +113,15 @@ def render(profile: BuildProfile, out_dir: Path, **kwargs) -> Path:
     if settings.target == "gpu" and settings.gpu_engine.guided_decoding_backend:
         write_tokenizer_info(kwargs["tokenizer_dir"], kwargs["engine_dir"])
     return render_repository(settings, out_dir)
+
+
+def cpu_speculative(profile: BuildProfile) -> dict:
+    """The CPU engine's speculative settings from the profile's ``speculative`` section (the
+    planner refuses ``lookahead`` on the cpu target)."""
+    spec = profile.speculative
+    if spec.mode not in ("ngram", "draft_target"):
+        return {}
+    model_dir = str(expand_path(spec.speculative_model_dir)) if spec.speculative_model_dir else ""
+    return dict(speculative_decoding_mode=spec.mode, max_draft_len=spec.max_draft_len,
+                max_matching_ngram_size=spec.max_matching_ngram_size,
+                speculative_model_dir=model_dir)

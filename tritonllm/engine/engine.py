@@ -334,6 +334,8 @@ class LLMEngine:
             reason, seq.error = "error", repr(exc)
         with self._cond:
             self._stats.count_draft(len(drafts), accepted)
+        seq.num_draft_tokens += len(drafts)
+        seq.num_accepted_draft_tokens += accepted
         self.speculator.record(seq, len(drafts), accepted)
         if reason is not None:
             return self._finish(seq, reason)
@@ -420,7 +422,9 @@ class LLMEngine:
             first_token_time_ns=seq.first_token_time_ns,
             last_token_time_ns=seq.last_token_time_ns,
             num_input_tokens=seq.num_prompt_tokens, num_output_tokens=seq.num_generated,
-            kv_cache_blocks=seq.kv_cache_blocks, kv_cache_reused_blocks=seq.num_reused_blocks)
+            kv_cache_blocks=seq.kv_cache_blocks, kv_cache_reused_blocks=seq.num_reused_blocks,
+            total_draft_tokens=seq.num_draft_tokens,
+            total_accepted_draft_tokens=seq.num_accepted_draft_tokens)
 
     # ---- stats ---------------------------------------------------------------------------
 

@@ -184,6 +184,8 @@ class GenerationOutput:
     last admitted, rather than computing them.
     ``top_log_probs``: per token of ``token_ids``'s generated tokens, ``num_top_log_probs``
     ``(token_id, log_prob)`` pairs, most likely first (empty unless asked for).
+    ``total_draft_tokens`` / ``total_accepted_draft_tokens``: speculative drafts verified for
+    the request so far, and how many of them were accepted (TensorRT-LLM's perf metrics).
     """
 
     request_id: str
@@ -202,6 +204,8 @@ class GenerationOutput:
     num_output_tokens: int = 0
     kv_cache_blocks: int = 0
     kv_cache_reused_blocks: int = 0
+    total_draft_tokens: int = 0
+    total_accepted_draft_tokens: int = 0
 
 
 class SequenceStatus(Enum):
@@ -244,6 +248,7 @@ class Sequence:
         self.last_token_time_ns = 0
         self.kv_cache_blocks = 0  # the most blocks held so far
         self.num_reused_blocks = 0  # cached prefix blocks shared at the last admission
+        self.num_draft_tokens = self.num_accepted_draft_tokens = 0  # speculative, so far
 
     def __repr__(self) -> str:
         return (f"Sequence({self.seq_id}, {self.status.value}, len={len(self.token_ids)}, "

@@ -193,9 +193,10 @@ def _perf_tensors(output: GenerationOutput) -> dict[str, np.ndarray]:
         "first_scheduled_time_ns": output.first_scheduled_time_ns,
         "first_token_time_ns": output.first_token_time_ns,
         "last_token_time_ns": output.last_token_time_ns,
-        "acceptance_rate": 0.0,  # no speculative decoding
-        "total_accepted_draft_tokens": 0,
-        "total_draft_tokens": 0,
+        "acceptance_rate": output.total_accepted_draft_tokens / output.total_draft_tokens
+        if output.total_draft_tokens else 0.0,
+        "total_accepted_draft_tokens": output.total_accepted_draft_tokens,
+        "total_draft_tokens": output.total_draft_tokens,
     }
     return {name: np.array([[values[name]]], dtype=contract.NUMPY_DTYPES[dtype])
             for name, dtype in contract.PERF_OUTPUTS}

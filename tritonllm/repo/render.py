@@ -50,6 +50,9 @@ class GpuEngineSettings:
     # so they are always rendered (tritonllm.repo.backend_parameters).
     guided_decoding_backend: str = ""
     xgrammar_tokenizer_info_path: str = ""
+    # Lookahead decoding (W, N, G), for an engine built with --speculative_decoding_mode
+    # lookahead_decoding: rendered as decoding_mode "lookahead" and the backend's three sizes.
+    lookahead: tuple[int, int, int] | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,6 +84,9 @@ class GpuEngineSettings:
         }
         if self.max_tokens_in_paged_kv_cache is not None:
             params["max_tokens_in_paged_kv_cache"] = str(self.max_tokens_in_paged_kv_cache)
+        if self.lookahead is not None:
+            params["decoding_mode"] = "lookahead"
+            params.update(zip(backend_parameters.LOOKAHEAD_SIZES, map(str, self.lookahead)))
         return {**params, **self.extra}
 
 

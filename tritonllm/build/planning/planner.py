@@ -140,11 +140,20 @@ def kv_bytes_per_token(profile: BuildProfile, arch: ModelArch) -> int:
     return 2 * math.ceil(arch.num_layers / pp) * kv_heads * arch.head_dim * element
 
 
+def build_max_num_tokens(profile: BuildProfile) -> int:
+    """``max_num_tokens`` as trtllm-build sets it: raised to ``max_batch_size * (D + 1)`` for
+    an engine with ``D`` draft tokens (tritonllm.build.engine)."""
+    limits = profile.limits
+    draft = profile.speculative_build_flags.get("max_draft_len", 0)
+    return max(limits.max_num_tokens, limits.max_batch_size * (draft + 1)) if draft \
+        else limits.max_num_tokens
+
+
 def activation_bytes(profile: BuildProfile, arch: ModelArch) -> int:
     tp = profile.parallel.tp_size
     per_token = (3 * arch.hidden_size + (arch.q_size + 2 * arch.kv_size) // tp
                  + 2 * arch.intermediate_size // tp)
-    tokens = profile.limits.max_num_tokens * per_token * _dtype_bytes(profile)
+    tokens = build_max_num_tokens(profile) * per_token * _dtype_bytes(profile)
     logits = profile.limits.max_batch_size * arch.vocab_size * LOGITS_BYTES
     return tokens + logits
 
@@ -155,7 +164,7 @@ def check_rules(profile: BuildProfile, arch: ModelArch, device: Device, sizes: d
     """Every reason the plan cannot work, each naming its fix."""
     problems = _parallel_rules(profile, arch) + _precision_rules(profile, device)
     problems += _awq_rule(profile, arch) + _limit_rules(profile, arch)
-    problems += _paged_context_rule(profile)
+    problems += _paged_context_rule(profile) + _speculative_rules(profile, device)
     return problems + _memory_rules(profile, arch, device, sizes)
 
 
@@ -257,6 +266,26 @@ def _paged_context_rule(profile: BuildProfile) -> list[str]:
             f"TensorRT-LLM 1.1.0's trtllm-build disables for {blocker}; set "
             f"quantization.kv_cache: none (or fp8 with mode fp8/w4a8_awq/nvfp4), or set "
             f"{' and '.join(f'serving.{w}: false' for w in wanted)}"]
+
+
+def _speculative_rules(profile: BuildProfile, device: Device) -> list[str]:
+    """Each target runs its own speculative modes: the CPU engine ngram and draft_target,
+    TensorRT-LLM 1.1.0's tensorrtllm backend lookahead (read in its model_instance_state.cc
+    at commit c8c6df08, lines 546-592: ``decoding_mode`` accepts top_k, top_p, top_k_top_p,
+    beam_search, medusa, redrafter, lookahead and eagle; a draft model is served only through
+    its ``tensorrt_llm_bls`` model, whose decode loop refuses streaming and batches of more
+    than one request)."""
+    mode = profile.speculative.mode
+    if device.is_cpu and mode == "lookahead":
+        return ["speculative.mode: lookahead is TensorRT-LLM's GPU engine mode; the CPU engine "
+                "runs ngram or draft_target"]
+    if device.is_cpu or mode in ("off", "lookahead"):
+        return []
+    why = ("has no n-gram decoding mode" if mode == "ngram" else
+           "serves a draft model only through its tensorrt_llm_bls model, which refuses "
+           "streaming and batches of more than one request")
+    return [f"speculative.mode: {mode} runs in the CPU engine; TensorRT-LLM 1.1.0's "
+            f"tensorrtllm backend {why}; use lookahead (draft-free) on {device.name}"]
 
 
 def _memory_rules(profile: BuildProfile, arch: ModelArch, device: Device,
