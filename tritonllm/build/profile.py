@@ -47,7 +47,8 @@ from tritonllm.limits import check_limits
 from tritonllm.defaults import OPENAI_PORT
 from tritonllm.build.quantization import quant_modes
 from tritonllm.build.planning.gpus import get_device
-from tritonllm.engine.config import SCHEDULER_POLICIES, SPECULATIVE_MODES
+from tritonllm.engine.config import SCHEDULER_POLICIES
+from tritonllm.build.speculative import SpeculativeSpec
 
 GEMM_PLUGINS = ("auto", "float16", "bfloat16", "float32", "fp8", "nvfp4", "disable")
 AWQ_GROUP_SIZES = (32, 64, 128)
@@ -272,52 +273,6 @@ class ServingSpec:
 
 
 @dataclass(frozen=True)
-class SpeculativeSpec:
-    """Speculative decoding, off by default. ``mode``: ``ngram`` (cpu target: prompt lookup,
-    ``max_draft_len`` tokens after a match of the last ``max_matching_ngram_size`` or fewer);
-    ``draft_target`` (cpu target: the same-vocabulary model ``speculative_model_dir`` drafts
-    ``max_draft_len`` tokens); ``lookahead`` (GPU targets: TensorRT-LLM's lookahead decoding,
-    window W, n-gram size N, verification set G, built for :attr:`lookahead_max_draft_len`
-    draft tokens). The planner refuses a mode its target does not run, and says why."""
-
-    mode: str = "off"
-    max_draft_len: int = 2
-    max_matching_ngram_size: int = 3
-    speculative_model_dir: str = ""
-    lookahead_window_size: int = 4
-    lookahead_ngram_size: int = 3
-    lookahead_verification_set_size: int = 4
-
-    def __post_init__(self) -> None:
-        _one_of("speculative.mode", self.mode, SPECULATIVE_MODES + ("lookahead",))
-        _at_least("speculative.max_draft_len", self.max_draft_len, 1)
-        _at_least("speculative.max_matching_ngram_size", self.max_matching_ngram_size, 1)
-        if (self.mode == "draft_target") != bool(self.speculative_model_dir):
-            raise ValueError("speculative.speculative_model_dir: the draft model's checkpoint "
-                             "directory, needed with mode draft_target and only then")
-        # TensorRT-LLM's LookaheadDecodingConfig checks: W >= 1, N >= 1, G >= 0, and N = 1 only
-        # with W = 1, G = 0 (executor/decodingConfig.cpp).
-        _at_least("speculative.lookahead_window_size", self.lookahead_window_size, 1)
-        _at_least("speculative.lookahead_ngram_size", self.lookahead_ngram_size, 1)
-        _at_least("speculative.lookahead_verification_set_size",
-                  self.lookahead_verification_set_size, 0)
-        if self.lookahead_ngram_size == 1 and (self.lookahead_window_size,
-                                               self.lookahead_verification_set_size) != (1, 0):
-            raise ValueError("speculative.lookahead_ngram_size: 1 needs lookahead_window_size 1 "
-                             "and lookahead_verification_set_size 0 (that is plain decoding)")
-
-    @property
-    def lookahead_max_draft_len(self) -> int:
-        """The draft tokens a lookahead step verifies at most, which trtllm-build's
-        ``--max_draft_len`` must equal: ``(N == 1 ? 0 : N - 2) + (W - 1 + G) * (N - 1)``
-        (TensorRT-LLM ``cpp/tensorrt_llm/executor/decodingConfig.cpp``, lines 85-95 at commit
-        0371ba0f; its ``examples/lookahead/README.md`` asks for equality)."""
-        w, n, g = (self.lookahead_window_size, self.lookahead_ngram_size,
-                   self.lookahead_verification_set_size)
-        return (0 if n == 1 else n - 2) + (w - 1 + g) * (n - 1)
-
-
-@dataclass(frozen=True)
 class BuildProfile:
     """A whole build: see the module docstring. ``source`` (the YAML path) is not part of the
     profile's identity and stays out of ``profile_hash``."""
@@ -356,14 +311,9 @@ class BuildProfile:
 
     @property
     def speculative_build_flags(self) -> dict:
-        """trtllm-build's speculative options (``--speculative_decoding_mode``,
-        ``--max_draft_len``) for this profile: empty unless the GPU engine is built for
-        lookahead. A build option decided by the ``speculative`` section: part of the
-        engine's hash."""
-        if self.speculative.mode != "lookahead" or get_device(self.target.gpu).is_cpu:
-            return {}
-        return {"speculative_decoding_mode": "lookahead_decoding",
-                "max_draft_len": self.speculative.lookahead_max_draft_len}
+        """trtllm-build's speculative options (empty unless built for lookahead): decided by
+        the ``speculative`` section, part of the engine's hash."""
+        return self.speculative.build_flags(get_device(self.target.gpu).is_cpu)
 
     @property
     def triton_max_batch_size(self) -> int:
