@@ -22,3 +22,18 @@ def test_one_round_runs_and_keeps_greedy_outputs_identical(capsys):
     out = capsys.readouterr().out
     assert "input-grounded, c=1:" in out and "mixed, c=1:" in out
     assert "identical greedy outputs 1 of 1" in out
+
+
+def test_a_draft_model_run_names_its_mode(capsys):
+    from tritonllm.model_source import default_model_dir
+
+    parser = argparse.ArgumentParser()
+    spec_bench.add_arguments(parser)
+    args = parser.parse_args(["--requests", "1", "--rounds", "1", "--concurrency", "1",
+                              "--num-threads", "1", "--speculative-decoding-mode",
+                              "draft_target", "--speculative-model-dir",
+                              str(default_model_dir())])  # the target drafts for itself
+    assert spec_bench.run(args) == 0
+    out = capsys.readouterr().out
+    assert "draft_target: max_draft_len 2" in out and "mixed, c=1: off" in out
+    assert ", draft_target " in out and "identical greedy outputs 1 of 1" in out

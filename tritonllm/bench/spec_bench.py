@@ -1,5 +1,6 @@
-"""Speculative decoding benchmark: the in-process engine with n-gram speculation off and on, in
-ONE run.
+"""Speculative decoding benchmark: the in-process engine with speculation off and on (n-gram by
+default; ``--speculative-decoding-mode draft_target --speculative-model-dir DIR`` for a draft
+model), in ONE run.
 
 ``tritonllm bench speculative`` (``make bench-spec``) serves two workloads as chat prompts,
 each request generating exactly its output length (``min_tokens`` = ``max_tokens``): the
@@ -42,18 +43,21 @@ def run(args) -> int:
     from tritonllm.serve.cli import engine_config
     from tritonllm.tokenizer import TextCodec
 
-    config = replace(engine_config(args), speculative_decoding_mode="off")
+    asked = engine_config(args)
+    mode = asked.speculative_decoding_mode if asked.speculative_decoding_mode != "off" else "ngram"
+    config = replace(asked, speculative_decoding_mode="off", speculative_model_dir="")
     levels = [int(c) for c in args.concurrency.split(",")]
     model_dir = resolve_model_dir(args.model)
     codec = TextCodec.from_dir(model_dir)
     print(f"model {model_dir}; {args.rounds} rounds of {args.requests} requests per engine and "
-          f"level; max_draft_len {config.max_draft_len}, max_matching_ngram_size "
-          f"{config.max_matching_ngram_size}; engine threads "
+          f"level; {mode}: max_draft_len {config.max_draft_len}, max_matching_ngram_size "
+          f"{config.max_matching_ngram_size}, draft model {asked.speculative_model_dir or '-'}; "
+          f"engine threads "
           f"{thread_budget(config.num_threads).reason}")
     runner = on_own_thread(ModelRunner.from_hf_dir, model_dir, config)
     engines = {"off": LLMEngine(runner).start(),
-               "ngram": LLMEngine(runner.sharing_weights(
-                   replace(config, speculative_decoding_mode="ngram"))).start()}
+               mode: LLMEngine(runner.sharing_weights(replace(
+                   asked, speculative_decoding_mode=mode))).start()}
     ok = True
     try:
         for name, items in (("input-grounded", grounded_workload(args.requests)),
@@ -77,17 +81,18 @@ def _prompt(codec, item):
 
 def _compare(engines: dict, workload: str, prompts: dict, level: int, rounds: int) -> bool:
     sides = [Side(name, engine) for name, engine in engines.items()]
-    before = engines["ngram"].stats()
+    mode = list(engines)[1]
+    before = engines[mode].stats()
     for round_ in range(rounds):
         for side in reversed(sides) if round_ % 2 else sides:
             side.results.append(closed_loop(side, prompts, level, f"{workload}-{level}-{round_}"))
-    stats = engines["ngram"].stats()
+    stats = engines[mode].stats()
     drafts = stats.spec_drafts - before.spec_drafts
     drafted = stats.spec_draft_tokens - before.spec_draft_tokens
     accepted = stats.spec_accepted_tokens - before.spec_accepted_tokens
     off, on = (merged(side) for side in sides)
     same = sum(sides[0].outputs[i] == sides[1].outputs[i] for i in prompts)
-    print(f"{workload}, c={level}: off {off.tokens_per_s:6.1f} tok/s, ngram "
+    print(f"{workload}, c={level}: off {off.tokens_per_s:6.1f} tok/s, {mode} "
           f"{on.tokens_per_s:6.1f} tok/s, ratio {on.tokens_per_s / off.tokens_per_s:.2f}; "
           f"ITL p50 {percentile(off.itl_ms, 50) or 0:.0f} / "
           f"{percentile(on.itl_ms, 50) or 0:.0f} ms; "
