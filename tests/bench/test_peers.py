@@ -74,6 +74,10 @@ def test_llama_cpp_converts_each_type_once_per_checkpoint(tmp_path):
     assert flags["--parallel"] == "8" and flags["-c"] == "16384" and command[-1] == "--cont-batching"
     with pytest.raises(ValueError, match="gguf_type: must be one of f32, f16, q8_0, got 'q4_1'"):
         peers.LlamaCppPeer(root, "q4_1")
+    lookup = peers.LlamaCppPeer(root, "f32", extra_args=("--spec-type", "ngram-simple"))
+    assert lookup.server_command(model, 9001)[-3:] == ["--cont-batching", "--spec-type",
+                                                       "ngram-simple"]
+    assert lookup.label == "llama.cpp server F32 GGUF --spec-type ngram-simple"
 
 
 def test_payloads_force_the_exact_output_length_each_peer_can(tmp_path):

@@ -148,6 +148,7 @@ class LlamaCppPeer:
     threads: int = 2
     parallel: int = 8
     context: int = 16384
+    extra_args: tuple[str, ...] = ()  # more llama-server options (e.g. --spec-type ngram-simple)
     name = "llama.cpp"
 
     def __post_init__(self) -> None:
@@ -157,7 +158,8 @@ class LlamaCppPeer:
 
     @property
     def label(self) -> str:
-        return f"llama.cpp server {self.gguf_type.upper()} GGUF"
+        extra = f" {' '.join(self.extra_args)}" if self.extra_args else ""
+        return f"llama.cpp server {self.gguf_type.upper()} GGUF{extra}"
 
     @property
     def source(self) -> Path:
@@ -211,7 +213,7 @@ class LlamaCppPeer:
         return [str(self.server_binary), "-m", str(self.gguf_path(model_dir)),
                 "--alias", SERVED_MODEL, "--host", "127.0.0.1", "--port", str(port),
                 "-t", str(self.threads), "--parallel", str(self.parallel),
-                "-c", str(self.context), "--cont-batching"]
+                "-c", str(self.context), "--cont-batching", *self.extra_args]
 
     def server_env(self) -> dict[str, str]:
         return {}

@@ -23,6 +23,13 @@ from tritonllm.bench.engine_bench import percentile
 from tritonllm.bench.prefix_bench import Side, closed_loop, merged
 
 
+# llama.cpp's prompt-lookup speculation, matching our 3-token n-grams. Its defaults (a 12-token
+# match drafting up to 48) gave 1.05x on the input-grounded workload, 3 / 8 gave 1.31x, and its
+# ngram-map-k (3 / 8) 1.15x, ngram-cache 1.26x (c=1, 2 requests each, one run).
+LLAMA_CPP_NGRAM = ("--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "3",
+                   "--spec-ngram-simple-size-m", "8")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tritonllm.serve.cli import add_engine_options
 
@@ -31,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", default="1,8", help="comma-separated levels")
     parser.add_argument("--requests", type=int, default=8, help="requests per round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per engine and level")
+    parser.add_argument("--llama-cpp", action="store_true",
+                        help="also run llama.cpp's server (F32 GGUF, installed by `tritonllm "
+                        "bench peers`) on the same prompts at c=1, without and with its n-gram "
+                        f"speculation ({' '.join(LLAMA_CPP_NGRAM)})")
     add_engine_options(parser)
 
 
@@ -59,22 +70,64 @@ def run(args) -> int:
                mode: LLMEngine(runner.sharing_weights(replace(
                    asked, speculative_decoding_mode=mode))).start()}
     ok = True
+    workloads = (("input-grounded", grounded_workload(args.requests)),
+                 ("mixed", mixed_workload(args.requests)))
     try:
-        for name, items in (("input-grounded", grounded_workload(args.requests)),
-                            ("mixed", mixed_workload(args.requests))):
+        for name, items in workloads:
             prompts = {item.index: _prompt(codec, item) for item in items}
             for level in levels:
                 ok &= _compare(engines, name, prompts, level, args.rounds)
     finally:
         for engine in engines.values():
             engine.shutdown()
+    if args.llama_cpp:
+        _llama_cpp(model_dir, codec, workloads, args.rounds,
+                   thread_budget(config.num_threads).limit)
     return 0 if ok else 1
+
+
+def _llama_cpp(model_dir, codec, workloads, rounds: int, threads: int) -> None:
+    """llama.cpp's server without and with n-gram speculation, c=1, on the chat-rendered
+    prompts (completions API, exact lengths with EOS banned), on as many threads as ours."""
+    from tritonllm.bench.peer_bench import merge, peer_run, started_peer
+    from tritonllm.bench.peers import LlamaCppPeer, peers_dir
+    from tritonllm.bench.workload import WorkItem
+
+    root = peers_dir() / "llama.cpp"
+    def chat_text(item) -> str:
+        return codec.tokenizer.apply_chat_template(
+            [{"role": "user", "content": item.prompt}], add_generation_prompt=True,
+            tokenize=False)
+
+    rendered = {name: [WorkItem(i.index, chat_text(i), i.output_tokens) for i in items]
+                for name, items in workloads}
+    results = {}
+    for extra in ((), LLAMA_CPP_NGRAM):
+        peer = LlamaCppPeer(root, "f32", threads=threads, parallel=1, extra_args=extra)
+        with started_peer(peer, model_dir, root / "logs" / "spec") as url:
+            for name, items in rendered.items():
+                runs = [peer_run(url, peer, items, 1, _Quiet()) for _ in range(rounds)]
+                results[name, bool(extra)] = merge([run.result for run in runs])
+    for name in rendered:
+        off, on = results[name, False], results[name, True]
+        print(f"llama.cpp F32, {name}, c=1: off {off.tokens_per_s:6.1f} tok/s, "
+              f"{LLAMA_CPP_NGRAM[1]} {on.tokens_per_s:6.1f} tok/s, ratio {on.tokens_per_s / off.tokens_per_s:.2f}",
+              flush=True)
+
+
+class _Quiet:
+    def update(self, _n: int) -> None:
+        pass
+
+
+def _messages(item) -> str:
+    return json.dumps([{"role": "user", "content": item.prompt}])
 
 
 def _prompt(codec, item):
     from tritonllm.loadtest.workloads import Prompt
 
-    text = json.dumps([{"role": "user", "content": item.prompt}])
+    text = _messages(item)
     return Prompt(text=text, token_ids=tuple(codec.encode_chat(text)),
                   max_tokens=item.output_tokens, min_tokens=item.output_tokens, chat=True)
 
