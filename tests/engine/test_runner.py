@@ -131,7 +131,7 @@ def test_every_linear_backend_equals_f_linear(backend):
     bias = torch.randn(97, generator=generator)
     x = torch.randn(KERNEL_MAX_ROWS + 3, 41, generator=generator)
     linear = Linear(weight, bias, backend=backend)
-    for rows in (1, 2, 3, 4, 7, 8, KERNEL_MAX_ROWS, KERNEL_MAX_ROWS + 3):
+    for rows in (1, 2, 3, 4, 5, 6, 7, 8, KERNEL_MAX_ROWS, KERNEL_MAX_ROWS + 3):
         expected = torch.nn.functional.linear(x[:rows], weight, bias)
         assert torch.allclose(linear(x[:rows]), expected, atol=1e-4), rows
     assert torch.equal(linear.dense_weight(), weight)
