@@ -156,6 +156,12 @@ def test_the_proposer_drafts_what_followed_the_latest_match():
     near_limit.num_computed_tokens = 2
     proposer.propose([near_limit], max_seq_len=100)
     assert near_limit.draft_ids == [2]  # room for one draft and the token after it
+    matched_2 = Sequence(4, GenerationRequest("w", [7, 8, 9, 10, 11, 8, 9], 20), 0)
+    matched_2.num_computed_tokens = matched_2.num_tokens - 1
+    proposer.propose([matched_2], max_seq_len=100)
+    assert matched_2.draft_ids == [10, 11, 8]  # a full-size match drafts max_draft_len
+    NgramProposer(max_draft_len=3, max_matching_ngram_size=3).propose([matched_2], 100)
+    assert matched_2.draft_ids == [10, 11]  # a shorter match drafts at most as many as matched
     sampled = Sequence(2, GenerationRequest("r", [1, 2, 1], 9,
                                             sampling=SamplingParams(temperature=0.7, top_k=5)), 0)
     assert can_speculate(sampled)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tritonllm.engine.config import SPECULATIVE_MODES
+from tritonllm.engine.config import SPECULATIVE_MODES, EngineConfig
 
 MODES = SPECULATIVE_MODES + ("lookahead",)
 
@@ -24,8 +24,8 @@ class SpeculativeSpec:
     """Off by default; see the module docstring."""
 
     mode: str = "off"
-    max_draft_len: int = 2
-    max_matching_ngram_size: int = 3
+    max_draft_len: int = EngineConfig.max_draft_len  # the CPU engine's defaults
+    max_matching_ngram_size: int = EngineConfig.max_matching_ngram_size
     speculative_model_dir: str = ""
     lookahead_window_size: int = 4
     lookahead_ngram_size: int = 3

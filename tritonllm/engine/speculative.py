@@ -4,7 +4,8 @@ per step.
 Each step, for every running request that may speculate, :class:`NgramProposer` looks for the
 latest earlier occurrence of the request's last ``n`` tokens (``n`` from
 ``max_matching_ngram_size`` down to 1) in its prompt and generated text, and drafts the tokens
-that followed it, at most ``max_draft_len``. The scheduler then runs the request's newest token
+that followed it: at most ``max_draft_len`` after a match of ``max_matching_ngram_size``
+tokens, at most ``n`` after a shorter one. The scheduler then runs the request's newest token
 and its drafts as one row (the model attends causally over them, as in a prompt chunk), and the
 engine chooses the target's token at every position as usual (arg-max, or a draw for a
 sampling request): drafts are accepted while they equal it, and the first choice that differs
@@ -150,8 +151,8 @@ class NgramProposer(Proposer):
         state.indexed = len(tokens)
         for n in range(min(self.max_ngram, len(tokens) - 1), 0, -1):
             end = state.index[n].get(tuple(tokens[-n:]))
-            if end is not None:
-                return tokens[end:end + room]
+            if end is not None:  # a shorter match is weaker evidence: it drafts at most n
+                return tokens[end:end + (room if n == self.max_ngram else min(room, n))]
         return []
 
 
