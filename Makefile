@@ -117,7 +117,7 @@ bench-guided: model
 	$(BIN)/tritonllm bench guided
 
 bench-spec: model
-	$(BIN)/tritonllm bench speculative --num-threads 1
+	$(BIN)/tritonllm bench speculative --llama-cpp
 
 # On a GPU node with the GPU image's stack: build SmolLM2 engines (fp16, fp8), serve each and run
 # the live checks against it; one summary line. Refuses (status 3) anywhere else.

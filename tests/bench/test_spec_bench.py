@@ -35,5 +35,5 @@ def test_a_draft_model_run_names_its_mode(capsys):
                               str(default_model_dir())])  # the target drafts for itself
     assert spec_bench.run(args) == 0
     out = capsys.readouterr().out
-    assert "draft_target: max_draft_len 4" in out and "mixed, c=1: off" in out
+    assert "draft_target: max_draft_len 6" in out and "mixed, c=1: off" in out
     assert ", draft_target " in out and "identical greedy outputs 1 of 1" in out

@@ -94,6 +94,11 @@ def _llama_cpp(model_dir, codec, workloads, rounds: int, threads: int) -> None:
     from tritonllm.bench.workload import WorkItem
 
     root = peers_dir() / "llama.cpp"
+    if not LlamaCppPeer(root).installed():
+        print(f"llama.cpp: not installed under {root}; `tritonllm bench serving --peer "
+              "llama.cpp --install-peer` (or `make bench-peers`) installs it "
+              "(skipped)", flush=True)
+        return
     def chat_text(item) -> str:
         return codec.tokenizer.apply_chat_template(
             [{"role": "user", "content": item.prompt}], add_generation_prompt=True,
