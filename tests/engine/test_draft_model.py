@@ -135,3 +135,24 @@ def test_drafts_are_the_draft_models_greedy_continuation_after_any_rollback(tiny
     propose_and_check()
     proposer.release(seq.seq_id)
     assert proposer.blocks.num_free_blocks == proposer.blocks.num_blocks
+
+
+def test_a_failing_draft_model_only_costs_the_step_its_drafts(tiny_model, monkeypatch):
+    from tests.engine.engine_helpers import tiny_runner
+
+    from tritonllm.engine.draft_model import DraftModelProposer
+    from tritonllm.engine.request import Sequence
+
+    proposer = DraftModelProposer(tiny_runner(tiny_model), tiny_runner(tiny_model), 3)
+    seq = Sequence(0, GenerationRequest("f", [5, 17, 42, 9], 40), 0)
+    seq.num_computed_tokens = seq.num_tokens - 1
+
+    def broken(batch):
+        raise RuntimeError("draft forward failed")
+
+    monkeypatch.setattr(proposer.runner, "forward", broken)
+    proposer.propose([seq], max_seq_len=128)
+    assert seq.draft_ids == []
+    monkeypatch.undo()
+    proposer.propose([seq], max_seq_len=128)
+    assert len(seq.draft_ids) == 3  # the cache is rebuilt from the request's tokens

@@ -18,6 +18,7 @@ recomputes the rest.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 
@@ -26,6 +27,8 @@ from tritonllm.engine.kv_cache import BlockManager
 from tritonllm.engine.request import Sequence
 from tritonllm.engine.scheduler import ScheduledBatch
 from tritonllm.engine.speculative import Proposer
+
+log = logging.getLogger(__name__)
 
 
 class DraftModelProposer(Proposer):
@@ -79,6 +82,16 @@ class DraftModelProposer(Proposer):
             feeds[seq.seq_id] = seq.token_ids[keep:]
             rooms[seq.seq_id] = room
             seqs[seq.seq_id] = seq
+        try:
+            self._rounds(feeds, rooms, seqs)
+        except Exception:  # the target decodes on without drafts; the cache is rebuilt
+            log.exception("draft model: drafting failed; this step decodes without drafts")
+            for seq_id, seq in seqs.items():
+                seq.draft_ids = []
+                self._cached[seq_id] = []
+
+    def _rounds(self, feeds: dict[int, list[int]], rooms: dict[int, int], seqs: dict) -> None:
+        """Run the draft model round by round until every request has its ``room`` drafts."""
         while feeds:
             for seq_id, token in zip(feeds, self._run(feeds)):
                 seq = seqs[seq_id]
