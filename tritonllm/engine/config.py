@@ -32,12 +32,11 @@ describe both the GPU engine and this CPU twin:
 - ``speculative_decoding_mode``: ``off`` (the default) or ``ngram``: requests draft up to
   ``max_draft_len`` tokens by matching their last ``max_matching_ngram_size`` tokens (or fewer,
   drafting at most as many as matched) against their prompt and output, and verify them in
-  one step, with the same output
-  (greedy) or the same distribution (sampling) (TensorRT-LLM's n-gram speculation, its LLM
-  API's names; :mod:`tritonllm.engine.speculative`). ``draft_target``: a smaller model of the
-  same vocabulary, ``speculative_model_dir``, drafts ``max_draft_len`` tokens by its arg-max,
-  with its own KV cache (TensorRT-LLM's draft-target speculation;
-  :mod:`tritonllm.engine.draft_model`).
+  one step, with the same output (greedy) or the same distribution (sampling) (TensorRT-LLM's
+  n-gram speculation, its LLM API's names; :mod:`tritonllm.engine.speculative`).
+  ``draft_target``: a smaller model of the same vocabulary, ``speculative_model_dir``, drafts
+  ``max_draft_len`` tokens by its arg-max, with its own KV cache (TensorRT-LLM's draft-target
+  speculation; :mod:`tritonllm.engine.draft_model`).
 - ``weights``: how linear-layer weights are stored and multiplied. ``fp32`` (the default for
   every checkpoint but W8A16): fp32, greedy output equal to transformers'. ``int8``: int8 per
   output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe), 4x fewer bytes
