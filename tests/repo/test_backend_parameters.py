@@ -123,6 +123,6 @@ def test_lookahead_is_rendered_with_its_three_sizes():
     del params["lookahead_ngram_size"]
     assert backend_parameters.problems(params) == [
         "lookahead_ngram_size: None is not a size, and decoding_mode lookahead needs one "
-        "(model_instance_state.cc:627-647)"]
+        "(model_instance_state.cc:632-634)"]
     plain = rendered_parameters(load_profile(GPU_PROFILES[0]), True, True)
     assert "decoding_mode" not in plain and "lookahead_window_size" not in plain

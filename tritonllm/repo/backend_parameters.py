@@ -56,7 +56,7 @@ REQUIRED = (
 
 
 # With decoding_mode "lookahead" the backend parses these three with std::stoul, unguarded
-# (model_instance_state.cc lines 627-647 at c8c6df08): absent or not a number, it refuses to
+# (model_instance_state.cc lines 632-634 at c8c6df08): absent or not a number, it refuses to
 # load ("Decoding mode is set to lookahead but lookahead parameters are not specified").
 LOOKAHEAD_SIZES = ("lookahead_window_size", "lookahead_ngram_size",
                    "lookahead_verification_set_size")
@@ -67,6 +67,6 @@ def problems(parameters: dict[str, str]) -> list[str]:
     found = [p.problem(parameters.get(p.name)) for p in REQUIRED]
     if parameters.get("decoding_mode") == "lookahead":
         found += [f"{name}: {parameters.get(name)!r} is not a size, and decoding_mode "
-                  f"lookahead needs one ({SOURCE}:627-647)"
+                  f"lookahead needs one ({SOURCE}:632-634)"
                   for name in LOOKAHEAD_SIZES if not parameters.get(name, "").isdigit()]
     return [problem for problem in found if problem]

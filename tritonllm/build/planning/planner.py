@@ -271,7 +271,7 @@ def _paged_context_rule(profile: BuildProfile) -> list[str]:
 def _speculative_rules(profile: BuildProfile, device: Device) -> list[str]:
     """Each target runs its own speculative modes: the CPU engine ngram and draft_target,
     TensorRT-LLM 1.1.0's tensorrtllm backend lookahead (read in its model_instance_state.cc
-    at commit c8c6df08, lines 546-592: ``decoding_mode`` accepts top_k, top_p, top_k_top_p,
+    at commit c8c6df08, line 548 on: ``decoding_mode`` accepts top_k, top_p, top_k_top_p,
     beam_search, medusa, redrafter, lookahead and eagle; a draft model is served only through
     its ``tensorrt_llm_bls`` model, whose decode loop refuses streaming and batches of more
     than one request)."""
