@@ -5,6 +5,9 @@ Torch and transformers are imported inside the functions, so importing this modu
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 TINY_VOCAB = 300
 
 
@@ -70,3 +73,31 @@ def hf_greedy(model, prompt: list[int], max_new_tokens: int, eos: int = 2,
                              **generate_kwargs)
     tokens = out[0, len(prompt):].tolist()
     return tokens[:tokens.index(eos)] if eos in tokens else tokens
+
+
+def chat_ids(tokenizer, text: str) -> list[int]:
+    """``text`` as one user turn of the tokenizer's chat template, ready for the assistant."""
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                             add_generation_prompt=True, tokenize=False)
+    return tokenizer(rendered, add_special_tokens=False).input_ids
+
+
+@contextlib.contextmanager
+def started_engines(model_dir, *configs):
+    """An ``LLMEngine`` per config over ``model_dir``, started, shut down on exit."""
+    from tritonllm.engine import LLMEngine
+
+    engines = [LLMEngine(model_dir, config).start() for config in configs]
+    try:
+        yield engines
+    finally:
+        for engine in engines:
+            engine.shutdown()
+
+
+def exact_request(prompt: list[int], max_new_tokens: int, **fields):
+    """A request for the generated tokens only, ended by SmolLM2's end token (id 2)."""
+    from tritonllm.engine import GenerationRequest
+
+    return GenerationRequest(f"r-{time.monotonic_ns()}", prompt, max_new_tokens, end_id=2,
+                             exclude_input_in_output=True, **fields)

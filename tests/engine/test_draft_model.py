@@ -6,14 +6,12 @@ seeded output too, and the draft model's cache is freed with its requests."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
-from tests.engine.engine_helpers import tiny_llama
+from tests.engine.engine_helpers import chat_ids, exact_request, started_engines, tiny_llama
 
 from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine, SamplingParams
 
-EOS = 2
 CONFIG = EngineConfig(max_batch_size=8, max_num_tokens=128, max_input_len=512, max_seq_len=768,
                       max_tokens_in_paged_kv_cache=8192, num_threads=1)
 DROPPED_LAYERS = (10, 13, 16, 19)  # fewer drafts are right without them (8 dropped: none)
@@ -39,13 +37,7 @@ def student_dir(tmp_path_factory, smollm_dir):
 
 @pytest.fixture(scope="module")
 def prompts(smollm):
-    tokenizer = smollm[1]
-
-    def chat(text):
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}],
-                                                 add_generation_prompt=True, tokenize=False)
-        return tokenizer(rendered, add_special_tokens=False).input_ids
-    return [chat(text) for text in PROMPTS]
+    return [chat_ids(smollm[1], text) for text in PROMPTS]
 
 
 def draft_config(model_dir) -> EngineConfig:
@@ -55,16 +47,12 @@ def draft_config(model_dir) -> EngineConfig:
 
 @pytest.fixture(scope="module")
 def engines(smollm_dir, student_dir):
-    plain = LLMEngine(smollm_dir, CONFIG).start()
-    spec = LLMEngine(smollm_dir, draft_config(student_dir)).start()
-    yield plain, spec
-    plain.shutdown()
-    spec.shutdown()
+    with started_engines(smollm_dir, CONFIG, draft_config(student_dir)) as pair:
+        yield pair
 
 
 def request(prompt, n=40, **fields) -> GenerationRequest:
-    return GenerationRequest(f"d-{time.monotonic_ns()}", prompt, n, end_id=EOS,
-                             exclude_input_in_output=True, **fields)
+    return exact_request(prompt, n, **fields)
 
 
 def tokens(engine, requests) -> list[list[int]]:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from tests.engine.engine_helpers import hf_greedy
+from tests.engine.engine_helpers import chat_ids, exact_request, hf_greedy, started_engines
 
 from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine, SamplingParams
 from tritonllm.engine.request import Sequence
@@ -43,24 +43,17 @@ def tokenizer(smollm):
 
 @pytest.fixture(scope="module")
 def prompts(tokenizer) -> list[list[int]]:
-    def chat(text):
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}],
-                                                 add_generation_prompt=True, tokenize=False)
-        return tokenizer(rendered, add_special_tokens=False).input_ids
-    return [chat(text) for text in GROUNDED]
+    return [chat_ids(tokenizer, text) for text in GROUNDED]
 
 
 @pytest.fixture(scope="module")
 def engines(smollm_dir):
-    plain, spec = LLMEngine(smollm_dir, CONFIG).start(), LLMEngine(smollm_dir, SPEC).start()
-    yield plain, spec
-    plain.shutdown()
-    spec.shutdown()
+    with started_engines(smollm_dir, CONFIG, SPEC) as pair:
+        yield pair
 
 
 def request(prompt, n=60, **fields) -> GenerationRequest:
-    return GenerationRequest(f"s-{time.monotonic_ns()}", prompt, n, end_id=EOS,
-                             exclude_input_in_output=True, **fields)
+    return exact_request(prompt, n, **fields)
 
 
 def finals(engine, requests):

@@ -50,6 +50,18 @@ inline void prefetch_next(const W* w, int64_t K, int64_t k, int64_t step_bytes) 
     for (int64_t b = 0; b < NR * step_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
 }
 
+// out[i][j] = the lanes of acc[i][j] summed, plus the products of the last K - k values.
+template <int MR, int NR>
+inline void finish_tile(const __m256 acc[MR][NR], const float* x, int64_t K, const float* w,
+                        int64_t k, float out[MR][NR]) {
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) {
+            float s = hsum(acc[i][j]);
+            for (int64_t t = k; t < K; ++t) s += x[i * K + t] * w[j * K + t];
+            out[i][j] = s;
+        }
+}
+
 // out[i][j] = dot(x row i, w row j) over K, for MR rows of x and NR rows of w.
 template <int MR, int NR>
 inline void tile(const float* x, int64_t K, const float* w, float out[MR][NR]) {
@@ -66,12 +78,7 @@ inline void tile(const float* x, int64_t K, const float* w, float out[MR][NR]) {
             for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
         }
     }
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) {
-            float s = hsum(acc[i][j]);
-            for (int64_t t = k; t < K; ++t) s += x[i * K + t] * w[j * K + t];
-            out[i][j] = s;
-        }
+    finish_tile<MR, NR>(acc, x, K, w, k, out);
 }
 
 // The same with x held in registers and w read one vector at a time (MR x + 1 w + MR * NR
@@ -93,12 +100,7 @@ inline void tile_x_in_registers(const float* x, int64_t K, const float* w, float
             for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
         }
     }
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) {
-            float s = hsum(acc[i][j]);
-            for (int64_t t = k; t < K; ++t) s += x[i * K + t] * w[j * K + t];
-            out[i][j] = s;
-        }
+    finish_tile<MR, NR>(acc, x, K, w, k, out);
 }
 
 // int8 weights: x arrives as int16 (X_BITS bits, one scale per row) and the products are summed
