@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=8, help="requests per round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per engine and level")
     parser.add_argument("--llama-cpp", action="store_true",
-                        help="also run llama.cpp's server (F32 GGUF, installed by `tritonllm "
-                        "bench peers`) on the same prompts at c=1, without and with its n-gram "
+                        help="also run llama.cpp's server (F32 GGUF, as `make bench-peers` "
+                        "installs it) on the same prompts at c=1, without and with its n-gram "
                         f"speculation ({' '.join(LLAMA_CPP_NGRAM)})")
     add_engine_options(parser)
 
@@ -63,8 +63,7 @@ def run(args) -> int:
     print(f"model {model_dir}; {args.rounds} rounds of {args.requests} requests per engine and "
           f"level; {mode}: max_draft_len {config.max_draft_len}, max_matching_ngram_size "
           f"{config.max_matching_ngram_size}, draft model {asked.speculative_model_dir or '-'}; "
-          f"engine threads "
-          f"{thread_budget(config.num_threads).reason}")
+          f"engine threads {thread_budget(config.num_threads).reason}")
     runner = on_own_thread(ModelRunner.from_hf_dir, model_dir, config)
     engines = {"off": LLMEngine(runner).start(),
                mode: LLMEngine(runner.sharing_weights(replace(
@@ -99,6 +98,7 @@ def _llama_cpp(model_dir, codec, workloads, rounds: int, threads: int) -> None:
               "llama.cpp --install-peer` (or `make bench-peers`) installs it "
               "(skipped)", flush=True)
         return
+
     def chat_text(item) -> str:
         return codec.tokenizer.apply_chat_template(
             [{"role": "user", "content": item.prompt}], add_generation_prompt=True,
@@ -116,8 +116,8 @@ def _llama_cpp(model_dir, codec, workloads, rounds: int, threads: int) -> None:
     for name in rendered:
         off, on = results[name, False], results[name, True]
         print(f"llama.cpp F32, {name}, c=1: off {off.tokens_per_s:6.1f} tok/s, "
-              f"{LLAMA_CPP_NGRAM[1]} {on.tokens_per_s:6.1f} tok/s, ratio {on.tokens_per_s / off.tokens_per_s:.2f}",
-              flush=True)
+              f"{LLAMA_CPP_NGRAM[1]} {on.tokens_per_s:6.1f} tok/s, "
+              f"ratio {on.tokens_per_s / off.tokens_per_s:.2f}", flush=True)
 
 
 class _Quiet:
@@ -125,14 +125,11 @@ class _Quiet:
         pass
 
 
-def _messages(item) -> str:
-    return json.dumps([{"role": "user", "content": item.prompt}])
-
 
 def _prompt(codec, item):
     from tritonllm.loadtest.workloads import Prompt
 
-    text = _messages(item)
+    text = json.dumps([{"role": "user", "content": item.prompt}])
     return Prompt(text=text, token_ids=tuple(codec.encode_chat(text)),
                   max_tokens=item.output_tokens, min_tokens=item.output_tokens, chat=True)
 
