@@ -12,6 +12,7 @@ import torch
 from tests.engine.engine_helpers import chat_ids, exact_request, hf_greedy, started_engines
 
 from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine, SamplingParams
+from tritonllm.engine.guided import Guide
 from tritonllm.engine.request import Sequence
 from tritonllm.engine.sampler import Choice, Sampler
 from tritonllm.engine.speculative import (MIN_DRAFTED, PAUSE_STEPS, NgramProposer, accept,
@@ -159,8 +160,10 @@ def test_the_proposer_drafts_what_followed_the_latest_match():
                                             sampling=SamplingParams(temperature=0.7, top_k=5)), 0)
     assert can_speculate(sampled)
     penalised = Sequence(3, GenerationRequest("s", [1, 2, 1], 9, sampling=SamplingParams(
-        temperature=0.7, repetition_penalty=1.2)), 0)
-    assert not can_speculate(penalised)
+        temperature=0.7, repetition_penalty=1.2), bad_words=[[5]], num_top_log_probs=2), 0)
+    assert can_speculate(penalised)
+    guided = Sequence(5, GenerationRequest("g", [1, 2, 1], 9, guide=Guide("json")), 0)
+    assert not can_speculate(guided)
 
 
 def test_a_request_whose_drafts_fail_pauses():
@@ -192,6 +195,30 @@ def test_accept_takes_drafts_while_they_match_then_one_more():
     assert run([7, 8], [7, 8, 4]) == (2, None) and appended == [7, 8, 4]
     assert run([7, 8], [3, 8, 4]) == (0, None) and appended == [3]
     assert run([7, 8, 9], [7, 8, 9, 1], stop_at=2) == (1, "length") and appended == [7, 8]
+
+
+@pytest.mark.parametrize("fields", [
+    {"sampling": SamplingParams(repetition_penalty=1.3)},
+    {"sampling": SamplingParams(presence_penalty=0.4, frequency_penalty=0.3)},
+    {"bad_words": "width"},  # replaced below by the ids of a word the output contains
+    {"num_top_log_probs": 3, "return_log_probs": True},
+    {"sampling": SamplingParams(temperature=0.8, top_k=20, seed=9, repetition_penalty=1.2,
+                                min_tokens=50)},
+])
+def test_penalties_bad_words_and_top_log_probs_speculate_with_unchanged_output(
+        engines, prompts, tokenizer, fields):
+    plain, spec = engines
+    if fields.get("bad_words") == "width":
+        fields = {"bad_words": [tokenizer(" width", add_special_tokens=False).input_ids]}
+    before = spec.stats().spec_draft_tokens
+    expected = finals(plain, [request(prompts[0], **fields)])[0]
+    got = finals(spec, [request(prompts[0], **fields)])[0]
+    assert got.token_ids == expected.token_ids
+    assert [[t for t, _ in top] for top in got.top_log_probs] == \
+        [[t for t, _ in top] for top in expected.top_log_probs]
+    assert got.log_probs == pytest.approx(expected.log_probs, abs=1e-4)
+    # It drafted; a repetition penalty rejects most copied drafts, which is its purpose.
+    assert spec.stats().spec_draft_tokens > before
 
 
 def test_each_output_counts_its_own_drafts(engines, prompts):
@@ -295,3 +322,24 @@ def test_seeded_sampled_requests_speculate_with_unchanged_tokens(engines, prompt
     expected = [f.token_ids for f in finals(plain, make())]
     assert [f.token_ids for f in finals(spec, make())] == expected
     assert spec.stats().spec_accepted_tokens > before
+
+
+def test_each_position_counts_the_drafts_before_it_as_generated():
+    # Position 1 follows draft 1: a penalty on 1, or the bad word [1, 3], moves its arg-max.
+    logits = torch.tensor([[0.0, 3.0, 0.0, 0.0, 0.0],
+                           [0.0, 2.0, 1.5, 1.8, 0.0],
+                           [0.0, 0.0, 0.0, 0.0, 1.0]])
+
+    def chosen(end_ids=(), **fields) -> list[int]:
+        seq = Sequence(0, GenerationRequest("p", [0], 9, **fields), 0)
+        seq.draft_ids = [1, 3]
+        choices = Sampler().sample(logits.clone(), [seq] * 3, [list(end_ids)] * 3)
+        return [choice.token for choice in choices]
+
+    assert chosen() == [1, 1, 4]
+    assert chosen(sampling=SamplingParams(repetition_penalty=2.0)) == [1, 3, 4]
+    assert chosen(sampling=SamplingParams(presence_penalty=0.5)) == [1, 3, 4]
+    assert chosen(bad_words=[[1, 1], [1, 3]]) == [1, 2, 4]
+    # The end token (4) is banned while fewer than min_tokens generated tokens precede it.
+    assert chosen(end_ids=[4], sampling=SamplingParams(min_tokens=3)) == [1, 1, 0]
+    assert chosen(end_ids=[4], sampling=SamplingParams(min_tokens=2)) == [1, 1, 4]

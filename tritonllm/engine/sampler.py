@@ -64,25 +64,28 @@ class Sampler:
         ``end_ids[i]``: the ids that end ``seqs[i]`` (masked until its ``min_tokens``).
         Penalties and bans are applied to ``logits`` in place (the step's own tensor).
 
-        A speculative row (one sequence on consecutive rows, its drafts in ``draft_ids``) of a
-        sampling request is drawn position by position, and its rows after the first draw that
-        differs from its draft get None: drawing from the target's distribution and keeping
-        the draft when the draw equals it is speculative sampling for a draft that proposes
-        one token (kept with probability p(draft), else a draw from p without it), and it
-        uses the request's generator exactly as one token per step does.
+        A speculative row is one sequence on consecutive rows, its drafts in ``draft_ids``.
+        Each of its positions is processed as if the drafts before it had been generated
+        (penalties, bad words, ``min_tokens``). A sampling request's row is drawn position by
+        position, and its rows after the first draw that differs from its draft get None:
+        drawing from the target's distribution and keeping the draft when the draw equals it
+        is speculative sampling for a draft that proposes one token (kept with probability
+        p(draft), else a draw from p without it), and it uses the request's generator exactly
+        as one token per step does.
         """
         logits = logits.float()
         allowed = self._allowed(seqs)
         for row, (seq, ends) in enumerate(zip(seqs, end_ids)):
             if row in allowed or self._needs_processing(seq, ends):
-                logits[row] = self._process(logits[row], seq, ends, allowed.get(row))
+                drafted = _position(seqs, row)  # drafts before this row count as generated
+                logits[row] = self._process(logits[row], seq, ends, allowed.get(row),
+                                            seq.draft_ids[:drafted])
         results: list[Choice | None] = [None] * len(seqs)
         greedy = [i for i, seq in enumerate(seqs) if seq.request.sampling.greedy]
         if greedy:  # all rows greedy (the usual case): no copy of the rows
             self._greedy(logits if len(greedy) == len(seqs) else logits[greedy], greedy, results)
-        position = 0  # within a speculative row: the same sequence on consecutive rows
         for i, seq in enumerate(seqs):
-            position = position + 1 if i and seqs[i - 1] is seq else 0
+            position = _position(seqs, i)
             if results[i] is None:
                 if position and _draft_rejected(results[i - 1], seq.draft_ids[position - 1]):
                     continue  # the row's tokens end at the rejected draft: no draw here
@@ -112,15 +115,18 @@ class Sampler:
                 or (bool(ends) and seq.num_generated < request.sampling.min_tokens))
 
     def _process(self, row: torch.Tensor, seq: Sequence, ends: list[int],
-                 allowed: torch.Tensor | None = None) -> torch.Tensor:
+                 allowed: torch.Tensor | None = None, drafts: list[int] = ()) -> torch.Tensor:
+        """``drafts``: the drafts before this position of a speculative row, generated as far
+        as this position is concerned."""
         params = seq.request.sampling
+        tokens = seq.token_ids + list(drafts) if drafts else seq.token_ids
         if params.repetition_penalty not in (None, 1.0):
-            row = self._repetition_penalty(row, seq.token_ids, params.repetition_penalty)
+            row = self._repetition_penalty(row, tokens, params.repetition_penalty)
         if params.presence_penalty or params.frequency_penalty:
-            row = self._openai_penalties(row, seq.generated_ids, params)
+            row = self._openai_penalties(row, tokens[seq.num_prompt_tokens:], params)
         if allowed is not None:
             row = row.masked_fill(~allowed, float("-inf"))
-        banned = self._banned_tokens(seq, ends)
+        banned = self._banned_tokens(seq, ends, tokens)
         if banned:
             banned_ids = torch.tensor(banned, dtype=torch.long)
             if allowed is None or int(allowed.sum()) > int(allowed[banned_ids.unique()].sum()):
@@ -143,14 +149,14 @@ class Sampler:
         return row - params.frequency_penalty * counts - params.presence_penalty * (counts > 0)
 
     @staticmethod
-    def _banned_tokens(seq: Sequence, ends: list[int]) -> list[int]:
+    def _banned_tokens(seq: Sequence, ends: list[int], tokens: list[int]) -> list[int]:
+        """Bans after ``tokens`` (the sequence's, and drafts before a speculative position)."""
         banned = []
-        tokens = seq.token_ids
         for word in seq.request.bad_words:
             prefix = word[:-1]
             if not prefix or tokens[len(tokens) - len(prefix):] == prefix:
                 banned.append(word[-1])
-        if seq.num_generated < seq.request.sampling.min_tokens:
+        if len(tokens) - seq.num_prompt_tokens < seq.request.sampling.min_tokens:
             banned.extend(ends)
         return banned
 
@@ -196,6 +202,15 @@ class Sampler:
                 generator.manual_seed(seed)
             self._generators[seq.seq_id] = generator
         return generator
+
+
+def _position(seqs: list[Sequence], row: int) -> int:
+    """The row's position in its speculative row (one sequence on consecutive rows): 0 for
+    the newest token's row (and for every ordinary row), j for the row after draft j - 1."""
+    position = 0
+    while row - position > 0 and seqs[row - position - 1] is seqs[row]:
+        position += 1
+    return position
 
 
 def _draft_rejected(previous: Choice | None, draft: int) -> bool:

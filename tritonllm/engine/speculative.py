@@ -19,9 +19,9 @@ sampling (Leviathan et al., 2023) for a draft that proposes one token with certa
 distribution is exactly the target's; the sampler stops drawing at the first rejection, so a
 seeded request consumes its generator as without speculation and gets the same tokens.
 
-Only requests without penalties, bad words, guides or top log-probabilities speculate (their
-next token depends on nothing but the logits at its position). Before ``min_tokens`` the end
-token is banned at every drafted position or at none: drafts stop where the ban would end. A
+Each position is chosen as if the drafts before it had been generated: penalties count them,
+bad words and the end token's ban before ``min_tokens`` look at them (the sampler). Guided
+requests do not speculate (their grammar matcher follows the tokens one at a time). A
 request whose drafts are mostly rejected stops drafting for a while (``PAUSE_STEPS``), and
 nobody drafts while more than ``DISABLE_BY_BATCH_SIZE`` requests decode, so a workload that
 speculation does not help costs little. The rejected drafts' K/V are simply not counted as
@@ -56,11 +56,9 @@ class DraftState:
 
 
 def can_speculate(seq: Sequence) -> bool:
-    """Whether the request's next tokens depend on nothing but the logits at their positions
-    (greedy or sampled; no penalties, bad words, guide or top log-probabilities)."""
-    request = seq.request
-    return (not request.sampling.has_penalties and not request.bad_words
-            and request.guide is None and not request.num_top_log_probs)
+    """Whether the request may speculate: any but a guided one (its grammar matcher follows
+    the tokens one at a time)."""
+    return seq.request.guide is None
 
 
 class Proposer:
@@ -91,9 +89,6 @@ class Proposer:
                 continue
             room = min(self.max_draft_len, seq.request.max_new_tokens - seq.num_generated - 1,
                        max_seq_len - seq.num_tokens)
-            banned_for = seq.request.sampling.min_tokens - seq.num_generated
-            if banned_for > 0:  # the sampler bans the end token by the step's count
-                room = min(room, banned_for - 1)
             if room > 0:
                 wanted.append((seq, room))
         if wanted:
