@@ -214,3 +214,49 @@ def test_the_grammar_wins_over_min_tokens(smollm_dir, tokenizer):
     seq.append_token(token_a, 0.0, 0)
     choice = Sampler(grammars).sample(torch.randn(1, 49152), [seq], [[EOS]])[0]
     assert choice.token == EOS
+
+
+def test_masks_along_drafts_equal_step_by_step_masks_and_leave_the_matcher(smollm_dir,
+                                                                          tokenizer):
+    grammars = Grammars(smollm_dir, 49152, [EOS])
+    guide = Guide("regex", "(ab|cd)+!")
+    ids = {text: tokenizer(text, add_special_tokens=False).input_ids for text in ("ab", "cd", "x")}
+    drafts = ids["ab"] + ids["cd"] + ids["x"] + ids["ab"]  # the grammar refuses "x"
+    matcher = grammars.matcher(guide)
+    along = grammars.allowed_along(matcher, drafts)
+    stepwise, fresh = [], grammars.matcher(guide)
+    for draft in drafts[:3]:
+        stepwise.append(grammars.allowed([fresh])[0])
+        assert fresh.accept(draft) == (draft != ids["x"][0])
+    assert len(along) == len(drafts) + 1
+    assert all(torch.equal(a, b) for a, b in zip(along, stepwise))
+    assert torch.equal(along[3], along[2]) and torch.equal(along[4], along[2])  # unreachable
+    assert torch.equal(grammars.allowed([matcher])[0], along[0])  # rolled back to the start
+
+
+@pytest.mark.parametrize("guide, text, sampling", [
+    (Guide("regex", "(one two three four five, ){4}"), "Count to five, four times.",
+     SamplingParams()),
+    (Guide("json_schema", json.dumps(PERSON)),
+     'Copy this record exactly: {"name": "Ada", "age": 36, "role": "admin", "tags": '
+     '["math", "code"]}', SamplingParams()),
+    (Guide("regex", "(one two three four five, ){4}"), "Count to five, four times.",
+     SamplingParams(temperature=0.8, top_k=20, seed=4)),
+])
+def test_guided_requests_speculate_with_unchanged_output(engine, smollm_dir, tokenizer, guide,
+                                                         text, sampling):
+    import dataclasses
+
+    spec = LLMEngine(smollm_dir, dataclasses.replace(CONFIG, speculative_decoding_mode="ngram"),
+                     tokenizer=smollm_dir).start()
+    try:
+        expected = engine.generate([request(chat(tokenizer, text), guide, 60,
+                                            sampling=sampling)], timeout=300)[0][-1]
+        got = spec.generate([request(chat(tokenizer, text), guide, 60, sampling=sampling)],
+                            timeout=300)[0][-1]
+        stats = spec.stats()
+    finally:
+        spec.shutdown()
+    assert got.error is None and got.token_ids == expected.token_ids
+    assert got.finish_reason == expected.finish_reason
+    assert stats.spec_accepted_tokens > 0

@@ -12,11 +12,9 @@ import torch
 from tests.engine.engine_helpers import chat_ids, exact_request, hf_greedy, started_engines
 
 from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine, SamplingParams
-from tritonllm.engine.guided import Guide
 from tritonllm.engine.request import Sequence
 from tritonllm.engine.sampler import Choice, Sampler
-from tritonllm.engine.speculative import (MIN_DRAFTED, PAUSE_STEPS, NgramProposer, accept,
-                                          can_speculate)
+from tritonllm.engine.speculative import MIN_DRAFTED, PAUSE_STEPS, NgramProposer, accept
 
 EOS = 2
 CONFIG = EngineConfig(max_batch_size=8, max_num_tokens=128, max_input_len=512, max_seq_len=768,
@@ -156,14 +154,6 @@ def test_the_proposer_drafts_what_followed_the_latest_match():
     assert matched_2.draft_ids == [10, 11, 8]  # a full-size match drafts max_draft_len
     NgramProposer(max_draft_len=3, max_matching_ngram_size=3).propose([matched_2], 100)
     assert matched_2.draft_ids == [10, 11]  # a shorter match drafts at most as many as matched
-    sampled = Sequence(2, GenerationRequest("r", [1, 2, 1], 9,
-                                            sampling=SamplingParams(temperature=0.7, top_k=5)), 0)
-    assert can_speculate(sampled)
-    penalised = Sequence(3, GenerationRequest("s", [1, 2, 1], 9, sampling=SamplingParams(
-        temperature=0.7, repetition_penalty=1.2), bad_words=[[5]], num_top_log_probs=2), 0)
-    assert can_speculate(penalised)
-    guided = Sequence(5, GenerationRequest("g", [1, 2, 1], 9, guide=Guide("json")), 0)
-    assert not can_speculate(guided)
 
 
 def test_a_request_whose_drafts_fail_pauses():

@@ -119,6 +119,29 @@ class Grammars:
         bitmask = self._xgr.allocate_token_bitmask(len(matchers), self.vocab_size)
         for row, matcher in enumerate(matchers):
             matcher.fill(bitmask, row)
+        return self._unpack(bitmask)
+
+    def allowed_along(self, matcher: "Matcher", drafts: list[int]):
+        """``bool [1 + len(drafts), vocab_size]``: what ``matcher`` allows next now and after
+        each draft, the drafts accepted one by one and then rolled back (the matcher ends
+        where it began). Past a draft the grammar refuses (or after the end), a row repeats
+        the last mask: those positions are never reached, as that draft cannot be chosen."""
+        bitmask = self._xgr.allocate_token_bitmask(1 + len(drafts), self.vocab_size)
+        matcher.fill(bitmask, 0)
+        advanced = filled = 0  # drafts accepted; the last row filled
+        for draft in drafts:
+            if not matcher.accept(draft):
+                break
+            advanced += 1
+            if matcher.is_terminated:  # the draft ended the output: nothing follows it
+                break
+            matcher.fill(bitmask, advanced)
+            filled = advanced
+        bitmask[filled + 1:] = bitmask[filled]
+        matcher.rollback(advanced)
+        return self._unpack(bitmask)
+
+    def _unpack(self, bitmask):
         bits = (bitmask.unsqueeze(-1) >> self._shifts) & 1  # bit j of word i is token 32*i + j
         return bits.bool().flatten(1)[:, :self.vocab_size]
 
@@ -159,6 +182,11 @@ class Matcher:
     def accept(self, token: int) -> bool:
         """Advance past ``token``; False when the grammar does not allow it."""
         return self._matcher.accept_token(token)
+
+    def rollback(self, count: int) -> None:
+        """Undo the last ``count`` accepted tokens."""
+        if count:
+            self._matcher.rollback(count)
 
     @property
     def is_terminated(self) -> bool:

@@ -99,14 +99,21 @@ class Sampler:
         return results
 
     def _allowed(self, seqs: list[Sequence]) -> dict[int, torch.Tensor]:
-        """Row -> the tokens its grammar allows next, for the rows of guided requests."""
-        rows = [i for i, seq in enumerate(seqs) if seq.matcher is not None]
+        """Row -> the tokens its grammar allows next, for the rows of guided requests (at
+        each position of a speculative row: after the drafts before it)."""
+        rows = [i for i, seq in enumerate(seqs) if seq.matcher is not None
+                and _position(seqs, i) == 0]
         if not rows:
             return {}
         start = time.perf_counter()
-        masks = self._grammars.allowed([seqs[i].matcher for i in rows])
+        plain = [i for i in rows if not seqs[i].draft_ids]
+        allowed = dict(zip(plain, self._grammars.allowed([seqs[i].matcher for i in plain])))
+        for i in rows:
+            if seqs[i].draft_ids:
+                masks = self._grammars.allowed_along(seqs[i].matcher, seqs[i].draft_ids)
+                allowed.update(zip(range(i, i + len(masks)), masks))
         self.mask_seconds += time.perf_counter() - start
-        return dict(zip(rows, masks))
+        return allowed
 
     @staticmethod
     def _needs_processing(seq: Sequence, ends: list[int]) -> bool:

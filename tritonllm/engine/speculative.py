@@ -20,9 +20,9 @@ distribution is exactly the target's; the sampler stops drawing at the first rej
 seeded request consumes its generator as without speculation and gets the same tokens.
 
 Each position is chosen as if the drafts before it had been generated: penalties count them,
-bad words and the end token's ban before ``min_tokens`` look at them (the sampler). Guided
-requests do not speculate (their grammar matcher follows the tokens one at a time). A
-request whose drafts are mostly rejected stops drafting for a while (``PAUSE_STEPS``), and
+bad words and the end token's ban before ``min_tokens`` look at them, and a guided request's
+grammar allows what it allows after them (the sampler). A request whose drafts are mostly
+rejected stops drafting for a while (``PAUSE_STEPS``), and
 nobody drafts while more than ``DISABLE_BY_BATCH_SIZE`` requests decode, so a workload that
 speculation does not help costs little. The rejected drafts' K/V are simply not counted as
 computed: the next step overwrites them.
@@ -55,12 +55,6 @@ class DraftState:
     paused_until: int = 0  # step number
 
 
-def can_speculate(seq: Sequence) -> bool:
-    """Whether the request may speculate: any but a guided one (its grammar matcher follows
-    the tokens one at a time)."""
-    return seq.request.guide is None
-
-
 class Proposer:
     """Decides who drafts and how many tokens; subclasses say what (:meth:`_draft`).
     :meth:`release` forgets a finished request."""
@@ -82,7 +76,7 @@ class Proposer:
             return
         wanted = []
         for seq in seqs:
-            if not seq.is_decoding or not can_speculate(seq):
+            if not seq.is_decoding:
                 continue
             state = self._states.setdefault(seq.seq_id, DraftState())
             if state.paused_until > self._step:
