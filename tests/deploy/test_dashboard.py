@@ -47,15 +47,23 @@ def panels_over_traffic(triton_server, openai_frontend):
     except PrometheusUnavailable as exc:
         pytest.fail(f"{exc} (the test setup installs it)")
     urls = [triton_server.metrics_url, f"{openai_frontend.url}/metrics"]
+
+    def openai_request():
+        requests.post(f"{openai_frontend.url}/v1/completions", timeout=60, json={
+            "model": openai_frontend.settings.model_name, "prompt": "Hello",
+            "max_tokens": 4}).raise_for_status()
+
+    # A labelled series is born at its first observation: make the frontend's exist before the
+    # first scrape, so that every request below is an increase Prometheus can see.
+    openai_request()
     with Prometheus(urls, scrape_interval_s=SCRAPE_S) as prom:
         prom.wait_for_scrapes(2)
         start = time.time()
         with Client(url=triton_server.http_url) as client:
             for _ in range(3):
                 list(client.stream("Tell me about rivers.", max_tokens=12))
-                requests.post(f"{openai_frontend.url}/v1/completions", timeout=60, json={
-                    "model": openai_frontend.settings.model_name, "prompt": "Hello",
-                    "max_tokens": 4}).raise_for_status()
+                openai_request()
+                time.sleep(SCRAPE_S)  # at least one scrape between increases
         time.sleep(2 * SCRAPE_S)
         prom.wait_for_scrapes(prom.scrapes_done() + 2)
         return dashboard_png.evaluate(prom, start - WINDOW_S, time.time(), WINDOW_S, SCRAPE_S)
