@@ -66,12 +66,12 @@ class Sampler:
 
         A speculative row is one sequence on consecutive rows, its drafts in ``draft_ids``.
         Each of its positions is processed as if the drafts before it had been generated
-        (penalties, bad words, ``min_tokens``). A sampling request's row is drawn position by
-        position, and its rows after the first draw that differs from its draft get None:
-        drawing from the target's distribution and keeping the draft when the draw equals it
-        is speculative sampling for a draft that proposes one token (kept with probability
-        p(draft), else a draw from p without it), and it uses the request's generator exactly
-        as one token per step does.
+        (penalties, bad words, ``min_tokens``, the grammar's mask). A sampling request's row
+        is drawn position by position, and its rows after the first draw that differs from
+        its draft get None: drawing from the target's distribution and keeping the draft when
+        the draw equals it is speculative sampling for a draft that proposes one token (kept
+        with probability p(draft), else a draw from p without it), and it uses the request's
+        generator exactly as one token per step does.
         """
         logits = logits.float()
         allowed = self._allowed(seqs)
