@@ -1,6 +1,7 @@
-"""n-gram speculative decoding: greedy output token for token what one token per step gives
-(and transformers' greedy output), on the real SmolLM2 checkpoint, with the stop conditions,
-streaming, batch mixing and preemption it must keep."""
+"""n-gram speculative decoding: output token for token what one token per step gives (greedy,
+seeded sampling, penalties, bad words, top log-probabilities; greedy also transformers'), on
+the real SmolLM2 checkpoint, with the stop conditions, streaming, batch mixing and preemption
+it must keep; and the sampling distribution, tested statistically on fixed logits."""
 
 from __future__ import annotations
 
