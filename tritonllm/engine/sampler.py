@@ -74,18 +74,18 @@ class Sampler:
         generator exactly as one token per step does.
         """
         logits = logits.float()
-        allowed = self._allowed(seqs)
+        positions = _positions(seqs)
+        allowed = self._allowed(seqs, positions)
         for row, (seq, ends) in enumerate(zip(seqs, end_ids)):
             if row in allowed or self._needs_processing(seq, ends):
-                drafted = _position(seqs, row)  # drafts before this row count as generated
+                # The drafts before this row's position count as generated.
                 logits[row] = self._process(logits[row], seq, ends, allowed.get(row),
-                                            seq.draft_ids[:drafted])
+                                            seq.draft_ids[:positions[row]])
         results: list[Choice | None] = [None] * len(seqs)
         greedy = [i for i, seq in enumerate(seqs) if seq.request.sampling.greedy]
         if greedy:  # all rows greedy (the usual case): no copy of the rows
             self._greedy(logits if len(greedy) == len(seqs) else logits[greedy], greedy, results)
-        for i, seq in enumerate(seqs):
-            position = _position(seqs, i)
+        for i, (seq, position) in enumerate(zip(seqs, positions)):
             if results[i] is None:
                 if position and _draft_rejected(results[i - 1], seq.draft_ids[position - 1]):
                     continue  # the row's tokens end at the rejected draft: no draw here
@@ -98,11 +98,11 @@ class Sampler:
                 results[i] = Choice(token, log_prob, top)
         return results
 
-    def _allowed(self, seqs: list[Sequence]) -> dict[int, torch.Tensor]:
+    def _allowed(self, seqs: list[Sequence], positions: list[int]) -> dict[int, torch.Tensor]:
         """Row -> the tokens its grammar allows next, for the rows of guided requests (at
         each position of a speculative row: after the drafts before it)."""
         rows = [i for i, seq in enumerate(seqs) if seq.matcher is not None
-                and _position(seqs, i) == 0]
+                and positions[i] == 0]
         if not rows:
             return {}
         start = time.perf_counter()
@@ -211,13 +211,13 @@ class Sampler:
         return generator
 
 
-def _position(seqs: list[Sequence], row: int) -> int:
-    """The row's position in its speculative row (one sequence on consecutive rows): 0 for
+def _positions(seqs: list[Sequence]) -> list[int]:
+    """Each row's position in its speculative row (one sequence on consecutive rows): 0 for
     the newest token's row (and for every ordinary row), j for the row after draft j - 1."""
-    position = 0
-    while row - position > 0 and seqs[row - position - 1] is seqs[row]:
-        position += 1
-    return position
+    positions = []
+    for i, seq in enumerate(seqs):
+        positions.append(positions[-1] + 1 if i and seqs[i - 1] is seq else 0)
+    return positions
 
 
 def _draft_rejected(previous: Choice | None, draft: int) -> bool:
