@@ -34,10 +34,9 @@ from dataclasses import dataclass
 
 from tritonllm.engine.request import Sequence
 
-# Verifying drafts costs compute: on CPU a row of 1 + k tokens takes about as long as 1 + k/2
-# decode rows (measured: 3 tokens 1.35x, 5 tokens 2.2x one token, SmolLM2 on one thread). With
-# more requests decoding than this a step is already compute-bound, and nobody drafts (vLLM's
-# speculative_disable_by_batch_size).
+# Verifying drafts costs compute on CPU (a row of 5 tokens takes 1.33x a decode row on two
+# threads, docs/performance.md). With more requests decoding than this a step is already
+# compute-bound, and nobody drafts (vLLM's speculative_disable_by_batch_size).
 DISABLE_BY_BATCH_SIZE = 4
 # Below this acceptance (accepted / drafted tokens, over at least MIN_DRAFTED), a request stops
 # drafting for PAUSE_STEPS steps, then tries again with fresh counts.
