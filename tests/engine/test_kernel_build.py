@@ -17,6 +17,7 @@ from tritonllm.engine import kernel_build
 def fresh(monkeypatch, tmp_path):
     monkeypatch.setenv("TRITONLLM_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(kernel_build.MODE_ENV, raising=False)
+    monkeypatch.delenv(kernel_build.ISA_ENV, raising=False)
     kernel_build._status.cache_clear()
     yield
     kernel_build._status.cache_clear()
@@ -65,12 +66,51 @@ def test_an_unknown_mode_is_refused(monkeypatch):
 
 
 def test_builds_and_loads_with_the_real_compiler():
-    if not shutil.which("g++") or not {"avx2", "fma"} <= kernel_build.cpu_flags():
+    if not shutil.which("g++") or not kernel_build.supported_isas():
         pytest.skip("no g++ or no AVX2/FMA here")
     status = kernel_build.status()
     assert status.library is not None and status.library.is_file()
-    assert status.describe().startswith("ours (AVX2/FMA")
+    best = kernel_build.supported_isas()[0]
+    assert status.isa == best  # the best build this CPU runs, unless told otherwise
+    assert status.describe().startswith(f"ours ({best.title}, OpenMP), ")
     assert kernel_build.load() is not None
+
+
+def test_every_build_compiles_on_any_host_and_runs_only_where_the_cpu_can():
+    """An image built on one machine serves on another: each ISA's library is compiled
+    regardless of the build host's CPU (into its own cache entry); loading checks the CPU."""
+    if not shutil.which("g++"):
+        pytest.skip("no g++ here")
+    paths = {isa.name: kernel_build.build(isa) for isa in kernel_build.ISAS}
+    assert len(set(paths.values())) == len(kernel_build.ISAS)
+    runnable = kernel_build.supported_isas()
+    for isa in kernel_build.ISAS:
+        assert (kernel_build.load(isa) is not None) == (isa in runnable), isa.name
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"avx2", "fma"}, ["avx2"]),
+    ({"avx2", "fma", "avx512f", "avx512bw", "avx512vl"}, ["avx2"]),  # no VNNI
+    ({"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}, ["avx512", "avx2"]),
+    ({"sse4_2"}, []),
+])
+def test_supported_builds_follow_the_cpu_flags(flags, expected):
+    assert [isa.name for isa in kernel_build.supported_isas(flags)] == expected
+
+
+def test_the_isa_is_chosen_by_environment_and_refused_with_the_reason(monkeypatch):
+    runnable = kernel_build.supported_isas()
+    assert kernel_build.chosen_isa() == (runnable[0] if runnable else None)
+    for isa in kernel_build.ISAS:
+        monkeypatch.setenv(kernel_build.ISA_ENV, isa.name)
+        if isa in runnable:
+            assert kernel_build.chosen_isa() == isa
+        else:
+            with pytest.raises(ValueError, match=f"TRITONLLM_CPU_ISA={isa.name}: this CPU lacks"):
+                kernel_build.chosen_isa()
+    monkeypatch.setenv(kernel_build.ISA_ENV, "sse9")
+    with pytest.raises(ValueError, match="TRITONLLM_CPU_ISA: must be auto or one of avx512, avx2"):
+        kernel_build.chosen_isa()
 
 
 def test_status_needs_no_torch():

@@ -75,7 +75,7 @@ def test_matches_transformers_for_rope_variants(rope):
     dict(attention_bias=True, mlp_bias=True),
     dict(tie_word_embeddings=True, head_dim=24),  # head_dim not hidden/heads
 ])
-def test_matches_transformers_for_architecture_variants(overrides):
+def test_matches_transformers_for_architecture_variants(overrides, kernel_isa):
     model = tiny_llama(seed=3, **overrides)
     assert teacher_forced_max_error(model, tiny_engine_config(tokens_per_block=8)) < 1e-4
 
@@ -125,7 +125,7 @@ def linear_backends() -> list[str]:
 
 
 @pytest.mark.parametrize("backend", linear_backends())
-def test_every_linear_backend_equals_f_linear(backend):
+def test_every_linear_backend_equals_f_linear(backend, kernel_isa):
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(97, 41, generator=generator)  # row and K tails of the kernel's tiles
     bias = torch.randn(97, generator=generator)
@@ -139,7 +139,7 @@ def test_every_linear_backend_equals_f_linear(backend):
 
 
 @pytest.mark.parametrize("threads", [2, 3, 8])
-def test_kernel_linear_computes_every_row_on_any_thread_count(threads):
+def test_kernel_linear_computes_every_row_on_any_thread_count(threads, kernel_isa):
     """Rows of the weight are tasks of 48; threads start on their own shares and take what is
     left of the others' (more threads than cores here: some are descheduled mid-call)."""
     if cpu_kernels.load() is None:
@@ -186,7 +186,7 @@ def test_refuses_tensors_of_the_wrong_shape():
 
 @pytest.mark.parametrize("weights", ["fp32", "int8"])
 @pytest.mark.parametrize("threads", [1, 3])
-def test_fused_decode_layer_equals_the_torch_layer(weights, threads):
+def test_fused_decode_layer_equals_the_torch_layer(weights, threads, kernel_isa):
     """A decode-only step of rows with different contexts and non-consecutive blocks: one
     ``tl_decoder_layer`` call per layer gives the torch path's logits and writes the same K/V.
     With 3 threads, o and down (2 tasks each, added to the residual) leave a thread without a
@@ -289,7 +289,7 @@ def torch_threads(count: int):
 
 
 @pytest.mark.parametrize("context", [40, 200, 1000])
-def test_decode_attention_kernel_splits_a_lone_context_and_merges_the_parts(context):
+def test_decode_attention_kernel_splits_a_lone_context_and_merges_the_parts(context, kernel_isa):
     """One row with one KV head is fewer (row, head) pairs than threads: its context is
     attended in parts of >= 64 positions, merged by their maxima (40: one part, the others
     empty); equal to SDPA either way."""
@@ -316,7 +316,7 @@ def test_decode_attention_kernel_splits_a_lone_context_and_merges_the_parts(cont
 
 
 @pytest.mark.parametrize("d", [20, 72])  # tails past the 8-wide and the 64-wide loops
-def test_decode_attention_kernel_equals_sdpa(d):
+def test_decode_attention_kernel_equals_sdpa(d, kernel_isa):
     """Rows of different contexts through scattered blocks, grouped heads, peaked and flat
     softmaxes."""
     lib = cpu_kernels.load()

@@ -42,7 +42,7 @@ def test_greedy_picks_argmax_with_its_log_prob(monkeypatch, kernels):
 
 
 @pytest.mark.parametrize("vocab", [49152, 61])  # SmolLM2's, and a tail past the 8-wide loop
-def test_greedy_kernel_equals_torch_argmax_and_log_softmax(vocab):
+def test_greedy_kernel_equals_torch_argmax_and_log_softmax(vocab, kernel_isa):
     """Random rows, a tie (the first index wins, as torch's), banned (-inf) entries, a row
     with all but one banned, an all-banned row, and a NaN (torch's arg-max takes it)."""
     lib = cpu_kernels.load()

@@ -13,7 +13,8 @@ from tritonllm.serve.launcher import Ports
 
 def test_serve_says_which_kernels_the_engine_runs(launch):
     proc, _ = launch()
-    expected = "ours (AVX2/FMA" if kernel_build.status().library else "torch's (slower)"
+    status = kernel_build.status()
+    expected = f"ours ({status.isa.title}, OpenMP)" if status.library else "torch's (slower)"
     assert f"[tritonllm] CPU kernels: {expected}" in proc.startup_log
 
 

@@ -1,12 +1,17 @@
 """Compile and load the CPU engine's C++ kernels (``csrc/cpu_kernels.cpp``); no torch here, so
 ``tritonllm serve`` can check them before it starts tritonserver.
 
-The library is built with the system's C++ compiler (``$CXX`` or ``g++``; a few seconds) into
+The source is built once per instruction set (:data:`ISAS`): for AVX2/FMA, and for AVX-512 with
+VNNI (wider vectors, and int8 dot products in one instruction). At run time the engine loads the
+best build this CPU and its kernel support (``/proc/cpuinfo`` lists only what the kernel enabled)
+can run; ``TRITONLLM_CPU_ISA=avx2`` or ``avx512`` chooses one instead (the A/B of the benchmarks).
+
+Each library is built with the system's C++ compiler (``$CXX`` or ``g++``; a few seconds) into
 ``<cache>/kernels/<hash of source, flags and compiler>/`` and loaded with ctypes; a build goes to
 a temporary name first, so processes starting together do not trip over each other.
 
 ``TRITONLLM_CPU_KERNELS`` chooses what happens when the kernels cannot be used (the CPU lacks
-AVX2/FMA, no compiler, the build fails):
+even AVX2/FMA, no compiler, the build fails):
 
 - unset or ``1``: the engine runs torch's kernels instead (slower), with a warning;
 - ``0`` / ``off``: never use them (the A/B baseline of ``make bench-engine``);
@@ -32,9 +37,28 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
-FLAGS = ["-O3", "-mavx2", "-mfma", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
-REQUIRED_CPU_FLAGS = ("avx2", "fma")
+FLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
 MODE_ENV = "TRITONLLM_CPU_KERNELS"
+ISA_ENV = "TRITONLLM_CPU_ISA"
+
+
+@dataclass(frozen=True)
+class Isa:
+    """One build of the kernels: compiler flags, and the ``/proc/cpuinfo`` flags it needs."""
+
+    name: str
+    title: str
+    compile_flags: tuple[str, ...]
+    cpu_flags: tuple[str, ...]
+
+
+# Best first. AVX-512 needs BW (int16 and int8 lanes) and VNNI (vpdpwssd) besides F.
+ISAS = (
+    Isa("avx512", "AVX-512 + VNNI", ("-mavx2", "-mfma", "-mavx512f", "-mavx512bw",
+                                     "-mavx512vl", "-mavx512vnni"),
+        ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")),
+    Isa("avx2", "AVX2/FMA", ("-mavx2", "-mfma"), ("avx2", "fma")),
+)
 STDERR_LINES = 20  # of a failed compile, kept in the reason
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
@@ -57,11 +81,34 @@ class KernelStatus:
 
     library: Path | None
     reason: str
+    isa: Isa | None = None
 
     def describe(self) -> str:
         if self.library is not None:
-            return f"ours (AVX2/FMA, OpenMP), {self.library}"
+            return f"ours ({self.isa.title}, OpenMP), {self.library}"
         return f"torch's (slower): {self.reason}"
+
+
+def supported_isas(flags: set[str] | None = None) -> list[Isa]:
+    """The builds this CPU can run, best first."""
+    flags = cpu_flags() if flags is None else flags
+    return [isa for isa in ISAS if set(isa.cpu_flags) <= flags]
+
+
+def chosen_isa() -> Isa | None:
+    """``TRITONLLM_CPU_ISA``'s build, else the best this CPU runs (None: it runs none).
+    Raises ValueError for an unknown name or one this CPU cannot run."""
+    wanted = os.environ.get(ISA_ENV, "").strip().lower()
+    runnable = supported_isas()
+    if wanted in ("", "auto"):
+        return runnable[0] if runnable else None
+    by_name = {isa.name: isa for isa in ISAS}
+    if wanted not in by_name:
+        raise ValueError(f"{ISA_ENV}: must be auto or one of {', '.join(by_name)}, got {wanted!r}")
+    if by_name[wanted] not in runnable:
+        missing = sorted(set(by_name[wanted].cpu_flags) - cpu_flags())
+        raise ValueError(f"{ISA_ENV}={wanted}: this CPU lacks {', '.join(missing)}")
+    return by_name[wanted]
 
 
 def mode() -> str:
@@ -83,10 +130,11 @@ def status() -> KernelStatus:
     return _status()
 
 
-def load() -> ctypes.CDLL | None:
-    """The compiled kernels, or None where they cannot run (the reason is logged once).
-    Raises :class:`KernelsUnavailable` instead of returning None in ``require`` mode."""
-    found = status()
+def load(isa: Isa | None = None) -> ctypes.CDLL | None:
+    """The compiled kernels (``isa``'s build, else :func:`chosen_isa`'s), or None where they
+    cannot run (the reason is logged once). Raises :class:`KernelsUnavailable` instead of
+    returning None in ``require`` mode."""
+    found = status() if isa is None else _status_of(isa)
     if found.library is None:
         if mode() == "require":
             raise KernelsUnavailable(f"CPU kernels required ({MODE_ENV}=require) but "
@@ -97,14 +145,17 @@ def load() -> ctypes.CDLL | None:
 
 @functools.lru_cache(maxsize=1)
 def _status() -> KernelStatus:
-    missing = [flag for flag in REQUIRED_CPU_FLAGS if flag not in cpu_flags()]
-    if missing:
-        return _off(f"this CPU lacks {', '.join(missing)}")
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if not compiler:
-        return _off("no C++ compiler (set CXX or install g++)")
+    isa = chosen_isa()
+    if isa is None:
+        return _off(f"this CPU lacks {', '.join(sorted(set(ISAS[-1].cpu_flags) - cpu_flags()))}")
+    return _status_of(isa)
+
+
+def _status_of(isa: Isa) -> KernelStatus:
+    if isa not in supported_isas():
+        return _off(f"this CPU cannot run the {isa.title} build")
     try:
-        path = _build(compiler)
+        path = build(isa)
         _open(path)
     except subprocess.CalledProcessError as exc:
         tail = "\n".join((exc.stderr or "").strip().splitlines()[-STDERR_LINES:])
@@ -112,7 +163,7 @@ def _status() -> KernelStatus:
         return _off(f"{command} failed with status {exc.returncode}:\n{tail}")
     except OSError as exc:
         return _off(str(exc))
-    return KernelStatus(path, "built")
+    return KernelStatus(path, "built", isa)
 
 
 def _off(reason: str) -> KernelStatus:
@@ -141,10 +192,16 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def _build(compiler: str) -> Path:
+def build(isa: Isa) -> Path:
+    """Compile ``isa``'s library unless the cache has it (any host can build any ISA's; only
+    running it needs the CPU). Raises OSError (no compiler) or CalledProcessError."""
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if not compiler:
+        raise OSError("no C++ compiler (set CXX or install g++)")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
                              check=True).stdout.splitlines()[0]
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, version]).encode()).hexdigest()
+    flags = [*FLAGS, *isa.compile_flags]
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *flags, version]).encode()).hexdigest()
     from tritonllm.model_source import cache_root
 
     target = cache_root() / "kernels" / key[:16] / "libtritonllm_cpu.so"
@@ -152,11 +209,11 @@ def _build(compiler: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    log.info("compiling the CPU kernels (%s) into %s", SOURCE.name, target.parent)
+    log.info("compiling the CPU kernels (%s, %s) into %s", SOURCE.name, isa.title, target.parent)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp],
+        done = subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp],
                               capture_output=True, text=True)
         if done.returncode:
             raise subprocess.CalledProcessError(done.returncode, done.args, stderr=done.stderr)

@@ -14,9 +14,9 @@ inflight batching on CPU:
   q/k/v fused into one weight and gate/up into another, so each layer runs 4 matmuls;
 - every linear layer runs once over all of the step's tokens flattened to ``[T, hidden]``
   (decode rows and prompt chunks together), so weights are read once per step (a decode step
-  is bound by reading the weights: ``Linear`` and ``Int8Linear`` use our AVX2 kernels from
-  :mod:`cpu_kernels` for that, oneDNN for long prompt chunks, torch's kernels where ours
-  cannot be built);
+  is bound by reading the weights: ``Linear`` and ``Int8Linear`` use our kernels from
+  :mod:`cpu_kernels` for that (AVX-512 or AVX2), oneDNN for long fp32 prompt chunks, torch's
+  kernels where ours cannot be built);
 - new K/V are scattered into the cache with the step's ``slot_mapping``;
 - attention: decode rows read their K/V in place through their block tables (our kernel; or,
   without it, a lone row with consecutive blocks attends to a view of the cache and several
@@ -98,8 +98,8 @@ class ModelRunner:
         self._check_model(hf_config, config)
         self.int8 = config.weights == "int8" if int8 is None else int8
         if self.int8 and not int8_linear_works():
-            raise ValueError("weights: int8 needs our CPU kernels (cpu_kernels: AVX2, a C++ "
-                             "compiler) or fbgemm's dynamic int8 linear; neither works here")
+            raise ValueError("weights: int8 needs our CPU kernels (cpu_kernels: AVX2 or AVX-512, "
+                             "a C++ compiler) or fbgemm's dynamic int8 linear; neither works here")
         torch.set_num_threads(thread_budget(config.num_threads).limit)
         self.kernels = cpu_kernels.load()
         self.hf_config = hf_config
