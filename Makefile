@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s
 
-.PHONY: serve test test-gpuset gpu-check install install-gpuset prometheus model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix bench-guided bench-spec loadtest loadtest-sweep k8s clean
+.PHONY: serve test test-gpuset gpu-check install install-gpuset prometheus model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix bench-guided bench-spec bench-roofline loadtest loadtest-sweep k8s clean
 
 $(STAMP): pyproject.toml requirements/xgrammar.txt
 	$(PYTHON) -m venv $(VENV)
@@ -118,6 +118,10 @@ bench-guided: model
 
 bench-spec: model
 	$(BIN)/tritonllm bench speculative --llama-cpp
+
+# This machine's read rate and peak FLOP/s, and the engine's steps as a fraction of them.
+bench-roofline: model
+	$(BIN)/tritonllm bench roofline
 
 # On a GPU node with the GPU image's stack: build SmolLM2 engines (fp16, fp8), serve each and run
 # the live checks against it; one summary line. Refuses (status 3) anywhere else.

@@ -1,7 +1,8 @@
 """``tritonllm bench ...``: benchmark commands (``engine``: the in-process engine;
 ``serving``: through a real tritonserver; ``ensemble``: the ensemble's capacity, synthetic
 engine; ``prefix``: KV-cache reuse on vs off in the engine; ``speculative``: n-gram
-speculation off vs on in the engine; ``guided``: structured outputs through the OpenAI API)."""
+speculation off vs on in the engine; ``guided``: structured outputs through the OpenAI API;
+``roofline``: the machine's limits and the engine's fraction of them)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ TARGETS = {
                                   "input-grounded and mixed workloads"),
     "guided": ("guided_bench", "structured outputs through the OpenAI API: validity, cost vs "
                                "unguided, grammar compile time"),
+    "roofline": ("roofline", "this machine's read rate and peak FLOP/s per thread count, and the "
+                             "engine's decode and prefill steps as a fraction of those limits"),
 }
 
 

@@ -192,28 +192,29 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def build(isa: Isa) -> Path:
-    """Compile ``isa``'s library unless the cache has it (any host can build any ISA's; only
-    running it needs the CPU). Raises OSError (no compiler) or CalledProcessError."""
+def build(isa: Isa, source: Path = SOURCE) -> Path:
+    """Compile ``source`` (the kernels, or another file written for both builds) into ``isa``'s
+    library unless the cache has it (any host can build any ISA's; only running it needs the
+    CPU). Raises OSError (no compiler) or CalledProcessError."""
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not compiler:
         raise OSError("no C++ compiler (set CXX or install g++)")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
                              check=True).stdout.splitlines()[0]
     flags = [*FLAGS, *isa.compile_flags]
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *flags, version]).encode()).hexdigest()
+    key = hashlib.sha256("\0".join([source.read_text(), *flags, version]).encode()).hexdigest()
     from tritonllm.model_source import cache_root
 
-    target = cache_root() / "kernels" / key[:16] / "libtritonllm_cpu.so"
+    target = cache_root() / "kernels" / key[:16] / f"lib{source.stem}.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    log.info("compiling the CPU kernels (%s, %s) into %s", SOURCE.name, isa.title, target.parent)
+    log.info("compiling %s (%s) into %s", source.name, isa.title, target.parent)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp],
+        done = subprocess.run([compiler, *flags, str(source), "-o", tmp],
                               capture_output=True, text=True)
         if done.returncode:
             raise subprocess.CalledProcessError(done.returncode, done.args, stderr=done.stderr)
@@ -221,5 +222,5 @@ def build(isa: Isa) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    log.info("compiled the CPU kernels in %.1f s", time.monotonic() - start)
+    log.info("compiled %s in %.1f s", source.name, time.monotonic() - start)
     return target
