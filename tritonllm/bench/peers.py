@@ -147,7 +147,8 @@ class LlamaCppPeer:
     gguf_type: str = "f32"
     threads: int = 2
     parallel: int = 8
-    context: int = 16384
+    context: int = 8 * 4352  # llama-server splits it among the slots: 4,352 tokens each, for
+    # the long-prompt workload's 4,096-token prompts and their answers
     extra_args: tuple[str, ...] = ()  # more llama-server options (e.g. --spec-type ngram-simple)
     name = "llama.cpp"
 

@@ -2,9 +2,10 @@
 come to them.
 
 1. The machine, per thread count: the rate at which the cores read memory (a sum over a buffer
-   far larger than the caches, in huge pages like the engine's weights), and the peak rate of the instructions the kernels use: fp32
-   FMAs, and int16 pair products summed into int32 (int8 weights), for every build of the
-   kernels this CPU runs (``kernel_build.ISAS``; probes in ``csrc/roofline.cpp``).
+   far larger than the caches, in huge pages like the engine's weights), and the peak rate of
+   the instructions the kernels use: fp32 FMAs, and int16 pair products summed into int32
+   (int8 weights), for every build of the kernels this CPU runs (``kernel_build.ISAS``; probes
+   in ``csrc/roofline.cpp``).
 2. The model's ceilings: a decode step of B rows reads every linear weight once (fp32: 4 bytes
    per parameter, int8: 1) and computes 2 flops per parameter per row, so it takes at least
    max(bytes / read rate, flops / peak rate); a prompt chunk is bound by the flops alone.

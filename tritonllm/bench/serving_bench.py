@@ -23,6 +23,10 @@ time) and the runs interleave: ours at c=1, each peer at c=1, ours at c=8, each 
 ``--install-peer`` installs a missing peer into the cache dir first (vLLM: a few minutes;
 llama.cpp: a build of ``llama-server``, 10+ minutes).
 
+``--workload long-prompt`` sends prefill-bound requests instead (``long_prompt_workload``: a
+document of 1,024 or 4,096 tokens, each request's its own, and a 32-token answer), one at a time,
+and prints each target's time to first token and prompt tokens/s per prompt length.
+
 ``--neighbours N`` also runs every target (ours and each peer) with N busy processes beside it,
 interleaved with the quiet runs, and prints contended / quiet per target and concurrency;
 ``--server-cpus 0`` starts the servers on those CPUs only (``tritonllm.bench.contention``).
@@ -40,7 +44,8 @@ from tritonllm.bench import engine_bench
 from tritonllm.bench.engine_bench import RunResult, _baselines, format_table
 from tritonllm.bench.contention import (children_on, contended, contended_label,
                                         format_contention, parse_cpus)
-from tritonllm.bench.workload import WorkItem, mixed_workload
+from tritonllm.bench.workload import (LONG_PROMPT_TOKENS, WorkItem, long_prompt_workload,
+                                      mixed_workload)
 from tritonllm.engine.threads import available_cores, thread_budget
 
 
@@ -79,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tritonllm.bench import peers
 
     engine_bench.add_arguments(parser)
+    parser.add_argument("--workload", choices=WORKLOADS, default="mixed",
+                        help="mixed (default): short prompts, outputs of 16-128 tokens; "
+                             "long-prompt: 1k- and 4k-token documents, 32-token answers, at "
+                             "concurrency 1 (raise --max-input-len to 4096)")
     group = parser.add_argument_group("peers (optional, installed outside the repo)")
     group.add_argument("--peer", action="append", choices=peers.PEER_NAMES, default=[],
                        help="also measure this peer on the same workload (repeatable)")
@@ -123,7 +132,7 @@ def run(args) -> int:
     server_cpus = parse_cpus(args.server_cpus)
     config = engine_config(args)
     model_dir = resolve_model_dir(args.model)
-    items = mixed_workload(args.requests)
+    items = _workload(args, model_dir, config)
     peers = _peers_ready(args)  # before anything is measured: a missing peer fails fast
     print(f"model {model_dir}\n{len(items)} requests, {sum(i.output_tokens for i in items)} "
           "output tokens" + (f", servers on CPUs {sorted(server_cpus)}" if server_cpus else ""))
@@ -148,11 +157,57 @@ def run(args) -> int:
           f"(the workload asked for {asked})")
     if peers:
         _print_peers(ours, runs, wrong, args.concurrency)
+    if args.workload == "long-prompt":
+        print(format_prefill(items, {OURS: ours[0], **{label: merge(per_level[0])
+                                                       for label, per_level in runs.items()}}))
     if busy:
         quiet = {OURS: ours, **{label: [merge(r) for r in per_level]
                                 for label, per_level in runs.items()}}
         print(format_contention(quiet, busy, args.concurrency, args.neighbours))
     return 0 if generated == asked and not wrong else 1
+
+
+WORKLOADS = ("mixed", "long-prompt")
+
+
+def _workload(args, model_dir, config) -> list[WorkItem]:
+    """The items of ``--workload``; the long-prompt one checks what it needs first."""
+    if args.workload == "mixed":
+        return mixed_workload(args.requests)
+    from tritonllm.tokenizer import TextCodec
+
+    if args.concurrency != [1] or args.rounds != 1 or args.neighbours:
+        raise ValueError("--workload long-prompt: runs at --concurrency 1, one round, without "
+                         "--neighbours (a repeated prompt would be a prefix-cache hit)")
+    if config.max_input_len < max(LONG_PROMPT_TOKENS):
+        raise ValueError(f"--workload long-prompt: prompts of {max(LONG_PROMPT_TOKENS)} tokens "
+                         f"exceed --max-input-len {config.max_input_len}")
+    return long_prompt_workload(TextCodec.from_dir(model_dir).encode, args.requests)
+
+
+def format_prefill(items: list[WorkItem], results: dict[str, RunResult],
+                   lengths: tuple[int, ...] = LONG_PROMPT_TOKENS) -> str:
+    """Per target and nominal prompt length (``lengths``; a prompt of whole words may fall a
+    token or two short): the median time to first token, and the median of each prompt's
+    tokens over its TTFT (a run at concurrency 1 lists its TTFTs in item order)."""
+    import statistics
+
+    def nominal(item: WorkItem) -> int:
+        return min(n for n in lengths if item.prompt_tokens <= n)
+    used = sorted({nominal(item) for item in items})
+    head = f"{'prefill: TTFT p50 ms (prompt tok/s)':52}" + "".join(
+        f"{f'{n} tokens':>22}" for n in used)
+    lines = [head, "-" * len(head)]
+    for label, result in results.items():
+        cells = []
+        for n in used:
+            pairs = [(item.prompt_tokens, t) for item, t in zip(items, result.ttft_ms)
+                     if nominal(item) == n]
+            ttft = statistics.median(t for _, t in pairs)
+            rate = statistics.median(1000 * tokens / t for tokens, t in pairs)
+            cells.append(f"{f'{ttft:.0f} ({rate:.0f})':>22}")
+        lines.append(f"{label[:52]:52}" + "".join(cells))
+    return "\n".join(lines)
 
 
 def _pop_contended(runs: dict, neighbours: int) -> dict:

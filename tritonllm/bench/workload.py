@@ -1,5 +1,6 @@
-"""The benchmark workloads: the mixed workload (a fixed prompt list, output lengths cycling)
-and the input-grounded workload (tasks whose answer repeats much of a given text).
+"""The benchmark workloads: the mixed workload (a fixed prompt list, output lengths cycling),
+the input-grounded workload (tasks whose answer repeats much of a given text) and the
+long-prompt workload (documents of 1k and 4k tokens and a short answer: prefill-bound).
 
 16 requests by default; request ``i`` uses prompt ``i % len(PROMPTS)`` and must generate exactly
 ``OUTPUT_LENGTHS[i % 4]`` tokens (16/32/64/128), forced with ``min_tokens`` so every run does
@@ -9,6 +10,8 @@ benchmark so both measure the same requests.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 OUTPUT_LENGTHS = (16, 32, 64, 128)
@@ -40,6 +43,7 @@ class WorkItem:
     index: int
     prompt: str
     output_tokens: int
+    prompt_tokens: int | None = None  # where the workload sized the prompt in tokens
 
 
 def mixed_workload(num_requests: int = 16) -> list[WorkItem]:
@@ -89,3 +93,35 @@ def grounded_workload(num_requests: int = 8) -> list[WorkItem]:
     return [WorkItem(i, GROUNDED_TASKS[i % len(GROUNDED_TASKS)],
                      GROUNDED_OUTPUT_LENGTHS[i % len(GROUNDED_OUTPUT_LENGTHS)])
             for i in range(num_requests)]
+
+
+# Long prompts (RAG context, chat history): the time to the first token is the prompt's prefill.
+LONG_PROMPT_TOKENS = (1024, 4096)
+LONG_OUTPUT_TOKENS = 32
+_WORDS = sorted({w.strip(".,?!'():").lower() for text in PROMPTS + (_PASSAGE,)
+                 for w in text.split()} - {""})
+
+
+def long_prompt_workload(encode: Callable[[str], list[int]], num_requests: int = 6,
+                         lengths: tuple[int, ...] = LONG_PROMPT_TOKENS) -> list[WorkItem]:
+    """``num_requests`` items, prompt lengths cycling through ``lengths`` (tokens, counted by
+    ``encode``: the served model's tokenizer), each a document of its own (different from its
+    first token, so no server reuses another request's cached prefix) and a question;
+    ``LONG_OUTPUT_TOKENS`` output tokens each."""
+    if num_requests < 1:
+        raise ValueError(f"num_requests: must be >= 1, got {num_requests}")
+    items = []
+    for i in range(num_requests):
+        target = lengths[i % len(lengths)]
+        words = random.Random(i).choices(_WORDS, k=target)  # > 1 token per word on average
+
+        def prompt(count: int) -> str:
+            return (f"Document {i}: {' '.join(words[:count])}.\n\nQuestion: what is this "
+                    "document about? Answer in one sentence.")
+        low, high = 0, len(words)  # the most words whose prompt fits in target tokens
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if len(encode(prompt(mid))) <= target else (low, mid - 1)
+        text = prompt(low)
+        items.append(WorkItem(i, text, LONG_OUTPUT_TOKENS, len(encode(text))))
+    return items
