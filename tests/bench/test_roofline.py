@@ -55,6 +55,6 @@ def test_the_command_prints_the_limits_and_the_engines_fraction(capsys, monkeypa
     assert roofline.run(args) == 0
     out = capsys.readouterr().out
     assert "read GB/s" in out and "fp32 GFLOP/s avx2" in out
-    for weights in ("fp32", "int8"):
+    for weights in roofline.WEIGHTS:
         assert re.search(rf"^{weights} +decode B=1 +1 +memory +[\d.]+ +[\d.]+ +[\d.]+$", out, re.M)
         assert re.search(rf"^{weights} +prefill 32 +1 +compute +[\d.]+ +[\d.]+ +[\d.]+$", out, re.M)

@@ -154,3 +154,32 @@ def test_cpu_engine_serves_an_int8_weight_only_export_with_int8_weights(export, 
         engine.shutdown()
     assert outputs[-1].token_ids[len(prompt)] == logits[-1].argmax().item()
     assert len(outputs[-1].token_ids) == len(prompt) + 8
+
+
+def test_cpu_engine_serves_an_int4_weight_only_export_with_per_channel_int4(export,
+                                                                            tiny_llama_dir, tiny):
+    """A W4A16 export (mode int4_wo) is served with int4 weights, one scale per output channel
+    as TensorRT-LLM quantizes it at build time (lm_head in int8, as the runner keeps it)."""
+    from dataclasses import replace
+
+    from transformers import AutoConfig
+
+    from tritonllm.engine import EngineConfig, LLMEngine, cpu_kernels
+    from tritonllm.engine.linear import Int4Linear
+    from tritonllm.engine.runner import PER_CHANNEL, ModelRunner
+
+    if cpu_kernels.load() is None:
+        pytest.skip("int4 weights need our CPU kernels")
+    ckpt = export(tiny_llama_dir, "tiny-int4wo", tp=1, mode="int4_wo", kv_cache="none")
+    assert trtllm_checkpoint.read_config(ckpt)["quantization"]["quant_algo"] == "W4A16"
+    config = EngineConfig(max_batch_size=2, max_num_tokens=64, max_input_len=32,
+                          max_seq_len=64, max_tokens_in_paged_kv_cache=256, num_threads=2)
+    served = LLMEngine(ckpt, config).runner  # weights: auto
+    down = served.weights.layers[0].down
+    assert served.weight_mode == "int4" and isinstance(down, Int4Linear)
+    assert down.scale.shape == (down.out_features, 1)  # one scale per output channel
+    _, source = tiny
+    expected = ModelRunner(AutoConfig.from_pretrained(str(tiny_llama_dir)), source,
+                           replace(config, weights="int4"), int4_group=PER_CHANNEL)
+    prompt = [1, 17, 300, 42, 7, 99]
+    assert torch.equal(served.prompt_logits(prompt), expected.prompt_logits(prompt))

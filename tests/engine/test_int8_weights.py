@@ -57,8 +57,8 @@ def test_int8_kernel_error_is_the_weights_rounding_plus_15_bit_activations(kerne
 
 
 def test_unknown_weight_mode_names_the_field():
-    with pytest.raises(ValueError, match="weights: 'int4'"):
-        EngineConfig(weights="int4")
+    with pytest.raises(ValueError, match="weights: 'int3'"):
+        EngineConfig(weights="int3")
 
 
 def test_int8_smollm2_perplexity_and_top1_within_bounds(smollm_dir, smollm):

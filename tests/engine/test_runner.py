@@ -216,8 +216,9 @@ def fused_step_equals_op_by_op(runner, weights):
     runner.fuse_layers = False
     assert runner.prepare(batch).fused is None
     # int8: the 15-bit rounding of activations can land one step apart after a differently
-    # ordered RMSNorm sum, which moves logits by ~1e-4 of their size
-    tolerance = 1e-4 if weights == "fp32" else 1e-3
+    # ordered RMSNorm sum, which moves logits by ~1e-4 of their size (0.3e-3 here); int4's
+    # weights carry such a step ~3x further (1.0e-3 here, mean 7e-5)
+    tolerance = {"fp32": 1e-4, "int8": 1e-3, "int4": 2e-3}[weights]
     error = (fused - runner.forward(batch)).abs().max().item()
     assert error < tolerance, error
     assert torch.allclose(fused_cache, runner.kv_cache, atol=tolerance)

@@ -7,8 +7,9 @@ come to them.
    (int8 weights), for every build of the kernels this CPU runs (``kernel_build.ISAS``; probes
    in ``csrc/roofline.cpp``).
 2. The model's ceilings: a decode step of B rows reads every linear weight once (fp32: 4 bytes
-   per parameter, int8: 1) and computes 2 flops per parameter per row, so it takes at least
-   max(bytes / read rate, flops / peak rate); a prompt chunk is bound by the flops alone.
+   per parameter, int8: 1, int4: 1/2, plus their scales) and computes 2 flops per parameter per
+   row, so it takes at least max(bytes / read rate, flops / peak rate); a prompt chunk is bound
+   by the flops alone.
 3. The engine's own step at the same point (``ModelRunner.forward`` plus greedy sampling, the
    kernels the engine chose), as a fraction of its ceiling.
 
@@ -29,6 +30,7 @@ from pathlib import Path
 
 PROBES = Path(__file__).with_name("csrc") / "roofline.cpp"
 READ_MIB = 1024  # far beyond any L3 here (32 MiB)
+WEIGHTS = ("fp32", "int8", "int4")
 READ_TRIES = 6  # the read rate of a shared machine's memory varies most: the best of several
 
 
@@ -112,10 +114,11 @@ class Ceiling:
         return self.measured / self.ceiling
 
 
-def ceiling_tok_s(params: int, weight_bytes: int, tokens: int, limits: Limits, int8: bool,
+def ceiling_tok_s(params: int, weight_bytes: int, tokens: int, limits: Limits, integer: bool,
                   isa: str, decode: bool) -> tuple[float, str]:
-    """Tokens/s at the limit for a step of ``tokens`` rows, and what binds it."""
-    peak = (limits.dot_gops[isa] if int8 else limits.fma_gflops[isa] / 2) * 1e9  # products/s
+    """Tokens/s at the limit for a step of ``tokens`` rows, and what binds it (``integer``:
+    int8 or int4 weights, multiplied by int16 dot products)."""
+    peak = (limits.dot_gops[isa] if integer else limits.fma_gflops[isa] / 2) * 1e9  # products/s
     compute = tokens * params / peak
     memory = weight_bytes / (limits.read_gbs * 1e9) if decode else 0.0
     return tokens / max(compute, memory), "memory" if memory > compute else "compute"
@@ -135,7 +138,7 @@ def measure_engine(model_dir, config, limits: list[Limits], rows_list: list[int]
                    prompt_tokens: int, reps: int) -> list[Ceiling]:
     import torch
 
-    from tritonllm.bench.step_profile import _sequences, decode_batch
+    from tritonllm.bench.step_profile import _sequences, decode_batch, weight_bytes
     from tritonllm.engine import kernel_build
     from tritonllm.engine.runner import ModelRunner
     from tritonllm.engine.sampler import Sampler
@@ -144,11 +147,11 @@ def measure_engine(model_dir, config, limits: list[Limits], rows_list: list[int]
     isa = kernel_build.status().isa
     isa_name = isa.name if isa is not None else kernel_build.ISAS[-1].name
     out = []
-    for weights in ("fp32", "int8"):
+    for weights in WEIGHTS:
         runner = ModelRunner.from_hf_dir(model_dir, replace(config, weights=weights))
-        linears = runner.weights.linears()
-        params = sum(lin.in_features * lin.out_features for lin in linears)
-        nbytes = params * (1 if runner.int8 else 4)
+        params = sum(lin.in_features * lin.out_features for lin in runner.weights.linears())
+        nbytes = weight_bytes(runner)
+        integer = weights != "fp32"
         for lim in limits:
             runner.set_threads(lim.threads)
             for rows in rows_list:
@@ -158,7 +161,7 @@ def measure_engine(model_dir, config, limits: list[Limits], rows_list: list[int]
                 def step():
                     logits = runner.forward(batch)
                     Sampler().sample(logits, seqs, [[2]] * rows)
-                ceiling, bound = ceiling_tok_s(params, nbytes, rows, lim, runner.int8, isa_name,
+                ceiling, bound = ceiling_tok_s(params, nbytes, rows, lim, integer, isa_name,
                                                decode=True)
                 out.append(Ceiling(weights, f"decode B={rows}", lim.threads, bound, ceiling,
                                    rows / _median_s(step, reps)))
@@ -168,7 +171,7 @@ def measure_engine(model_dir, config, limits: list[Limits], rows_list: list[int]
                 block_tables=[list(range(-(-prompt_tokens // size)))], sample=[True],
                 input_ids=[100 + i % 1000 for i in range(prompt_tokens)],
                 positions=list(range(prompt_tokens)), slot_mapping=list(range(prompt_tokens)))
-            ceiling, bound = ceiling_tok_s(params, nbytes, prompt_tokens, lim, runner.int8,
+            ceiling, bound = ceiling_tok_s(params, nbytes, prompt_tokens, lim, integer,
                                            isa_name, decode=False)
             with torch.inference_mode():
                 seconds = _median_s(lambda: runner.forward(prompt), max(2, reps // 4))

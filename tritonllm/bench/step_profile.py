@@ -146,8 +146,16 @@ def read_bandwidth_gbs(megabytes: int = 256) -> float:
 
 
 def weight_bytes(runner: ModelRunner) -> int:
-    per = 1 if runner.int8 else 4
-    return sum(lin.in_features * lin.out_features * per for lin in runner.weights.linears())
+    """Bytes of the linear layers' weights and scales, as a decode step reads them."""
+    total = 0
+    for linear in runner.weights.linears():
+        for name in ("weight", "qweight", "packed", "scale"):
+            tensor = getattr(linear, name, None)
+            if isinstance(tensor, torch.Tensor) and not tensor.is_mkldnn:
+                total += tensor.numel() * tensor.element_size()
+            elif tensor is not None and name == "weight":  # oneDNN's packed fp32 weight
+                total += linear.in_features * linear.out_features * 4
+    return total
 
 
 def profile(runner: ModelRunner, rows: int, context: int, reps: int) -> dict[str, float]:

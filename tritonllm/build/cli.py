@@ -152,9 +152,9 @@ def _accuracy_parser(subparsers) -> None:
                    help="int8_sq migration strength (default from the profile dataclass; "
                         "SmolLM2 does best near 0.8)")
     p.add_argument("--new-tokens", type=int, default=32, help="greedy tokens per prompt")
-    p.add_argument("--engine-weights", default="fp32,int8",
+    p.add_argument("--engine-weights", default="fp32,int8,int4",
                    help="the CPU engine's weight modes to measure too, comma-separated "
-                        "(default fp32,int8; '' for none)")
+                        "(default fp32,int8,int4; '' for none)")
     p.add_argument("--output-dir", type=Path, default=Path("."),
                    help="where accuracy.json and accuracy.md go (default: .)")
     g = p.add_argument_group(
@@ -184,7 +184,7 @@ def _engine_weights(text: str) -> tuple[str, ...]:
     weights = tuple(w.strip() for w in text.split(",") if w.strip())
     unknown = [w for w in weights if w not in WEIGHT_MODES or w == "auto"]
     if unknown:
-        raise ValueError(f"--engine-weights: {unknown} not among fp32, int8")
+        raise ValueError(f"--engine-weights: {unknown} not among fp32, int8, int4")
     return weights
 
 

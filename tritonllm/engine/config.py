@@ -38,11 +38,14 @@ describe both the GPU engine and this CPU twin:
   ``max_draft_len`` tokens by its arg-max, with its own KV cache (TensorRT-LLM's draft-target
   speculation; :mod:`tritonllm.engine.draft_model`).
 - ``weights``: how linear-layer weights are stored and multiplied. ``fp32`` (the default for
-  every checkpoint but W8A16): fp32, greedy output equal to transformers'. ``int8``: int8 per
-  output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe), 4x fewer bytes
-  read per step, perplexity within ~1 % (docs/cpu-engine.md, "int8 weights"); our int8 kernel where it
-  builds (``cpu_kernels``), fbgemm's dynamic int8 kernels otherwise. ``auto``: ``int8`` for a TensorRT-LLM W8A16 checkpoint (what the
-  GPU engine built from it computes with), ``fp32`` otherwise.
+  every checkpoint but W8A16/W4A16): fp32, greedy output equal to transformers'. ``int8``: int8
+  per output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe), 4x fewer bytes
+  read per step, perplexity within ~1 % (docs/cpu-engine.md, "int8 weights"); our int8 kernel
+  where it builds (``cpu_kernels``), fbgemm's dynamic int8 kernels otherwise. ``int4``: int4
+  with one scale per 64 values (scale = max|w| / 7, round to nearest), ~7x fewer bytes than
+  fp32; our kernels only. ``auto``: ``int8`` for a TensorRT-LLM W8A16 checkpoint and ``int4``
+  with a scale per output channel for a W4A16 one (what the GPU engine built from it computes
+  with), ``fp32`` otherwise.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from tritonllm.limits import check_limits
 
 # TensorRT-LLM's batch_scheduler_policy values; the build profile and the renderer read them here.
 SCHEDULER_POLICIES = ("guaranteed_no_evict", "max_utilization")
-WEIGHT_MODES = ("auto", "fp32", "int8")
+WEIGHT_MODES = ("auto", "fp32", "int8", "int4")
 SPECULATIVE_MODES = ("off", "ngram", "draft_target")
 
 

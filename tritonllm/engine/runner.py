@@ -1,7 +1,7 @@
 """The model runner: Llama weights, the one KV-cache tensor, and a lean batched forward step.
 
 The engine's torch code is this forward pass and its layers: ``weights.py`` (loading, fusing,
-packing), ``linear.py`` (fp32 and int8 linear layers), ``step_inputs.py`` (a batch as the step's
+packing), ``linear.py`` (fp32, int8 and int4 linear layers), ``step_inputs.py`` (a batch as the step's
 tensors), ``sampler.py`` and ``cpu_kernels.py`` (our C++ kernels' torch-facing calls); the
 scheduling layers stay torch-free. Transformers does what it does well here: config parsing
 (``AutoConfig``), RoPE frequencies for every ``rope_type`` (``LlamaRotaryEmbedding`` over
@@ -10,7 +10,8 @@ scheduling layers stay torch-free. Transformers does what it does well here: con
 inflight batching on CPU:
 
 - fp32 weights by default (greedy output equal to transformers'), or int8 weights per output
-  channel (``weights: int8``, :class:`Int8Linear`: ~4x fewer bytes per step);
+  channel (``weights: int8``, :class:`Int8Linear`: ~4x fewer bytes per step), or int4 weights
+  with a scale per 64 values (``weights: int4``, :class:`Int4Linear`: ~7x fewer);
   q/k/v fused into one weight and gate/up into another, so each layer runs 4 matmuls;
 - every linear layer runs once over all of the step's tokens flattened to ``[T, hidden]``
   (decode rows and prompt chunks together), so weights are read once per step (a decode step
@@ -45,7 +46,8 @@ import torch.nn.functional as F
 
 from tritonllm.engine import cpu_kernels, huge_pages
 from tritonllm.engine.config import EngineConfig
-from tritonllm.engine.linear import KERNEL_MAX_ROWS, Int8Linear, Linear, int8_linear_works
+from tritonllm.engine.linear import (INT4_GROUP_SIZE, KERNEL_MAX_ROWS, Int4Linear, Int8Linear,
+                                     Linear, int8_linear_works)
 from tritonllm.engine.scheduler import ScheduledBatch
 from tritonllm.engine.step_inputs import (StepTensors, attention_tables, decode_blocks,
                                           decode_runs, logit_positions, prefill_specs,
@@ -57,6 +59,7 @@ from tritonllm.engine.weights import (LayerWeights, head_dim, is_trtllm_checkpoi
 log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("llama",)
+PER_CHANNEL = 0  # ``int4_group``: one int4 scale per output row (TensorRT-LLM's W4A16)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -93,10 +96,15 @@ class ModelRunner:
     huge_pages = True
 
     def __init__(self, hf_config, state_dict: Mapping[str, torch.Tensor],
-                 config: EngineConfig, int8: bool | None = None) -> None:
-        """``int8``: int8 weights (:class:`Int8Linear`); None: ``config.weights == "int8"``."""
+                 config: EngineConfig, weights: str | None = None,
+                 int4_group: int = INT4_GROUP_SIZE) -> None:
+        """``weights``: ``fp32``, ``int8`` (:class:`Int8Linear`) or ``int4``
+        (:class:`Int4Linear`, ``int4_group`` values per scale); None: ``config.weights``
+        (``auto``: fp32)."""
         self._check_model(hf_config, config)
-        self.int8 = config.weights == "int8" if int8 is None else int8
+        mode = config.weights if weights is None else weights
+        self.weight_mode = "fp32" if mode == "auto" else mode
+        self.int8, self.int4_group = self.weight_mode == "int8", int4_group
         if self.int8 and not int8_linear_works():
             raise ValueError("weights: int8 needs our CPU kernels (cpu_kernels: AVX2 or AVX-512, "
                              "a C++ compiler) or fbgemm's dynamic int8 linear; neither works here")
@@ -111,7 +119,10 @@ class ModelRunner:
         self.hidden_size = hf_config.hidden_size
         self.vocab_size = hf_config.vocab_size
         self.eps = hf_config.rms_norm_eps
-        self.weights = load_weights(hf_config, state_dict, self._linear)
+        # int4 keeps lm_head in int8 (as llama.cpp's Q4 types keep theirs at 6 bits or more):
+        # SmolLM2's perplexity +12 % with it, +22 % with an int4 lm_head (linear.py, Int4Linear)
+        head = Int8Linear.from_float if self.weight_mode == "int4" else None
+        self.weights = load_weights(hf_config, state_dict, self._linear, head)
         in_huge_pages = self.huge_pages and self.kernels is not None
         if in_huge_pages:
             pack_in_huge_pages(self.weights)
@@ -149,21 +160,27 @@ class ModelRunner:
     @classmethod
     def from_trtllm_checkpoint(cls, path: str | Path, config: EngineConfig,
                                **hf_config_overrides) -> "ModelRunner":
-        """Serve a full-precision or W8A16 TensorRT-LLM Llama checkpoint of any TP/PP split.
+        """Serve a full-precision, W8A16 or W4A16 TensorRT-LLM Llama checkpoint of any TP/PP
+        split.
 
         The shards are joined back into Hugging Face tensors (``trtllm_checkpoint``). A W8A16
         checkpoint (``tritonllm build`` mode ``int8_wo``) holds 16-bit weights that TensorRT-LLM
-        quantizes per output channel when it builds the engine; with ``weights: auto`` (or
-        ``int8``) this runner does the same rounding and serves int8 weights, so the CPU twin
-        computes with the numbers the GPU engine does. ``hf_config_overrides`` (e.g.
+        quantizes per output channel when it builds the engine; with ``weights: auto`` this
+        runner does the same rounding and serves int8 weights, so the CPU twin computes with the
+        numbers the GPU engine does; a W4A16 checkpoint (``int4_wo``) likewise gets int4 weights
+        with one scale per output channel. ``hf_config_overrides`` (e.g.
         ``eos_token_id``) go into the ``LlamaConfig``: the checkpoint does not record them.
         """
         from tritonllm.engine import trtllm_checkpoint
 
         algo = (trtllm_checkpoint.read_config(path).get("quantization") or {}).get("quant_algo")
         hf_config, state = trtllm_checkpoint.load_as_hf(path, **hf_config_overrides)
-        int8 = config.weights == "int8" or (config.weights == "auto" and algo == "W8A16")
-        return cls(hf_config, state, config, int8=int8)
+        if config.weights == "auto" and algo in ("W8A16", "W4A16"):
+            # W4A16: TensorRT-LLM's int4 weight-only is one scale per output channel, so one
+            # group spans the whole row (a group size no width shares: chosen per layer below)
+            return cls(hf_config, state, config, weights="int8" if algo == "W8A16" else "int4",
+                       int4_group=PER_CHANNEL)
+        return cls(hf_config, state, config)
 
     @classmethod
     def from_state_dict(cls, hf_config, state_dict: Mapping[str, torch.Tensor],
@@ -207,6 +224,9 @@ class ModelRunner:
         return self.hf_config.max_position_embeddings
 
     def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        if self.weight_mode == "int4":
+            group = weight.shape[1] if self.int4_group == PER_CHANNEL else self.int4_group
+            return Int4Linear.from_float(weight, bias, group)
         return Int8Linear.from_float(weight, bias) if self.int8 else Linear(weight, bias)
 
     def sharing_weights(self, config: EngineConfig) -> "ModelRunner":

@@ -14,7 +14,7 @@ import torch
 from tritonllm.engine import huge_pages
 from tritonllm.engine.linear import Linear
 
-# (weight, bias or None) -> a linear layer (``Linear`` or ``Int8Linear``)
+# (weight, bias or None) -> a linear layer (``Linear``, ``Int8Linear`` or ``Int4Linear``)
 MakeLinear = Callable[[torch.Tensor, "torch.Tensor | None"], Linear]
 
 
@@ -70,10 +70,11 @@ def load_hf_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def load_weights(hf_config, state: Mapping[str, torch.Tensor],
-                 make_linear: MakeLinear) -> ModelWeights:
-    """The model's weights from ``state`` (Hugging Face Llama names, any float dtype); a
-    ValueError names a missing tensor or one whose shape the config does not imply."""
+def load_weights(hf_config, state: Mapping[str, torch.Tensor], make_linear: MakeLinear,
+                 make_head: MakeLinear | None = None) -> ModelWeights:
+    """The model's weights from ``state`` (Hugging Face Llama names, any float dtype), linear
+    layers made by ``make_linear`` (``lm_head`` by ``make_head`` where given); a ValueError
+    names a missing tensor or one whose shape the config does not imply."""
     def get(name: str, optional: bool = False) -> torch.Tensor | None:
         if name not in state:
             if optional:
@@ -86,7 +87,7 @@ def load_weights(hf_config, state: Mapping[str, torch.Tensor],
     head = None if tied else get("lm_head.weight", optional=True)
     weights = ModelWeights(
         embed=embed, final_norm=get("model.norm.weight"),
-        lm_head=make_linear(embed if head is None else head, None),
+        lm_head=(make_head or make_linear)(embed if head is None else head, None),
         layers=[_layer_weights(get, make_linear, i) for i in range(hf_config.num_hidden_layers)])
     _check_shapes(weights, hf_config)
     return weights
@@ -145,7 +146,7 @@ def pack_in_huge_pages(weights: ModelWeights) -> None:
     ``lm_head``) is copied once. Only plain tensors, which our kernels read: nothing is packed
     when a linear layer runs on oneDNN's or fbgemm's packed weights."""
     def linear(layer) -> list[tuple[object, str]]:
-        return [(layer, name) for name in ("weight", "qweight", "scale", "bias")
+        return [(layer, name) for name in ("weight", "qweight", "packed", "scale", "bias")
                 if isinstance(getattr(layer, name, None), torch.Tensor)]
 
     if any(layer.backend != "kernels" for layer in weights.linears()):

@@ -190,12 +190,13 @@ def check_simulable(modes: list[str]) -> None:
                              "verification do run on CPU")
 
 
-_ENGINE_SETTINGS = {"fp32": "weights fp32", "int8": "weights int8 per channel"}
+_ENGINE_SETTINGS = {"fp32": "weights fp32", "int8": "weights int8 per channel",
+                    "int4": "weights int4, a scale per 32 values (lm_head int8)"}
 
 
 def engine_outputs(model_dir: Path, weights: str, heldout: list[torch.Tensor],
                    prompts: list[list[int]], new_tokens: int) -> _Outputs:
-    """``evaluate`` through the CPU engine's runner with ``weights`` (fp32 or int8)."""
+    """``evaluate`` through the CPU engine's runner with ``weights`` (fp32, int8 or int4)."""
     from tritonllm.engine import EngineConfig, GenerationRequest, LLMEngine, SamplingParams
     from tritonllm.engine.runner import ModelRunner
 

@@ -2,8 +2,9 @@
 // compiles this file once for each; cpu_kernels.py calls it through ctypes; runner.py says when
 // each is used). Only the linear layers differ between the two builds (see "vectors" below).
 //
-//   tl_linear_f32 / tl_linear_i8: y[M,N] = x[M,K] . w[N,K]^T (* scale[N]) (+ bias[N]); w fp32,
-//     or int8 with one fp32 scale per row (weight-only int8). For int8, each row of x is rounded
+//   tl_linear_f32 / tl_linear_i8 / tl_linear_i4: y[M,N] = x[M,K] . w[N,K]^T (* scale[N])
+//     (+ bias[N]); w fp32, int8 with one fp32 scale per row (weight-only int8), or int4 with one
+//     scale per group of values (see Int4). For int8 and int4, each row of x is rounded
 //     to 15-bit integers with its own scale (error <= 2^-15 of the row's largest value, far
 //     below the weights' own int8 rounding) and products are summed exactly in int32.
 //     A decode step is bound by reading w, so each w row is read from memory once per call and
@@ -62,6 +63,7 @@ using vint = __m512i;
 constexpr int VF = 16;  // floats per vector
 constexpr int VI = 32;  // int16 (and int8 weights widened to int16) per vector
 inline vfloat vzero() { return _mm512_setzero_ps(); }
+inline vfloat vset1(float v) { return _mm512_set1_ps(v); }
 inline vfloat vload(const float* p) { return _mm512_loadu_ps(p); }
 inline vfloat vfma(vfloat a, vfloat b, vfloat c) { return _mm512_fmadd_ps(a, b, c); }
 inline vfloat vadd(vfloat a, vfloat b) { return _mm512_add_ps(a, b); }
@@ -80,6 +82,7 @@ using vint = __m256i;
 constexpr int VF = 8;
 constexpr int VI = 16;
 inline vfloat vzero() { return _mm256_setzero_ps(); }
+inline vfloat vset1(float v) { return _mm256_set1_ps(v); }
 inline vfloat vload(const float* p) { return _mm256_loadu_ps(p); }
 inline vfloat vfma(vfloat a, vfloat b, vfloat c) { return _mm256_fmadd_ps(a, b, c); }
 inline vfloat vadd(vfloat a, vfloat b) { return _mm256_add_ps(a, b); }
@@ -187,6 +190,69 @@ inline void tile(const int16_t* x, int64_t K, const int8_t* w, float out[MR][NR]
         }
 }
 
+// int4 weights, group-wise: row n holds K / 2 bytes in blocks of 32 values (16 bytes; byte t
+// holds value t + 8 in its low nibble and value t + 16 + 8 in its high one), and one fp32 scale
+// per `group` values (a multiple of 32). x arrives as int16 as for int8; each group's products
+// are summed exactly in int32 (|sum| <= group * 8 * 2^14), then scaled into an fp32 total.
+struct Int4 {
+    const uint8_t* w;
+    const float* scale;  // [N, K / group]
+    int64_t group;
+};
+
+// Piece `piece` of a block's 32 values as int16 (AVX-512: the whole block; AVX2: values
+// 16 * piece .. 16 * piece + 15), from its 16 bytes.
+constexpr int PIECES = 32 / VI;
+inline vint unpack_piece(__m128i bytes, int piece) {
+    const __m128i nibble = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+    const __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, nibble), eight);
+    const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), nibble), eight);
+#if TL_AVX512
+    (void)piece;
+    return _mm512_cvtepi8_epi16(_mm256_set_m128i(hi, lo));
+#else
+    return _mm256_cvtepi8_epi16(piece == 0 ? lo : hi);
+#endif
+}
+
+// Each group's int32 sums are scaled into fp32 vector totals (a horizontal sum per group would
+// cost more than the group's products).
+template <int MR, int NR>
+inline void tile(const int16_t* x, int64_t K, const Int4& w4, int64_t n, float out[MR][NR]) {
+    const int64_t row_bytes = K / 2, groups = K / w4.group;
+    const uint8_t* w = w4.w + n * row_bytes;
+    const float* scale = w4.scale + n * groups;
+    vfloat total[MR][NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) total[i][j] = vzero();
+    for (int64_t g = 0; g < groups; ++g) {
+        vint acc[MR][NR];
+        for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NR; ++j) acc[i][j] = izero();
+        for (int64_t k = g * w4.group; k < (g + 1) * w4.group; k += 32) {
+            // the next NR rows, a block each per block of these: they stream in meanwhile
+            _mm_prefetch((const char*)(w + NR * row_bytes) + k / 2 * NR, _MM_HINT_T0);
+            __m128i bytes[NR];
+            for (int j = 0; j < NR; ++j)
+                bytes[j] = _mm_loadu_si128((const __m128i*)(w + j * row_bytes + k / 2));
+            for (int piece = 0; piece < PIECES; ++piece) {
+                vint wv[NR];
+                for (int j = 0; j < NR; ++j) wv[j] = unpack_piece(bytes[j], piece);
+                for (int i = 0; i < MR; ++i) {
+                    const vint xv = load_x(x + i * K + k + piece * VI);
+                    for (int j = 0; j < NR; ++j) acc[i][j] = dot_add(acc[i][j], xv, wv[j]);
+                }
+            }
+        }
+        for (int j = 0; j < NR; ++j) {
+            const vfloat s = vset1(scale[j * groups + g]);
+            for (int i = 0; i < MR; ++i) total[i][j] = vfma(to_float(acc[i][j]), s, total[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) out[i][j] = vsum(total[i][j]);
+}
+
 // x [M, K] fp32 -> int16 with one scale per row (x = x_q * row_scale), rounded to nearest
 // even (lrintf's rounding), 8 at a time.
 void quantize_rows(const float* x, int64_t M, int64_t K, int16_t* xq, float* row_scale) {
@@ -217,8 +283,8 @@ void quantize_rows(const float* x, int64_t M, int64_t K, int16_t* xq, float* row
 
 struct Linear {
     int64_t K, N;
-    const float* scale;      // per w row; null for fp32 weights
-    const float* row_scale;  // per x row, for int8 weights (x was quantized to int16)
+    const float* scale;      // per w row for int8 weights; null for fp32 and int4 (Int4 has its own)
+    const float* row_scale;  // per x row, for int8 and int4 weights (x was quantized to int16)
     const float* bias;   // may be null
     float* y;
     bool accumulate;     // y += x . w^T instead of y = (the residual add, fused)
@@ -226,13 +292,17 @@ struct Linear {
     template <int MR, int NR, typename X, typename W>
     inline void run(const X* x, int64_t m, const W* w, int64_t n) const {
         float out[MR][NR];
-        if constexpr (std::is_same_v<X, float> && MR >= 2 && MR < NR)
+        if constexpr (std::is_same_v<W, Int4>)
+            tile<MR, NR>(x + m * K, K, *w, n, out);
+        else if constexpr (std::is_same_v<X, float> && MR >= 2 && MR < NR)
             tile_x_in_registers<MR, NR>(x + m * K, K, w + n * K, out);
         else
             tile<MR, NR>(x + m * K, K, w + n * K, out);
         for (int i = 0; i < MR; ++i)
             for (int j = 0; j < NR; ++j) {
-                float v = scale ? out[i][j] * scale[n + j] * row_scale[m + i] : out[i][j];
+                float v = out[i][j];
+                if constexpr (std::is_same_v<W, Int4>) v *= row_scale[m + i];
+                else if (scale) v *= scale[n + j] * row_scale[m + i];
                 if (bias) v += bias[n + j];
                 float& dst = y[(m + i) * N + n + j];
                 dst = accumulate ? dst + v : v;
@@ -315,12 +385,20 @@ void linear_rows(const Linear& op, const X* x, int64_t M, const W* w, int nthrea
             else if (M == 2 || M == 4) op.rows<2, 8>(x, M, w, n0, n1);
             else if (M == 3) op.rows<3, 6>(x, M, w, n0, n1);
             else op.rows<4, 6>(x, M, w, n0, n1);
+        } else if constexpr (std::is_same_v<W, Int4>) {
+            // int4 keeps fp32 totals beside its int32 sums: 1 x 6 at 1 row (1.3x 1 x 8, which
+            // spills), 4 x 2 from 2 rows
+            if (M == 1) op.rows<1, 6>(x, M, w, n0, n1);
+            else op.rows<4, 2>(x, M, w, n0, n1);
         } else {
             if (M == 1) op.rows<1, 8>(x, M, w, n0, n1);
             else op.rows<4, 4>(x, M, w, n0, n1);
         }
 #else
-        if (M == 1)
+        if constexpr (std::is_same_v<W, Int4>) {  // two unpacked vectors per block and w row
+            if (M == 1) op.rows<1, 4>(x, M, w, n0, n1);
+            else op.rows<2, 2>(x, M, w, n0, n1);
+        } else if (M == 1)
             op.rows<1, 8>(x, M, w, n0, n1);  // 8 w rows in flight: enough loads to fill the bus
         else if constexpr (sizeof(X) == sizeof(float)) {
             // A speculative row's 2-5 tokens (measured per M on SmolLM2's layers, one thread:
@@ -350,6 +428,17 @@ void linear(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N,
     row_scale.resize(M);
     quantize_rows(x, M, K, xq.data(), row_scale.data());
     linear_rows(Linear{K, N, scale, row_scale.data(), bias, y, accumulate}, xq.data(), M, w,
+                nthreads);
+}
+
+void linear(const float* x, int64_t M, int64_t K, const Int4& w, int64_t N, const float* bias,
+            float* y, int nthreads, bool accumulate = false) {
+    thread_local std::vector<int16_t> xq;
+    thread_local std::vector<float> row_scale;
+    xq.resize(M * K);
+    row_scale.resize(M);
+    quantize_rows(x, M, K, xq.data(), row_scale.data());
+    linear_rows(Linear{K, N, nullptr, row_scale.data(), bias, y, accumulate}, xq.data(), M, &w,
                 nthreads);
 }
 
@@ -628,15 +717,18 @@ void rms_norm(const float* x, const float* weight, int64_t rows, int64_t n, floa
 }  // namespace
 
 // One decoder layer's weights, as weights.py's LayerWeights holds them (fused q/k/v and
-// gate/up); w_* are fp32 or int8 (then s_* are the per-row scales); b_* may be null.
+// gate/up); w_* are fp32, int8 (then s_* are the per-row scales) or int4 (packed as Int4
+// reads them, s_* the group scales); b_* may be null.
+enum WeightKind : int64_t { FP32 = 0, INT8 = 1, INT4 = 2 };
+
 struct LayerC {
     const float* input_norm;
     const float* post_norm;
-    const void* w_qkv; const float* s_qkv; const float* b_qkv;
-    const void* w_o; const float* s_o; const float* b_o;
-    const void* w_gate_up; const float* s_gate_up; const float* b_gate_up;
-    const void* w_down; const float* s_down; const float* b_down;
-    int64_t int8;
+    const void* w_qkv; const float* s_qkv; const float* b_qkv; int64_t g_qkv;
+    const void* w_o; const float* s_o; const float* b_o; int64_t g_o;
+    const void* w_gate_up; const float* s_gate_up; const float* b_gate_up; int64_t g_gate_up;
+    const void* w_down; const float* s_down; const float* b_down; int64_t g_down;
+    int64_t kind;  // WeightKind; g_*: int4's values per scale (0 otherwise)
 };
 
 // A step of B tokens, shapes of the model. Each token attends like a decode row: its own
@@ -657,8 +749,12 @@ struct StepC {
 namespace {
 
 void layer_linear(const StepC& s, const float* x, int64_t K, const void* w, const float* scale,
-                  const float* bias, int64_t N, float* y, bool accumulate, bool int8) {
-    if (int8)
+                  const float* bias, int64_t group, int64_t N, float* y, bool accumulate,
+                  int64_t kind) {
+    if (kind == INT4)
+        linear(x, s.B, K, Int4{(const uint8_t*)w, scale, group}, N, bias, y, s.nthreads,
+               accumulate);
+    else if (kind == INT8)
         linear(x, s.B, K, (const int8_t*)w, N, scale, bias, y, s.nthreads, accumulate);
     else
         linear(x, s.B, K, (const float*)w, N, bias, y, s.nthreads, accumulate);
@@ -688,7 +784,6 @@ static void tl_decoder_layer(const LayerC* w, const StepC* step, float* x, float
     const StepC& s = *step;
     const int64_t B = s.B, hidden = s.hidden, d = s.head_dim, H = s.heads, KV = s.kv_heads;
     const int64_t qkv_rows = (H + 2 * KV) * d, inter = s.intermediate;
-    const bool int8 = w->int8 != 0;
     thread_local std::vector<float> buffer;
     buffer.resize(B * (hidden + qkv_rows + 2 * H * d + 2 * inter));
     float* normed = buffer.data();
@@ -698,7 +793,8 @@ static void tl_decoder_layer(const LayerC* w, const StepC* step, float* x, float
     float* q = gate_up + B * 2 * inter;  // the rotated queries, [B, H, d] for the attention
 
     rms_norm(x, w->input_norm, B, hidden, s.eps, normed);
-    layer_linear(s, normed, hidden, w->w_qkv, w->s_qkv, w->b_qkv, qkv_rows, qkv, false, int8);
+    layer_linear(s, normed, hidden, w->w_qkv, w->s_qkv, w->b_qkv, w->g_qkv, qkv_rows, qkv, false,
+                 w->kind);
     for (int64_t b = 0; b < B; ++b) {
         float* row = qkv + b * qkv_rows;
         rope(row, H + KV, d, s.cos + b * d, s.sin + b * d);  // q and k heads are adjacent
@@ -711,17 +807,18 @@ static void tl_decoder_layer(const LayerC* w, const StepC* step, float* x, float
     }
     decode_attention(q, B, H, KV, d, k_cache, v_cache, s.tables, s.width, s.contexts,
                      s.block_size, s.softmax_scale, attn, s.nthreads);
-    layer_linear(s, attn, H * d, w->w_o, w->s_o, w->b_o, hidden, x, true, int8);
+    layer_linear(s, attn, H * d, w->w_o, w->s_o, w->b_o, w->g_o, hidden, x, true, w->kind);
 
     rms_norm(x, w->post_norm, B, hidden, s.eps, normed);
-    layer_linear(s, normed, hidden, w->w_gate_up, w->s_gate_up, w->b_gate_up, 2 * inter,
-                 gate_up, false, int8);
+    layer_linear(s, normed, hidden, w->w_gate_up, w->s_gate_up, w->b_gate_up, w->g_gate_up,
+                 2 * inter, gate_up, false, w->kind);
     for (int64_t b = 0; b < B; ++b)  // silu(gate) * up, into the gate half
         silu_mul(gate_up + b * 2 * inter, gate_up + b * 2 * inter + inter, inter);
     // down reads rows of `inter` values spaced 2 * inter apart: compact them first
     for (int64_t b = 1; b < B; ++b)
         for (int64_t i = 0; i < inter; ++i) gate_up[b * inter + i] = gate_up[b * 2 * inter + i];
-    layer_linear(s, gate_up, inter, w->w_down, w->s_down, w->b_down, hidden, x, true, int8);
+    layer_linear(s, gate_up, inter, w->w_down, w->s_down, w->b_down, w->g_down, hidden, x, true,
+                 w->kind);
 }
 
 // Every decoder layer of a step, in order: one ctypes call per step instead of one per layer,
@@ -741,6 +838,13 @@ void tl_linear_f32(const float* x, int64_t M, int64_t K, const float* w, int64_t
 void tl_linear_i8(const float* x, int64_t M, int64_t K, const int8_t* w, const float* scale,
                   int64_t N, const float* bias, float* y, int nthreads) {
     linear(x, M, K, w, N, scale, bias, y, nthreads);
+}
+
+// w: int4 packed as Int4 reads it, [N, K / 2] bytes; scale: [N, K / group] (group a multiple
+// of 32 dividing K).
+void tl_linear_i4(const float* x, int64_t M, int64_t K, const uint8_t* w, const float* scale,
+                  int64_t group, int64_t N, const float* bias, float* y, int nthreads) {
+    linear(x, M, K, Int4{w, scale, group}, N, bias, y, nthreads);
 }
 
 // Greedy choice for each of R rows of logits [R, V]: token[r] and its log-probability.
