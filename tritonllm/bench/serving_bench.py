@@ -14,14 +14,15 @@ outputs of exactly 16/32/64/128 tokens forced with ``min_tokens``):
 The server's own ``tritonllm_generation_tokens_total`` counter is checked against the tokens
 the workload asked for, so the throughput is not taken on trust.
 
-``--peer vllm`` / ``--peer llama.cpp`` (repeatable) also starts the peers a CPU user would pick
-instead (``tritonllm.bench.peers``: vLLM CPU, llama.cpp's server on GGUFs of ``--gguf-type``)
-beside our server, sends them the same workload, and prints our ratio to each
-(``tritonllm.bench.peer_bench``). All servers are up at once (only one is sent requests at a
-time) and the runs interleave: ours at c=1, each peer at c=1, ours at c=8, each peer at c=8,
-``--rounds`` times, so load from other processes falls on all of them alike.
+``--peer vllm`` / ``--peer llama.cpp`` / ``--peer openvino`` (repeatable) also starts the peers
+a CPU user would pick instead (``tritonllm.bench.peers``: vLLM CPU, llama.cpp's server on GGUFs
+of ``--gguf-type``, OpenVINO GenAI on IR of ``--openvino-weights``) beside our server, sends
+them the same workload, and prints our ratio to each (``tritonllm.bench.peer_bench``). All
+servers are up at once (only one is sent requests at a time) and the runs interleave: ours at
+c=1, each peer at c=1, ours at c=8, each peer at c=8, ``--rounds`` times, so load from other
+processes falls on all of them alike.
 ``--install-peer`` installs a missing peer into the cache dir first (vLLM: a few minutes;
-llama.cpp: a build of ``llama-server``, 10+ minutes).
+llama.cpp: a build of ``llama-server``, 10+ minutes; OpenVINO: a few minutes).
 
 ``--workload long-prompt`` sends prefill-bound requests instead (``long_prompt_workload``: a
 document of 1,024 or 4,096 tokens, each request's its own, and a 32-token answer), one at a time,
@@ -82,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The engine benchmark's options (the same workload, levels and engine settings) and the
     peers'."""
     from tritonllm.bench import peers
+    from tritonllm.bench.openvino_peer import OPENVINO_WEIGHTS
 
     engine_bench.add_arguments(parser)
     parser.add_argument("--workload", choices=WORKLOADS, default="mixed",
@@ -94,6 +96,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gguf-type", nargs="+", choices=peers.GGUF_TYPES, default=["f32"],
                        help="llama.cpp: the GGUF weight types to serve, one run each "
                             "(default: f32)")
+    group.add_argument("--openvino-weights", nargs="+", choices=OPENVINO_WEIGHTS,
+                       default=["fp32"],
+                       help="openvino: the IR weight formats to serve, one run each (fp32; "
+                            "int8: per-channel weights; int4: groups of 64; default: fp32)")
     group.add_argument("--install-peer", action="store_true",
                        help="install a missing peer into the peers dir first")
     group.add_argument("--peers-dir", type=Path, default=None,
@@ -229,7 +235,7 @@ def _peers_ready(args) -> list:
 
     root = args.peers_dir or peers.peers_dir()
     chosen = peers.make_peers(list(dict.fromkeys(args.peer)), root, args.gguf_type,
-                              args.peer_threads)
+                              args.peer_threads, args.openvino_weights)
     for peer in chosen:
         if peer.installed():
             continue
