@@ -43,7 +43,7 @@ def test_vllm_command_line_and_environment_follow_the_measured_recipe(tmp_path):
     assert not peer.installed()
 
 
-def test_llama_cpp_builds_only_the_server_from_the_sdist(tmp_path):
+def test_llama_cpp_builds_the_server_and_llama_quantize_from_the_sdist(tmp_path):
     peer = peers.LlamaCppPeer(tmp_path / "llama.cpp", "q8_0", threads=2)
     steps = {s.description.split(" (")[0]: s for s in peer.install_steps()}
     download = next(s for d, s in steps.items() if d.startswith("download"))
@@ -73,7 +73,7 @@ def test_llama_cpp_converts_each_type_once_per_checkpoint(tmp_path):
     assert flags["-m"] == str(q8.gguf_path(model)) and flags["-t"] == "2"
     assert flags["--parallel"] == "8" and command[-1] == "--cont-batching"
     assert flags["-c"] == str(8 * 4352)  # slots of 4,352 tokens: the long prompts fit
-    with pytest.raises(ValueError, match="gguf_type: must be one of f32, f16, q8_0, got 'q4_1'"):
+    with pytest.raises(ValueError, match="gguf_type: must be one of f32, f16, q8_0, q4_k_m, got 'q4_1'"):
         peers.LlamaCppPeer(root, "q4_1")
     lookup = peers.LlamaCppPeer(root, "f32", extra_args=("--spec-type", "ngram-simple"))
     assert lookup.server_command(model, 9001)[-3:] == ["--cont-batching", "--spec-type",
@@ -225,3 +225,15 @@ def test_peer_server_waits_for_health_and_stops_its_process_group(tmp_path):
                             tmp_path / "dead.log", ready_timeout_s=30)
     with pytest.raises(RuntimeError, match="exited with status 4 before it was ready"):
         dead.__enter__()
+
+
+def test_a_k_quant_gguf_is_made_by_llama_quantize_from_the_f32_one(tmp_path):
+    root, model = tmp_path / "llama.cpp", tmp_path / "SmolLM2"
+    q4, f32 = peers.LlamaCppPeer(root, "q4_k_m"), peers.LlamaCppPeer(root, "f32")
+    convert, quantize = q4.prepare_steps(model)
+    assert convert == f32.prepare_steps(model)[0]  # shared with an F32 run
+    assert quantize.argv == (str(root / "build" / "bin" / "llama-quantize"),
+                             str(f32.gguf_path(model)), str(q4.gguf_path(model)) + ".part",
+                             "Q4_K_M")
+    assert quantize.atomic and quantize.done.name == "q4_k_m.gguf"
+    assert q4.quantize_binary in [step.done for step in q4.install_steps()]

@@ -11,9 +11,10 @@ Each peer lives in its own environment under a cache dir outside the repository
   distribution "vllm" and fails) with ``VLLM_CPU_KVCACHE_SPACE=2`` (GiB) and
   ``VLLM_CPU_OMP_THREADS_BIND=0-N`` ("all" is rejected).
 - ``llama.cpp/``: the ``llama-cpp-python==0.3.36`` sdist, which bundles llama.cpp's source;
-  only ``llama-server`` is built (``build/bin/llama-server``). ``llama.cpp/venv`` holds what
-  its ``convert_hf_to_gguf.py`` needs (torch, transformers, and the ``gguf`` package from the
-  same source tree), and ``llama.cpp/gguf/<model>/<type>.gguf`` the converted checkpoints.
+  only ``llama-server`` and ``llama-quantize`` are built (``build/bin/``). ``llama.cpp/venv``
+  holds what its ``convert_hf_to_gguf.py`` needs (torch, transformers, and the ``gguf``
+  package from the same source tree), and ``llama.cpp/gguf/<model>/<type>.gguf`` the converted
+  checkpoints (Q4_K_M quantized by ``llama-quantize`` from the F32 one).
 - ``openvino/venv``: ``openvino-genai`` and the converter (``optimum-intel``, ``nncf``);
   ``openvino/ir/<model>/<weights>/`` the converted IR, served by our own small server on GenAI's
   continuous batching (see :mod:`tritonllm.bench.openvino_peer`; it takes ``min_tokens`` and
@@ -46,7 +47,9 @@ from tritonllm.process import die_with_parent
 
 VLLM_VERSION = "0.32.0"
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
-GGUF_TYPES = ("f32", "f16", "q8_0")
+GGUF_TYPES = ("f32", "f16", "q8_0", "q4_k_m")
+# Types convert_hf_to_gguf.py writes itself; the others llama-quantize makes from the F32 GGUF.
+CONVERTED_GGUF_TYPES = ("f32", "f16", "q8_0")
 PEER_NAMES = ("vllm", "llama.cpp", "openvino")
 LLAMA_CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DGGML_OPENMP=ON",
                      "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF")
@@ -146,6 +149,10 @@ class LlamaCppPeer:
     def server_binary(self) -> Path:
         return self.root / "build" / "bin" / "llama-server"
 
+    @property
+    def quantize_binary(self) -> Path:
+        return self.root / "build" / "bin" / "llama-quantize"
+
     def install_steps(self) -> list[Step]:
         venv, sdist = self.root / "venv", f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
         return [
@@ -163,6 +170,9 @@ class LlamaCppPeer:
             Step("build llama-server (about 10 minutes on 2 idle cores)",
                  ("cmake", "--build", "build", "--target", "llama-server",
                   f"-j{os.cpu_count() or 2}"), self.root, self.server_binary),
+            Step("build llama-quantize (for the K-quant GGUF types)",
+                 ("cmake", "--build", "build", "--target", "llama-quantize",
+                  f"-j{os.cpu_count() or 2}"), self.root, self.quantize_binary),
             Step("install convert_hf_to_gguf.py's dependencies and the bundled gguf package",
                  pip(venv, "install", *LLAMA_CONVERT_DEPS, str(self.source / "gguf-py")),
                  self.root, self.root / f"installed-{LLAMA_CPP_PYTHON_VERSION}", marker=True),
@@ -177,6 +187,13 @@ class LlamaCppPeer:
 
     def prepare_steps(self, model_dir: Path) -> list[Step]:
         out = self.gguf_path(model_dir)
+        if self.gguf_type not in CONVERTED_GGUF_TYPES:  # quantized from the F32 GGUF
+            f32 = dataclasses.replace(self, gguf_type="f32")
+            step = Step(f"quantize the F32 GGUF to {self.gguf_type.upper()} (llama-quantize)",
+                        (), self.root, out, atomic=True)
+            argv = (str(self.quantize_binary), str(f32.gguf_path(model_dir)), str(step.partial),
+                    self.gguf_type.upper())
+            return f32.prepare_steps(model_dir) + [dataclasses.replace(step, argv=argv)]
         step = Step(f"convert {model_dir} to a {self.gguf_type.upper()} GGUF", (), self.root,
                     out, atomic=True)
         argv = (str(self.root / "venv" / "bin" / "python"),
