@@ -166,7 +166,7 @@ def test_cpu_engine_serves_an_int4_weight_only_export_with_per_channel_int4(expo
 
     from tritonllm.engine import EngineConfig, LLMEngine, cpu_kernels
     from tritonllm.engine.linear import Int4Linear
-    from tritonllm.engine.runner import PER_CHANNEL, ModelRunner
+    from tritonllm.engine.runner import ModelRunner
 
     if cpu_kernels.load() is None:
         pytest.skip("int4 weights need our CPU kernels")
@@ -177,9 +177,10 @@ def test_cpu_engine_serves_an_int4_weight_only_export_with_per_channel_int4(expo
     served = LLMEngine(ckpt, config).runner  # weights: auto
     down = served.weights.layers[0].down
     assert served.weight_mode == "int4" and isinstance(down, Int4Linear)
-    assert down.scale.shape == (down.out_features, 1)  # one scale per output channel
+    assert (down.block_scale == 1).all()  # one scale per output channel
+    assert (down.scale == down.scale[:, :1]).all()
     _, source = tiny
     expected = ModelRunner(AutoConfig.from_pretrained(str(tiny_llama_dir)), source,
-                           replace(config, weights="int4"), int4_group=PER_CHANNEL)
+                           replace(config, weights="int4"), int4_per_channel=True)
     prompt = [1, 17, 300, 42, 7, 99]
     assert torch.equal(served.prompt_logits(prompt), expected.prompt_logits(prompt))

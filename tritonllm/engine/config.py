@@ -42,10 +42,10 @@ describe both the GPU engine and this CPU twin:
   per output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe), 4x fewer bytes
   read per step, perplexity within ~1 % (docs/cpu-engine.md, "int8 weights"); our int8 kernel
   where it builds (``cpu_kernels``), fbgemm's dynamic int8 kernels otherwise. ``int4``: int4
-  with one scale per 64 values (scale = max|w| / 7, round to nearest), ~7x fewer bytes than
-  fp32; our kernels only. ``auto``: ``int8`` for a TensorRT-LLM W8A16 checkpoint and ``int4``
-  with a scale per output channel for a W4A16 one (what the GPU engine built from it computes
-  with), ``fp32`` otherwise.
+  with an integer scale per 32 values and an fp32 one per 256 (``Int4Linear``), lm_head in
+  int8, ~7x fewer bytes than fp32; our kernels only. ``auto``: ``int8`` for a TensorRT-LLM
+  W8A16 checkpoint and ``int4`` with a scale per output channel for a W4A16 one (what the GPU
+  engine built from it computes with), ``fp32`` otherwise.
 """
 
 from __future__ import annotations

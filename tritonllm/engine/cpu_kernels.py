@@ -25,7 +25,7 @@ import torch
 from tritonllm.engine.kernel_build import MODE_ENV, load
 
 __all__ = ["MODE_ENV", "WEIGHT_KINDS", "DecoderLayers", "LayerC", "StepC", "decode_attention",
-           "greedy", "int4_group", "layer_struct", "linear", "load"]
+           "greedy", "layer_struct", "linear", "load"]
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 
@@ -34,8 +34,8 @@ class LayerC(ctypes.Structure):
     """One decoder layer's weights for ``tl_decoder_layers`` (``LayerC`` in the C++ source)."""
 
     _fields_ = [("input_norm", _P), ("post_norm", _P)] + [
-        (f"{kind}_{name}", _I if kind == "g" else _P) for name in ("qkv", "o", "gate_up", "down")
-        for kind in ("w", "s", "b", "g")] + [("kind", _I)]
+        (f"{kind}_{name}", _P) for name in ("qkv", "o", "gate_up", "down")
+        for kind in ("w", "s", "b", "u")] + [("kind", _I)]
 
 
 class DecoderLayers:
@@ -69,27 +69,24 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 
 # ``LayerC.kind``, from the weight's dtype: fp32, int8 (a scale per row), int4 packed two per
-# byte (uint8, group scales; ``Int4Linear`` in linear.py says how).
+# byte (uint8, with block and run scales; ``Int4Linear`` in linear.py says how).
 WEIGHT_KINDS = {torch.float32: 0, torch.int8: 1, torch.uint8: 2}
 
 
-def int4_group(weight: torch.Tensor, scale: torch.Tensor) -> int:
-    """Values per scale of packed int4 ``weight [N, K / 2]`` with ``scale [N, K / group]``."""
-    return 2 * weight.shape[1] // scale.shape[1]
-
-
 def linear(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor,
-           bias: torch.Tensor | None = None, scale: torch.Tensor | None = None) -> torch.Tensor:
+           bias: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+           block_scale: torch.Tensor | None = None) -> torch.Tensor:
     """``x [M, K]`` fp32 @ ``weight [N, K]``.T (× ``scale [N]`` for int8 weights) + ``bias``;
-    packed int4 weights (uint8 ``[N, K / 2]``) take their group scales ``[N, K / group]``."""
+    packed int4 weights (uint8 ``[N, K / 2]``) take ``block_scale`` (uint8 ``[N, K / 32]``)
+    and ``scale`` (fp32, one per run of 8 blocks)."""
     x = x.contiguous()
     m, k = x.shape
     n = weight.shape[0]
     y = torch.empty(m, n, dtype=torch.float32)
     threads = torch.get_num_threads()
     if weight.dtype == torch.uint8:
-        lib.tl_linear_i4(x.data_ptr(), m, k, weight.data_ptr(), scale.data_ptr(),
-                         int4_group(weight, scale), n, _ptr(bias), y.data_ptr(), threads)
+        lib.tl_linear_i4(x.data_ptr(), m, k, weight.data_ptr(), block_scale.data_ptr(),
+                         scale.data_ptr(), n, _ptr(bias), y.data_ptr(), threads)
     elif weight.dtype == torch.int8:
         lib.tl_linear_i8(x.data_ptr(), m, k, weight.data_ptr(), scale.data_ptr(), n,
                          _ptr(bias), y.data_ptr(), threads)
@@ -126,15 +123,14 @@ def decode_attention(lib: ctypes.CDLL, q: torch.Tensor, keys: torch.Tensor,
 
 
 def layer_struct(input_norm: torch.Tensor, post_norm: torch.Tensor, linears: dict) -> LayerC:
-    """``linears``: ``{"qkv" | "o" | "gate_up" | "down": (weight, scale or None, bias or
-    None)}``, all of one weight kind (``WEIGHT_KINDS``). The tensors must outlive the struct."""
+    """``linears``: ``{"qkv" | "o" | "gate_up" | "down": (weight, scale or None, bias or None,
+    block scale or None)}`` as ``kernel_operands()`` gives them, all of one weight kind
+    (``WEIGHT_KINDS``). The tensors must outlive the struct."""
     fields = {"input_norm": input_norm.data_ptr(), "post_norm": post_norm.data_ptr()}
-    kinds = {WEIGHT_KINDS[weight.dtype] for weight, _, _ in linears.values()}
+    kinds = {WEIGHT_KINDS[operands[0].dtype] for operands in linears.values()}
     if len(kinds) != 1:
         raise ValueError("layer_struct: mixed weight kinds (fp32, int8, int4) in one layer")
-    kind = kinds.pop()
-    for name, (weight, scale, bias) in linears.items():
+    for name, (weight, scale, bias, block_scale) in linears.items():
         fields.update({f"w_{name}": weight.data_ptr(), f"s_{name}": _ptr(scale),
-                       f"b_{name}": _ptr(bias),
-                       f"g_{name}": int4_group(weight, scale) if kind == 2 else 0})
-    return LayerC(kind=kind, **fields)
+                       f"b_{name}": _ptr(bias), f"u_{name}": _ptr(block_scale)})
+    return LayerC(kind=kinds.pop(), **fields)

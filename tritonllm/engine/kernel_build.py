@@ -65,7 +65,7 @@ _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 SIGNATURES = {
     "tl_linear_f32": [_P, _I, _I, _P, _I, _P, _P, ctypes.c_int],
     "tl_linear_i8": [_P, _I, _I, _P, _P, _I, _P, _P, ctypes.c_int],
-    "tl_linear_i4": [_P, _I, _I, _P, _P, _I, _I, _P, _P, ctypes.c_int],
+    "tl_linear_i4": [_P, _I, _I, _P, _P, _P, _I, _P, _P, ctypes.c_int],
     "tl_decode_attention": [_P, _I, _I, _I, _I, _P, _P, _P, _I, _P, _I, _F, _P, ctypes.c_int],
     "tl_decoder_layers": [_P, _I, _P, _P, _P, _P],
     "tl_greedy": [_P, _I, _I, _P, _P],

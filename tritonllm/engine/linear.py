@@ -63,8 +63,9 @@ class Linear:
         return self.weight.to_dense() if self.backend == "onednn" else self.weight
 
     def kernel_operands(self):
-        """``(weight, scale, bias)`` as our kernels take them (backend ``kernels`` only)."""
-        return self.weight, None, self.bias
+        """``(weight, scale, bias, block scale)`` as our kernels take them (backend ``kernels``
+        only)."""
+        return self.weight, None, self.bias, None
 
 
 def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
@@ -153,8 +154,9 @@ class Int8Linear:
         return y if self.bias is None else y.add_(self.bias)
 
     def kernel_operands(self):
-        """``(weight, scale, bias)`` as our kernels take them (backend ``kernels`` only)."""
-        return self.qweight, self.scale, self.bias
+        """``(weight, scale, bias, block scale)`` as our kernels take them (backend ``kernels``
+        only)."""
+        return self.qweight, self.scale, self.bias, None
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -194,82 +196,116 @@ def int8_linear_works() -> bool:
     return bool((y - reference).norm() <= 0.05 * reference.norm())
 
 
-INT4_GROUP_SIZE = 32  # values per scale (llama.cpp's Q4_0 too); see Int4Linear
-INT4_BLOCK = 32  # values per packed block of 16 bytes (the kernel's unpacking unit)
-INT4_CLIP_STEPS = 13  # scales tried per group, from max|w| / 7 down to 0.7 of it
+INT4_BLOCK = 32  # values per block: 16 packed bytes and one integer scale
+INT4_RUN = 8  # blocks per fp32 scale
+INT4_BLOCK_SCALE_MAX = 63  # block scales are 1..63 (6 bits, as llama.cpp's K-quants)
+INT4_CLIP_STEPS = 13  # scales tried per block, from max|w| / 7 down to 0.7 of it
 
 
 class Int4Linear:
-    """``y = x @ W.T + bias`` with int4 weights and one fp32 scale per ``group_size`` values of
-    each output row: symmetric, ``q = round(w / scale)`` in [-8, 7], the scale the one of
-    ``INT4_CLIP_STEPS`` clippings of ``max|w| / 7`` (down to 0.7 of it) with the least squared
-    error over the group (no calibration data: AWQ and GPTQ also weigh the error by activations).
-    Our kernel only (``tl_linear_i4``): activations rounded to 15 bits per row as for int8, each
-    group's products summed exactly in int32 and scaled into fp32.
+    """``y = x @ W.T + bias`` with int4 weights: ``w = q * block_scale * scale`` with ``q`` in
+    [-8, 7], an integer ``block_scale`` (1..63) per 32 values and an fp32 ``scale`` per run of 8
+    blocks (256 values; the row's last run may be shorter). 4.3 bits per weight.
 
-    Measured on SmolLM2-135M (the accuracy report's text, lm_head in int8 as the runner keeps
-    it): 64 values per scale without the search +60 % perplexity over fp32, with it +30 %; 32 values
-    per scale with it +12 % (docs/cpu-engine.md, "int4 weights").
+    Scales (:func:`quantize_int4`): each block's ideal scale is the one of ``INT4_CLIP_STEPS``
+    clippings of ``max|w| / 7`` (down to 0.7 of it) with the least squared error over the block
+    (no calibration data: AWQ and GPTQ also weigh the error by activations); the run's ``scale``
+    is its largest ideal scale / 63 and each block's the nearest integer multiple of it.
+    ``per_channel``: one scale per output row (``max|w| / 7``, every block scale 1), TensorRT-
+    LLM's W4A16.
 
-    Packing: each row is ``in / 2`` bytes in blocks of 32 values (16 bytes); byte ``t`` of a
-    block holds value ``t`` + 8 in its low nibble and value ``t + 16`` + 8 in its high one, so
-    one 16-byte load unpacks into the block's values in order.
+    Our kernel only (``tl_linear_i4``): activations rounded to 15 bits per row as for int8; the
+    unpacked block times its integer scale is summed exactly in int32 over the run, then scaled
+    into fp32 (once per 256 values: per block it cost more than the products). Packing: each row
+    is ``in / 2`` bytes in blocks of 32 values (16 bytes); byte ``t`` of a block holds value
+    ``t`` + 8 in its low nibble and value ``t + 16`` + 8 in its high one.
+
+    Accuracy on SmolLM2-135M: docs/cpu-engine.md, "int4 weights".
     """
 
-    def __init__(self, packed: torch.Tensor, scale: torch.Tensor,
+    def __init__(self, packed: torch.Tensor, block_scale: torch.Tensor, scale: torch.Tensor,
                  bias: torch.Tensor | None = None) -> None:
         self.kernels = cpu_kernels.load()
         if self.kernels is None:
             raise ValueError("weights: int4 needs our CPU kernels (cpu_kernels: AVX2 or "
                              "AVX-512, a C++ compiler); they cannot run here")
         self.out_features, self.in_features = packed.shape[0], 2 * packed.shape[1]
-        self.packed, self.scale, self.bias = packed.contiguous(), scale.float().contiguous(), bias
+        self.packed, self.block_scale = packed.contiguous(), block_scale.contiguous()
+        self.scale, self.bias = scale.float().contiguous(), bias
         self.backend = "kernels"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return cpu_kernels.linear(self.kernels, x, self.packed, self.bias, self.scale)
+        return cpu_kernels.linear(self.kernels, x, self.packed, self.bias, self.scale,
+                                  self.block_scale)
 
     def kernel_operands(self):
-        """``(weight, scale, bias)`` as our kernels take them."""
-        return self.packed, self.scale, self.bias
+        """``(weight, scale, bias, block scale)`` as our kernels take them."""
+        return self.packed, self.scale, self.bias, self.block_scale
 
     def dequantized(self) -> torch.Tensor:
         """The weight the kernel multiplies with, ``[out, in]`` fp32 (for references)."""
-        return unpack_int4(self.packed).float().mul_(
-            self.scale.repeat_interleave(cpu_kernels.int4_group(self.packed, self.scale), 1))
+        return dequantize_int4(self.packed, self.block_scale, self.scale)
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                   group_size: int = INT4_GROUP_SIZE) -> "Int4Linear":
-        return cls(*quantize_int4(weight, group_size), bias)
+                   per_channel: bool = False) -> "Int4Linear":
+        return cls(*quantize_int4(weight, per_channel), bias)
 
 
-def quantize_int4(weight: torch.Tensor, group_size: int = INT4_GROUP_SIZE
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(packed uint8 [out, in / 2], scale [out, in / group_size])`` (see ``Int4Linear``)."""
-    out_features, in_features = weight.shape
-    if group_size % INT4_BLOCK or in_features % group_size:
-        raise ValueError(f"weights: int4 needs input widths that are multiples of the group "
-                         f"size {group_size} (itself a multiple of {INT4_BLOCK}); this layer's "
-                         f"is {in_features}")
-    groups = weight.float().view(out_features, -1, group_size)
-    top = (groups.abs().amax(dim=2) / 7.0).clamp(min=1e-12)
-    scale, least = top, None
+def _block_scales(blocks: torch.Tensor) -> torch.Tensor:
+    """Per block of ``blocks [out, n, 32]``: the clipping of ``max|w| / 7`` with the least
+    squared error."""
+    top = (blocks.abs().amax(dim=2) / 7.0).clamp(min=1e-12)
+    best, least = top, None
     for fraction in torch.linspace(1.0, 0.7, INT4_CLIP_STEPS).tolist():
         trial = top * fraction
-        error = (torch.round(groups / trial[:, :, None]).clamp(-8, 7) * trial[:, :, None]
-                 - groups).square().sum(dim=2)
+        error = (torch.round(blocks / trial[:, :, None]).clamp(-8, 7) * trial[:, :, None]
+                 - blocks).square().sum(dim=2)
         better = error < least if least is not None else torch.ones_like(error, dtype=torch.bool)
-        scale = torch.where(better, trial, scale)
+        best = torch.where(better, trial, best)
         least = error if least is None else torch.where(better, error, least)
-    q = torch.round(groups / scale[:, :, None]).clamp(-8, 7).to(torch.int8)
-    blocks = (q.view(out_features, -1, 2, INT4_BLOCK // 2) + 8).to(torch.uint8)
-    packed = blocks[:, :, 0] | (blocks[:, :, 1] << 4)
-    return packed.reshape(out_features, in_features // 2).contiguous(), scale
+    return best
+
+
+def quantize_int4(weight: torch.Tensor, per_channel: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(packed uint8 [out, in / 2], block_scale uint8 [out, in / 32], scale fp32
+    [out, ceil(in / 256)])`` (see ``Int4Linear``)."""
+    out_features, in_features = weight.shape
+    if in_features % INT4_BLOCK:
+        raise ValueError(f"weights: int4 needs input widths that are multiples of "
+                         f"{INT4_BLOCK}; this layer's is {in_features}")
+    blocks = weight.float().view(out_features, -1, INT4_BLOCK)
+    count = blocks.shape[1]
+    runs = -(-count // INT4_RUN)
+    if per_channel:
+        row = (weight.float().abs().amax(dim=1) / 7.0).clamp(min=1e-12)
+        scale = row[:, None].expand(out_features, runs).contiguous()
+        block_scale = torch.ones(out_features, count, dtype=torch.uint8)
+    else:
+        ideal = _block_scales(blocks)
+        padded = torch.nn.functional.pad(ideal, (0, runs * INT4_RUN - count))
+        scale = padded.view(out_features, runs, INT4_RUN).amax(dim=2) / INT4_BLOCK_SCALE_MAX
+        per_block = scale.repeat_interleave(INT4_RUN, dim=1)[:, :count]
+        block_scale = torch.round(ideal / per_block).clamp(1, INT4_BLOCK_SCALE_MAX).to(torch.uint8)
+    step = block_scale.float() * scale.repeat_interleave(INT4_RUN, dim=1)[:, :count]
+    q = torch.round(blocks / step[:, :, None]).clamp(-8, 7).to(torch.int8)
+    nibbles = (q.view(out_features, count, 2, INT4_BLOCK // 2) + 8).to(torch.uint8)
+    packed = nibbles[:, :, 0] | (nibbles[:, :, 1] << 4)
+    return packed.reshape(out_features, in_features // 2).contiguous(), block_scale, scale
 
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
-    """The int8 values ``[out, in]`` of ``quantize_int4``'s packing."""
+    """The int8 values ``q [out, in]`` of ``quantize_int4``'s packing."""
     blocks = packed.view(packed.shape[0], -1, INT4_BLOCK // 2)
     low, high = (blocks & 0x0F).to(torch.int8) - 8, (blocks >> 4).to(torch.int8) - 8
     return torch.stack([low, high], dim=2).reshape(packed.shape[0], -1)
+
+
+def dequantize_int4(packed: torch.Tensor, block_scale: torch.Tensor, scale: torch.Tensor
+                    ) -> torch.Tensor:
+    """``q * block_scale * scale`` as ``[out, in]`` fp32."""
+    count = block_scale.shape[1]
+    step = block_scale.float() * scale.repeat_interleave(INT4_RUN, dim=1)[:, :count]
+    q = unpack_int4(packed).float().view(packed.shape[0], count, INT4_BLOCK)
+    return (q * step[:, :, None]).view(packed.shape[0], -1)

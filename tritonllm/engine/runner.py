@@ -11,7 +11,7 @@ inflight batching on CPU:
 
 - fp32 weights by default (greedy output equal to transformers'), or int8 weights per output
   channel (``weights: int8``, :class:`Int8Linear`: ~4x fewer bytes per step), or int4 weights
-  with a scale per 64 values (``weights: int4``, :class:`Int4Linear`: ~7x fewer);
+  with scales per block of 32 values (``weights: int4``, :class:`Int4Linear`: ~7x fewer);
   q/k/v fused into one weight and gate/up into another, so each layer runs 4 matmuls;
 - every linear layer runs once over all of the step's tokens flattened to ``[T, hidden]``
   (decode rows and prompt chunks together), so weights are read once per step (a decode step
@@ -46,8 +46,8 @@ import torch.nn.functional as F
 
 from tritonllm.engine import cpu_kernels, huge_pages
 from tritonllm.engine.config import EngineConfig
-from tritonllm.engine.linear import (INT4_GROUP_SIZE, KERNEL_MAX_ROWS, Int4Linear, Int8Linear,
-                                     Linear, int8_linear_works)
+from tritonllm.engine.linear import (KERNEL_MAX_ROWS, Int4Linear, Int8Linear, Linear,
+                                     int8_linear_works)
 from tritonllm.engine.scheduler import ScheduledBatch
 from tritonllm.engine.step_inputs import (StepTensors, attention_tables, decode_blocks,
                                           decode_runs, logit_positions, prefill_specs,
@@ -59,7 +59,6 @@ from tritonllm.engine.weights import (LayerWeights, head_dim, is_trtllm_checkpoi
 log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("llama",)
-PER_CHANNEL = 0  # ``int4_group``: one int4 scale per output row (TensorRT-LLM's W4A16)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -97,14 +96,14 @@ class ModelRunner:
 
     def __init__(self, hf_config, state_dict: Mapping[str, torch.Tensor],
                  config: EngineConfig, weights: str | None = None,
-                 int4_group: int = INT4_GROUP_SIZE) -> None:
+                 int4_per_channel: bool = False) -> None:
         """``weights``: ``fp32``, ``int8`` (:class:`Int8Linear`) or ``int4``
-        (:class:`Int4Linear`, ``int4_group`` values per scale); None: ``config.weights``
-        (``auto``: fp32)."""
+        (:class:`Int4Linear`; ``int4_per_channel``: one scale per output row); None:
+        ``config.weights`` (``auto``: fp32)."""
         self._check_model(hf_config, config)
         mode = config.weights if weights is None else weights
         self.weight_mode = "fp32" if mode == "auto" else mode
-        self.int8, self.int4_group = self.weight_mode == "int8", int4_group
+        self.int8, self.int4_per_channel = self.weight_mode == "int8", int4_per_channel
         if self.int8 and not int8_linear_works():
             raise ValueError("weights: int8 needs our CPU kernels (cpu_kernels: AVX2 or AVX-512, "
                              "a C++ compiler) or fbgemm's dynamic int8 linear; neither works here")
@@ -119,8 +118,8 @@ class ModelRunner:
         self.hidden_size = hf_config.hidden_size
         self.vocab_size = hf_config.vocab_size
         self.eps = hf_config.rms_norm_eps
-        # int4 keeps lm_head in int8 (as llama.cpp's Q4 types keep theirs at 6 bits or more):
-        # SmolLM2's perplexity +12 % with it, +22 % with an int4 lm_head (linear.py, Int4Linear)
+        # int4 keeps lm_head in int8, as llama.cpp's Q4 types keep theirs at 6 bits or more
+        # (docs/cpu-engine.md, "int4 weights": what an int4 lm_head costs SmolLM2)
         head = Int8Linear.from_float if self.weight_mode == "int4" else None
         self.weights = load_weights(hf_config, state_dict, self._linear, head)
         in_huge_pages = self.huge_pages and self.kernels is not None
@@ -176,10 +175,9 @@ class ModelRunner:
         algo = (trtllm_checkpoint.read_config(path).get("quantization") or {}).get("quant_algo")
         hf_config, state = trtllm_checkpoint.load_as_hf(path, **hf_config_overrides)
         if config.weights == "auto" and algo in ("W8A16", "W4A16"):
-            # W4A16: TensorRT-LLM's int4 weight-only is one scale per output channel, so one
-            # group spans the whole row (a group size no width shares: chosen per layer below)
+            # W4A16: TensorRT-LLM's int4 weight-only has one scale per output channel
             return cls(hf_config, state, config, weights="int8" if algo == "W8A16" else "int4",
-                       int4_group=PER_CHANNEL)
+                       int4_per_channel=True)
         return cls(hf_config, state, config)
 
     @classmethod
@@ -225,8 +223,7 @@ class ModelRunner:
 
     def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None):
         if self.weight_mode == "int4":
-            group = weight.shape[1] if self.int4_group == PER_CHANNEL else self.int4_group
-            return Int4Linear.from_float(weight, bias, group)
+            return Int4Linear.from_float(weight, bias, self.int4_per_channel)
         return Int8Linear.from_float(weight, bias) if self.int8 else Linear(weight, bias)
 
     def sharing_weights(self, config: EngineConfig) -> "ModelRunner":

@@ -146,7 +146,8 @@ def pack_in_huge_pages(weights: ModelWeights) -> None:
     ``lm_head``) is copied once. Only plain tensors, which our kernels read: nothing is packed
     when a linear layer runs on oneDNN's or fbgemm's packed weights."""
     def linear(layer) -> list[tuple[object, str]]:
-        return [(layer, name) for name in ("weight", "qweight", "packed", "scale", "bias")
+        names = ("weight", "qweight", "packed", "block_scale", "scale", "bias")
+        return [(layer, name) for name in names
                 if isinstance(getattr(layer, name, None), torch.Tensor)]
 
     if any(layer.backend != "kernels" for layer in weights.linears()):

@@ -3,8 +3,8 @@
 // each is used). Only the linear layers differ between the two builds (see "vectors" below).
 //
 //   tl_linear_f32 / tl_linear_i8 / tl_linear_i4: y[M,N] = x[M,K] . w[N,K]^T (* scale[N])
-//     (+ bias[N]); w fp32, int8 with one fp32 scale per row (weight-only int8), or int4 with one
-//     scale per group of values (see Int4). For int8 and int4, each row of x is rounded
+//     (+ bias[N]); w fp32, int8 with one fp32 scale per row (weight-only int8), or int4 with
+//     scales per block of 32 values (see Int4). For int8 and int4, each row of x is rounded
 //     to 15-bit integers with its own scale (error <= 2^-15 of the row's largest value, far
 //     below the weights' own int8 rounding) and products are summed exactly in int32.
 //     A decode step is bound by reading w, so each w row is read from memory once per call and
@@ -190,14 +190,18 @@ inline void tile(const int16_t* x, int64_t K, const int8_t* w, float out[MR][NR]
         }
 }
 
-// int4 weights, group-wise: row n holds K / 2 bytes in blocks of 32 values (16 bytes; byte t
-// holds value t + 8 in its low nibble and value t + 16 + 8 in its high one), and one fp32 scale
-// per `group` values (a multiple of 32). x arrives as int16 as for int8; each group's products
-// are summed exactly in int32 (|sum| <= group * 8 * 2^14), then scaled into an fp32 total.
+// int4 weights: row n holds K / 2 bytes in blocks of 32 values (16 bytes; byte t holds value
+// t + 8 in its low nibble and value t + 16 + 8 in its high one). Each block has an integer
+// scale 1..63 (sub, K / 32 per row) and each run of SUPER blocks one fp32 scale (scale): a
+// weight is q * sub * scale. Multiplying the unpacked block by its sub-scale (once, for every
+// row of x) lets a whole run sum in int32 (|sum| <= 16 pairs * 2 * 2^14 * 8 * 63 per lane, AVX2),
+// so the float conversion and scaling happen once per SUPER * 32 values, not per block.
+constexpr int64_t SUPER = 8;
+
 struct Int4 {
     const uint8_t* w;
-    const float* scale;  // [N, K / group]
-    int64_t group;
+    const uint8_t* sub;  // [N, K / 32]
+    const float* scale;  // [N, ceil(K / 32 / SUPER)]
 };
 
 // Piece `piece` of a block's 32 values as int16 (AVX-512: the whole block; AVX2: values
@@ -215,38 +219,49 @@ inline vint unpack_piece(__m128i bytes, int piece) {
 #endif
 }
 
-// Each group's int32 sums are scaled into fp32 vector totals (a horizontal sum per group would
-// cost more than the group's products).
+#if TL_AVX512
+inline vint iset1(int16_t v) { return _mm512_set1_epi16(v); }
+inline vint imul(vint a, vint b) { return _mm512_mullo_epi16(a, b); }
+#else
+inline vint iset1(int16_t v) { return _mm256_set1_epi16(v); }
+inline vint imul(vint a, vint b) { return _mm256_mullo_epi16(a, b); }
+#endif
+
 template <int MR, int NR>
 inline void tile(const int16_t* x, int64_t K, const Int4& w4, int64_t n, float out[MR][NR]) {
-    const int64_t row_bytes = K / 2, groups = K / w4.group;
+    const int64_t row_bytes = K / 2, blocks = K / 32, supers = (blocks + SUPER - 1) / SUPER;
     const uint8_t* w = w4.w + n * row_bytes;
-    const float* scale = w4.scale + n * groups;
+    const uint8_t* sub = w4.sub + n * blocks;
+    const float* scale = w4.scale + n * supers;
     vfloat total[MR][NR];
     for (int i = 0; i < MR; ++i)
         for (int j = 0; j < NR; ++j) total[i][j] = vzero();
-    for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t s = 0; s < supers; ++s) {
         vint acc[MR][NR];
         for (int i = 0; i < MR; ++i)
             for (int j = 0; j < NR; ++j) acc[i][j] = izero();
-        for (int64_t k = g * w4.group; k < (g + 1) * w4.group; k += 32) {
+        const int64_t b1 = (s + 1) * SUPER < blocks ? (s + 1) * SUPER : blocks;
+        for (int64_t b = s * SUPER; b < b1; ++b) {
             // the next NR rows, a block each per block of these: they stream in meanwhile
-            _mm_prefetch((const char*)(w + NR * row_bytes) + k / 2 * NR, _MM_HINT_T0);
+            _mm_prefetch((const char*)(w + NR * row_bytes) + b * 16 * NR, _MM_HINT_T0);
             __m128i bytes[NR];
-            for (int j = 0; j < NR; ++j)
-                bytes[j] = _mm_loadu_si128((const __m128i*)(w + j * row_bytes + k / 2));
+            vint factor[NR];
+            for (int j = 0; j < NR; ++j) {
+                bytes[j] = _mm_loadu_si128((const __m128i*)(w + j * row_bytes + b * 16));
+                factor[j] = iset1((int16_t)sub[j * blocks + b]);
+            }
             for (int piece = 0; piece < PIECES; ++piece) {
                 vint wv[NR];
-                for (int j = 0; j < NR; ++j) wv[j] = unpack_piece(bytes[j], piece);
+                for (int j = 0; j < NR; ++j) wv[j] = imul(unpack_piece(bytes[j], piece), factor[j]);
                 for (int i = 0; i < MR; ++i) {
-                    const vint xv = load_x(x + i * K + k + piece * VI);
+                    const vint xv = load_x(x + i * K + b * 32 + piece * VI);
                     for (int j = 0; j < NR; ++j) acc[i][j] = dot_add(acc[i][j], xv, wv[j]);
                 }
             }
         }
         for (int j = 0; j < NR; ++j) {
-            const vfloat s = vset1(scale[j * groups + g]);
-            for (int i = 0; i < MR; ++i) total[i][j] = vfma(to_float(acc[i][j]), s, total[i][j]);
+            const vfloat sv = vset1(scale[j * supers + s]);
+            for (int i = 0; i < MR; ++i) total[i][j] = vfma(to_float(acc[i][j]), sv, total[i][j]);
         }
     }
     for (int i = 0; i < MR; ++i)
@@ -386,8 +401,8 @@ void linear_rows(const Linear& op, const X* x, int64_t M, const W* w, int nthrea
             else if (M == 3) op.rows<3, 6>(x, M, w, n0, n1);
             else op.rows<4, 6>(x, M, w, n0, n1);
         } else if constexpr (std::is_same_v<W, Int4>) {
-            // int4 keeps fp32 totals beside its int32 sums: 1 x 6 at 1 row (1.3x 1 x 8, which
-            // spills), 4 x 2 from 2 rows
+            // int4 keeps fp32 totals and block scales beside its int32 sums: 1 x 6 at 1 row
+            // (1 x 8 spills), 4 x 2 from 2 rows (measured about equal to 2 x 4, 4 x 3, 3 x 3)
             if (M == 1) op.rows<1, 6>(x, M, w, n0, n1);
             else op.rows<4, 2>(x, M, w, n0, n1);
         } else {
@@ -718,17 +733,18 @@ void rms_norm(const float* x, const float* weight, int64_t rows, int64_t n, floa
 
 // One decoder layer's weights, as weights.py's LayerWeights holds them (fused q/k/v and
 // gate/up); w_* are fp32, int8 (then s_* are the per-row scales) or int4 (packed as Int4
-// reads them, s_* the group scales); b_* may be null.
+// reads them, u_* its block scales and s_* its run scales); b_* may be null.
 enum WeightKind : int64_t { FP32 = 0, INT8 = 1, INT4 = 2 };
 
 struct LayerC {
     const float* input_norm;
     const float* post_norm;
-    const void* w_qkv; const float* s_qkv; const float* b_qkv; int64_t g_qkv;
-    const void* w_o; const float* s_o; const float* b_o; int64_t g_o;
-    const void* w_gate_up; const float* s_gate_up; const float* b_gate_up; int64_t g_gate_up;
-    const void* w_down; const float* s_down; const float* b_down; int64_t g_down;
-    int64_t kind;  // WeightKind; g_*: int4's values per scale (0 otherwise)
+    const void* w_qkv; const float* s_qkv; const float* b_qkv; const uint8_t* u_qkv;
+    const void* w_o; const float* s_o; const float* b_o; const uint8_t* u_o;
+    const void* w_gate_up; const float* s_gate_up; const float* b_gate_up;
+    const uint8_t* u_gate_up;
+    const void* w_down; const float* s_down; const float* b_down; const uint8_t* u_down;
+    int64_t kind;  // WeightKind
 };
 
 // A step of B tokens, shapes of the model. Each token attends like a decode row: its own
@@ -749,10 +765,10 @@ struct StepC {
 namespace {
 
 void layer_linear(const StepC& s, const float* x, int64_t K, const void* w, const float* scale,
-                  const float* bias, int64_t group, int64_t N, float* y, bool accumulate,
+                  const float* bias, const uint8_t* sub, int64_t N, float* y, bool accumulate,
                   int64_t kind) {
     if (kind == INT4)
-        linear(x, s.B, K, Int4{(const uint8_t*)w, scale, group}, N, bias, y, s.nthreads,
+        linear(x, s.B, K, Int4{(const uint8_t*)w, sub, scale}, N, bias, y, s.nthreads,
                accumulate);
     else if (kind == INT8)
         linear(x, s.B, K, (const int8_t*)w, N, scale, bias, y, s.nthreads, accumulate);
@@ -793,7 +809,7 @@ static void tl_decoder_layer(const LayerC* w, const StepC* step, float* x, float
     float* q = gate_up + B * 2 * inter;  // the rotated queries, [B, H, d] for the attention
 
     rms_norm(x, w->input_norm, B, hidden, s.eps, normed);
-    layer_linear(s, normed, hidden, w->w_qkv, w->s_qkv, w->b_qkv, w->g_qkv, qkv_rows, qkv, false,
+    layer_linear(s, normed, hidden, w->w_qkv, w->s_qkv, w->b_qkv, w->u_qkv, qkv_rows, qkv, false,
                  w->kind);
     for (int64_t b = 0; b < B; ++b) {
         float* row = qkv + b * qkv_rows;
@@ -807,17 +823,17 @@ static void tl_decoder_layer(const LayerC* w, const StepC* step, float* x, float
     }
     decode_attention(q, B, H, KV, d, k_cache, v_cache, s.tables, s.width, s.contexts,
                      s.block_size, s.softmax_scale, attn, s.nthreads);
-    layer_linear(s, attn, H * d, w->w_o, w->s_o, w->b_o, w->g_o, hidden, x, true, w->kind);
+    layer_linear(s, attn, H * d, w->w_o, w->s_o, w->b_o, w->u_o, hidden, x, true, w->kind);
 
     rms_norm(x, w->post_norm, B, hidden, s.eps, normed);
-    layer_linear(s, normed, hidden, w->w_gate_up, w->s_gate_up, w->b_gate_up, w->g_gate_up,
+    layer_linear(s, normed, hidden, w->w_gate_up, w->s_gate_up, w->b_gate_up, w->u_gate_up,
                  2 * inter, gate_up, false, w->kind);
     for (int64_t b = 0; b < B; ++b)  // silu(gate) * up, into the gate half
         silu_mul(gate_up + b * 2 * inter, gate_up + b * 2 * inter + inter, inter);
     // down reads rows of `inter` values spaced 2 * inter apart: compact them first
     for (int64_t b = 1; b < B; ++b)
         for (int64_t i = 0; i < inter; ++i) gate_up[b * inter + i] = gate_up[b * 2 * inter + i];
-    layer_linear(s, gate_up, inter, w->w_down, w->s_down, w->b_down, w->g_down, hidden, x, true,
+    layer_linear(s, gate_up, inter, w->w_down, w->s_down, w->b_down, w->u_down, hidden, x, true,
                  w->kind);
 }
 
@@ -840,11 +856,11 @@ void tl_linear_i8(const float* x, int64_t M, int64_t K, const int8_t* w, const f
     linear(x, M, K, w, N, scale, bias, y, nthreads);
 }
 
-// w: int4 packed as Int4 reads it, [N, K / 2] bytes; scale: [N, K / group] (group a multiple
-// of 32 dividing K).
-void tl_linear_i4(const float* x, int64_t M, int64_t K, const uint8_t* w, const float* scale,
-                  int64_t group, int64_t N, const float* bias, float* y, int nthreads) {
-    linear(x, M, K, Int4{w, scale, group}, N, bias, y, nthreads);
+// w: int4 packed as Int4 reads it, [N, K / 2] bytes (K a multiple of 32); sub: [N, K / 32]
+// block scales 1..63; scale: [N, ceil(K / 32 / 8)].
+void tl_linear_i4(const float* x, int64_t M, int64_t K, const uint8_t* w, const uint8_t* sub,
+                  const float* scale, int64_t N, const float* bias, float* y, int nthreads) {
+    linear(x, M, K, Int4{w, sub, scale}, N, bias, y, nthreads);
 }
 
 // Greedy choice for each of R rows of logits [R, V]: token[r] and its log-probability.
