@@ -191,7 +191,7 @@ def check_simulable(modes: list[str]) -> None:
 
 
 _ENGINE_SETTINGS = {"fp32": "weights fp32", "int8": "weights int8 per channel",
-                    "int4": "weights int4, a scale per 32 values (lm_head int8)"}
+                    "int4": "weights int4, scales per 32 and per 256 values (lm_head int8)"}
 
 
 def engine_outputs(model_dir: Path, weights: str, heldout: list[torch.Tensor],
