@@ -96,11 +96,17 @@ accuracy: model
 bench: model
 	$(BIN)/tritonllm bench serving --num-threads 1
 
-# The same workload on vLLM CPU and llama.cpp, back to back with ours in one run.
-# The first run installs them into ~/.cache/tritonllm/peers (llama.cpp: a 10+ minute build).
+# The same workloads on vLLM CPU, llama.cpp and OpenVINO GenAI, back to back with ours: each
+# weight type against the peers' like it, then the long-prompt workload. The first run installs
+# the peers into ~/.cache/tritonllm/peers (llama.cpp: a 10+ minute build).
+PEERS_RUN = $(BIN)/tritonllm bench serving --skip-transformers --install-peer --num-threads 2 --rounds 2
 bench-peers: model
-	$(BIN)/tritonllm bench serving --skip-transformers --install-peer \
-		--peer vllm --peer llama.cpp --gguf-type f32 f16 q8_0
+	$(PEERS_RUN) --peer vllm --peer llama.cpp --gguf-type f32 --peer openvino --openvino-weights fp32
+	$(PEERS_RUN) --weights int8 --peer llama.cpp --gguf-type q8_0 --peer openvino --openvino-weights int8
+	$(PEERS_RUN) --weights int4 --peer llama.cpp --gguf-type q4_k_m --peer openvino --openvino-weights int4
+	$(BIN)/tritonllm bench serving --skip-transformers --install-peer --num-threads 2 \
+		--workload long-prompt --concurrency 1 --requests 6 --max-input-len 4096 --max-seq-len 4160 \
+		--peer vllm --peer llama.cpp --gguf-type f32 --peer openvino --openvino-weights fp32
 
 bench-engine: model
 	$(BIN)/tritonllm bench engine --num-threads 1 --max-tokens-in-paged-kv-cache 8192 --profile
