@@ -101,3 +101,23 @@ def exact_request(prompt: list[int], max_new_tokens: int, **fields):
 
     return GenerationRequest(f"r-{time.monotonic_ns()}", prompt, max_new_tokens, end_id=2,
                              exclude_input_in_output=True, **fields)
+
+
+def smollm_quality(runner, smollm, tokens: int = 160) -> tuple[float, float]:
+    """``runner`` (SmolLM2 with quantized weights) against transformers' fp32 model on the first
+    ``tokens`` of the held-out text: (perplexity change in %, top-1 agreement)."""
+    import math
+
+    import torch
+
+    from tritonllm.build.corpus import HELDOUT
+
+    model, tokenizer = smollm
+    ids = tokenizer(HELDOUT, return_tensors="pt").input_ids[0][:tokens]
+    logits = runner.prompt_logits(ids.tolist())[:-1]
+    with torch.no_grad():
+        reference = model(ids[None]).logits[0, :-1]
+    nll = torch.nn.functional.cross_entropy(logits, ids[1:]).item()
+    reference_nll = torch.nn.functional.cross_entropy(reference, ids[1:]).item()
+    top1 = (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()
+    return 100 * (math.exp(nll - reference_nll) - 1), top1

@@ -4,14 +4,11 @@ layer, and SmolLM2's accuracy bound."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
-from tests.engine.engine_helpers import tiny_llama, tiny_runner
+from tests.engine.engine_helpers import smollm_quality, tiny_llama, tiny_runner
 from tests.engine.test_runner import fused_step_equals_op_by_op, torch_threads
-from tritonllm.build.corpus import HELDOUT
 from tritonllm.engine import EngineConfig, cpu_kernels
 from tritonllm.engine.linear import (INT4_BLOCK_SCALE_MAX, KERNEL_MAX_ROWS, Int4Linear,
                                      Int8Linear, _block_scales, dequantize_int4, quantize_int4,
@@ -119,18 +116,9 @@ def test_fused_int4_decode_layer_equals_the_torch_layer(threads, kernel_isa):
 
 def test_int4_smollm2_perplexity_and_top1_within_bounds(smollm_dir, smollm):
     needs_kernels()
-    model, tokenizer = smollm
-    ids = tokenizer(HELDOUT, return_tensors="pt").input_ids[0][:160]
     config = EngineConfig(max_batch_size=2, max_num_tokens=256, max_input_len=256,
                           max_seq_len=512, max_tokens_in_paged_kv_cache=512, num_threads=1,
                           weights="int4")
-    runner = ModelRunner.from_hf_dir(smollm_dir, config)
-    logits = runner.prompt_logits(ids.tolist())[:-1]
-    with torch.no_grad():
-        reference = model(ids[None]).logits[0, :-1]
-    nll = torch.nn.functional.cross_entropy(logits, ids[1:]).item()
-    reference_nll = torch.nn.functional.cross_entropy(reference, ids[1:]).item()
-    change_pct = 100 * (math.exp(nll - reference_nll) - 1)
-    top1 = (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()
+    change_pct, top1 = smollm_quality(ModelRunner.from_hf_dir(smollm_dir, config), smollm)
     # a broken kernel or packing gives perplexities in the thousands
     assert change_pct < 60.0 and top1 > 0.6, (change_pct, top1)

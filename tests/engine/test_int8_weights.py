@@ -6,12 +6,10 @@ top-1 agreement (README, "int8 weights"); the bounds here leave room for the sho
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
-from tritonllm.build.corpus import HELDOUT
+from tests.engine.engine_helpers import smollm_quality
 from tritonllm.engine import EngineConfig
 from tritonllm.engine import cpu_kernels
 from tritonllm.engine.linear import KERNEL_MAX_ROWS, Int8Linear
@@ -62,17 +60,9 @@ def test_unknown_weight_mode_names_the_field():
 
 
 def test_int8_smollm2_perplexity_and_top1_within_bounds(smollm_dir, smollm):
-    model, tokenizer = smollm
-    ids = tokenizer(HELDOUT, return_tensors="pt").input_ids[0][:160]
     runner = ModelRunner.from_hf_dir(smollm_dir, CONFIG)
     assert runner.int8 and isinstance(runner.weights.layers[0].down, Int8Linear)
-    logits = runner.prompt_logits(ids.tolist())[:-1]
-    with torch.no_grad():
-        reference = model(ids[None]).logits[0, :-1]
-    nll = torch.nn.functional.cross_entropy(logits, ids[1:]).item()
-    reference_nll = torch.nn.functional.cross_entropy(reference, ids[1:]).item()
-    change_pct = 100 * (math.exp(nll - reference_nll) - 1)
-    top1 = (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()
+    change_pct, top1 = smollm_quality(runner, smollm)
     assert change_pct < 2.0 and top1 > 0.9, (change_pct, top1)
 
 
