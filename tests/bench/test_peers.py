@@ -73,7 +73,8 @@ def test_llama_cpp_converts_each_type_once_per_checkpoint(tmp_path):
     assert flags["-m"] == str(q8.gguf_path(model)) and flags["-t"] == "2"
     assert flags["--parallel"] == "8" and command[-1] == "--cont-batching"
     assert flags["-c"] == str(8 * 4352)  # slots of 4,352 tokens: the long prompts fit
-    with pytest.raises(ValueError, match="gguf_type: must be one of f32, f16, q8_0, q4_k_m, got 'q4_1'"):
+    with pytest.raises(ValueError,
+                       match="gguf_type: must be one of f32, f16, q8_0, q4_k_m, got 'q4_1'"):
         peers.LlamaCppPeer(root, "q4_1")
     lookup = peers.LlamaCppPeer(root, "f32", extra_args=("--spec-type", "ngram-simple"))
     assert lookup.server_command(model, 9001)[-3:] == ["--cont-batching", "--spec-type",

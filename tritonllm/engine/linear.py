@@ -16,8 +16,9 @@ from tritonllm.engine import cpu_kernels
 log = logging.getLogger(__name__)
 
 
-# Up to this many rows (decode steps, small prompt chunks) our kernel multiplies; above it
-# oneDNN does (measured at M=64: equal; M=256: oneDNN 1.4x faster; docs/cpu-engine.md, "CPU kernels").
+# Up to this many rows (decode steps, small prompt chunks) our fp32 kernel multiplies; above it
+# oneDNN does (measured at M=64: equal; M=256: oneDNN 1.4x faster; docs/cpu-engine.md, "CPU
+# kernels"). int8 and int4 weights stay on our kernels at any M.
 KERNEL_MAX_ROWS = 32
 
 
@@ -197,7 +198,8 @@ def int8_linear_works() -> bool:
 
 
 INT4_BLOCK = 32  # values per block: 16 packed bytes and one integer scale
-INT4_RUN = 8  # blocks per fp32 scale
+INT4_RUN = 8  # blocks per fp32 scale: SUPER in csrc/cpu_kernels.cpp (the int4 kernel tests fail
+# if the two differ)
 INT4_BLOCK_SCALE_MAX = 63  # block scales are 1..63 (6 bits, as llama.cpp's K-quants)
 INT4_CLIP_STEPS = 13  # scales tried per block, from max|w| / 7 down to 0.7 of it
 

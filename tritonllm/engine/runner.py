@@ -1,8 +1,8 @@
 """The model runner: Llama weights, the one KV-cache tensor, and a lean batched forward step.
 
 The engine's torch code is this forward pass and its layers: ``weights.py`` (loading, fusing,
-packing), ``linear.py`` (fp32, int8 and int4 linear layers), ``step_inputs.py`` (a batch as the step's
-tensors), ``sampler.py`` and ``cpu_kernels.py`` (our C++ kernels' torch-facing calls); the
+packing), ``linear.py`` (fp32, int8 and int4 linear layers), ``step_inputs.py`` (a batch as the
+step's tensors), ``sampler.py`` and ``cpu_kernels.py`` (our C++ kernels' torch-facing calls); the
 scheduling layers stay torch-free. Transformers does what it does well here: config parsing
 (``AutoConfig``), RoPE frequencies for every ``rope_type`` (``LlamaRotaryEmbedding`` over
 ``ROPE_INIT_FUNCTIONS``: default, linear, dynamic, llama3, yarn) and checkpoint loading

@@ -196,7 +196,7 @@ inline void tile(const int16_t* x, int64_t K, const int8_t* w, float out[MR][NR]
 // weight is q * sub * scale. Multiplying the unpacked block by its sub-scale (once, for every
 // row of x) lets a whole run sum in int32 (|sum| <= 16 pairs * 2 * 2^14 * 8 * 63 per lane, AVX2),
 // so the float conversion and scaling happen once per SUPER * 32 values, not per block.
-constexpr int64_t SUPER = 8;
+constexpr int64_t SUPER = 8;  // INT4_RUN in linear.py, which packs the scales
 
 struct Int4 {
     const uint8_t* w;
