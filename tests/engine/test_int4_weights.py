@@ -51,11 +51,15 @@ def test_the_clipping_search_never_loses_to_max_over_7():
     assert (error(chosen) <= error(plain) + 1e-6).all() and (error(chosen) < error(plain)).any()
 
 
-def test_per_channel_int4_has_one_scale_per_row():
+def test_per_channel_int4_is_tensorrt_llms_rounding():
+    """One scale per row, max|w| / 8, round, clip to [-8, 7] (TensorRT-LLM's
+    ``symmetric_quantize``, cutlass_preprocessors.cpp): the row's largest |w| lands on 7 when
+    positive (8, clipped), on -8 when negative."""
     weight = torch.randn(8, 96)
     packed, block_scale, scale = quantize_int4(weight, per_channel=True)
     assert (block_scale == 1).all()
-    assert torch.allclose(scale, (weight.abs().amax(dim=1, keepdim=True) / 7).expand(8, 1))
+    assert scale.shape == (8, 1)  # 96 values: one run
+    assert torch.allclose(scale, weight.abs().amax(dim=1, keepdim=True) / 8)
     assert torch.equal(unpack_int4(packed),
                        torch.round(weight / scale[:, :1]).clamp(-8, 7).to(torch.int8))
 

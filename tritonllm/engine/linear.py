@@ -213,8 +213,10 @@ class Int4Linear:
     clippings of ``max|w| / 7`` (down to 0.7 of it) with the least squared error over the block
     (no calibration data: AWQ and GPTQ also weigh the error by activations); the run's ``scale``
     is its largest ideal scale / 63 and each block's the nearest integer multiple of it.
-    ``per_channel``: one scale per output row (``max|w| / 7``, every block scale 1), TensorRT-
-    LLM's W4A16.
+    ``per_channel``: one scale per output row and every block scale 1, as TensorRT-LLM quantizes
+    a W4A16 checkpoint at build time (``symmetric_quantize`` in
+    ``cpp/tensorrt_llm/kernels/cutlass_kernels/cutlass_preprocessors.cpp``: ``max|w| / 8``,
+    rounded, clipped to [-8, 7]).
 
     Our kernel only (``tl_linear_i4``): activations rounded to 15 bits per row as for int8; the
     unpacked block times its integer scale is summed exactly in int32 over the run, then scaled
@@ -280,8 +282,8 @@ def quantize_int4(weight: torch.Tensor, per_channel: bool = False
     blocks = weight.float().view(out_features, -1, INT4_BLOCK)
     count = blocks.shape[1]
     runs = -(-count // INT4_RUN)
-    if per_channel:
-        row = (weight.float().abs().amax(dim=1) / 7.0).clamp(min=1e-12)
+    if per_channel:  # TensorRT-LLM's symmetric_quantize: max|w| / 2^(bits - 1), then clip
+        row = (weight.float().abs().amax(dim=1) / 8.0).clamp(min=1e-12)
         scale = row[:, None].expand(out_features, runs).contiguous()
         block_scale = torch.ones(out_features, count, dtype=torch.uint8)
     else:
