@@ -12,7 +12,7 @@ import torch
 from tests.engine.engine_helpers import smollm_quality
 from tritonllm.engine import EngineConfig
 from tritonllm.engine import cpu_kernels
-from tritonllm.engine.linear import KERNEL_MAX_ROWS, Int8Linear
+from tritonllm.engine.linear import KERNEL_MAX_ROWS, Int8Linear, quantize_per_channel
 from tritonllm.engine.runner import ModelRunner
 
 CONFIG = EngineConfig(max_batch_size=2, max_num_tokens=256, max_input_len=256, max_seq_len=512,
@@ -68,15 +68,25 @@ def test_int8_smollm2_perplexity_and_top1_within_bounds(smollm_dir, smollm):
 
 @pytest.mark.parametrize("k", [4096 + 45, 3 * 4096])
 def test_int8_kernel_sums_long_rows_without_overflow(k, kernel_isa):
-    """Every product at its largest (x at the top of its 15-bit grid, weights at +-127) over rows
-    longer than the kernel's int32 stretch (4096 values; Llama 3 8B's down projection has 14336):
-    the sums spill to fp32 in time and stay exact."""
+    """Every product at its largest (x at the top of its 15-bit grid, weights at -128 and 127)
+    over rows longer than the kernel's int32 stretch (4096 values; Llama 3 8B's down projection
+    has 14336): the sums spill to fp32 in time and stay exact."""
     if cpu_kernels.load() is None:
         pytest.skip("our CPU kernels are unavailable here")
     signs = torch.tensor([1.0, -1.0, 1.0])[:, None]
     weight = signs * torch.ones(3, k)
     linear = Int8Linear.from_float(weight, backend="kernels")
-    assert (linear.qweight.abs() == 127).all()
+    assert linear.qweight.tolist() == [[127] * k, [-128] * k, [127] * k]  # max|w| / 128, clipped
     x = torch.full((2, k), 2.5)
-    y = linear(x)
-    assert torch.allclose(y, (2.5 * k) * signs[:, 0].expand(2, 3), rtol=1e-6)
+    expected = 2.5 * k * torch.tensor([127 / 128, -1.0, 127 / 128])
+    assert torch.allclose(linear(x), expected.expand(2, 3), rtol=1e-6)
+
+
+def test_int8_rounding_is_tensorrt_llms():
+    """``symmetric_quantize`` (TensorRT-LLM, cutlass_preprocessors.cpp): max|w| / 128 per output
+    channel, round, clip to [-128, 127]."""
+    weight = torch.randn(6, 40, generator=torch.Generator().manual_seed(5))
+    q, scale = quantize_per_channel(weight)
+    assert torch.allclose(scale, weight.abs().amax(dim=1) / 128)
+    assert torch.equal(q.float(), torch.round(weight / scale[:, None]).clamp(-128, 127))
+    assert q.min() == -128 or q.max() == 127  # each row's largest |w| lands on the grid's end

@@ -39,7 +39,7 @@ describe both the GPU engine and this CPU twin:
   speculation; :mod:`tritonllm.engine.draft_model`).
 - ``weights``: how linear-layer weights are stored and multiplied. ``fp32`` (the default for
   every checkpoint but W8A16/W4A16): fp32, greedy output equal to transformers'. ``int8``: int8
-  per output channel (scale = max|w| / 127, TensorRT-LLM's weight-only recipe), 4x fewer bytes
+  per output channel (scale = max|w| / 128, TensorRT-LLM's weight-only recipe), 4x fewer bytes
   read per step, perplexity within ~1 % (docs/cpu-engine.md, "int8 weights"); our int8 kernel
   where it builds (``cpu_kernels``), fbgemm's dynamic int8 kernels otherwise. ``int4``: int4
   with an integer scale per 32 values and an fp32 one per 256 (``Int4Linear``), lm_head in

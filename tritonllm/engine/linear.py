@@ -166,11 +166,13 @@ class Int8Linear:
 
 
 def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 per output channel: ``scale = max|w_row| / 127``, ``q = round(w / scale)``
-    (what TensorRT-LLM does to a W8A16 checkpoint's weights when it builds the engine)."""
+    """Symmetric int8 per output channel: ``scale = max|w_row| / 128``, ``q = round(w / scale)``
+    clipped to [-128, 127]: what TensorRT-LLM does to a W8A16 checkpoint's weights when it builds
+    the engine (``symmetric_quantize`` in
+    ``cpp/tensorrt_llm/kernels/cutlass_kernels/cutlass_preprocessors.cpp``, commit 05316d33)."""
     weight = weight.float()
-    scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
-    q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    scale = (weight.abs().amax(dim=1) / 128.0).clamp(min=1e-12)
+    q = torch.round(weight / scale[:, None]).clamp(-128, 127).to(torch.int8)
     return q.contiguous(), scale
 
 

@@ -153,7 +153,7 @@ inline void tile_x_in_registers(const float* x, int64_t K, const float* w, float
 
 // int8 weights: x arrives as int16 (X_BITS bits, one scale per row) and the products of each
 // pair are summed in int32 (dot_add); widening each weight to fp32 instead was limited by the
-// conversions, not by memory. |pair sum| <= 2 * 127 * 2^14 and a lane takes one pair per VI
+// conversions, not by memory. |pair sum| <= 2 * 128 * 2^14 and a lane takes one pair per VI
 // values, so int32 holds the sum of FLUSH_K products per lane; longer rows spill to fp32 every
 // FLUSH_K values.
 constexpr int X_BITS = 15;              // |x_q| <= 2^14 - 1 = 16383
