@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import statistics
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -124,25 +122,14 @@ def ceiling_tok_s(params: int, weight_bytes: int, tokens: int, limits: Limits, i
     return tokens / max(compute, memory), "memory" if memory > compute else "compute"
 
 
-def _median_s(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure_engine(model_dir, config, limits: list[Limits], rows_list: list[int],
                    prompt_tokens: int, reps: int) -> list[Ceiling]:
     import torch
 
-    from tritonllm.bench.step_profile import _sequences, decode_batch, weight_bytes
+    from tritonllm.bench.step_profile import decode_batch, median_ms, sequences, weight_bytes
     from tritonllm.engine import kernel_build
     from tritonllm.engine.runner import ModelRunner
     from tritonllm.engine.sampler import Sampler
-    from tritonllm.engine.scheduler import ScheduledBatch
 
     isa = kernel_build.status().isa
     isa_name = isa.name if isa is not None else kernel_build.ISAS[-1].name
@@ -156,7 +143,7 @@ def measure_engine(model_dir, config, limits: list[Limits], rows_list: list[int]
             runner.set_threads(lim.threads)
             for rows in rows_list:
                 batch = decode_batch(runner, rows, context=64)
-                seqs = _sequences(rows)
+                seqs = sequences(rows)
 
                 def step():
                     logits = runner.forward(batch)
@@ -164,19 +151,14 @@ def measure_engine(model_dir, config, limits: list[Limits], rows_list: list[int]
                 ceiling, bound = ceiling_tok_s(params, nbytes, rows, lim, integer, isa_name,
                                                decode=True)
                 out.append(Ceiling(weights, f"decode B={rows}", lim.threads, bound, ceiling,
-                                   rows / _median_s(step, reps)))
-            size = config.tokens_per_block
-            prompt = ScheduledBatch(
-                query_lens=[prompt_tokens], context_lens=[prompt_tokens],
-                block_tables=[list(range(-(-prompt_tokens // size)))], sample=[True],
-                input_ids=[100 + i % 1000 for i in range(prompt_tokens)],
-                positions=list(range(prompt_tokens)), slot_mapping=list(range(prompt_tokens)))
+                                   1000 * rows / median_ms(step, reps)))
+            prompt = runner.prompt_batch([100 + i % 1000 for i in range(prompt_tokens)])
             ceiling, bound = ceiling_tok_s(params, nbytes, prompt_tokens, lim, integer,
                                            isa_name, decode=False)
             with torch.inference_mode():
-                seconds = _median_s(lambda: runner.forward(prompt), max(2, reps // 4))
+                ms = median_ms(lambda: runner.forward(prompt), max(2, reps // 4))
             out.append(Ceiling(weights, f"prefill {prompt_tokens}", lim.threads, bound, ceiling,
-                               prompt_tokens / seconds))
+                               1000 * prompt_tokens / ms))
     return out
 
 

@@ -55,7 +55,8 @@ def decode_batch(runner: ModelRunner, rows: int, context: int) -> ScheduledBatch
     return batch
 
 
-def _median_ms(fn, reps: int) -> float:
+def median_ms(fn, reps: int) -> float:
+    """The median of ``reps`` timed calls of ``fn`` after one warm-up call, in ms."""
     fn()  # warm-up
     times = []
     for _ in range(reps):
@@ -97,7 +98,7 @@ def phase_times(runner: ModelRunner, batch: ScheduledBatch) -> dict[str, float]:
     return spent
 
 
-def _sequences(rows: int) -> list[Sequence]:
+def sequences(rows: int) -> list[Sequence]:
     return [Sequence(i, GenerationRequest(f"p{i}", [1, 2, 3], 8), 0) for i in range(rows)]
 
 
@@ -141,7 +142,7 @@ def engine_overhead_ms(runner: ModelRunner, rows: int, steps: int = 12) -> float
 
 def read_bandwidth_gbs(megabytes: int = 256) -> float:
     data = torch.ones(megabytes * 2 ** 20 // 4)
-    seconds = _median_ms(data.sum, 5) / 1000
+    seconds = median_ms(data.sum, 5) / 1000
     return data.numel() * 4 / seconds / 1e9
 
 
@@ -161,18 +162,18 @@ def weight_bytes(runner: ModelRunner) -> int:
 def profile(runner: ModelRunner, rows: int, context: int, reps: int) -> dict[str, float]:
     """All figures of one (runner, batch size), in ms."""
     batch = decode_batch(runner, rows, context)
-    result = {"forward": _median_ms(lambda: runner.forward(batch), reps)}
+    result = {"forward": median_ms(lambda: runner.forward(batch), reps)}
     switch = "fuse_layers" if runner.kernel_layers is not None else "decode_views"
     setattr(runner, switch, False)
-    result["forward, op by op"] = _median_ms(lambda: runner.forward(batch), reps)
+    result["forward, op by op"] = median_ms(lambda: runner.forward(batch), reps)
     runs = [phase_times(runner, batch) for _ in range(max(3, reps // 2))]
     delattr(runner, switch)
     for name in PHASES:
         result[name] = 1000 * statistics.median(run[name] for run in runs)
     result["Python, other"] = result["forward, op by op"] - sum(result[name] for name in PHASES)
     logits = runner.forward(batch)
-    seqs = _sequences(rows)
-    result["sampling"] = _median_ms(lambda: Sampler().sample(logits, seqs, [[2]] * rows), reps)
+    seqs = sequences(rows)
+    result["sampling"] = median_ms(lambda: Sampler().sample(logits, seqs, [[2]] * rows), reps)
     return result
 
 

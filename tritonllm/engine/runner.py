@@ -283,16 +283,19 @@ class ModelRunner:
 
     def prompt_logits(self, token_ids: list[int]) -> torch.Tensor:
         """The next-token logits after every prefix of ``token_ids``, ``[n, vocab_size]``, from
-        one prefill in cache blocks ``0..`` (for scoring text, e.g. perplexity; never while an
-        engine serves from this runner)."""
+        one prefill (:meth:`prompt_batch`; for scoring text, e.g. perplexity)."""
+        return self.forward(self.prompt_batch(token_ids), all_tokens=True)
+
+    def prompt_batch(self, token_ids: list[int]) -> ScheduledBatch:
+        """``token_ids`` as one whole prompt in cache blocks ``0..`` (scoring text, timing a
+        prefill; never while an engine serves from this runner)."""
         n, size = len(token_ids), self.config.tokens_per_block
         if n > min(self.config.max_tokens_in_paged_kv_cache, self.config.max_seq_len):
             raise ValueError(f"token_ids: {n} tokens exceed the KV cache or max_seq_len")
-        batch = ScheduledBatch(query_lens=[n], context_lens=[n],
-                               block_tables=[list(range(-(-n // size)))], sample=[True],
-                               input_ids=list(token_ids), positions=list(range(n)),
-                               slot_mapping=list(range(n)))
-        return self.forward(batch, all_tokens=True)
+        return ScheduledBatch(query_lens=[n], context_lens=[n],
+                              block_tables=[list(range(-(-n // size)))], sample=[True],
+                              input_ids=list(token_ids), positions=list(range(n)),
+                              slot_mapping=list(range(n)))
 
     def prepare(self, batch: ScheduledBatch) -> StepTensors:
         """Turn the scheduler's lists into the step's index tensors."""
