@@ -147,15 +147,17 @@ def read_bandwidth_gbs(megabytes: int = 256) -> float:
 
 
 def weight_bytes(runner: ModelRunner) -> int:
-    """Bytes of the linear layers' weights and scales, as a decode step reads them."""
+    """Bytes of the linear layers' weights and scales, as a decode step reads them: what our
+    kernels take (``kernel_operands``), else 1 byte (fbgemm's int8) or 4 (oneDNN's fp32) per
+    weight."""
     total = 0
     for linear in runner.weights.linears():
-        for name in ("weight", "qweight", "packed", "scale"):
-            tensor = getattr(linear, name, None)
-            if isinstance(tensor, torch.Tensor) and not tensor.is_mkldnn:
-                total += tensor.numel() * tensor.element_size()
-            elif tensor is not None and name == "weight":  # oneDNN's packed fp32 weight
-                total += linear.in_features * linear.out_features * 4
+        if linear.backend == "kernels":
+            weight, scale, _, block_scale = linear.kernel_operands()
+            total += sum(t.numel() * t.element_size() for t in (weight, scale, block_scale)
+                         if t is not None)
+        else:
+            total += linear.in_features * linear.out_features * (1 if runner.int8 else 4)
     return total
 
 
