@@ -292,9 +292,9 @@ def quantize_int4(weight: torch.Tensor, per_channel: bool = False
         ideal = _block_scales(blocks)
         padded = torch.nn.functional.pad(ideal, (0, runs * INT4_RUN - count))
         scale = padded.view(out_features, runs, INT4_RUN).amax(dim=2) / INT4_BLOCK_SCALE_MAX
-        per_block = scale.repeat_interleave(INT4_RUN, dim=1)[:, :count]
-        block_scale = torch.round(ideal / per_block).clamp(1, INT4_BLOCK_SCALE_MAX).to(torch.uint8)
-    step = block_scale.float() * scale.repeat_interleave(INT4_RUN, dim=1)[:, :count]
+        block_scale = torch.round(ideal / _per_block(scale, count)).clamp(
+            1, INT4_BLOCK_SCALE_MAX).to(torch.uint8)
+    step = _block_steps(block_scale, scale)
     q = torch.round(blocks / step[:, :, None]).clamp(-8, 7).to(torch.int8)
     nibbles = (q.view(out_features, count, 2, INT4_BLOCK // 2) + 8).to(torch.uint8)
     packed = nibbles[:, :, 0] | (nibbles[:, :, 1] << 4)
@@ -311,7 +311,16 @@ def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
 def dequantize_int4(packed: torch.Tensor, block_scale: torch.Tensor, scale: torch.Tensor
                     ) -> torch.Tensor:
     """``q * block_scale * scale`` as ``[out, in]`` fp32."""
-    count = block_scale.shape[1]
-    step = block_scale.float() * scale.repeat_interleave(INT4_RUN, dim=1)[:, :count]
-    q = unpack_int4(packed).float().view(packed.shape[0], count, INT4_BLOCK)
+    step = _block_steps(block_scale, scale)
+    q = unpack_int4(packed).float().view(packed.shape[0], block_scale.shape[1], INT4_BLOCK)
     return (q * step[:, :, None]).view(packed.shape[0], -1)
+
+
+def _per_block(scale: torch.Tensor, count: int) -> torch.Tensor:
+    """Each of ``count`` blocks' run scale, ``[out, count]``."""
+    return scale.repeat_interleave(INT4_RUN, dim=1)[:, :count]
+
+
+def _block_steps(block_scale: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Each block's quantization step, ``block_scale * scale``, ``[out, blocks]``."""
+    return block_scale.float() * _per_block(scale, block_scale.shape[1])
