@@ -75,6 +75,8 @@ inline vint load_w(const int8_t* p) {
 }
 inline vint dot_add(vint acc, vint x, vint w) { return _mm512_dpwssd_epi32(acc, x, w); }
 inline vfloat to_float(vint v) { return _mm512_cvtepi32_ps(v); }
+inline vint iset1(int16_t v) { return _mm512_set1_epi16(v); }
+inline vint imul(vint a, vint b) { return _mm512_mullo_epi16(a, b); }
 #else
 #define TL_AVX512 0
 using vfloat = __m256;
@@ -96,6 +98,8 @@ inline vint dot_add(vint acc, vint x, vint w) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
 }
 inline vfloat to_float(vint v) { return _mm256_cvtepi32_ps(v); }
+inline vint iset1(int16_t v) { return _mm256_set1_epi16(v); }
+inline vint imul(vint a, vint b) { return _mm256_mullo_epi16(a, b); }
 #endif
 
 // out[i][j] = the lanes of acc[i][j] summed, plus the products of the last K - k values.
@@ -218,14 +222,6 @@ inline vint unpack_piece(__m128i bytes, int piece) {
     return _mm256_cvtepi8_epi16(piece == 0 ? lo : hi);
 #endif
 }
-
-#if TL_AVX512
-inline vint iset1(int16_t v) { return _mm512_set1_epi16(v); }
-inline vint imul(vint a, vint b) { return _mm512_mullo_epi16(a, b); }
-#else
-inline vint iset1(int16_t v) { return _mm256_set1_epi16(v); }
-inline vint imul(vint a, vint b) { return _mm256_mullo_epi16(a, b); }
-#endif
 
 template <int MR, int NR>
 inline void tile(const int16_t* x, int64_t K, const Int4& w4, int64_t n, float out[MR][NR]) {
@@ -434,9 +430,11 @@ void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, con
     linear_rows(Linear{K, N, nullptr, nullptr, bias, y, accumulate}, x, M, w, nthreads);
 }
 
-void linear(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N,
-            const float* scale, const float* bias, float* y, int nthreads,
-            bool accumulate = false) {
+// Integer weights (int8 and int4) meet x rounded to int16 rows: x_q in this thread's buffers.
+template <typename W>
+void linear_quantized_x(const float* x, int64_t M, int64_t K, const W* w, int64_t N,
+                        const float* scale, const float* bias, float* y, int nthreads,
+                        bool accumulate) {
     thread_local std::vector<int16_t> xq;
     thread_local std::vector<float> row_scale;
     xq.resize(M * K);
@@ -446,15 +444,15 @@ void linear(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N,
                 nthreads);
 }
 
+void linear(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N,
+            const float* scale, const float* bias, float* y, int nthreads,
+            bool accumulate = false) {
+    linear_quantized_x(x, M, K, w, N, scale, bias, y, nthreads, accumulate);
+}
+
 void linear(const float* x, int64_t M, int64_t K, const Int4& w, int64_t N, const float* bias,
             float* y, int nthreads, bool accumulate = false) {
-    thread_local std::vector<int16_t> xq;
-    thread_local std::vector<float> row_scale;
-    xq.resize(M * K);
-    row_scale.resize(M);
-    quantize_rows(x, M, K, xq.data(), row_scale.data());
-    linear_rows(Linear{K, N, nullptr, row_scale.data(), bias, y, accumulate}, xq.data(), M, &w,
-                nthreads);
+    linear_quantized_x(x, M, K, &w, N, nullptr, bias, y, nthreads, accumulate);
 }
 
 inline float dot(const float* a, const float* b, int64_t d) {
