@@ -40,7 +40,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonllm.bench.peer_steps import SERVED_MODEL, Step, checkpoint_key, pip, venv_step
+from tritonllm.bench.peer_steps import (SERVED_MODEL, Step, all_done, checkpoint_key, pip,
+                                       venv_step)
 from tritonllm.loadtest.providers import OpenAIStreamProvider
 from tritonllm.loadtest.workloads import Prompt
 
@@ -92,7 +93,7 @@ class OpenVinoPeer:
         ]
 
     def installed(self) -> bool:
-        return all(step.done.exists() for step in self.install_steps())
+        return all_done(self.install_steps())
 
     def ir_dir(self, model_dir: Path) -> Path:
         """One IR dir per checkpoint dir (its name and a hash of its resolved path) and weight

@@ -1,6 +1,7 @@
 """What every peer of :mod:`tritonllm.bench.peers` is built from: the install/prepare
 :class:`Step`, the virtualenv and pip command lines, the model id the peers answer to, and the
-key that tells one checkpoint's converted files from another's. Pure: no I/O."""
+key that tells one checkpoint's converted files from another's. Pure but for :func:`all_done`,
+which looks for files."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ class Step:
     @property
     def partial(self) -> Path:
         return self.done.with_name(self.done.name + ".part")
+
+
+def all_done(steps: list[Step]) -> bool:
+    """Whether every step has left its ``done`` file (a peer is installed when its install
+    steps all have)."""
+    return all(step.done.exists() for step in steps)
 
 
 def venv_step(venv: Path) -> Step:

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tritonllm.bench.openvino_peer import OpenVinoPeer
-from tritonllm.bench.peer_steps import SERVED_MODEL, Step, checkpoint_key, pip, venv_step
+from tritonllm.bench.peer_steps import (SERVED_MODEL, Step, all_done, checkpoint_key, pip,
+                                       venv_step)
 from tritonllm.loadtest.providers import OpenAIStreamProvider
 from tritonllm.loadtest.workloads import Prompt
 from tritonllm.process import die_with_parent
@@ -97,7 +98,7 @@ class VllmPeer:
         ]
 
     def installed(self) -> bool:
-        return all(step.done.exists() for step in self.install_steps())
+        return all_done(self.install_steps())
 
     def prepare_steps(self, model_dir: Path) -> list[Step]:
         return []  # serves the HF checkpoint as it is
@@ -179,7 +180,7 @@ class LlamaCppPeer:
         ]
 
     def installed(self) -> bool:
-        return all(step.done.exists() for step in self.install_steps())
+        return all_done(self.install_steps())
 
     def gguf_path(self, model_dir: Path) -> Path:
         """One GGUF per checkpoint dir (its name and a hash of its resolved path) and type."""
