@@ -1,8 +1,9 @@
 """The ``tritonllm`` command: one subcommand per user task.
 
 Each area adds its own subcommands through ``register(subparsers)`` in
-``tritonllm/<area>/cli.py`` (serve, build: plan/quantize/build ..., client: generate/chat,
-loadtest, deploy, bench, soak). Heavy libraries are imported inside the handlers so
+``tritonllm/<area>/cli.py`` (build: plan/quantize/build ..., client: generate/chat, loadtest,
+deploy, bench, soak, tune); ``serve`` is ``tritonllm/deploy/serve_cli.py``, above the build
+so that it can serve a profile. Heavy libraries are imported inside the handlers so
 ``tritonllm --help`` stays fast.
 """
 
@@ -12,9 +13,9 @@ import argparse
 import importlib
 import sys
 
-AREAS = ("tritonllm.serve.cli", "tritonllm.build.cli", "tritonllm.client.cli",
+AREAS = ("tritonllm.deploy.serve_cli", "tritonllm.build.cli", "tritonllm.client.cli",
          "tritonllm.loadtest.cli", "tritonllm.deploy.cli", "tritonllm.bench.cli",
-         "tritonllm.soak.cli")
+         "tritonllm.soak.cli", "tritonllm.tune.cli")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,10 @@ import pytest
 from tritonllm.gpu_stack import TENSORRT_LLM_VERSION
 from tritonllm.build.profile import load_profile
 from tritonllm.deploy import cache
-from tritonllm.deploy.entrypoint import (DeployError, EntrypointOptions, cpu_deployment,
+from tritonllm.build import source
+from tritonllm.build.planning import planner
+from tritonllm.build.repo_values import cpu_deployment
+from tritonllm.deploy.entrypoint import (DeployError, EntrypointOptions,
                                          describe, plan_gpu, run)
 from tritonllm.deploy.multinode import RSH_AGENT
 from tritonllm.deploy.node import NodeFacts
@@ -96,9 +99,11 @@ def test_cpu_profile_maps_to_the_serve_deployment(repo_root):
             deployment.engine.max_input_len, deployment.engine.max_seq_len) == (
         limits.max_batch_size, limits.max_num_tokens, limits.max_input_len, limits.max_seq_len)
     assert deployment.engine.tokens_per_block == profile.engine.tokens_per_block
-    kv_tokens = deployment.engine.max_tokens_in_paged_kv_cache
-    assert kv_tokens == limits.max_batch_size * limits.max_seq_len
+    plan = planner.plan(profile, source.model_arch(profile))
+    assert deployment.engine.max_tokens_in_paged_kv_cache == plan.kv_tokens  # as the build's
     assert deployment.triton_max_batch_size == profile.triton_max_batch_size
+    assert deployment.engine.enable_kv_cache_reuse == profile.serving.enable_kv_cache_reuse
+    assert deployment.engine.max_queue_size == profile.serving.max_queue_size
     assert cpu_deployment(None) == CpuDeployment()  # no profile: exactly `tritonllm serve`
 
 
@@ -106,7 +111,7 @@ def test_profile_from_env_and_dry_run(repo_root, capsys):
     env = {"TRITONLLM_PROFILE": str(repo_root / "build" / "smollm2-cpu.yaml")}
     assert run(EntrypointOptions(dry_run=True), env) == 0
     out = capsys.readouterr().out
-    assert "CPU twin: CpuDeployment(" in out and "model='default'" in out
+    assert "CPU twin: CpuDeployment(" in out and "SmolLM2-135M-Instruct'" in out
 
 
 def test_cli_refuses_a_gpu_profile_on_this_machine(repo_root):

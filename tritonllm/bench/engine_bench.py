@@ -174,7 +174,7 @@ def _pair(values: list[float]) -> str:
 # ---- command line --------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tritonllm.serve.cli import add_engine_options
+    from tritonllm.serve.engine_options import add_engine_options
 
     parser.add_argument("--model", default=None,
                         help="a local Hugging Face Llama checkpoint dir (default: SmolLM2)")
@@ -199,7 +199,7 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from tritonllm.serve.cli import engine_config
+    from tritonllm.serve.engine_options import engine_config
     from tritonllm.engine import LLMEngine
     from tritonllm.model_source import resolve_model_dir
     from tritonllm.tokenizer import TextCodec

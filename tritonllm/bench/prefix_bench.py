@@ -114,7 +114,7 @@ def report(sides: list[Side], concurrency: int) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tritonllm.serve.cli import add_engine_options
+    from tritonllm.serve.engine_options import add_engine_options
 
     parser.add_argument("--model", default=None,
                         help="a local Hugging Face Llama checkpoint dir (default: SmolLM2)")
@@ -128,7 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from tritonllm.serve.cli import engine_config
+    from tritonllm.serve.engine_options import engine_config
     from tritonllm.engine import LLMEngine
     from tritonllm.engine.runner import ModelRunner
     from tritonllm.loadtest.workloads import build_prompts, parse_spec

@@ -127,7 +127,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from tritonllm.bench.peer_bench import merge
-    from tritonllm.serve.cli import engine_config
+    from tritonllm.serve.engine_options import engine_config
     from tritonllm.model_source import resolve_model_dir
     from tritonllm.tokenizer import TextCodec
 

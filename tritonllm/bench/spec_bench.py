@@ -31,7 +31,7 @@ LLAMA_CPP_NGRAM = ("--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tritonllm.serve.cli import add_engine_options
+    from tritonllm.serve.engine_options import add_engine_options
 
     parser.add_argument("--model", default=None,
                         help="a local Hugging Face Llama checkpoint dir (default: SmolLM2)")
@@ -51,7 +51,7 @@ def run(args) -> int:
     from tritonllm.engine.runner import ModelRunner
     from tritonllm.engine.threads import on_own_thread, thread_budget
     from tritonllm.model_source import resolve_model_dir
-    from tritonllm.serve.cli import engine_config
+    from tritonllm.serve.engine_options import engine_config
     from tritonllm.tokenizer import TextCodec
 
     asked = engine_config(args)

@@ -12,9 +12,10 @@ backend's parameters): ``engine_dir`` (``serving.engine_dir`` or the build's eng
 which :func:`render` writes), and for ``speculative.mode: lookahead`` ``decoding_mode`` with the
 three lookahead sizes. The ``cpu`` target fills the CPU
 engine's parameters from the same limits and serving switches (``enable_kv_cache_reuse`` too),
-with the planner's KV capacity as its cache size, and ``quantization.mode: int8_wo`` as the
-CPU engine's int8 weights (``weights: int8``), and the ``speculative`` section's ngram or
-draft_target settings.
+with the planner's KV capacity as its cache size, ``quantization.mode: int8_wo`` / ``int4_wo``
+as the CPU engine's int8 / int4 weights, and the ``speculative`` section's ngram or
+draft_target settings. :func:`cpu_deployment` is the same mapping as a deployment that
+``tritonllm serve --profile`` and the container entrypoint run without a build.
 """
 
 from __future__ import annotations
@@ -84,24 +85,76 @@ def ensemble_instances(profile: BuildProfile) -> dict[str, int]:
     return {**counts, "stream_interval": serving.stream_interval}
 
 
-def cpu_engine_parameters(profile: BuildProfile, max_tokens_in_paged_kv_cache: int, model_dir: Path
-                          ) -> dict[str, str]:
-    """The CPU engine step's string parameters (tritonllm.models.engine_step)."""
+def cpu_engine_config(profile: BuildProfile, max_tokens_in_paged_kv_cache: int):
+    """The CPU engine's :class:`EngineConfig` for ``profile``: its limits, serving switches,
+    weights (``int8_wo`` -> int8, ``int4_wo`` -> int4) and speculative settings."""
     from tritonllm.engine import EngineConfig
 
-    limits = profile.limits
-    config = EngineConfig(
+    limits, serving = profile.limits, profile.serving
+    return EngineConfig(
         max_batch_size=limits.max_batch_size, max_num_tokens=limits.max_num_tokens,
         max_input_len=limits.max_input_len, max_seq_len=limits.max_seq_len,
         max_tokens_in_paged_kv_cache=max_tokens_in_paged_kv_cache,
         tokens_per_block=profile.engine.tokens_per_block,
-        batch_scheduler_policy=profile.serving.batch_scheduler_policy,
-        enable_chunked_context=profile.serving.enable_chunked_context,
-        enable_kv_cache_reuse=profile.serving.enable_kv_cache_reuse,
-        max_queue_size=profile.serving.max_queue_size,
-        weights="int8" if profile.quantization.mode == "int8_wo" else "auto",
+        batch_scheduler_policy=serving.batch_scheduler_policy,
+        enable_chunked_context=serving.enable_chunked_context,
+        enable_kv_cache_reuse=serving.enable_kv_cache_reuse,
+        max_queue_size=serving.max_queue_size,
+        weights=CPU_WEIGHTS.get(profile.quantization.mode, "auto"),
         **cpu_speculative(profile))
+
+
+# quantization.mode -> the CPU engine's weights; other modes serve the checkpoint as it is.
+CPU_WEIGHTS = {"int8_wo": "int8", "int4_wo": "int4"}
+
+
+def cpu_engine_parameters(profile: BuildProfile, max_tokens_in_paged_kv_cache: int, model_dir: Path
+                          ) -> dict[str, str]:
+    """The CPU engine step's string parameters (tritonllm.models.engine_step)."""
+    config = cpu_engine_config(profile, max_tokens_in_paged_kv_cache)
     return {"model_dir": str(model_dir), **config.to_parameters()}
+
+
+def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
+    """The :class:`~tritonllm.serve.cpu.CpuDeployment` that serves a ``cpu``-target profile
+    exactly as its built repository would (same engine parameters, KV capacity from the plan,
+    ensemble instances and ``stream_interval``); ``None``: what plain ``tritonllm serve`` runs.
+    The checkpoint is ``model.dir``, or the build's compressed one when the profile compresses."""
+    import dataclasses
+
+    from tritonllm.build import source
+    from tritonllm.build.planning import planner
+    from tritonllm.serve.cpu import CpuDeployment
+
+    deployment = CpuDeployment()
+    if profile is not None:
+        if not get_device(profile.target.gpu).is_cpu:
+            raise ValueError(f"target.gpu: {profile.target.gpu!r} is not the cpu target; a GPU "
+                             "profile is served by `tritonllm deploy entrypoint` on a GPU node")
+        plan = planner.plan(profile, source.model_arch(profile))
+        deployment = CpuDeployment(
+            model=str(_cpu_model_dir(profile)),
+            engine=cpu_engine_config(profile, plan.kv_tokens),
+            triton_max_batch_size=profile.triton_max_batch_size,
+            decoupled=profile.serving.decoupled, **ensemble_instances(profile))
+    if repo_dir is not None:
+        deployment = dataclasses.replace(deployment, repo_dir=Path(repo_dir))
+    return deployment
+
+
+def _cpu_model_dir(profile: BuildProfile) -> Path:
+    from tritonllm.build import source
+
+    if profile.compression.enabled:
+        compressed = profile.output_path / "compressed" / "model"
+        if not (compressed / "config.json").is_file():
+            raise ValueError(f"compression: the profile compresses the model and {compressed} "
+                             "does not exist yet; run `tritonllm compress PROFILE` first")
+        return compressed
+    path = source.checkpoint_dir(profile)
+    if path is None:
+        raise FileNotFoundError(f"model.dir: no Hugging Face checkpoint at {profile.model.dir}")
+    return path
 
 
 def render(profile: BuildProfile, out_dir: Path, **kwargs) -> Path:

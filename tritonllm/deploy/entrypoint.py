@@ -3,8 +3,9 @@
 ``tritonllm deploy entrypoint`` reads the profile (``--profile`` or ``$TRITONLLM_PROFILE``):
 
 - CPU (no profile, or ``target.gpu: cpu``): the CPU twin, exactly what ``tritonllm serve`` /
-  ``make serve`` runs (tritonllm.serve.cpu), with the profile's engine limits and
-  ``serving.decoupled``.
+  ``make serve`` runs (tritonllm.serve.cpu), with the profile's settings as its built
+  repository has them (``tritonllm.build.repo_values.cpu_deployment``, which
+  ``tritonllm serve --profile`` runs too).
 - GPU: check the node (TensorRT-LLM installed, enough GPUs of one architecture) → fetch the
   checkpoint if it is missing and ``$TRITONLLM_HF_REPO`` is set → under the cache lock, decide
   reuse/build/rebuild from the engine manifest (tritonllm.deploy.cache), run ``tritonllm build``
@@ -120,36 +121,13 @@ def _load(options: EntrypointOptions, env: dict[str, str]) -> BuildProfile | Non
 
 # --- CPU --------------------------------------------------------------------------------------
 
-def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
-    """The CpuDeployment ``tritonllm serve`` would run, with the profile's engine limits. The
-    KV cache holds ``max_batch_size`` full sequences: what guaranteed_no_evict can ever use."""
-    from tritonllm.engine import EngineConfig
-    from tritonllm.serve.cpu import CpuDeployment
-
-    deployment = CpuDeployment()
-    if profile is not None:
-        limits, serving = profile.limits, profile.serving
-        engine = EngineConfig(max_batch_size=limits.max_batch_size,
-                              max_num_tokens=limits.max_num_tokens,
-                              max_input_len=limits.max_input_len, max_seq_len=limits.max_seq_len,
-                              max_tokens_in_paged_kv_cache=(limits.max_batch_size
-                                                            * limits.max_seq_len),
-                              tokens_per_block=profile.engine.tokens_per_block,
-                              batch_scheduler_policy=serving.batch_scheduler_policy,
-                              enable_chunked_context=serving.enable_chunked_context)
-        deployment = CpuDeployment(model=profile.model.dir, engine=engine,
-                                   triton_max_batch_size=profile.triton_max_batch_size,
-                                   decoupled=serving.decoupled)
-    if repo_dir is not None:
-        deployment = dataclasses.replace(deployment, repo_dir=Path(repo_dir))
-    return deployment
-
-
 def serve_cpu(profile: BuildProfile | None, options: EntrypointOptions) -> int:
     """Render the CPU repository and run tritonserver as ``tritonllm serve`` does (the same
     launcher: its command line and environment), under the signal-forwarding supervisor, with
     the OpenAI frontend beside it."""
     from tritonllm.serve.launcher import TritonServer, server_env
+
+    from tritonllm.build.repo_values import cpu_deployment
 
     deployment = cpu_deployment(profile, options.repo_dir)
     openai = frontend.frontend_settings(profile, options.ports, deployment.decoupled)

@@ -10,13 +10,15 @@ HTML report (those rows are counted in Locust's "Aggregated" row; our summary is
 
 Arrivals: closed loop by default (the next request when the last one ends); with
 ``--request-rate`` each user sends on a Poisson clock and keeps any number of requests in
-flight (open loop). In-flight requests finish within Locust's ``--stop-timeout``.
+flight (open loop). In-flight requests finish within Locust's ``--stop-timeout``; one still
+running then is recorded as failed (:data:`UNFINISHED`), so no request leaves the report.
 """
 
 from __future__ import annotations
 
 import functools
 
+from gevent import GreenletExit
 from gevent.pool import Group
 from locust import FastHttpUser, HttpUser, User, task
 
@@ -28,6 +30,9 @@ from tritonllm.loadtest.trace import RequestTrace
 from tritonllm.loadtest.workloads import Prompt
 
 _MAX_ERROR_CHARS = 120
+# The error of a request still unanswered when the run's stop timeout ran out: it counts as
+# failed instead of vanishing from the report.
+UNFINISHED = "unfinished: still running when the stop timeout ran out"
 
 
 def error_kind(exc: BaseException) -> str:
@@ -62,7 +67,13 @@ class LlmUser(User):
 
     def _one_request(self) -> None:
         session = self.environment.tritonllm.session
-        record = self.send(session.next_prompt(), session.new_request_id())
+        request_id = session.new_request_id()
+        unfinished = RequestTrace(request_id, self.kind, streamed=False)
+        try:
+            record = self.send(session.next_prompt(), request_id)
+        except GreenletExit:  # still in flight when Locust's stop timeout ran out
+            session.add(unfinished.finish(UNFINISHED))
+            raise
         session.add(record)
         self._fire_metrics(record)
 

@@ -1,6 +1,6 @@
 """``tritonllm serve``: a Llama model on CPU behind a real tritonserver (the CPU twin), with
-the OpenAI-compatible frontend beside it; and the engine options it shares with the engine
-benchmarks."""
+the OpenAI-compatible frontend beside it, from flags or from a cpu-target build profile
+(``--profile``, the deployment the build's repository stage renders)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import dataclasses
 from pathlib import Path
 
 from tritonllm.defaults import ABANDONED_STREAM_TIMEOUT_MS
-
-_ENGINE_PREFIX = "engine__"
+from tritonllm.serve.engine_options import ENGINE_PREFIX, add_engine_options, engine_config
 
 
 def register(subparsers) -> None:
@@ -20,6 +19,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve a Llama model on CPU behind a real tritonserver")
     p.add_argument("--model", default=None,
                    help="a local Hugging Face Llama checkpoint dir (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="a cpu-target build profile (e.g. the one `tritonllm tune` writes): the "
+                        "model, engine and ensemble settings come from it, as `tritonllm build` "
+                        "would render them; ports, host, logs and --num-threads still apply")
     for name, port in DEFAULT_PORTS.items():
         p.add_argument(f"--{name}-port", type=int, default=port)
     p.add_argument("--openai-port", type=int, default=DEFAULT_OPENAI_PORT,
@@ -54,50 +57,60 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_serve)
 
 
-def add_engine_options(parser) -> None:
-    """One ``--field-name`` option per field of :class:`EngineConfig`, defaults read from it
-    (``serve`` and the engine benchmarks take the same options)."""
-    from tritonllm.engine.config import EngineConfig
-
-    defaults = EngineConfig()
-    group = parser.add_argument_group("EngineConfig (defaults from the dataclass)")
-    for f in dataclasses.fields(EngineConfig):
-        if not f.init:
-            continue
-        default = getattr(defaults, f.name)
-        kind = type(default)
-        option = "--" + f.name.replace("_", "-")
-        dest = f"{_ENGINE_PREFIX}{f.name}"
-        if kind is bool:
-            group.add_argument(option, dest=dest, action=argparse.BooleanOptionalAction,
-                               default=default)
-        else:
-            group.add_argument(option, dest=dest, type=kind, default=default,
-                               help=f"default {default}")
-
-
-def engine_config(args):
-    """The :class:`EngineConfig` that :func:`add_engine_options`' options describe."""
-    from tritonllm.engine.config import EngineConfig
-
-    return EngineConfig(**{k[len(_ENGINE_PREFIX):]: v for k, v in vars(args).items()
-                           if k.startswith(_ENGINE_PREFIX)})
-
-
 def _serve(args) -> int:
-    from tritonllm.serve.cpu import CpuDeployment, serve
+    from tritonllm.serve.cpu import serve
     from tritonllm.serve.launcher import Ports
 
-    deployment = CpuDeployment(model=args.model,
-                               engine=engine_config(args),
-                               triton_max_batch_size=args.triton_max_batch_size,
-                               decoupled=args.decoupled,
-                               preprocessing_instances=args.preprocessing_instances,
-                               postprocessing_instances=args.postprocessing_instances,
-                               stream_interval=args.stream_interval,
-                               abandoned_stream_timeout_ms=args.abandoned_stream_timeout_ms)
+    deployment = profile_deployment(args) if args.profile else _flag_deployment(args)
     if args.repo_dir:
         deployment = dataclasses.replace(deployment, repo_dir=args.repo_dir)
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
     return serve(deployment, ports, log_file=args.log_file, openai_port=args.openai_port,
                  host=args.host, grace_period_s=args.grace_period)
+
+
+# With --profile, these flags would contradict the profile; it has a key for each.
+_PROFILE_DECIDES = ("model", "triton_max_batch_size", "decoupled", "preprocessing_instances",
+                    "postprocessing_instances", "stream_interval")
+
+
+def profile_deployment(args):
+    """The deployment ``--profile`` describes (:func:`~tritonllm.build.repo_values.cpu_deployment`),
+    with ``--num-threads`` and ``--abandoned-stream-timeout-ms``, which no profile key sets.
+    Any other engine or ensemble flag away from its default is refused, naming the profile
+    key to set instead, so a profile is never half-overridden by accident."""
+    from tritonllm.build.profile import load_profile
+    from tritonllm.build.repo_values import cpu_deployment
+
+    defaults = build_parser_defaults()
+    changed = [name for name in _PROFILE_DECIDES if getattr(args, name) != defaults[name]]
+    changed += [k[len(ENGINE_PREFIX):] for k, v in vars(args).items()
+                if k.startswith(ENGINE_PREFIX) and k != f"{ENGINE_PREFIX}num_threads"
+                and v != defaults[k]]
+    if changed:
+        raise ValueError(f"--profile: {', '.join('--' + c.replace('_', '-') for c in changed)} "
+                         "would override the profile; set the profile's key instead "
+                         "(`tritonllm plan --help` lists them)")
+    deployment = cpu_deployment(load_profile(args.profile))
+    engine = dataclasses.replace(deployment.engine, num_threads=engine_config(args).num_threads)
+    return dataclasses.replace(deployment, engine=engine,
+                               abandoned_stream_timeout_ms=args.abandoned_stream_timeout_ms)
+
+
+def build_parser_defaults() -> dict:
+    """``serve``'s option defaults by destination name."""
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return vars(parser.parse_args(["serve"]))
+
+
+def _flag_deployment(args):
+    from tritonllm.serve.cpu import CpuDeployment
+
+    return CpuDeployment(model=args.model, engine=engine_config(args),
+                         triton_max_batch_size=args.triton_max_batch_size,
+                         decoupled=args.decoupled,
+                         preprocessing_instances=args.preprocessing_instances,
+                         postprocessing_instances=args.postprocessing_instances,
+                         stream_interval=args.stream_interval,
+                         abandoned_stream_timeout_ms=args.abandoned_stream_timeout_ms)

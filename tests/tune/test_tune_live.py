@@ -1,0 +1,54 @@
+"""``tritonllm tune`` against real tritonservers on a short budget: the SLO rate search, the
+journal that makes a second run resume instead of measuring again, and the winning profile
+taken unchanged by ``tritonllm serve --profile`` and ``tritonllm build``."""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from tritonllm.build.profile import load_profile
+from tritonllm.build.repo_values import cpu_deployment
+from tritonllm.cli import build_parser, main
+from tritonllm.deploy.serve_cli import profile_deployment
+
+# A loose SLO and 5-second probes: the search must find a rate that passes and one that fails.
+ARGS = ["--workload", "input_tokens=16,output_tokens=24,output_tokens_stddev=8",
+        "--slo", "ttft=1500ms,itl=1s", "--budget", "30s", "--probe-time", "5s",
+        "--space", "serving.stream_interval=2", "--repeats", "0", "--top", "1",
+        "--start-rate", "2", "--num-threads", "1"]
+
+
+def test_tune_measures_resumes_and_writes_a_profile_serve_and_build_take(tmp_path, capsys):
+    out = tmp_path / "tune"
+    assert main(["tune", *ARGS, "--out", str(out)]) == 0
+    first = capsys.readouterr().out
+    lines = (out / "journal.jsonl").read_text().splitlines()
+    probes = [json.loads(line)["probe"] for line in lines[1:]]
+    assert probes and all(p["requests"] > 0 for p in probes)
+    passed = [p["rate"] for p in probes if p["passed"]]
+    failed = [p["rate"] for p in probes if not p["passed"]]
+    assert passed and failed and max(passed) < min(failed)  # bracketed by real measurements
+    doc = json.loads((out / "tune.json").read_text())
+    assert doc["ranking"][0]["max_rate"] == max(passed)
+    assert "| 1 | default | restart |" in (out / "tune.md").read_text()
+    assert (out / "pareto.png").is_file() and "Descent:" in first
+
+    # The same command again: everything comes from the journal, nothing is measured.
+    assert main(["tune", *ARGS, "--out", str(out)]) == 0
+    assert f"resuming: {len(probes)} probes" in capsys.readouterr().out
+    assert (out / "journal.jsonl").read_text().splitlines() == lines
+
+    written = out / "smollm2-cpu-tuned.yaml"
+    profile = load_profile(written)
+    served = profile_deployment(build_parser().parse_args(["serve", "--profile", str(written)]))
+    assert served == cpu_deployment(profile)
+    build_dir = tmp_path / "build"
+    assert main(["build", str(written), "--output-dir", str(build_dir)]) == 0
+    config = text_format.Parse((build_dir / "model_repository" / "tensorrt_llm" /
+                                "config.pbtxt").read_text(), pb.ModelConfig())
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    expected = served.engine.to_parameters()
+    assert {k: params[k] for k in expected} == expected  # the build renders what serve runs

@@ -1,0 +1,101 @@
+"""The real measurement on the CPU twin: the candidate's profile served by a tritonserver of
+its own, Locust's open-loop users against it.
+
+Per candidate: the profile becomes the deployment ``tritonllm serve --profile`` runs
+(:func:`tritonllm.build.repo_values.cpu_deployment`; an invalid or rejected profile is a
+``ValueError`` naming why), rendered into ``<out>/repos/<id>`` and served on free loopback
+ports, without the OpenAI frontend; two streamed requests warm it up. Per probe: one headless
+Locust run (``tritonllm.loadtest.runner``) of ``probe_s`` seconds at the rate, the gRPC
+streaming user over HTTP (SSE), its report in ``<out>/runs/<id>-<tag>-r<rate>/`` and its output in
+``locust.log`` there; in-flight requests then finish (bounded by the queue, so the drain is
+short), and the probe is judged from the run's samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from tritonllm.build.profile import BuildProfile
+from tritonllm.loadtest.report import read_samples
+from tritonllm.loadtest.runner import LocustRun, prepare_pool
+from tritonllm.loadtest.slo import Slo
+from tritonllm.tune.probe import Probe, from_records
+
+USER = "http-stream"  # the ensemble's generate_stream: TTFT and every chunk gap, exactly
+USERS = 4  # Locust users; in open loop each keeps any number of requests in flight
+DRAIN_S = 60.0  # Locust's --stop-timeout: requests in flight at the end get this long
+
+
+class CpuTwinMeasurer:
+    def __init__(self, out_dir: Path, workload: str, slo: Slo, probe_s: float,
+                 num_threads: int = 0, log=print) -> None:
+        if probe_s < 5:
+            raise ValueError(f"probe_time: must be >= 5 s, got {probe_s:g}")
+        self.out_dir = Path(out_dir)
+        self.workload, self.slo = workload, slo
+        self.probe_s, self.num_threads, self.log = probe_s, num_threads, log
+        self.server = None
+        self._id = ""
+        self._started_at: float | None = None
+        self._model_dir = ""
+
+    def start(self, profile: BuildProfile) -> None:
+        from tritonllm.build.planning import planner
+        from tritonllm.build import source
+        from tritonllm.build.repo_values import cpu_deployment
+        from tritonllm.serve.launcher import LaunchError, Ports, TritonServer
+
+        self._started_at = time.monotonic()
+        plan = planner.plan(profile, source.model_arch(profile))
+        if not plan.ok:
+            raise ValueError(f"the planner rejects it: {plan.problems[0]}")
+        self._id = hashlib.sha256(repr(profile.to_dict()).encode()).hexdigest()[:10]
+        deployment = cpu_deployment(profile, self.out_dir / "repos" / self._id)
+        deployment = replace(deployment, engine=replace(deployment.engine,
+                                                        num_threads=self.num_threads))
+        self._model_dir = deployment.model or ""
+        log = self.out_dir / "repos" / f"{self._id}.log"
+        self.server = TritonServer(deployment.prepare(), Ports.free(), log_file=log)
+        try:
+            self.server.start()
+        except LaunchError as exc:
+            self.server = None
+            raise ValueError(f"tritonserver did not start: {exc}") from None
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        from tritonllm.client import Client
+
+        with Client(protocol="http", url=self.server.http_url) as client:
+            for _ in range(2):
+                for _chunk in client.stream("Warm up the engine.", max_tokens=8):
+                    pass
+
+    def probe(self, rate: float, tag: str) -> Probe:
+        began = self._started_at or time.monotonic()
+        self._started_at = None
+        run_dir = self.out_dir / "runs" / f"{self._id}-{tag}-r{rate:g}"
+        run = LocustRun(out_dir=str(run_dir), user=USER, host=f"http://{self.server.http_url}",
+                        users=USERS, run_time=f"{self.probe_s:g}s", workload=self.workload,
+                        request_rate=rate, stop_timeout=DRAIN_S, model_dir=self._model_dir,
+                        label=f"{self._id} {tag} {rate:g} req/s")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        prepare_pool(run)
+        with (run_dir / "locust.log").open("w") as out:
+            subprocess.run(run.command(), stdout=out, stderr=subprocess.STDOUT)
+        samples = run_dir / "samples.jsonl"
+        if not samples.is_file():
+            raise ValueError(f"the load test at {rate:g} req/s wrote no samples; see "
+                             f"{run_dir / 'locust.log'}")
+        return from_records(read_samples(samples), self.slo, rate,
+                            seconds=time.monotonic() - began, run_dir=str(run_dir))
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
