@@ -244,13 +244,15 @@ def test_rule_cpu_target_is_full_precision_single_process():
                     parallel={"tp_size": 3}), "cpu target runs one process")
 
 
-def test_cpu_target_int8_wo_serves_the_engines_int8_weights():
+def test_cpu_target_weight_only_modes_serve_the_engines_int8_and_int4_weights():
     from tritonllm.build.repo_values import cpu_engine_parameters
 
-    assert _problems("smollm2-135m", target={"gpu": "cpu"}, quantization={"mode": "int8_wo"}) == []
-    profile = from_dict({"name": "c", "model": {"dir": "/absent", "architecture": "smollm2-135m"},
-                         "target": {"gpu": "cpu"}, "quantization": {"mode": "int8_wo"}})
-    assert cpu_engine_parameters(profile, 4096, Path("/m"))["weights"] == "int8"
+    for mode, weights in (("int8_wo", "int8"), ("int4_wo", "int4")):
+        assert _problems("smollm2-135m", target={"gpu": "cpu"}, quantization={"mode": mode}) == []
+        profile = from_dict({"name": "c", "model": {"dir": "/absent",
+                                                    "architecture": "smollm2-135m"},
+                             "target": {"gpu": "cpu"}, "quantization": {"mode": mode}})
+        assert cpu_engine_parameters(profile, 4096, Path("/m"))["weights"] == weights
     plain = from_dict({"name": "c", "model": {"dir": "/absent", "architecture": "smollm2-135m"},
                        "target": {"gpu": "cpu"}})
     assert cpu_engine_parameters(plain, 4096, Path("/m"))["weights"] == "auto"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tritonllm.build.planning.gpus import get_device
 from tritonllm.build.profile import BuildProfile, expand_path
+from tritonllm.build.quantization import quant_modes
 from tritonllm.build.tokenizer_info import TOKENIZER_INFO_FILE, write_tokenizer_info
 
 
@@ -100,12 +101,8 @@ def cpu_engine_config(profile: BuildProfile, max_tokens_in_paged_kv_cache: int):
         enable_chunked_context=serving.enable_chunked_context,
         enable_kv_cache_reuse=serving.enable_kv_cache_reuse,
         max_queue_size=serving.max_queue_size,
-        weights=CPU_WEIGHTS.get(profile.quantization.mode, "auto"),
+        weights=quant_modes.CPU_ENGINE_WEIGHTS.get(profile.quantization.mode, "auto"),
         **cpu_speculative(profile))
-
-
-# quantization.mode -> the CPU engine's weights; other modes serve the checkpoint as it is.
-CPU_WEIGHTS = {"int8_wo": "int8", "int4_wo": "int4"}
 
 
 def cpu_engine_parameters(profile: BuildProfile, max_tokens_in_paged_kv_cache: int, model_dir: Path

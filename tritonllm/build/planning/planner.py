@@ -187,16 +187,13 @@ def _parallel_rules(profile: BuildProfile, arch: ModelArch) -> list[str]:
     return problems
 
 
-CPU_MODES = ("none", "int8_wo")  # int8_wo: the CPU engine's int8 weights (EngineConfig.weights)
-
-
 def _precision_rules(profile: BuildProfile, device: Device) -> list[str]:
     q = profile.quantization
     if device.is_cpu:
-        if q.mode not in CPU_MODES or q.kv_cache != "none":
-            return ["quantization.mode: the cpu target serves full precision or int8 weights "
-                    "(the CPU twin); set mode: none or int8_wo and kv_cache: none, or target "
-                    "a GPU to quantize"]
+        if q.mode not in quant_modes.CPU_ENGINE_WEIGHTS or q.kv_cache != "none":
+            return ["quantization.mode: the cpu target serves full precision, int8 or int4 "
+                    "weights (the CPU twin); set mode: none, int8_wo or int4_wo and kv_cache: "
+                    "none, or target a GPU to quantize"]
         return []
     problems = []
     uses_fp8 = [w for w, on in ((f"mode {q.mode}", q.quant_mode.needs_fp8),

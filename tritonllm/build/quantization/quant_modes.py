@@ -66,6 +66,10 @@ KV_MODES: dict[str, tuple[str | None, int | None]] = {
 
 NVFP4_BLOCK = 16  # values per FP8 block scale
 
+# The modes the cpu target (the CPU twin) serves, and the CPU engine's ``weights`` for each: it
+# quantizes the checkpoint's weights itself when it loads them (int4: its own block-scaled int4).
+CPU_ENGINE_WEIGHTS = {"none": "auto", "int8_wo": "int8", "int4_wo": "int4"}
+
 
 def get_mode(name: str) -> QuantMode:
     try:
