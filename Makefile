@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 PROFILE ?= build/smollm2-cpu.yaml
 LOADTEST_ARGS ?= --user http-stream -u 4 -t 60s
 
-.PHONY: serve test test-gpuset gpu-check install install-gpuset prometheus model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix bench-guided bench-spec bench-roofline loadtest loadtest-sweep k8s clean
+.PHONY: serve test test-gpuset gpu-check install install-gpuset prometheus model plan build-engines accuracy bench bench-peers bench-engine bench-ensemble bench-prefix bench-guided bench-spec bench-roofline loadtest loadtest-sweep tune k8s clean
 
 $(STAMP): pyproject.toml requirements/xgrammar.txt
 	$(PYTHON) -m venv $(VENV)
@@ -141,6 +141,13 @@ loadtest: model
 loadtest-sweep: model
 	$(BIN)/tritonllm loadtest sweep --concurrency 1,2,4,8 -t 40s --workload 128/64 \
 		--slo ttft=2s,tpot=200ms
+
+# The settings with the most goodput under an SLO on the mixed workload, measured on the CPU twin
+# (docs/tune.md); TUNE_ARGS adds options, e.g. TUNE_ARGS='--budget 5m'. Writes out/tune/.
+TUNE_ARGS ?=
+tune: model
+	$(BIN)/tritonllm tune --workload loadtest/workloads/mixed.yaml --slo ttft=1s,itl=300ms \
+		--include-rebuild --budget 20m $(TUNE_ARGS)
 
 # Re-render deploy/k8s/ from the build profiles.
 k8s: $(STAMP)

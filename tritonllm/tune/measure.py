@@ -4,11 +4,11 @@ its own, Locust's open-loop users against it.
 Per candidate: the profile becomes the deployment ``tritonllm serve --profile`` runs
 (:func:`tritonllm.build.repo_values.cpu_deployment`; an invalid or rejected profile is a
 ``ValueError`` naming why), rendered into ``<out>/repos/<id>`` and served on free loopback
-ports, without the OpenAI frontend; two streamed requests warm it up. Per probe: one headless
-Locust run (``tritonllm.loadtest.runner``) of ``probe_s`` seconds at the rate, the gRPC
-streaming user over HTTP (SSE), its report in ``<out>/runs/<id>-<tag>-r<rate>/`` and its output in
-``locust.log`` there; in-flight requests then finish (bounded by the queue, so the drain is
-short), and the probe is judged from the run's samples.
+ports without the OpenAI frontend; five seconds of closed-loop load with a full batch warm it
+up. Per probe: one headless Locust run (``tritonllm.loadtest.runner``) of ``probe_s`` seconds at
+the rate with the ensemble's HTTP streaming user, its report in
+``<out>/runs/<id>-<tag>-r<rate>/`` and Locust's output in ``locust.log`` there; requests still
+in flight then finish, and the probe is judged from the run's samples.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from tritonllm.tune.probe import Probe, from_records
 
 USER = "http-stream"  # the ensemble's generate_stream: TTFT and every chunk gap, exactly
 USERS = 4  # Locust users; in open loop each keeps any number of requests in flight
-DRAIN_S = 60.0  # Locust's --stop-timeout: requests in flight at the end get this long
+DRAIN_S = 60.0
+WARM_UP_S = 5.0  # Locust's --stop-timeout: requests in flight at the end get this long
 
 
 class CpuTwinMeasurer:
@@ -65,28 +66,31 @@ class CpuTwinMeasurer:
         except LaunchError as exc:
             self.server = None
             raise ValueError(f"tritonserver did not start: {exc}") from None
-        self._warm_up()
+        self._warm_up(profile.limits.max_batch_size)
 
-    def _warm_up(self) -> None:
-        from tritonllm.client import Client
+    def _warm_up(self, batch: int) -> None:
+        """A few seconds of closed-loop load with the batch full: the engine meets its batch
+        shapes and touches its memory before the first probe, so a cold server does not fall
+        behind at the probe's start (in open loop it would never catch up)."""
+        self._run(self.out_dir / "runs" / f"{self._id}-warm-up", users=batch, rate=0.0,
+                  run_time=WARM_UP_S, label=f"{self._id} warm-up")
 
-        with Client(protocol="http", url=self.server.http_url) as client:
-            for _ in range(2):
-                for _chunk in client.stream("Warm up the engine.", max_tokens=8):
-                    pass
-
-    def probe(self, rate: float, tag: str) -> Probe:
-        began = self._started_at or time.monotonic()
-        self._started_at = None
-        run_dir = self.out_dir / "runs" / f"{self._id}-{tag}-r{rate:g}"
+    def _run(self, run_dir: Path, users: int, rate: float, run_time: float, label: str) -> Path:
         run = LocustRun(out_dir=str(run_dir), user=USER, host=f"http://{self.server.http_url}",
-                        users=USERS, run_time=f"{self.probe_s:g}s", workload=self.workload,
+                        users=users, run_time=f"{run_time:g}s", workload=self.workload,
                         request_rate=rate, stop_timeout=DRAIN_S, model_dir=self._model_dir,
-                        label=f"{self._id} {tag} {rate:g} req/s")
+                        label=label)
         run_dir.mkdir(parents=True, exist_ok=True)
         prepare_pool(run)
         with (run_dir / "locust.log").open("w") as out:
             subprocess.run(run.command(), stdout=out, stderr=subprocess.STDOUT)
+        return run_dir
+
+    def probe(self, rate: float, tag: str) -> Probe:
+        began = self._started_at or time.monotonic()
+        self._started_at = None
+        run_dir = self._run(self.out_dir / "runs" / f"{self._id}-{tag}-r{rate:g}", users=USERS,
+                            rate=rate, run_time=self.probe_s, label=f"{self._id} {tag} {rate:g} req/s")
         samples = run_dir / "samples.jsonl"
         if not samples.is_file():
             raise ValueError(f"the load test at {rate:g} req/s wrote no samples; see "

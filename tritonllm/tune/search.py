@@ -194,7 +194,8 @@ class Tuner:
             return False
         per_candidate = self.used_s / len(measured)
         probe_s = statistics.fmean(p.seconds for c in measured for p in c.search.probes)
-        reserve = (self.top + 1) * self.repeats * probe_s
+        # The finalists' re-runs, each on a server started again (counted as one more probe).
+        reserve = (self.top + 1) * (self.repeats + 1) * probe_s if self.repeats else 0.0
         return self.used_s + per_candidate + reserve > self.budget_s
 
     # ---- the end ------------------------------------------------------------------------

@@ -28,8 +28,8 @@ RUNTIME_VALUES: dict[str, tuple] = {
 }
 REBUILD_VALUES: dict[str, tuple] = {
     "quantization.mode": ("none", "int8_wo", "int4_wo"),
-    "limits.max_batch_size": (4, 8, 16, 32),
     "limits.max_num_tokens": (128, 256, 512, 1024),
+    "limits.max_batch_size": (4, 8, 16, 32),
 }
 
 
