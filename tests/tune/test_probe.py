@@ -3,11 +3,15 @@ share of requests that broke each limit (what binds)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tritonllm.loadtest.metrics import RequestRecord
 from tritonllm.loadtest.slo import Slo
 from tritonllm.tune.probe import FAILED, Probe, from_records
+
+WORKLOADS = Path(__file__).resolve().parents[2] / "loadtest" / "workloads"
 
 
 def _record(i: int, chunks: tuple[float, ...], error: str | None = None) -> RequestRecord:
@@ -33,3 +37,16 @@ def test_probe_counts_what_each_limit_broke():
 def test_a_clean_probe_has_nothing_binding():
     probe = from_records([_record(0, (0.2, 0.3))], Slo.parse("ttft=1s"), rate=1.0)
     assert probe.passed and probe.binding is None and probe.goodput == 1.0
+
+
+def test_each_run_draws_prompts_of_its_own_and_a_prompt_file_is_sent_as_it_is():
+    from tritonllm.tune.measure import _seed, fresh_workload
+
+    mixed = str(WORKLOADS / "mixed.yaml")
+    first = fresh_workload(mixed, _seed("search-r2"), requests=100)
+    again = fresh_workload(mixed, _seed("search-r2"), requests=100)
+    other = fresh_workload(mixed, _seed("search-r4"), requests=10)
+    assert first == again and first.seed != other.seed  # the same run name: the same prompts
+    assert first.num_prompts == 400 and other.num_prompts == 128  # the file's 128 at least
+    assert (first.input_tokens, first.output_tokens_stddev) == (32, 40)
+    assert fresh_workload(str(WORKLOADS / "prompts.yaml"), 1, requests=10) is None

@@ -82,7 +82,7 @@ def profile_deployment(args):
     from tritonllm.build.profile import load_profile
     from tritonllm.build.repo_values import cpu_deployment
 
-    defaults = build_parser_defaults()
+    defaults = _serve_defaults()
     changed = [name for name in _PROFILE_DECIDES if getattr(args, name) != defaults[name]]
     changed += [k[len(ENGINE_PREFIX):] for k, v in vars(args).items()
                 if k.startswith(ENGINE_PREFIX) and k != f"{ENGINE_PREFIX}num_threads"
@@ -97,7 +97,7 @@ def profile_deployment(args):
                                abandoned_stream_timeout_ms=args.abandoned_stream_timeout_ms)
 
 
-def build_parser_defaults() -> dict:
+def _serve_defaults() -> dict:
     """``serve``'s option defaults by destination name."""
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

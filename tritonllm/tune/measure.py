@@ -9,20 +9,30 @@ up. Per probe: one headless Locust run (``tritonllm.loadtest.runner``) of ``prob
 the rate with the ensemble's HTTP streaming user, its report in
 ``<out>/runs/<id>-<tag>-r<rate>/`` and Locust's output in ``locust.log`` there; requests still
 in flight then finish, and the probe is judged from the run's samples.
+
+Prompts the server has not seen: the KV-cache reuse of an earlier probe's prompts would make
+every later probe on the same server faster than the first, and a candidate's result depend on
+how many probes it had. So a synthetic or shared-prefix workload is drawn afresh for every run
+(:func:`fresh_workload`: its own seed, and four prompts per request expected so that few repeat
+within the run); a prompt file is sent as it is.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import subprocess
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
+
+import yaml
 
 from tritonllm.build.profile import BuildProfile
 from tritonllm.loadtest.report import read_samples
 from tritonllm.loadtest.runner import LocustRun, prepare_pool
 from tritonllm.loadtest.slo import Slo
+from tritonllm.loadtest.workloads import WorkloadConfig, parse_spec
 from tritonllm.tune.probe import Probe, from_records
 
 USER = "http-stream"  # the ensemble's generate_stream: TTFT and every chunk gap, exactly
@@ -72,15 +82,24 @@ class CpuTwinMeasurer:
         """A few seconds of closed-loop load with the batch full: the engine meets its batch
         shapes and touches its memory before the first probe, so a cold server does not fall
         behind at the probe's start (in open loop it would never catch up)."""
-        self._run(self.out_dir / "runs" / f"{self._id}-warm-up", users=batch, rate=0.0,
-                  run_time=WARM_UP_S, label=f"{self._id} warm-up")
+        self._run("warm-up", users=batch, rate=0.0, run_time=WARM_UP_S, requests=batch * 8)
 
-    def _run(self, run_dir: Path, users: int, rate: float, run_time: float, label: str) -> Path:
-        run = LocustRun(out_dir=str(run_dir), user=USER, host=f"http://{self.server.http_url}",
-                        users=users, run_time=f"{run_time:g}s", workload=self.workload,
-                        request_rate=rate, stop_timeout=DRAIN_S, model_dir=self._model_dir,
-                        label=label)
+    def _run(self, name: str, users: int, rate: float, run_time: float, requests: int) -> Path:
+        """One Locust run into ``runs/<candidate id>-<name>``; every candidate's run of the
+        same name draws the same prompts, so candidates are compared on equal work."""
+        run_dir = self.out_dir / "runs" / f"{self._id}-{name}"
         run_dir.mkdir(parents=True, exist_ok=True)
+        workload = self.workload
+        fresh = fresh_workload(workload, seed=_seed(name), requests=requests)
+        if fresh is not None:
+            path = run_dir / "workload.yaml"
+            path.write_text(yaml.safe_dump({k: v for k, v in asdict(fresh).items()
+                                            if v is not None}))
+            workload = str(path)
+        run = LocustRun(out_dir=str(run_dir), user=USER, host=f"http://{self.server.http_url}",
+                        users=users, run_time=f"{run_time:g}s", workload=workload,
+                        request_rate=rate, stop_timeout=DRAIN_S, model_dir=self._model_dir,
+                        label=f"{self._id} {name}")
         prepare_pool(run)
         with (run_dir / "locust.log").open("w") as out:
             subprocess.run(run.command(), stdout=out, stderr=subprocess.STDOUT)
@@ -89,8 +108,8 @@ class CpuTwinMeasurer:
     def probe(self, rate: float, tag: str) -> Probe:
         began = self._started_at or time.monotonic()
         self._started_at = None
-        run_dir = self._run(self.out_dir / "runs" / f"{self._id}-{tag}-r{rate:g}", users=USERS,
-                            rate=rate, run_time=self.probe_s, label=f"{self._id} {tag} {rate:g} req/s")
+        run_dir = self._run(f"{tag}-r{rate:g}", users=USERS, rate=rate, run_time=self.probe_s,
+                            requests=math.ceil(rate * self.probe_s))
         samples = run_dir / "samples.jsonl"
         if not samples.is_file():
             raise ValueError(f"the load test at {rate:g} req/s wrote no samples; see "
@@ -103,3 +122,17 @@ class CpuTwinMeasurer:
             self.server.stop()
             self.server = None
 
+
+def fresh_workload(spec: str, seed: int, requests: int) -> WorkloadConfig | None:
+    """``spec`` drawn anew with ``seed`` and at least four prompts per expected request; None
+    for a workload of given prompts (a file, JSON schemas), which is sent as it is."""
+    config = parse_spec(spec)
+    if config.kind not in ("synthetic", "shared_prefix"):
+        return None
+    return replace(config, seed=seed, num_prompts=max(config.num_prompts, 4 * requests))
+
+
+def _seed(name: str) -> int:
+    """A run's seed from its name (``search-r2.5``): the same for every candidate and when a
+    tune run resumes."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)

@@ -33,7 +33,8 @@ def markdown(result: TuneResult, metrics: list[str], header: str) -> str:
     lines = [header, "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for rank, c in enumerate(result.ranking, 1):
         if c.error:
-            lines.append(f"| – | {c.label} | | not measured: {c.error} |" + " |" * (len(cols) - 4))
+            cells = ["–", c.label, "", f"not measured: {c.error}"] + [""] * (len(cols) - 4)
+            lines.append("| " + " | ".join(cells) + " |")
             continue
         best, above = c.search.best, c.search.above
         cells = [str(rank), c.label, "rebuild: " + "+".join(c.stages) if c.stages else "restart",
@@ -45,9 +46,12 @@ def markdown(result: TuneResult, metrics: list[str], header: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     base, winner = result.base, result.winner
     ratio = winner.goodput / base.goodput if base.goodput else float("inf")
+    above = winner.search.above
+    binds = (f" Above {winner.search.max_rate:g} req/s the limit most requests broke was "
+             f"`{above.binding}`." if above and above.binding else "")
     lines += ["", f"Winner: **{winner.label}**, goodput {winner.goodput:.2f} req/s = "
               f"{ratio:.2f}x the base profile's {base.goodput:.2f} req/s (both means over "
-              f"their runs in this tune run).", "", "Descent:", ""]
+              f"their runs in this tune run).{binds}", "", "Descent:", ""]
     lines += [f"- {note}" for note in result.log] or ["- no change beat the base profile"]
     return "\n".join(lines) + "\n"
 
