@@ -53,7 +53,11 @@ def test_itl_limit_is_the_largest_gap_and_missing_metrics_fail():
     slo = Slo.parse("itl=100ms,attainment=100%")
     assert slo.is_good(rec(0.1, 0.3, 3, chunks=(0.1, 0.2, 0.3)))
     assert not slo.is_good(rec(0.1, 0.35, 3, chunks=(0.1, 0.15, 0.35)))
+    one_token = RequestRecord("r", "t", 0.0, 0.1, streamed=True, chunk_times=(0.1,),
+                              output_tokens=1)
+    assert slo.is_good(one_token)  # nothing to wait for after the first chunk
     not_streamed = RequestRecord("r", "t", 0.0, 0.3, streamed=False, chunk_times=(0.3,),
                                  output_tokens=3)
+    assert not slo.is_good(not_streamed)  # its gaps are unknown
     assert not Slo.parse("ttft=1s").is_good(not_streamed)
     assert Slo.parse("e2e=1s").is_good(not_streamed)

@@ -5,7 +5,8 @@ Spec grammar (``--slo``): comma-separated ``key=value`` pairs, e.g.
 
 - Latency keys: ``ttft``, ``tt2t``, ``itl``, ``tpot``, ``e2e`` (definitions in
   ``tritonllm.loadtest.metrics``); values need a unit: ``us``, ``ms``, ``s`` or ``m``.
-  ``itl`` limits a request's LARGEST chunk gap (a stall anywhere breaks the SLO).
+  ``itl`` limits a request's LARGEST chunk gap (a stall anywhere breaks the SLO); a streamed
+  answer in a single chunk has no gap and meets it.
 - ``attainment``: the share of requests that must be good for the run to pass, as ``0.9`` or
   ``90%`` (default 90%).
 
@@ -93,8 +94,10 @@ class Slo:
 
 def _within(record: RequestRecord, name: str, limit: float) -> bool:
     if name == "itl":
+        # A streamed answer in one chunk (one token) has no gap to wait through; a request
+        # that was not streamed has no known gaps at all.
         gaps = record.itl
-        return bool(gaps) and max(gaps) <= limit
+        return max(gaps) <= limit if gaps else record.streamed and len(record.chunk_times) == 1
     value = getattr(record, name)
     return value is not None and value <= limit
 
