@@ -53,6 +53,10 @@ def markdown(result: TuneResult, metrics: list[str], header: str) -> str:
               f"{ratio:.2f}x the base profile's {base.goodput:.2f} req/s (both means over "
               f"their runs in this tune run).{binds}", "", "Descent:", ""]
     lines += [f"- {note}" for note in result.log] or ["- no change beat the base profile"]
+    if "quantization.mode" in winner.overrides:
+        lines += ["", "The winner quantizes the weights, which changes the model's outputs: the "
+                  "tuner measured speed only, so check the accuracy (`tritonllm accuracy`) "
+                  "before you serve it."]
     return "\n".join(lines) + "\n"
 
 
