@@ -76,3 +76,44 @@ def test_the_guard_counts_consecutive_connection_failures_only():
     assert ConnectionGuard(limit=0).record(refused) is None
     with pytest.raises(ValueError, match="max_connection_failures"):
         ConnectionGuard(limit=-1)
+
+
+def test_requests_still_running_at_the_stop_timeout_are_reported_as_failed(tmp_path, pool_cache,
+                                                                         model_dir):
+    """A server that accepts and never answers: open-loop requests are still in flight when
+    the stop timeout runs out, and each is in the report as failed, not left out."""
+    import json
+    import socket
+    import threading
+
+    from tritonllm.loadtest.users import UNFINISHED
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held = []
+
+    def accept_and_hold():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept_and_hold, daemon=True).start()
+    try:
+        run = LocustRun(out_dir=str(tmp_path / "run"), user="http-stream",
+                        host=f"http://127.0.0.1:{listener.getsockname()[1]}", users=2,
+                        run_time="3s", request_rate=2.0, stop_timeout=2,
+                        workload="input_tokens=8,output_tokens=2,num_prompts=4",
+                        model_dir=str(model_dir))
+        prepare_pool(run)
+        done = subprocess.run(run.command(), capture_output=True, text=True, timeout=HANG)
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())["summary"]
+    assert summary["requests"] >= 2, done.stderr[-3000:]
+    assert summary["failed"] == summary["requests"]
+    assert summary["errors"] == {UNFINISHED: summary["requests"]}

@@ -184,3 +184,18 @@ def test_space_helpers(base):
     assert rebuild_stages(base, candidate_profile(base, {"serving.stream_interval": 4})) == ()
     assert rebuild_stages(base, candidate_profile(base, {"quantization.mode": "int8_wo"})) == \
         ("quantize", "engine")
+
+
+def test_when_nothing_meets_the_slo_no_profile_is_written(base, tmp_path):
+    class Hopeless(FakeMeasurer):
+        def probe(self, rate, tag):
+            probe = super().probe(rate, tag)
+            return Probe(rate=rate, passed=False, goodput=0.0, good_token_rate=0.0,
+                         attainment=0.0, requests=probe.requests, broken={"ttft": 1.0},
+                         seconds=probe.seconds)
+
+    result = _tuner(base, Hopeless(), Journal(tmp_path / "j.jsonl", {"s": 1}),
+                    budget_s=100.0).run()
+    assert write_report(result, base, tmp_path, ["ttft"], "header", {}) is None
+    assert "No candidate met the SLO" in (tmp_path / "tune.md").read_text()
+    assert not list(tmp_path.glob("*-tuned.yaml"))

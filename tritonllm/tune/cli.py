@@ -2,7 +2,8 @@
 
 Progress goes to the terminal a line per probe; everything lands in ``--out`` (see
 :mod:`tritonllm.tune.report`), the journal too, so running the same command again after an
-interruption resumes the search.
+interruption resumes the search. Exit status 0 with a winning profile written; 3 when no
+candidate met the SLO at any rate tried (no profile); 2 for bad input.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def register(subparsers) -> None:
 def _tune(args) -> int:
     from tritonllm.build.planning.gpus import get_device
     from tritonllm.build.profile import load_profile, profile_hash
-    from tritonllm.loadtest.slo import Slo, parse_duration
+    from tritonllm.loadtest.slo import SLO_FAILED_EXIT_CODE, Slo, parse_duration
     from tritonllm.loadtest.workloads import parse_spec
     from tritonllm.tune.journal import Journal
     from tritonllm.tune.measure import CpuTwinMeasurer
@@ -95,6 +96,8 @@ def _tune(args) -> int:
         measurer.stop()
     path = write_report(result, base, args.out, list(slo.limits), header, settings)
     print((args.out / "tune.md").read_text())
+    if path is None:
+        return SLO_FAILED_EXIT_CODE
     print(f"[tune] {result.used_s:.0f} s measured; winning profile: {path}\n"
           f"[tune] serve it: tritonllm serve --profile {path}", file=sys.stderr)
     return 0

@@ -45,6 +45,9 @@ def markdown(result: TuneResult, metrics: list[str], header: str) -> str:
                  (above.binding or "–") if above else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     base, winner = result.base, result.winner
+    if not winner.goodput:
+        return "\n".join(lines + ["", "No candidate met the SLO at any rate tried: loosen the "
+                                   "SLO or serve on a larger machine."]) + "\n"
     ratio = winner.goodput / base.goodput if base.goodput else float("inf")
     above = winner.search.above
     binds = (f" Above {winner.search.max_rate:g} req/s the limit most requests broke was "
@@ -65,14 +68,17 @@ def _fmt(value) -> str:
 
 
 def write_report(result: TuneResult, base: BuildProfile, out_dir: Path, metrics: list[str],
-                 header: str, settings: dict) -> Path:
-    """Write every file; returns the winning profile's path."""
+                 header: str, settings: dict) -> Path | None:
+    """Write every file; returns the winning profile's path (None: no candidate met the SLO,
+    so none is written)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "tune.md").write_text(markdown(result, metrics, header))
     (out_dir / "tune.json").write_text(json.dumps(
         {"settings": settings, "used_s": result.used_s, "log": result.log,
          "ranking": [_candidate_dict(c) for c in result.ranking]}, indent=2) + "\n")
     plot_pareto(result, metrics[0], out_dir / "pareto.png")
+    if not result.winner.goodput:
+        return None
     return write_profile(base, result.winner, out_dir, header)
 
 
