@@ -69,11 +69,11 @@ class GrpcUser(LlmUser):
     stream = True
 
     def on_start(self) -> None:
+        super().on_start()
         ensure_gevent_grpc()
         self._url = grpc_url(self.host or "")
         self._idle: list[ResponseStream] = []
         self._provider = self.make_provider()
-        super().on_start()  # last: in open loop it waits for the first arrival
 
     def make_provider(self):
         raise NotImplementedError

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 
-import gevent
 from gevent import GreenletExit
 from gevent.pool import Group
 from locust import FastHttpUser, HttpUser, User, task
@@ -49,11 +48,10 @@ class LlmUser(User):
 
     def on_start(self) -> None:
         self._in_flight = Group()
-        controller = self.environment.tritonllm
-        if controller.options.request_rate > 0:
-            # Open loop: the first request too comes after an exponential gap, as in a Poisson
-            # process; sent at once, every user's first request would make a burst at t = 0.
-            gevent.sleep(controller.session.arrival_gap(controller.total_users()))
+        # Open loop: the first task sends nothing, so the first request too comes after an
+        # exponential gap (Locust's wait_time, which a stop interrupts), as in a Poisson
+        # process; sent at once, every user's first request would make a burst at t = 0.
+        self._await_first_arrival = self.environment.tritonllm.options.request_rate > 0
 
     def wait_time(self) -> float:
         controller = self.environment.tritonllm
@@ -61,7 +59,9 @@ class LlmUser(User):
 
     @task
     def generate(self) -> None:
-        if self.environment.tritonllm.options.request_rate > 0:
+        if self._await_first_arrival:
+            self._await_first_arrival = False
+        elif self.environment.tritonllm.options.request_rate > 0:
             self._in_flight.spawn(self._one_request)
         else:
             self._one_request()
@@ -188,8 +188,8 @@ class OpenAIStreamUser(HttpStreamUser):
     request_name = None  # the path
 
     def on_start(self) -> None:
+        super().on_start()
         self._model = self.environment.tritonllm.options.model or served_model_id(self.host)
-        super().on_start()  # last: in open loop it waits for the first arrival
 
     def make_provider(self, prompt: Prompt):
         return OpenAIStreamProvider(self._model, chat=prompt.chat)
