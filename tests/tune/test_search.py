@@ -199,3 +199,19 @@ def test_when_nothing_meets_the_slo_no_profile_is_written(base, tmp_path):
     assert write_report(result, base, tmp_path, ["ttft"], "header", {}) is None
     assert "No candidate met the SLO" in (tmp_path / "tune.md").read_text()
     assert not list(tmp_path.glob("*-tuned.yaml"))
+
+
+def test_a_gain_within_the_noise_margin_keeps_the_base_profile(base, tmp_path):
+    class Flat(FakeMeasurer):
+        def probe(self, rate, tag):  # batch 16 is 3 % better: less than min_gain
+            probe = super().probe(rate, tag)
+            gain = 1.03 if self.profile.limits.max_batch_size == 16 else 1.0
+            return Probe(rate=rate, passed=rate <= 2.0, goodput=min(rate, 2.0) * gain,
+                         good_token_rate=0.0, attainment=1.0, requests=probe.requests,
+                         seconds=probe.seconds)
+
+    space = [Dimension("limits.max_batch_size", (16,))]
+    result = Tuner(base, space, Flat(), Journal(tmp_path / "j.jsonl", {}), budget_s=10_000,
+                   log=lambda _: None).run()
+    assert result.winner is result.base
+    assert "the base profile stays" in result.log[-1]

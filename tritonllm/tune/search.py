@@ -17,6 +17,8 @@ Rules:
   one more (estimated from the candidates so far).
 - At the end the base and the ``top`` best candidates are measured ``repeats`` more times at
   their highest passing rate; they are ranked by their mean goodput, and the spread is reported.
+  The base profile stays the winner unless the best beats it by more than ``min_gain`` and
+  more than the spread of either one's runs.
 - Every probe goes through the journal: a probe already there is not run again, and the budget
   counts its recorded time, so a resumed run continues the same search.
 """
@@ -219,8 +221,19 @@ class Tuner:
             self.log(f"[tune] {candidate.label}: goodput {candidate.goodput:.2f} req/s over "
                      f"{len(candidate.goodputs)} runs (spread {candidate.spread:.0%})")
         rest = [c for c in self.candidates.values() if c not in finalists]
-        return (sorted(finalists, key=lambda c: c.goodput, reverse=True)
-                + sorted(rest, key=lambda c: c.goodput, reverse=True))
+        ranked = sorted(finalists, key=lambda c: c.goodput, reverse=True)
+        top = ranked[0] if ranked else None
+        if top is not None and top is not base and base in ranked:
+            # A gain within the noise (min_gain, or the spread of either one's runs) does not
+            # change the profile.
+            margin = max(self.min_gain, top.spread, base.spread)
+            if top.goodput <= base.goodput * (1 + margin):
+                ranked.remove(base)
+                ranked.insert(0, base)
+                self.notes.append(f"after re-measurement {top.label} is {top.goodput:.2f} against "
+                                  f"the base's {base.goodput:.2f} req/s, within the noise "
+                                  f"({margin:.0%}): the base profile stays")
+        return ranked + sorted(rest, key=lambda c: c.goodput, reverse=True)
 
 
 class _Session:
