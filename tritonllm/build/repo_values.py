@@ -129,8 +129,9 @@ def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
             raise ValueError(f"target.gpu: {profile.target.gpu!r} is not the cpu target; a GPU "
                              "profile is served by `tritonllm deploy entrypoint` on a GPU node")
         plan = planner.plan(profile, source.model_arch(profile))
+        model_dir = _cpu_model_dir(profile)
         deployment = CpuDeployment(
-            model=str(_cpu_model_dir(profile)),
+            model=str(model_dir) if model_dir else None,
             engine=cpu_engine_config(profile, plan.kv_tokens),
             triton_max_batch_size=profile.triton_max_batch_size,
             decoupled=profile.serving.decoupled, **ensemble_instances(profile))
@@ -139,19 +140,16 @@ def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
     return deployment
 
 
-def _cpu_model_dir(profile: BuildProfile) -> Path:
-    from tritonllm.build import source
-
+def _cpu_model_dir(profile: BuildProfile) -> Path | None:
+    """The checkpoint to serve: the build's compressed one when the profile compresses, else
+    ``model.dir`` (None for ``default``: the deployment resolves the cached default model)."""
     if profile.compression.enabled:
         compressed = profile.output_path / "compressed" / "model"
         if not (compressed / "config.json").is_file():
             raise ValueError(f"compression: the profile compresses the model and {compressed} "
                              "does not exist yet; run `tritonllm compress PROFILE` first")
         return compressed
-    path = source.checkpoint_dir(profile)
-    if path is None:
-        raise FileNotFoundError(f"model.dir: no Hugging Face checkpoint at {profile.model.dir}")
-    return path
+    return profile.model_path()
 
 
 def render(profile: BuildProfile, out_dir: Path, **kwargs) -> Path:
