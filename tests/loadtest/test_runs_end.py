@@ -86,7 +86,7 @@ def test_requests_still_running_at_the_stop_timeout_are_reported_as_failed(tmp_p
     import socket
     import threading
 
-    from tritonllm.loadtest.users import UNFINISHED
+    from tritonllm.loadtest.trace import UNFINISHED
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -14,6 +14,10 @@ from typing import Callable
 
 from tritonllm.loadtest.metrics import RequestRecord
 
+# The error of a request still unanswered when the run's stop timeout ran out: it counts as
+# failed instead of vanishing from the report.
+UNFINISHED = "unfinished: still running when the stop timeout ran out"
+
 
 @dataclass(frozen=True)
 class Chunk:

@@ -26,13 +26,10 @@ from tritonllm.loadtest.metrics import RequestRecord
 from tritonllm.loadtest.providers import (HttpGenerateProvider, HttpStreamProvider,
                                           OpenAIStreamProvider, ServerReportedError,
                                           served_model_ids)
-from tritonllm.loadtest.trace import RequestTrace
+from tritonllm.loadtest.trace import UNFINISHED, RequestTrace
 from tritonllm.loadtest.workloads import Prompt
 
 _MAX_ERROR_CHARS = 120
-# The error of a request still unanswered when the run's stop timeout ran out: it counts as
-# failed instead of vanishing from the report.
-UNFINISHED = "unfinished: still running when the stop timeout ran out"
 
 
 def error_kind(exc: BaseException) -> str:
@@ -69,7 +66,7 @@ class LlmUser(User):
     def on_stop(self) -> None:
         # Open loop: let requests already sent finish within Locust's stop timeout.
         self._in_flight.join(timeout=self.environment.stop_timeout or 0)
-        self._in_flight.kill(block=False)
+        self._in_flight.kill(block=True, timeout=5)  # their records are added before the report
 
     def _one_request(self) -> None:
         session = self.environment.tritonllm.session
