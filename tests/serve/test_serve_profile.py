@@ -50,3 +50,9 @@ def test_flags_that_contradict_the_profile_are_refused(capsys):
 def test_a_gpu_profile_is_refused():
     with pytest.raises(ValueError, match="'H100' is not the cpu target"):
         _deployment("--profile", str(PROFILES / "llama-3.1-8b-fp8-h100.yaml"))
+
+
+def test_a_profile_the_planner_rejects_is_refused():
+    profile = load_profile(PROFILES / "smollm2-cpu.yaml", ["parallel.tp_size=2"])
+    with pytest.raises(ValueError, match="the planner rejects the profile: parallel.tp_size"):
+        cpu_deployment(profile)

@@ -116,7 +116,8 @@ def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
     """The :class:`~tritonllm.serve.cpu.CpuDeployment` that serves a ``cpu``-target profile
     exactly as its built repository would (same engine parameters, KV capacity from the plan,
     ensemble instances and ``stream_interval``); ``None``: what plain ``tritonllm serve`` runs.
-    The checkpoint is ``model.dir``, or the build's compressed one when the profile compresses."""
+    The checkpoint is ``model.dir``, or the build's compressed one when the profile compresses.
+    A profile the planner rejects is a ``ValueError`` naming its first problem, as in the build."""
     import dataclasses
 
     from tritonllm.build import source
@@ -129,6 +130,8 @@ def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
             raise ValueError(f"target.gpu: {profile.target.gpu!r} is not the cpu target; a GPU "
                              "profile is served by `tritonllm deploy entrypoint` on a GPU node")
         plan = planner.plan(profile, source.model_arch(profile))
+        if not plan.ok:
+            raise ValueError(f"the planner rejects the profile: {plan.problems[0]}")
         model_dir = _cpu_model_dir(profile)
         deployment = CpuDeployment(
             model=str(model_dir) if model_dir else None,

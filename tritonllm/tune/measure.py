@@ -37,33 +37,28 @@ from tritonllm.tune.probe import Probe, from_records
 
 USER = "http-stream"  # the ensemble's generate_stream: TTFT and every chunk gap, exactly
 USERS = 4  # Locust users; in open loop each keeps any number of requests in flight
-DRAIN_S = 60.0
-WARM_UP_S = 5.0  # Locust's --stop-timeout: requests in flight at the end get this long
+DRAIN_S = 60.0  # Locust's --stop-timeout: requests in flight at the end get this long
+WARM_UP_S = 5.0  # seconds of closed-loop load before a candidate's first probe
 
 
 class CpuTwinMeasurer:
     def __init__(self, out_dir: Path, workload: str, slo: Slo, probe_s: float,
-                 num_threads: int = 0, log=print) -> None:
+                 num_threads: int = 0) -> None:
         if probe_s < 5:
             raise ValueError(f"probe_time: must be >= 5 s, got {probe_s:g}")
         self.out_dir = Path(out_dir)
         self.workload, self.slo = workload, slo
-        self.probe_s, self.num_threads, self.log = probe_s, num_threads, log
+        self.probe_s, self.num_threads = probe_s, num_threads
         self.server = None
         self._id = ""
         self._started_at: float | None = None
         self._model_dir = ""
 
     def start(self, profile: BuildProfile) -> None:
-        from tritonllm.build.planning import planner
-        from tritonllm.build import source
         from tritonllm.build.repo_values import cpu_deployment
         from tritonllm.serve.launcher import LaunchError, Ports, TritonServer
 
         self._started_at = time.monotonic()
-        plan = planner.plan(profile, source.model_arch(profile))
-        if not plan.ok:
-            raise ValueError(f"the planner rejects it: {plan.problems[0]}")
         self._id = hashlib.sha256(repr(profile.to_dict()).encode()).hexdigest()[:10]
         deployment = cpu_deployment(profile, self.out_dir / "repos" / self._id)
         deployment = replace(deployment, engine=replace(deployment.engine,
