@@ -1,8 +1,10 @@
-"""Helpers shared by live tests: the server's engine metrics, transformers' greedy answer."""
+"""Helpers shared by live tests: the server's engine metrics, transformers' greedy answer, a
+tritonserver that runs command lines written for the GPU image."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from tritonllm.serve.metrics import engine_stats, scrape
 
@@ -41,3 +43,18 @@ def hf_greedy(hf_model, ids: list[int], max_new_tokens: int) -> list[int]:
     eos = hf_model.generation_config.eos_token_id
     eos = set(eos if isinstance(eos, list) else [eos])
     return [t for t in out[0, len(ids):].tolist() if t not in eos]
+
+
+def tritonserver_shim(directory: Path) -> Path:
+    """An executable that runs this machine's tritonserver with its backend and cache
+    directories added: what a command line written for the GPU image's
+    ``/opt/tritonserver/bin/tritonserver`` (which finds those itself) needs here."""
+    from tritonllm.serve.launcher import backend_dir, pytriton_root
+
+    shim = Path(directory) / "tritonserver"
+    shim.write_text("#!/bin/sh\n"
+                    f"exec {pytriton_root() / 'bin' / 'tritonserver'} "
+                    f"--backend-directory={backend_dir()} "
+                    f"--cache-directory={pytriton_root() / 'caches'} \"$@\"\n")
+    shim.chmod(0o755)
+    return shim

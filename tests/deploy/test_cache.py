@@ -9,6 +9,7 @@ manifest made by ``tritonllm.build.engine.make_manifest``) and counts its runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -63,9 +64,15 @@ write_manifest(engine, make_manifest(profile, version, "NVIDIA H100 80GB HBM3", 
 """
 
 
+@functools.cache
+def tokenizer_dir() -> Path:
+    """A real tokenizer (the default model's; the repository stage writes its tokenizer info),
+    found in the user's cache before a test points ``TRITONLLM_CACHE`` elsewhere."""
+    return default_model_dir()
+
+
 def write_profile(path, tp=1, batch=64):
-    # a real tokenizer (the default model's): the repository stage writes its tokenizer info
-    path.write_text(PROFILE.format(tp=tp, batch=batch, tokenizer=default_model_dir()))
+    path.write_text(PROFILE.format(tp=tp, batch=batch, tokenizer=tokenizer_dir()))
     return load_profile(path)
 
 
@@ -170,6 +177,7 @@ def builder(tmp_path, monkeypatch):
     script.write_text(BUILDER)
     runs = tmp_path / "runs"
     monkeypatch.setenv("BUILD_RUNS", str(runs))
+    tokenizer_dir()
     monkeypatch.setenv("TRITONLLM_CACHE", str(tmp_path / "cache"))
     return (sys.executable, str(script)), runs
 

@@ -3,6 +3,8 @@ TensorRT-LLM 1.1.x's triton_backend/scripts/launch_triton_server.py builds them)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tritonllm.deploy.launch import TRITONSERVER, LaunchSpec, host_slots
@@ -109,3 +111,36 @@ def test_an_admin_key_closes_the_admin_apis_on_every_rank():
         assert ("--grpc-restricted-protocol=shared-memory,model-repository,logging,trace:"
                 "triton-admin-key=k3y") in argv
     assert not any("restricted" in a for a in LaunchSpec(model_repository="/r").rank_args(0))
+
+
+# --- the launch run as a server ---------------------------------------------------------------
+
+def test_a_launch_spec_starts_serves_and_stops(tmp_path, model_dir):
+    """Rank 0's exact command line (the GPU image's, through a shim that adds this machine's
+    backend directory) over the CPU twin's repository: ready, answering, then stopped."""
+    from tests.helpers import tritonserver_shim
+    from tritonllm.deploy.launch import LaunchedServer
+    from tritonllm.serve.cpu import CpuDeployment
+    from tritonllm.serve.launcher import http_ok, server_env
+
+    repo = CpuDeployment(model=str(model_dir), repo_dir=tmp_path / "repo").prepare()
+    spec = LaunchSpec(model_repository=str(repo), ports=Ports.free(), exit_timeout_s=5,
+                      tritonserver=str(tritonserver_shim(tmp_path)))
+    server = LaunchedServer(spec, log_file=tmp_path / "server.log", env=server_env())
+    assert server.stop_timeout_s == spec.stop_timeout_s
+    with server:
+        argv = (Path("/proc") / str(server.pid) / "cmdline").read_text().split("\0")[:-1]
+        arguments = spec.command()[1:]
+        assert argv[-len(arguments):] == arguments  # after the shim's own
+        assert http_ok(f"http://{server.http_url}/v2/models/ensemble/ready")
+    assert server.process is None and not http_ok(f"http://{server.http_url}/v2/health/live")
+
+
+def test_a_missing_server_binary_is_a_launch_error(tmp_path):
+    from tritonllm.deploy.launch import LaunchedServer
+    from tritonllm.serve.launcher import LaunchError
+
+    spec = LaunchSpec(model_repository=str(tmp_path), ports=Ports.free(),
+                      tritonserver=str(tmp_path / "no-tritonserver"))
+    with pytest.raises(LaunchError, match="cannot run .*no-tritonserver: No such file"):
+        LaunchedServer(spec, log_file=tmp_path / "server.log").start(timeout_s=5)

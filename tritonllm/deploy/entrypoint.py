@@ -149,18 +149,17 @@ def serve_cpu(profile: BuildProfile | None, options: EntrypointOptions) -> int:
 # --- GPU --------------------------------------------------------------------------------------
 
 def plan_gpu(profile: BuildProfile, facts: NodeFacts, options: EntrypointOptions,
-             env: dict[str, str]) -> GpuPlan:
-    """Check the node against the profile and decide what to run; raises DeployError."""
+             env: dict[str, str], root: Path | None = None) -> GpuPlan:
+    """Check the node against the profile and decide what to run; raises DeployError.
+    ``root``: where the build and the repository go (default: the profile's directory in the
+    engine cache, :func:`engine_root`)."""
     if not facts.tensorrt_llm_version:
         raise DeployError("TensorRT-LLM is not installed here: run the GPU image (Dockerfile "
                           "target gpu), or use target.gpu: cpu for the CPU twin")
     _check_tensorrt_llm(facts.tensorrt_llm_version, env)
     group = group_from_env(env, options.gpus_per_pod) if options.gpus_per_pod else None
     _check_gpus(profile, facts, group, options)
-    from tritonllm.model_source import cache_root
-
-    root = cache.engine_root(cache_root(), profile.name, facts.tensorrt_llm_version,
-                             facts.sm_tag)
+    root = root or engine_root(profile.name, facts)
     launch = LaunchSpec(model_repository=str(root / "model_repository"),
                         tp_size=profile.parallel.tp_size, pp_size=profile.parallel.pp_size,
                         ports=options.ports, exit_timeout_s=options.exit_timeout_s,
@@ -171,6 +170,13 @@ def plan_gpu(profile: BuildProfile, facts: NodeFacts, options: EntrypointOptions
     openai = frontend.frontend_settings(profile, options.ports, profile.serving.decoupled)
     return GpuPlan(profile, facts, group, root, launch, _decide(profile, facts, root / "build"),
                    openai)
+
+
+def engine_root(name: str, facts: NodeFacts) -> Path:
+    """``name``'s directory in the engine cache for this node's TensorRT-LLM and GPU."""
+    from tritonllm.model_source import cache_root
+
+    return cache.engine_root(cache_root(), name, facts.tensorrt_llm_version, facts.sm_tag)
 
 
 def _check_tensorrt_llm(version: str, env: dict[str, str]) -> None:

@@ -21,9 +21,10 @@ to the exit timeout.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from tritonllm.serve.launcher import Ports, restricted_api_args
+from tritonllm.serve.launcher import Ports, TritonServer, restricted_api_args
 
 TRITONSERVER = "/opt/tritonserver/bin/tritonserver"
 ENGINE_MODEL = "tensorrt_llm"
@@ -126,3 +127,26 @@ def host_slots(hosts: tuple[str, ...]) -> int:
             raise ValueError(f"hosts: expected 'host:slots', got {entry!r}")
         total += int(slots) if slots else 1
     return total
+
+
+class LaunchedServer(TritonServer):
+    """A :class:`LaunchSpec` run as a :class:`TritonServer`: ``start`` waits until rank 0 is
+    ready on ``spec.ports``, ``stop`` drains for the spec's exit timeout (mpirun's kill delay
+    included). Output of every rank goes to ``log_file``. ``env``: the environment the spec's
+    additions go onto (default: this process's)."""
+
+    def __init__(self, spec: LaunchSpec, log_file=None, env: dict[str, str] | None = None):
+        super().__init__(spec.model_repository, spec.ports, log_file,
+                         grace_period_s=spec.exit_timeout_s, admin_key=spec.admin_key)
+        self.spec = spec
+        self._base_env = dict(os.environ if env is None else env)
+
+    def command(self) -> list[str]:
+        return self.spec.command()
+
+    def env(self) -> dict[str, str]:
+        return self.spec.env(self._base_env)
+
+    @property
+    def stop_timeout_s(self) -> float:
+        return self.spec.stop_timeout_s

@@ -46,6 +46,7 @@ RESTRICTED_APIS = ("shared-memory", "model-repository", "logging", "trace")
 ADMIN_HEADER = "triton-admin-key"  # lower case: gRPC metadata keys must be
 ADMIN_KEY_ENV = "TRITONLLM_ADMIN_KEY"  # where deployments take the admin key from
 LOG_TAIL_LINES = 20
+LOAD_FAILURE = "failed to load"  # tritonserver's log line for a model that did not load
 
 
 class LaunchError(RuntimeError):
@@ -195,6 +196,10 @@ class TritonServer:
             *self.extra_args,
         ]
 
+    def env(self) -> dict[str, str]:
+        """The environment the command runs in."""
+        return server_env()
+
     def start(self, timeout_s: float = 300.0) -> "TritonServer":
         """Start and wait until ready. Call it from a thread that outlives the server (the main
         thread): the server gets SIGTERM when that thread ends."""
@@ -208,9 +213,15 @@ class TritonServer:
             self._log_handle = open(self.log_file, "ab")
             output = self._log_handle
         self.stopping = False
-        self._proc = subprocess.Popen(self.command(), env=server_env(), stdout=output,
-                                      stderr=subprocess.STDOUT, start_new_session=True,
-                                      preexec_fn=die_with_parent(signal.SIGTERM))
+        try:
+            self._proc = subprocess.Popen(self.command(), env=self.env(), stdout=output,
+                                          stderr=subprocess.STDOUT, start_new_session=True,
+                                          preexec_fn=die_with_parent(signal.SIGTERM))
+        except OSError as exc:  # no such binary, not executable
+            if self._log_handle:
+                self._log_handle.close()
+                self._log_handle = None
+            raise LaunchError(f"cannot run {self.command()[0]}: {exc.strerror}") from None
         try:
             self.wait_ready(timeout_s)
         except BaseException:  # not ready, Ctrl-C or SIGTERM while starting: leave nothing behind
@@ -232,12 +243,12 @@ class TritonServer:
     def stop(self, timeout_s: float | None = None) -> None:
         """SIGTERM to tritonserver alone (it drains in-flight requests for up to the grace
         period and stops its backend stubs itself), then SIGKILL its whole process group if it
-        is still running ``timeout_s`` later (default: grace period + ``KILL_MARGIN_S``)."""
+        is still running ``timeout_s`` later (default: :attr:`stop_timeout_s`)."""
         if self._proc is None:
             return
         self.stopping = True
         if timeout_s is None:
-            timeout_s = self.grace_period_s + KILL_MARGIN_S
+            timeout_s = self.stop_timeout_s
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
             try:
@@ -250,6 +261,11 @@ class TritonServer:
         if self._log_handle:
             self._log_handle.close()
             self._log_handle = None
+
+    @property
+    def stop_timeout_s(self) -> float:
+        """How long an orderly stop may take before the process group is killed."""
+        return self.grace_period_s + KILL_MARGIN_S
 
     def wait(self) -> int:
         return self._proc.wait()
@@ -269,10 +285,15 @@ class TritonServer:
         if self._log_handle:
             self._log_handle.flush()
         try:
-            lines = self.log_file.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            lines = self.log_file.read_text(errors="replace").splitlines()
         except OSError:
             return f"; see {self.log_file}"
-        return f"; last lines of {self.log_file}:\n  " + "\n  ".join(lines)
+        tail = lines[-LOG_TAIL_LINES:]
+        # Why a model failed to load is logged above the model table that ends the log.
+        failures = [line for line in lines[:-LOG_TAIL_LINES] if LOAD_FAILURE in line]
+        found = ("; models that failed to load:\n  " + "\n  ".join(failures[-5:])
+                 if failures else "")
+        return found + f"; last lines of {self.log_file}:\n  " + "\n  ".join(tail)
 
     def __enter__(self) -> "TritonServer":
         return self.start()

@@ -1,4 +1,7 @@
-"""``tritonllm tune``: the settings with the most goodput under an SLO, measured on the CPU twin.
+"""``tritonllm tune``: the settings with the most goodput under an SLO, measured by load tests.
+
+A cpu-target profile is measured on the CPU twin (:mod:`tritonllm.tune.measure`); a GPU profile
+on the GPU node this runs on (:mod:`tritonllm.tune.gpu`).
 
 Progress goes to the terminal a line per probe; everything lands in ``--out`` (see
 :mod:`tritonllm.tune.report`), the journal too, so running the same command again after an
@@ -55,26 +58,27 @@ def _tune(args) -> int:
     from tritonllm.loadtest.slo import SLO_FAILED_EXIT_CODE, Slo, parse_duration
     from tritonllm.loadtest.workloads import parse_spec
     from tritonllm.tune.journal import Journal
-    from tritonllm.tune.measure import CpuTwinMeasurer
     from tritonllm.tune.rate_search import RateSearch
     from tritonllm.tune.report import write_report
     from tritonllm.tune.search import Tuner
     from tritonllm.tune.space import default_space, parse_space
 
     base = load_profile(args.profile, args.overrides)
-    if not get_device(base.target.gpu).is_cpu:
-        raise ValueError(f"target.gpu: {base.target.gpu!r}: tune measures the CPU twin only "
-                         "(a cpu-target profile, e.g. build/smollm2-cpu.yaml)")
+    gpu = not get_device(base.target.gpu).is_cpu
+    if gpu and args.num_threads:
+        raise ValueError("num_threads: sets the CPU engine's threads; a GPU profile has none")
     slo = Slo.parse(args.slo)
     parse_spec(args.workload)
     budget_s = parse_duration(args.budget, "budget")
     probe_s = parse_duration(args.probe_time, "probe_time")
     if args.top < 1 or args.repeats < 0:
         raise ValueError(f"top: must be >= 1 and repeats >= 0, got {args.top}, {args.repeats}")
-    space = parse_space(args.space) if args.space else default_space(args.include_rebuild)
+    space = (parse_space(args.space) if args.space
+             else default_space(args.include_rebuild, gpu=gpu))
     settings = {"profile": profile_hash(base), "workload": args.workload, "slo": slo.describe(),
                 "probe_s": probe_s, "num_threads": args.num_threads,
                 "space": {d.key: list(d.values) for d in space}, "start_rate": args.start_rate}
+    measurer = _measurer(args, base, slo, probe_s, gpu)
     journal_path = args.out / "journal.jsonl"
     if args.fresh:
         journal_path.unlink(missing_ok=True)
@@ -85,8 +89,6 @@ def _tune(args) -> int:
               f"base profile {base.source}")
     print(f"[tune] {header}; budget {budget_s:g} s; keys: {', '.join(d.key for d in space)}",
           flush=True)
-    measurer = CpuTwinMeasurer(args.out, args.workload, slo, probe_s,
-                               num_threads=args.num_threads)
     tuner = Tuner(base, space, measurer, journal, budget_s=budget_s,
                   rates=RateSearch(start=args.start_rate), top=args.top, repeats=args.repeats,
                   log=lambda line: print(line, flush=True))
@@ -98,7 +100,27 @@ def _tune(args) -> int:
     print((args.out / "tune.md").read_text())
     if path is None:
         return SLO_FAILED_EXIT_CODE
-    print(f"[tune] {result.used_s:.0f} s measured; winning profile: {path}\n"
-          f"[tune] serve it: tritonllm serve --profile {path}", file=sys.stderr)
+    print(f"[tune] {result.used_s:.0f} s measured; winning profile: {path}", file=sys.stderr)
+    if gpu:
+        link = measurer.link_engine(load_profile(path))
+        if link is not None:
+            print(f"[tune] its engine: {link} -> {link.resolve()}", file=sys.stderr)
+        print(f"[tune] deploy it: tritonllm deploy entrypoint --profile {path}",
+              file=sys.stderr)
+    else:
+        print(f"[tune] serve it: tritonllm serve --profile {path}", file=sys.stderr)
     return 0
+
+
+def _measurer(args, base, slo, probe_s: float, gpu: bool):
+    """The CPU twin's measurer for a cpu-target profile; on a GPU node, the GPU one."""
+    if not gpu:
+        from tritonllm.tune.measure import CpuTwinMeasurer
+
+        return CpuTwinMeasurer(args.out, args.workload, slo, probe_s,
+                               num_threads=args.num_threads)
+    from tritonllm.deploy.node import detect
+    from tritonllm.tune.gpu import GpuMeasurer
+
+    return GpuMeasurer(args.out, args.workload, slo, probe_s, base=base, facts=detect())
 

@@ -39,6 +39,7 @@ USER = "http-stream"  # the ensemble's generate_stream: TTFT and every chunk gap
 USERS = 4  # Locust users; in open loop each keeps any number of requests in flight
 DRAIN_S = 60.0  # Locust's --stop-timeout: requests in flight at the end get this long
 WARM_UP_S = 5.0  # seconds of closed-loop load before a candidate's first probe
+WARM_UP_USERS = 64  # at most this many of the batch's rows are filled by the warm-up
 
 
 class CpuTwinMeasurer:
@@ -55,29 +56,35 @@ class CpuTwinMeasurer:
         self._model_dir = ""
 
     def start(self, profile: BuildProfile) -> None:
+        self._started_at = time.monotonic()
+        self._id = hashlib.sha256(repr(profile.to_dict()).encode()).hexdigest()[:10]
+        (self.out_dir / "repos").mkdir(parents=True, exist_ok=True)
+        self.server, self._model_dir = self._launch(profile)
+        self._warm_up(profile.limits.max_batch_size)
+
+    def _launch(self, profile: BuildProfile):
+        """Start ``profile``'s server; returns it (ready) and the tokenizer directory of the
+        prompts ("" for the default model)."""
         from tritonllm.build.repo_values import cpu_deployment
         from tritonllm.serve.launcher import LaunchError, Ports, TritonServer
 
-        self._started_at = time.monotonic()
-        self._id = hashlib.sha256(repr(profile.to_dict()).encode()).hexdigest()[:10]
         deployment = cpu_deployment(profile, self.out_dir / "repos" / self._id)
         deployment = replace(deployment, engine=replace(deployment.engine,
                                                         num_threads=self.num_threads))
-        self._model_dir = deployment.model or ""
-        log = self.out_dir / "repos" / f"{self._id}.log"
-        self.server = TritonServer(deployment.prepare(), Ports.free(), log_file=log)
+        server = TritonServer(deployment.prepare(), Ports.free(),
+                              log_file=self.out_dir / "repos" / f"{self._id}.log")
         try:
-            self.server.start()
+            server.start()
         except LaunchError as exc:
-            self.server = None
             raise ValueError(f"tritonserver did not start: {exc}") from None
-        self._warm_up(profile.limits.max_batch_size)
+        return server, deployment.model or ""
 
     def _warm_up(self, batch: int) -> None:
         """A few seconds of closed-loop load with the batch full: the engine meets its batch
         shapes and touches its memory before the first probe, so a cold server does not fall
         behind at the probe's start (in open loop it would never catch up)."""
-        self._run("warm-up", users=batch, rate=0.0, run_time=WARM_UP_S, requests=batch * 8)
+        users = min(batch, WARM_UP_USERS)
+        self._run("warm-up", users=users, rate=0.0, run_time=WARM_UP_S, requests=users * 8)
 
     def _run(self, name: str, users: int, rate: float, run_time: float, requests: int) -> Path:
         """One Locust run into ``runs/<candidate id>-<name>``; every candidate's run of the

@@ -31,6 +31,21 @@ REBUILD_VALUES: dict[str, tuple] = {
     "limits.max_num_tokens": (128, 256, 512, 1024),
     "limits.max_batch_size": (4, 8, 16, 32),
 }
+# On a GPU: the tensorrtllm backend's parameters (TensorRT-LLM 1.1.0 has no stream_interval
+# there), and engines of GPU sizes; a quantization the GPU cannot run is refused by the planner
+# and reported as such.
+GPU_RUNTIME_VALUES: dict[str, tuple] = {
+    "serving.batch_scheduler_policy": ("guaranteed_no_evict", "max_utilization"),
+    "serving.enable_chunked_context": (True, False),
+    "serving.kv_cache_free_gpu_mem_fraction": (0.8, 0.95),
+    "serving.max_queue_size": (64, 256, 1024),
+    "serving.postprocessing_instances": (1, 2, 4),
+}
+GPU_REBUILD_VALUES: dict[str, tuple] = {
+    "quantization.mode": ("none", "fp8", "int8_wo", "int4_awq"),
+    "limits.max_num_tokens": (2048, 4096, 8192, 16384),
+    "limits.max_batch_size": (64, 128, 256),
+}
 
 
 @dataclass(frozen=True)
@@ -47,9 +62,12 @@ class Dimension:
             raise ValueError(f"space.{self.key}: needs at least one value")
 
 
-def default_space(include_rebuild: bool = False) -> list[Dimension]:
-    """The shipped space: rebuild keys first when included (they move goodput most)."""
-    table = {**REBUILD_VALUES, **RUNTIME_VALUES} if include_rebuild else RUNTIME_VALUES
+def default_space(include_rebuild: bool = False, gpu: bool = False) -> list[Dimension]:
+    """The shipped space for the CPU twin or a GPU: rebuild keys first when included (they
+    move goodput most)."""
+    runtime, rebuild = ((GPU_RUNTIME_VALUES, GPU_REBUILD_VALUES) if gpu
+                        else (RUNTIME_VALUES, REBUILD_VALUES))
+    table = {**rebuild, **runtime} if include_rebuild else runtime
     return [Dimension(key, values) for key, values in table.items()]
 
 
