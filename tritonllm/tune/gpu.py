@@ -96,10 +96,10 @@ class GpuMeasurer(CpuTwinMeasurer):
         of that name is already a real directory (the cache then decides as always)."""
         source = engine_root(self.engine_name(tuned), self.facts)
         link = engine_root(tuned.name, self.facts)
-        if link.is_symlink():
-            link.unlink()
-        elif link.exists() or not source.is_dir():
+        if not source.is_dir() or (link.exists() and not link.is_symlink()):
             return None
+        if link.is_symlink():  # an earlier tune's winner
+            link.unlink()
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(source, target_is_directory=True)
         return link
