@@ -150,3 +150,24 @@ def test_distributed_master_and_two_workers(triton_server, tmp_path, pool_cache)
     doc = check_run(tmp_path, counts, "grpc_stream")
     assert doc["run"]["workload"] == f"input {IN_TOKENS}, output {OUT_TOKENS} tokens"
     assert json.loads((tmp_path / "summary.json").read_text())["summary"]["succeeded"] >= 4
+
+
+def test_grpc_stream_user_in_open_loop_keeps_every_stream_answered(triton_server, tmp_path,
+                                                                   pool_cache):
+    """Open loop faster than the server: more gRPC streams open at once than gevent's default
+    threadpool holds (10), where grpcio waits for each channel's events. Every request the
+    server finished must reach the report, answered."""
+    run = LocustRun(out_dir=str(tmp_path), user="grpc", host=loopback(triton_server.grpc_url),
+                    users=2, run_time="3s", workload="input_tokens=24,output_tokens=32",
+                    request_rate=10.0, stop_timeout=30, model_dir=str(triton_server.model_dir),
+                    extra_args=("--only-summary",))
+    counts = ServerCounts(triton_server)
+    done = subprocess.run(run.command(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = load_summary(tmp_path)["summary"]
+    assert summary["failed"] == 0, summary["errors"]
+    assert summary["requests"] == counts.delta(summary["requests"])[0] >= 20
+    records = read_samples(tmp_path / "samples.jsonl")
+    events = sorted([(r.start, 1) for r in records] + [(r.start + r.e2e, -1) for r in records])
+    open_at_once = max(sum(step for _, step in events[:i + 1]) for i in range(len(events)))
+    assert open_at_once > 10  # beyond gevent's default pool, or this test proves nothing

@@ -24,6 +24,8 @@ from tritonllm.loadtest.trace import RequestTrace
 from tritonllm.loadtest.users import LlmUser, error_kind
 from tritonllm.loadtest.workloads import Prompt
 
+POOL_SPARE_THREADS = 10  # gevent's own default pool size, left for its other blocking work
+
 
 def ensure_gevent_grpc() -> None:
     """Make grpcio cooperate with gevent (idempotent; grpc keeps the flag itself)."""
@@ -46,11 +48,22 @@ def grpc_url(host: str) -> str:
 
 
 class ResponseStream:
-    """One tritonclient client with its open bidirectional stream; responses go to a queue."""
+    """One tritonclient client with its open bidirectional stream; responses go to a queue.
+
+    In gevent mode grpcio waits for each channel's events on a native thread of gevent's hub
+    threadpool, which holds 10 threads by default: with more streams open than that, the
+    streams beyond it stop receiving until another closes, and an open-loop run loses their
+    responses. So the pool grows with the streams open in the process (:data:`open_streams`).
+    """
+
+    open_streams = 0
 
     def __init__(self, url: str) -> None:
         import tritonclient.grpc as grpcclient
 
+        ResponseStream.open_streams += 1
+        pool = gevent.get_hub().threadpool
+        pool.maxsize = max(pool.maxsize, ResponseStream.open_streams + POOL_SPARE_THREADS)
         self.client = grpcclient.InferenceServerClient(url)
         self.responses: Queue = Queue()
         self.client.start_stream(callback=lambda result, error: self.responses.put((result, error)))
@@ -60,6 +73,7 @@ class ResponseStream:
             self.client.stop_stream(cancel_requests=True)
         finally:
             self.client.close()
+            ResponseStream.open_streams -= 1
 
 
 class GrpcUser(LlmUser):
