@@ -73,6 +73,10 @@ def test_a_failed_build_or_a_node_without_tensorrt_llm_is_a_clear_error(tmp_path
     base = write_profile(tmp_path / "p.yaml")
     with pytest.raises(ValueError, match="TensorRT-LLM is not installed here"):
         measurer(tmp_path, base, command, facts=NodeFacts(None, None, None, 0))
+    m = measurer(tmp_path, base, command)
+    with pytest.raises(ValueError, match="the planner rejects it: .*fp8"):
+        m.start(candidate_profile(base, {"target.gpu": "A100"}))  # fp8 before Ada
+    assert not (tmp_path / "runs").exists()  # refused before any build
     monkeypatch.setenv("BUILD_FAIL", "1")
     with pytest.raises(ValueError, match="engine build failed with status 1"):
         measurer(tmp_path, base, command).start(base)

@@ -16,8 +16,8 @@ Per candidate, on this node (one node; ``tp_size * pp_size`` GPUs of it):
   LaunchSpec`, ``mpirun`` for more than one rank) on free ports, its output in
   ``<out>/repos/<id>.log``.
 
-A candidate that cannot run here (the planner refuses it on this GPU, the build fails, the
-server does not load it) is a ``ValueError`` naming why; the tuner reports it and goes on.
+A candidate that cannot run here (the planner rejects it, checked before any build; the build
+fails; the server does not load it) is a ``ValueError`` naming why; the tuner reports it and goes on.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class GpuMeasurer(CpuTwinMeasurer):
         from tritonllm.serve.launcher import LaunchError, Ports
 
         candidate = self._write(profile)
+        self._check_plan(candidate)
         root = engine_root(self.engine_name(candidate), self.facts)
         options = EntrypointOptions(ports=Ports.free(), build_command=self.build_command)
         try:
@@ -89,6 +90,20 @@ class GpuMeasurer(CpuTwinMeasurer):
         except LaunchError as exc:
             raise ValueError(f"tritonserver did not start: {exc}") from None
         return server, str(candidate.model.tokenizer_dir or candidate.model.dir)
+
+    def _check_plan(self, candidate: BuildProfile) -> None:
+        """The planner's verdict before any build: a candidate that cannot fit is refused with
+        its reason; one that fits shows what it costs in GPU memory."""
+        from tritonllm.build import source
+        from tritonllm.build.planning import planner
+
+        plan = planner.plan(candidate, source.model_arch(candidate))
+        if not plan.ok:
+            raise ValueError(f"the planner rejects it: {plan.problems[0]}")
+        gib = 2 ** 30
+        print(f"[tune] planner: weights {plan.weight_bytes_per_gpu / gib:.1f} GiB a GPU, KV "
+              f"cache {plan.kv_tokens:,} tokens ({plan.max_full_sequences} full sequences)",
+              flush=True)
 
     def link_engine(self, tuned: BuildProfile) -> Path | None:
         """Point the engine cache entry of ``tuned`` (the written winner, by its own name) at
