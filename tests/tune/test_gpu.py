@@ -104,3 +104,21 @@ def test_tune_of_a_gpu_profile_here_names_what_is_missing(tmp_path, capsys):
     assert "TensorRT-LLM is not installed here" in capsys.readouterr().err
     assert main([*args, "--num-threads", "2"]) == 2
     assert "num_threads: sets the CPU engine's threads" in capsys.readouterr().err
+
+
+def test_probes_on_a_gpu_node_spread_the_load_over_locust_processes(tmp_path, builder,
+                                                                     monkeypatch):
+    from tritonllm.tune import gpu
+
+    monkeypatch.setattr(gpu.os, "cpu_count", lambda: 32)
+    assert gpu.gpu_node_processes() == gpu.MAX_PROCESSES
+    monkeypatch.setattr(gpu.os, "cpu_count", lambda: 2)
+    assert gpu.gpu_node_processes() == 1
+    base = write_profile(tmp_path / "p.yaml")
+    m = GpuMeasurer(tmp_path / "tune", "16/16", Slo.parse("ttft=1s"), 5.0, base=base,
+                    facts=H100, processes=6)
+    argv = m.locust_run("search-r8", users=4, rate=8.0, run_time=5, requests=40,
+                        host="http://127.0.0.1:8000").command()
+    assert argv[argv.index("--processes") + 1] == "6"
+    assert argv[argv.index("-u") + 1] == "6"  # a user per process at least
+    assert argv[argv.index("--request-rate") + 1] == "8"

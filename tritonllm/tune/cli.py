@@ -46,6 +46,9 @@ def register(subparsers) -> None:
                    help="extra runs of each finalist and of the base (default 1)")
     p.add_argument("--num-threads", type=int, default=0,
                    help="engine threads of every candidate (default 0: automatic)")
+    p.add_argument("--processes", type=int, default=None,
+                   help="Locust processes per probe (default: one on the CPU twin; on a GPU "
+                        "node half its cores, at most 8)")
     p.add_argument("--out", type=Path, default=Path("out/tune"),
                    help="output directory and journal (default %(default)s)")
     p.add_argument("--fresh", action="store_true", help="discard the journal in --out")
@@ -79,6 +82,8 @@ def _tune(args) -> int:
                 "probe_s": probe_s, "num_threads": args.num_threads,
                 "space": {d.key: list(d.values) for d in space}, "start_rate": args.start_rate}
     measurer = _measurer(args, base, slo, probe_s, gpu)
+    if measurer.processes:  # the load generator's shape changes what a probe measures
+        settings["processes"] = measurer.processes
     journal_path = args.out / "journal.jsonl"
     if args.fresh:
         journal_path.unlink(missing_ok=True)
@@ -118,9 +123,10 @@ def _measurer(args, base, slo, probe_s: float, gpu: bool):
         from tritonllm.tune.measure import CpuTwinMeasurer
 
         return CpuTwinMeasurer(args.out, args.workload, slo, probe_s,
-                               num_threads=args.num_threads)
+                               num_threads=args.num_threads, processes=args.processes or 0)
     from tritonllm.deploy.node import detect
     from tritonllm.tune.gpu import GpuMeasurer
 
-    return GpuMeasurer(args.out, args.workload, slo, probe_s, base=base, facts=detect())
+    return GpuMeasurer(args.out, args.workload, slo, probe_s, base=base, facts=detect(),
+                       processes=args.processes)
 

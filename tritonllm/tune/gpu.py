@@ -36,19 +36,30 @@ from tritonllm.deploy.node import NodeFacts
 from tritonllm.tune.measure import CpuTwinMeasurer
 
 LOAD_TIMEOUT_S = 1800.0  # engine load and warm-up of a large model on several GPUs
+MAX_PROCESSES = 8
+
+
+def gpu_node_processes() -> int:
+    """Locust processes for a GPU node's request rates: half its cores, at most
+    ``MAX_PROCESSES``, so that the load generator is not what limits a probe (one Python
+    process parses every streamed event of every request)."""
+    return max(1, min(MAX_PROCESSES, (os.cpu_count() or 2) // 2))
 
 
 class GpuMeasurer(CpuTwinMeasurer):
     """``base``: the profile tuning starts from (its engine is the shared one). ``facts``: this
     node (:func:`tritonllm.deploy.node.detect`). ``build_command``: the argv prefix that builds
-    a profile file, as the entrypoint runs it. ``tritonserver``: the server binary."""
+    a profile file, as the entrypoint runs it. ``tritonserver``: the server binary.
+    ``processes``: Locust processes per run (default :func:`gpu_node_processes`)."""
 
     def __init__(self, out_dir: Path, workload: str, slo, probe_s: float, *,
                  base: BuildProfile, facts: NodeFacts, env: dict[str, str] | None = None,
                  build_command: tuple[str, ...] = (sys.executable, "-m", "tritonllm.cli",
                                                    "build"),
-                 tritonserver: str = TRITONSERVER) -> None:
-        super().__init__(out_dir, workload, slo, probe_s)
+                 tritonserver: str = TRITONSERVER, processes: int | None = None) -> None:
+        if processes is None:
+            processes = gpu_node_processes()
+        super().__init__(out_dir, workload, slo, probe_s, processes=processes)
         if not facts.tensorrt_llm_version:
             raise ValueError(f"target.gpu: {base.target.gpu!r}: TensorRT-LLM is not installed "
                              "here; tune a GPU profile on the GPU node (the image's gpu "

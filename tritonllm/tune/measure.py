@@ -44,12 +44,17 @@ WARM_UP_USERS = 64  # at most this many of the batch's rows are filled by the wa
 
 class CpuTwinMeasurer:
     def __init__(self, out_dir: Path, workload: str, slo: Slo, probe_s: float,
-                 num_threads: int = 0) -> None:
+                 num_threads: int = 0, processes: int = 0) -> None:
+        """``processes``: Locust processes per run (0: one, beside the server on the CPU
+        twin's cores)."""
         if probe_s < 5:
             raise ValueError(f"probe_time: must be >= 5 s, got {probe_s:g}")
+        if processes < 0:
+            raise ValueError(f"processes: must be >= 0, got {processes}")
         self.out_dir = Path(out_dir)
         self.workload, self.slo = workload, slo
         self.probe_s, self.num_threads = probe_s, num_threads
+        self.processes = processes
         self.server = None
         self._id = ""
         self._started_at: float | None = None
@@ -87,8 +92,18 @@ class CpuTwinMeasurer:
         self._run("warm-up", users=users, rate=0.0, run_time=WARM_UP_S, requests=users * 8)
 
     def _run(self, name: str, users: int, rate: float, run_time: float, requests: int) -> Path:
-        """One Locust run into ``runs/<candidate id>-<name>``; every candidate's run of the
-        same name draws the same prompts, so candidates are compared on equal work."""
+        """One Locust run into ``runs/<candidate id>-<name>``."""
+        run = self.locust_run(name, users, rate, run_time, requests,
+                              host=f"http://{self.server.http_url}")
+        prepare_pool(run)
+        with (Path(run.out_dir) / "locust.log").open("w") as out:
+            subprocess.run(run.command(), stdout=out, stderr=subprocess.STDOUT)
+        return Path(run.out_dir)
+
+    def locust_run(self, name: str, users: int, rate: float, run_time: float, requests: int,
+                   host: str) -> LocustRun:
+        """The run ``_run`` starts; every candidate's run of the same name draws the same
+        prompts, so candidates are compared on equal work."""
         run_dir = self.out_dir / "runs" / f"{self._id}-{name}"
         run_dir.mkdir(parents=True, exist_ok=True)
         workload = self.workload
@@ -98,14 +113,11 @@ class CpuTwinMeasurer:
             path.write_text(yaml.safe_dump({k: v for k, v in asdict(fresh).items()
                                             if v is not None}))
             workload = str(path)
-        run = LocustRun(out_dir=str(run_dir), user=USER, host=f"http://{self.server.http_url}",
-                        users=users, run_time=f"{run_time:g}s", workload=workload,
-                        request_rate=rate, stop_timeout=DRAIN_S, model_dir=self._model_dir,
-                        label=f"{self._id} {name}")
-        prepare_pool(run)
-        with (run_dir / "locust.log").open("w") as out:
-            subprocess.run(run.command(), stdout=out, stderr=subprocess.STDOUT)
-        return run_dir
+        return LocustRun(out_dir=str(run_dir), user=USER, host=host,
+                         users=max(users, self.processes), run_time=f"{run_time:g}s",
+                         workload=workload, request_rate=rate, stop_timeout=DRAIN_S,
+                         model_dir=self._model_dir, label=f"{self._id} {name}",
+                         processes=self.processes)
 
     def probe(self, rate: float, tag: str) -> Probe:
         began = self._started_at or time.monotonic()
