@@ -103,7 +103,7 @@ def test_tune_of_a_gpu_profile_here_names_what_is_missing(tmp_path, capsys):
     assert main(args) == 2
     assert "TensorRT-LLM is not installed here" in capsys.readouterr().err
     assert main([*args, "--num-threads", "2"]) == 2
-    assert "num_threads: sets the CPU engine's threads" in capsys.readouterr().err
+    assert "num_threads: sets the threads of a CPU engine" in capsys.readouterr().err
 
 
 def test_probes_on_a_gpu_node_spread_the_load_over_locust_processes(tmp_path, builder,

@@ -13,6 +13,7 @@ from tritonllm.build.profile import load_profile
 from tritonllm.build.repo_values import cpu_deployment
 from tritonllm.cli import build_parser, main
 from tritonllm.deploy.serve_cli import profile_deployment
+from tritonllm.serve.launcher import http_ok
 
 # A loose SLO and 5-second probes: the search must find a rate that passes and one that fails.
 ARGS = ["--workload", "input_tokens=16,output_tokens=24,output_tokens_stddev=8",
@@ -52,3 +53,26 @@ def test_tune_measures_resumes_and_writes_a_profile_serve_and_build_take(tmp_pat
     params = {k: v.string_value for k, v in config.parameters.items()}
     expected = served.engine.to_parameters()
     assert {k: params[k] for k in expected} == expected  # the build renders what serve runs
+
+
+def test_a_running_deployment_is_measured_as_it_runs(triton_server, tmp_path, capsys):
+    """``--url``: the session's server, which tune neither starts nor stops: its highest rate
+    within the SLO, found by probes the server really answered; no profile is written."""
+    from tests.loadtest.test_loadtest_live import counter
+
+    url = triton_server.http_url
+    out = tmp_path / "tune"
+    before = counter(triton_server.metrics_url, "nv_inference_request_success", "ensemble")
+    args = ["tune", "--url", url, *ARGS[:ARGS.index("--space")], "--repeats", "0",
+            "--start-rate", "2", "--out", str(out)]
+    assert main(args) == 0
+    assert f"the deployment at {url}" in (out / "tune.md").read_text()
+    probes = [json.loads(line)["probe"] for line in
+              (out / "journal.jsonl").read_text().splitlines()[1:]]
+    assert any(p["passed"] for p in probes) and not list(out.glob("*-tuned.yaml"))
+    served = counter(triton_server.metrics_url, "nv_inference_request_success", "ensemble")
+    assert served - before >= sum(p["requests"] for p in probes)  # warm-up requests besides
+    assert http_ok(f"http://{url}/v2/health/ready")  # still serving
+    capsys.readouterr()
+    assert main([*args, "--space", "serving.stream_interval=2"]) == 2
+    assert "url: a running deployment is measured as it runs" in capsys.readouterr().err

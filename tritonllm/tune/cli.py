@@ -49,6 +49,9 @@ def register(subparsers) -> None:
     p.add_argument("--processes", type=int, default=None,
                    help="Locust processes per probe (default: one on the CPU twin; on a GPU "
                         "node half its cores, at most 8)")
+    p.add_argument("--url", default="",
+                   help="measure a deployment already running at HOST:PORT (Triton's HTTP "
+                        "endpoint) as it runs, varying nothing; PROFILE names its tokenizer")
     p.add_argument("--out", type=Path, default=Path("out/tune"),
                    help="output directory and journal (default %(default)s)")
     p.add_argument("--fresh", action="store_true", help="discard the journal in --out")
@@ -68,15 +71,19 @@ def _tune(args) -> int:
 
     base = load_profile(args.profile, args.overrides)
     gpu = not get_device(base.target.gpu).is_cpu
-    if gpu and args.num_threads:
-        raise ValueError("num_threads: sets the CPU engine's threads; a GPU profile has none")
+    if (gpu or args.url) and args.num_threads:
+        raise ValueError("num_threads: sets the threads of a CPU engine tune starts; a GPU "
+                         "profile has none, and a running deployment keeps its own")
     slo = Slo.parse(args.slo)
     parse_spec(args.workload)
     budget_s = parse_duration(args.budget, "budget")
     probe_s = parse_duration(args.probe_time, "probe_time")
     if args.top < 1 or args.repeats < 0:
         raise ValueError(f"top: must be >= 1 and repeats >= 0, got {args.top}, {args.repeats}")
-    space = (parse_space(args.space) if args.space
+    if args.url and (args.space or args.include_rebuild):
+        raise ValueError("url: a running deployment is measured as it runs; --space and "
+                         "--include-rebuild vary settings, which needs servers tune starts")
+    space = ([] if args.url else parse_space(args.space) if args.space
              else default_space(args.include_rebuild, gpu=gpu))
     settings = {"profile": profile_hash(base), "workload": args.workload, "slo": slo.describe(),
                 "probe_s": probe_s, "num_threads": args.num_threads,
@@ -84,14 +91,16 @@ def _tune(args) -> int:
     measurer = _measurer(args, base, slo, probe_s, gpu)
     if measurer.processes:  # the load generator's shape changes what a probe measures
         settings["processes"] = measurer.processes
+    if args.url:
+        settings["url"] = args.url
     journal_path = args.out / "journal.jsonl"
     if args.fresh:
         journal_path.unlink(missing_ok=True)
     journal = Journal(journal_path, settings)
     if journal.resumed_probes:
         print(f"[tune] resuming: {journal.resumed_probes} probes in {journal_path}")
-    header = (f"Workload {args.workload}; SLO {slo.describe()}; {probe_s:g} s per probe; "
-              f"base profile {base.source}")
+    header = (f"Workload {args.workload}; SLO {slo.describe()}; {probe_s:g} s per probe; " +
+              (f"the deployment at {args.url}" if args.url else f"base profile {base.source}"))
     print(f"[tune] {header}; budget {budget_s:g} s; keys: {', '.join(d.key for d in space)}",
           flush=True)
     tuner = Tuner(base, space, measurer, journal, budget_s=budget_s,
@@ -101,10 +110,13 @@ def _tune(args) -> int:
         result = tuner.run()
     finally:
         measurer.stop()
-    path = write_report(result, base, args.out, list(slo.limits), header, settings)
+    path = write_report(result, base, args.out, list(slo.limits), header, settings,
+                        write_winner=not args.url)
     print((args.out / "tune.md").read_text())
-    if path is None:
+    if not result.winner.goodput:
         return SLO_FAILED_EXIT_CODE
+    if path is None:  # a running deployment: nothing was varied, no profile to write
+        return 0
     print(f"[tune] {result.used_s:.0f} s measured; winning profile: {path}", file=sys.stderr)
     if gpu:
         link = measurer.link_engine(load_profile(path))
@@ -118,7 +130,13 @@ def _tune(args) -> int:
 
 
 def _measurer(args, base, slo, probe_s: float, gpu: bool):
-    """The CPU twin's measurer for a cpu-target profile; on a GPU node, the GPU one."""
+    """A running deployment's measurer for ``--url``; else the CPU twin's for a cpu-target
+    profile, and on a GPU node the GPU one."""
+    if args.url:
+        from tritonllm.tune.measure import RunningMeasurer
+
+        return RunningMeasurer(args.out, args.workload, slo, probe_s, args.url,
+                               processes=args.processes or 0)
     if not gpu:
         from tritonllm.tune.measure import CpuTwinMeasurer
 

@@ -23,7 +23,7 @@ import hashlib
 import math
 import subprocess
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -150,3 +150,33 @@ def _seed(name: str) -> int:
     """A run's seed from its name (``search-r2.5``): the same for every candidate and when a
     tune run resumes."""
     return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+
+
+class RunningMeasurer(CpuTwinMeasurer):
+    """A deployment already running at ``url`` (Triton's HTTP endpoint serving the ensemble),
+    measured as it runs: never started, changed or stopped here, so only its own settings are
+    measured. The profile says which tokenizer makes the prompts."""
+
+    def __init__(self, out_dir: Path, workload: str, slo: Slo, probe_s: float, url: str,
+                 processes: int = 0) -> None:
+        super().__init__(out_dir, workload, slo, probe_s, processes=processes)
+        self.url = url.removeprefix("http://").rstrip("/")
+
+    def _launch(self, profile: BuildProfile):
+        from tritonllm.serve.launcher import http_ok
+
+        if not http_ok(f"http://{self.url}/v2/health/ready"):
+            raise ValueError(f"url: {self.url} does not answer Triton's GET /v2/health/ready")
+        tokenizer = profile.model.tokenizer_dir or (
+            "" if profile.model.dir == "default" else profile.model.dir)
+        return Endpoint(self.url), tokenizer
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A server this process did not start: stopping it is not ours to do."""
+
+    http_url: str
+
+    def stop(self) -> None:
+        pass

@@ -68,16 +68,16 @@ def _fmt(value) -> str:
 
 
 def write_report(result: TuneResult, base: BuildProfile, out_dir: Path, metrics: list[str],
-                 header: str, settings: dict) -> Path | None:
+                 header: str, settings: dict, write_winner: bool = True) -> Path | None:
     """Write every file; returns the winning profile's path (None: no candidate met the SLO,
-    so none is written)."""
+    or ``write_winner`` is off, so none is written)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "tune.md").write_text(markdown(result, metrics, header))
     (out_dir / "tune.json").write_text(json.dumps(
         {"settings": settings, "used_s": result.used_s, "log": result.log,
          "ranking": [_candidate_dict(c) for c in result.ranking]}, indent=2) + "\n")
     plot_pareto(result, metrics[0], out_dir / "pareto.png")
-    if not result.winner.goodput:
+    if not result.winner.goodput or not write_winner:
         return None
     return write_profile(base, result.winner, out_dir, header)
 
