@@ -66,7 +66,9 @@ def test_a_running_deployment_is_measured_as_it_runs(triton_server, tmp_path, ca
     args = ["tune", "--url", url, *ARGS[:ARGS.index("--space")], "--repeats", "0",
             "--start-rate", "2", "--out", str(out)]
     assert main(args) == 0
-    assert f"the deployment at {url}" in (out / "tune.md").read_text()
+    report = (out / "tune.md").read_text()
+    assert f"the deployment at {url}" in report and "| 1 | the deployment | – |" in report
+    assert "The deployment serves " in report and "Winner" not in report
     probes = [json.loads(line)["probe"] for line in
               (out / "journal.jsonl").read_text().splitlines()[1:]]
     assert any(p["passed"] for p in probes) and not list(out.glob("*-tuned.yaml"))

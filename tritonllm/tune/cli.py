@@ -111,7 +111,7 @@ def _tune(args) -> int:
     finally:
         measurer.stop()
     path = write_report(result, base, args.out, list(slo.limits), header, settings,
-                        write_winner=not args.url)
+                        running=bool(args.url))
     print((args.out / "tune.md").read_text())
     if not result.winner.goodput:
         return SLO_FAILED_EXIT_CODE

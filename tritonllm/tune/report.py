@@ -27,7 +27,8 @@ def _p95(candidate: Candidate, metric: str):
     return best.p95_ms.get(metric) if best else None
 
 
-def markdown(result: TuneResult, metrics: list[str], header: str) -> str:
+def markdown(result: TuneResult, metrics: list[str], header: str, running: bool = False) -> str:
+    """The report. ``running``: a deployment measured as it runs (nothing varied)."""
     cols = ["rank", "candidate", "needs", "max req/s", "goodput req/s", "spread", "runs",
             "good tok/s", *[f"{m} p95 ms" for m in metrics], "above it, most broke"]
     lines = [header, "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
@@ -37,7 +38,9 @@ def markdown(result: TuneResult, metrics: list[str], header: str) -> str:
             lines.append("| " + " | ".join(cells) + " |")
             continue
         best, above = c.search.best, c.search.above
-        cells = [str(rank), c.label, "rebuild: " + "+".join(c.stages) if c.stages else "restart",
+        needs = ("–" if running else "rebuild: " + "+".join(c.stages) if c.stages
+                 else "restart")
+        cells = [str(rank), "the deployment" if running else c.label, needs,
                  f"{c.search.max_rate:g}", f"{c.goodput:.2f}",
                  f"{c.spread:.0%}" if len(c.goodputs) > 1 else "–", str(len(c.goodputs)),
                  f"{best.good_token_rate:.0f}" if best else "–",
@@ -52,6 +55,10 @@ def markdown(result: TuneResult, metrics: list[str], header: str) -> str:
     above = winner.search.above
     binds = (f" Above {winner.search.max_rate:g} req/s the limit most requests broke was "
              f"`{above.binding}`." if above and above.binding else "")
+    if running:
+        return "\n".join(lines + ["", f"The deployment serves {winner.search.max_rate:g} req/s "
+                                   f"within the SLO (goodput {winner.goodput:.2f} req/s)."
+                                   f"{binds}"]) + "\n"
     lines += ["", f"Winner: **{winner.label}**, goodput {winner.goodput:.2f} req/s = "
               f"{ratio:.2f}x the base profile's {base.goodput:.2f} req/s (both means over "
               f"their runs in this tune run).{binds}", "", "Descent:", ""]
@@ -68,16 +75,16 @@ def _fmt(value) -> str:
 
 
 def write_report(result: TuneResult, base: BuildProfile, out_dir: Path, metrics: list[str],
-                 header: str, settings: dict, write_winner: bool = True) -> Path | None:
+                 header: str, settings: dict, running: bool = False) -> Path | None:
     """Write every file; returns the winning profile's path (None: no candidate met the SLO,
-    or ``write_winner`` is off, so none is written)."""
+    or ``running``, a deployment measured as it runs, so none is written)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "tune.md").write_text(markdown(result, metrics, header))
+    (out_dir / "tune.md").write_text(markdown(result, metrics, header, running))
     (out_dir / "tune.json").write_text(json.dumps(
         {"settings": settings, "used_s": result.used_s, "log": result.log,
          "ranking": [_candidate_dict(c) for c in result.ranking]}, indent=2) + "\n")
     plot_pareto(result, metrics[0], out_dir / "pareto.png")
-    if not result.winner.goodput or not write_winner:
+    if not result.winner.goodput or running:
         return None
     return write_profile(base, result.winner, out_dir, header)
 
