@@ -10,6 +10,10 @@ the rate with the ensemble's HTTP streaming user, its report in
 ``<out>/runs/<id>-<tag>-r<rate>/`` and Locust's output in ``locust.log`` there; requests still
 in flight then finish, and the probe is judged from the run's samples.
 
+:class:`RunningMeasurer` probes a deployment that is already running (``tune --url``) the same
+way, starting and stopping nothing; :class:`tritonllm.tune.gpu.GpuMeasurer` deploys each
+candidate on a GPU node instead.
+
 Prompts the server has not seen: the KV-cache reuse of an earlier probe's prompts would make
 every later probe on the same server faster than the first, and a candidate's result depend on
 how many probes it had. So a synthetic or shared-prefix workload is drawn afresh for every run
