@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from tritonllm.loadtest.guard import CONNECTION_FAILED_EXIT_CODE, ConnectionGuard
+from tritonllm.loadtest.report import read_samples
 from tritonllm.loadtest.runner import LocustRun, prepare_pool
 from tritonllm.serve.launcher import free_port
 
@@ -80,8 +81,9 @@ def test_the_guard_counts_consecutive_connection_failures_only():
 
 def test_requests_still_running_at_the_stop_timeout_are_reported_as_failed(tmp_path, pool_cache,
                                                                          model_dir):
-    """A server that accepts and never answers: open-loop requests are still in flight when
-    the stop timeout runs out, and each is in the report as failed, not left out."""
+    """A server that streams one token of each answer, then goes silent: open-loop requests
+    are still in flight when the stop timeout runs out, and each is in the report as failed,
+    not left out, with the chunk that had arrived."""
     import json
     import socket
     import threading
@@ -93,12 +95,23 @@ def test_requests_still_running_at_the_stop_timeout_are_reported_as_failed(tmp_p
     listener.listen(64)
     held = []
 
+    event = b'data: {"text_output": "Hi", "num_input_tokens": 8, "num_output_tokens": 1}\n\n'
+    first_token = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n" +
+                   f"{len(event):x}\r\n".encode() + event + b"\r\n")
+
+    def answer_then_hold(conn):
+        conn.recv(65536)  # the request (small enough for one read)
+        conn.sendall(first_token)
+
     def accept_and_hold():
         while True:
             try:
-                held.append(listener.accept()[0])
+                conn = listener.accept()[0]
             except OSError:
                 return
+            held.append(conn)
+            threading.Thread(target=answer_then_hold, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept_and_hold, daemon=True).start()
     try:
@@ -117,3 +130,5 @@ def test_requests_still_running_at_the_stop_timeout_are_reported_as_failed(tmp_p
     assert summary["requests"] >= 2, done.stderr[-3000:]
     assert summary["failed"] == summary["requests"]
     assert summary["errors"] == {UNFINISHED: summary["requests"]}
+    records = read_samples(tmp_path / "run" / "samples.jsonl")
+    assert all(len(r.chunk_times) == 1 and r.output_tokens == 1 for r in records)

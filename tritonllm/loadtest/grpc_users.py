@@ -99,7 +99,7 @@ class GrpcUser(LlmUser):
 
     def send(self, prompt: Prompt, request_id: str) -> RequestRecord:
         stream = self._idle.pop() if self._idle else ResponseStream(self._url)
-        trace = RequestTrace(request_id, self.kind, streamed=self._provider.streamed)
+        trace = self.new_trace(request_id, streamed=self._provider.streamed)
         error = self._exchange(stream, prompt, request_id, trace)
         record = trace.finish(error)
         if error is None:

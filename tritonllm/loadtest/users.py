@@ -45,6 +45,7 @@ class LlmUser(User):
 
     def on_start(self) -> None:
         self._in_flight = Group()
+        self._traces: dict[str, RequestTrace] = {}  # the requests this user has in flight
         # Open loop: the first task sends nothing, so the first request too comes after an
         # exponential gap (Locust's wait_time, which a stop interrupts), as in a Poisson
         # process; sent at once, every user's first request would make a burst at t = 0.
@@ -71,17 +72,26 @@ class LlmUser(User):
     def _one_request(self) -> None:
         session = self.environment.tritonllm.session
         request_id = session.new_request_id()
-        unfinished = RequestTrace(request_id, self.kind, streamed=False)
         try:
             record = self.send(session.next_prompt(), request_id)
-        except GreenletExit:  # still in flight when Locust's stop timeout ran out
-            session.add(unfinished.finish(UNFINISHED))
+        except GreenletExit:  # still in flight when Locust's stop timeout ran out: the record
+            # keeps what had arrived (its chunks and token counts)
+            trace = self._traces.get(request_id) or RequestTrace(request_id, self.kind, False)
+            session.add(trace.finish(UNFINISHED))
             raise
+        finally:
+            self._traces.pop(request_id, None)
         session.add(record)
         self._fire_metrics(record)
 
     def send(self, prompt: Prompt, request_id: str) -> RequestRecord:
+        """Send one request and time it with a trace from :meth:`new_trace`."""
         raise NotImplementedError
+
+    def new_trace(self, request_id: str, streamed: bool) -> RequestTrace:
+        """The request's trace, kept while it is in flight."""
+        trace = self._traces[request_id] = RequestTrace(request_id, self.kind, streamed)
+        return trace
 
     def _fire_metrics(self, record: RequestRecord) -> None:
         for name, value in (("TTFT", record.ttft), ("TPOT", record.tpot)):
@@ -121,7 +131,7 @@ class HttpGenerateUser(LlmUser, FastHttpUser):
 
     def send(self, prompt: Prompt, request_id: str) -> RequestRecord:
         provider = HttpGenerateProvider(self.environment.tritonllm.options.model or "ensemble")
-        trace = RequestTrace(request_id, self.kind, streamed=False)
+        trace = self.new_trace(request_id, streamed=False)
         with self.client.post(provider.path, json=provider.body(prompt, request_id),
                               name="generate", catch_response=True,
                               timeout=self.environment.tritonllm.options.request_timeout) as resp:
@@ -152,7 +162,7 @@ class HttpStreamUser(LlmUser, HttpUser):
 
     def send(self, prompt: Prompt, request_id: str) -> RequestRecord:
         provider = self.make_provider(prompt)
-        trace = RequestTrace(request_id, self.kind, streamed=True)
+        trace = self.new_trace(request_id, streamed=True)
         with self.client.post(provider.path, json=provider.body(prompt, request_id),
                               name=self.request_name or provider.path, stream=True, catch_response=True,
                               timeout=self.environment.tritonllm.options.request_timeout) as resp:
