@@ -214,8 +214,7 @@ def serve_gpu(plan: GpuPlan, options: EntrypointOptions, env: dict[str, str]) ->
         print(describe(plan, options))
         return 0
     fetch_model(plan.profile, options.hf_repo or env.get(HF_REPO_ENV))
-    with cache.exclusive(plan.lock_path):
-        prepare_engine(plan, options.build_command)
+    prepare_engine(plan, options.build_command)
     if plan.group is not None:
         _wait_for_workers(plan.group, options.worker_wait_s)
     return launch(plan, env, options.log_file)
@@ -233,8 +232,13 @@ def fetch_model(profile: BuildProfile, hf_repo: str | None) -> None:
 
 
 def prepare_engine(plan: GpuPlan, build_command: tuple[str, ...]) -> Path:
-    """Under the lock: reuse, or (re)build and check the result; then render the repository.
-    Returns the engine directory."""
+    """Under the cache lock (one replica builds at a time): reuse, or (re)build and check the
+    result; then render the repository. Returns the engine directory."""
+    with cache.exclusive(plan.lock_path):
+        return _prepare_engine(plan, build_command)
+
+
+def _prepare_engine(plan: GpuPlan, build_command: tuple[str, ...]) -> Path:
     decision = _decide(plan.profile, plan.facts, plan.build_dir)
     _log(f"engine cache: {decision.action}: {decision.reason}")
     if decision.action != cache.REUSE:

@@ -17,7 +17,8 @@ Per candidate, on this node (one node; ``tp_size * pp_size`` GPUs of it):
   ``<out>/repos/<id>.log``.
 
 A candidate that cannot run here (the planner rejects it, checked before any build; the build
-fails; the server does not load it) is a ``ValueError`` naming why; the tuner reports it and goes on.
+fails; the server does not load it) is a ``ValueError`` naming why; the tuner reports it and
+goes on.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tritonllm.build.profile import BuildProfile, engine_hash, load_profile
 from tritonllm.deploy.entrypoint import engine_root
 from tritonllm.deploy.launch import TRITONSERVER
 from tritonllm.deploy.node import NodeFacts
-from tritonllm.tune.measure import CpuTwinMeasurer
+from tritonllm.tune.measure import CpuTwinMeasurer, prompt_tokenizer
 
 LOAD_TIMEOUT_S = 1800.0  # engine load and warm-up of a large model on several GPUs
 MAX_PROCESSES = 8
@@ -79,7 +80,6 @@ class GpuMeasurer(CpuTwinMeasurer):
     def _launch(self, profile: BuildProfile):
         from tritonllm.deploy.entrypoint import (DeployError, EntrypointOptions, plan_gpu,
                                                  prepare_engine)
-        from tritonllm.deploy import cache
         from tritonllm.deploy.launch import LaunchedServer
         from tritonllm.serve.launcher import LaunchError, Ports
 
@@ -89,8 +89,7 @@ class GpuMeasurer(CpuTwinMeasurer):
         options = EntrypointOptions(ports=Ports.free(), build_command=self.build_command)
         try:
             plan = plan_gpu(candidate, self.facts, options, self.env, root=root)
-            with cache.exclusive(plan.lock_path):
-                prepare_engine(plan, self.build_command)
+            prepare_engine(plan, self.build_command)
         except DeployError as exc:
             raise ValueError(str(exc)) from None
         launch = dataclasses.replace(plan.launch, tritonserver=self.tritonserver)
@@ -100,7 +99,7 @@ class GpuMeasurer(CpuTwinMeasurer):
             server.start(timeout_s=LOAD_TIMEOUT_S)
         except LaunchError as exc:
             raise ValueError(f"tritonserver did not start: {exc}") from None
-        return server, str(candidate.model.tokenizer_dir or candidate.model.dir)
+        return server, prompt_tokenizer(candidate)
 
     def _check_plan(self, candidate: BuildProfile) -> None:
         """The planner's verdict before any build: a candidate that cannot fit is refused with
@@ -111,10 +110,9 @@ class GpuMeasurer(CpuTwinMeasurer):
         plan = planner.plan(candidate, source.model_arch(candidate))
         if not plan.ok:
             raise ValueError(f"the planner rejects it: {plan.problems[0]}")
-        gib = 2 ** 30
-        print(f"[tune] planner: weights {plan.weight_bytes_per_gpu / gib:.1f} GiB a GPU, KV "
-              f"cache {plan.kv_tokens:,} tokens ({plan.max_full_sequences} full sequences)",
-              flush=True)
+        print(f"[tune] planner: weights {plan.weight_bytes_per_gpu / planner.GIB:.1f} GiB a "
+              f"GPU, KV cache {plan.kv_tokens:,} tokens ({plan.max_full_sequences} full "
+              "sequences)", flush=True)
 
     def link_engine(self, tuned: BuildProfile) -> Path | None:
         """Point the engine cache entry of ``tuned`` (the written winner, by its own name) at

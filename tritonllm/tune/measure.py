@@ -171,9 +171,18 @@ class RunningMeasurer(CpuTwinMeasurer):
 
         if not http_ok(f"http://{self.url}/v2/health/ready"):
             raise ValueError(f"url: {self.url} does not answer Triton's GET /v2/health/ready")
-        tokenizer = profile.model.tokenizer_dir or (
-            "" if profile.model.dir == "default" else profile.model.dir)
-        return Endpoint(self.url), tokenizer
+        return Endpoint(self.url), prompt_tokenizer(profile)
+
+
+def prompt_tokenizer(profile: BuildProfile) -> str:
+    """The tokenizer directory the load test makes ``profile``'s prompts with
+    (:func:`tritonllm.build.source.tokenizer_dir`); "" for the default model, which the load
+    test resolves (and fetches) itself."""
+    from tritonllm.build import source
+
+    if profile.model_path() is None and not profile.model.tokenizer_dir:
+        return ""
+    return str(source.tokenizer_dir(profile))
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,6 @@ def markdown(result: TuneResult, metrics: list[str], header: str, running: bool 
     if not winner.goodput:
         return "\n".join(lines + ["", "No candidate met the SLO at any rate tried: loosen the "
                                    "SLO or serve on a larger machine."]) + "\n"
-    ratio = winner.goodput / base.goodput if base.goodput else float("inf")
     above = winner.search.above
     binds = (f" Above {winner.search.max_rate:g} req/s the limit most requests broke was "
              f"`{above.binding}`." if above and above.binding else "")
@@ -59,6 +58,7 @@ def markdown(result: TuneResult, metrics: list[str], header: str, running: bool 
         return "\n".join(lines + ["", f"The deployment serves {winner.search.max_rate:g} req/s "
                                    f"within the SLO (goodput {winner.goodput:.2f} req/s)."
                                    f"{binds}"]) + "\n"
+    ratio = winner.goodput / base.goodput if base.goodput else float("inf")
     lines += ["", f"Winner: **{winner.label}**, goodput {winner.goodput:.2f} req/s = "
               f"{ratio:.2f}x the base profile's {base.goodput:.2f} req/s (both means over "
               f"their runs in this tune run).{binds}", "", "Descent:", ""]
