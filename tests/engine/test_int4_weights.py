@@ -10,10 +10,10 @@ import torch
 from tests.engine.engine_helpers import smollm_quality, tiny_llama, tiny_runner
 from tests.engine.test_runner import fused_step_equals_op_by_op, torch_threads
 from tritonllm.engine import EngineConfig, cpu_kernels
-from tritonllm.engine.linear import (INT4_BLOCK_SCALE_MAX, KERNEL_MAX_ROWS, Int4Linear,
+from tritonllm.engine.linear import (INT4_BLOCK_SCALE_MAX, Int4Linear,
                                      Int8Linear, _block_scales, dequantize_int4, quantize_int4,
                                      unpack_int4)
-from tritonllm.engine.runner import ModelRunner
+from tritonllm.engine.runner import FUSED_MAX_ROWS, ModelRunner
 
 
 def needs_kernels():
@@ -81,10 +81,10 @@ def test_int4_kernel_error_is_the_weights_rounding_plus_15_bit_activations(per_c
     weight, bias = torch.randn(77, k, generator=generator), torch.randn(77, generator=generator)
     linear = Int4Linear.from_float(weight, bias, per_channel)
     dequantized = linear.dequantized()
-    x = torch.randn(KERNEL_MAX_ROWS + 5, k, generator=generator)
+    x = torch.randn(FUSED_MAX_ROWS + 5, k, generator=generator)
     x[2] *= 1e-4
     x[3, 7] = 300.0
-    for rows in (1, 2, 3, 4, 5, 8, KERNEL_MAX_ROWS, KERNEL_MAX_ROWS + 5):
+    for rows in (1, 2, 3, 4, 5, 8, FUSED_MAX_ROWS, FUSED_MAX_ROWS + 5):
         y, expected = linear(x[:rows]), torch.nn.functional.linear(x[:rows], dequantized, bias)
         step = x[:rows].abs().amax(dim=1, keepdim=True) / 16383
         bound = 0.5 * step * dequantized.abs().sum(dim=1) + 1e-5 * expected.abs() + 1e-5

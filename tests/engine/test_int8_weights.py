@@ -12,8 +12,8 @@ import torch
 from tests.engine.engine_helpers import smollm_quality
 from tritonllm.engine import EngineConfig
 from tritonllm.engine import cpu_kernels
-from tritonllm.engine.linear import KERNEL_MAX_ROWS, Int8Linear, quantize_per_channel
-from tritonllm.engine.runner import ModelRunner
+from tritonllm.engine.linear import Int8Linear, quantize_per_channel
+from tritonllm.engine.runner import FUSED_MAX_ROWS, ModelRunner
 
 CONFIG = EngineConfig(max_batch_size=2, max_num_tokens=256, max_input_len=256, max_seq_len=512,
                       max_tokens_in_paged_kv_cache=512, num_threads=1, weights="int8")
@@ -44,10 +44,10 @@ def test_int8_kernel_error_is_the_weights_rounding_plus_15_bit_activations(kerne
     weight, bias = torch.randn(77, 45, generator=generator), torch.randn(77, generator=generator)
     linear = Int8Linear.from_float(weight, bias, backend="kernels")
     dequantized = linear.qweight.float() * linear.scale[:, None]
-    x = torch.randn(KERNEL_MAX_ROWS + 5, 45, generator=generator)
+    x = torch.randn(FUSED_MAX_ROWS + 5, 45, generator=generator)
     x[2] *= 1e-4  # a small row keeps its own precision
     x[3, 7] = 300.0  # an outlier only coarsens its own row
-    for rows in (1, 2, 3, 4, 5, 8, KERNEL_MAX_ROWS, KERNEL_MAX_ROWS + 5):
+    for rows in (1, 2, 3, 4, 5, 8, FUSED_MAX_ROWS, FUSED_MAX_ROWS + 5):
         y, expected = linear(x[:rows]), torch.nn.functional.linear(x[:rows], dequantized, bias)
         step = x[:rows].abs().amax(dim=1, keepdim=True) / 16383
         bound = 0.5 * step * dequantized.abs().sum(dim=1) + 1e-5 * expected.abs() + 1e-5

@@ -16,8 +16,8 @@ import torch
 from tests.engine.engine_helpers import TINY_VOCAB, tiny_engine_config, tiny_llama, tiny_runner
 from tritonllm.engine import cpu_kernels, kernel_build
 from tritonllm.engine.request import GenerationRequest, Sequence
-from tritonllm.engine.linear import KERNEL_MAX_ROWS, Linear, onednn_linear_works
-from tritonllm.engine.runner import ModelRunner
+from tritonllm.engine.linear import Linear, onednn_linear_works
+from tritonllm.engine.runner import FUSED_MAX_ROWS, ModelRunner
 from tritonllm.engine.scheduler import ScheduledBatch, Scheduler
 
 # (prompt length, tokens generated after it): a long prompt chunked over steps, a 1-token
@@ -94,6 +94,8 @@ def test_from_hf_dir_loads_a_saved_checkpoint(tmp_path):
     from_state = ModelRunner.from_state_dict(model.config, model.state_dict(), config)
     assert torch.equal(from_dir.weights.layers[1].qkv.dense_weight(), from_state.weights.layers[1].qkv.dense_weight())
     assert torch.equal(from_dir.weights.lm_head.dense_weight(), model.model.embed_tokens.weight)
+    ids = torch.tensor([0, 5, TINY_VOCAB - 1, 5])  # tied: looked up in lm_head's panels
+    assert torch.equal(from_dir.weights.embedding(ids), model.model.embed_tokens.weight[ids])
     assert from_dir.eos_token_ids == [2] and from_dir.vocab_size == TINY_VOCAB
     kv = from_dir.kv_cache
     assert kv.shape == (2, 2, config.num_blocks, config.tokens_per_block, 2, 16)
@@ -127,11 +129,13 @@ def linear_backends() -> list[str]:
 @pytest.mark.parametrize("backend", linear_backends())
 def test_every_linear_backend_equals_f_linear(backend, kernel_isa):
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(97, 41, generator=generator)  # row and K tails of the kernel's tiles
+    # 97 rows: a last panel of one row (cpu_kernels.PANEL); K 41: tails of every unrolled loop
+    weight = torch.randn(97, 41, generator=generator)
     bias = torch.randn(97, generator=generator)
-    x = torch.randn(KERNEL_MAX_ROWS + 3, 41, generator=generator)
+    x = torch.randn(200, 41, generator=generator)
     linear = Linear(weight, bias, backend=backend)
-    for rows in (1, 2, 3, 4, 5, 6, 7, 8, KERNEL_MAX_ROWS, KERNEL_MAX_ROWS + 3):
+    # every tile height of both builds, and rows past a tile and past a block of rows
+    for rows in (*range(1, 14), 24, 25, FUSED_MAX_ROWS, 96, 97, 200):
         expected = torch.nn.functional.linear(x[:rows], weight, bias)
         assert torch.allclose(linear(x[:rows]), expected, atol=1e-4), rows
     assert torch.equal(linear.dense_weight(), weight)
@@ -140,16 +144,17 @@ def test_every_linear_backend_equals_f_linear(backend, kernel_isa):
 
 @pytest.mark.parametrize("threads", [2, 3, 8])
 def test_kernel_linear_computes_every_row_on_any_thread_count(threads, kernel_isa):
-    """Rows of the weight are tasks of 48; threads start on their own shares and take what is
-    left of the others' (more threads than cores here: some are descheduled mid-call)."""
+    """Panels of the weight are tasks (4 each for a few rows of x, 1-2 for many); threads start
+    on their own shares and take what is left of the others' (more threads than cores here:
+    some are descheduled mid-call)."""
     if cpu_kernels.load() is None:
         pytest.skip("our CPU kernels are unavailable here")
     generator = torch.Generator().manual_seed(4)
-    weight = torch.randn(48 * 13 + 5, 41, generator=generator)
-    x = torch.randn(5, 41, generator=generator)
+    weight = torch.randn(64 * 13 + 5, 41, generator=generator)
+    x = torch.randn(100, 41, generator=generator)
     linear = Linear(weight, backend="kernels")
     with torch_threads(threads):
-        for rows in (1, 5):
+        for rows in (1, 5, 100):
             for _ in range(20):
                 expected = torch.nn.functional.linear(x[:rows], weight)
                 assert torch.allclose(linear(x[:rows]), expected, atol=1e-4), rows
@@ -269,7 +274,7 @@ def test_steps_past_kernel_max_rows_run_op_by_op():
     if cpu_kernels.load() is None:
         pytest.skip("our CPU kernels are unavailable here")
     runner = tiny_runner(tiny_llama(), tokens_per_block=4)
-    for n, fused in ((KERNEL_MAX_ROWS, True), (KERNEL_MAX_ROWS + 1, False)):
+    for n, fused in ((FUSED_MAX_ROWS, True), (FUSED_MAX_ROWS + 1, False)):
         table = list(range(-(-n // 4)))
         batch = ScheduledBatch(query_lens=[n], context_lens=[n], block_tables=[table],
                                sample=[True], input_ids=[7] * n, positions=list(range(n)),

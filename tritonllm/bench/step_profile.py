@@ -79,7 +79,7 @@ def phase_times(runner: ModelRunner, batch: ScheduledBatch) -> dict[str, float]:
         return result
 
     step = timed("prepare", runner.prepare, batch)
-    x = timed("embedding", lambda: runner.weights.embed[step.input_ids])
+    x = timed("embedding", lambda: runner.weights.embedding(step.input_ids))
     for index, w in enumerate(runner.weights.layers):
         h = timed("rms_norm", runner._norm, x, w.input_norm)
         qkv = timed("linear qkv", w.qkv, h)

@@ -24,8 +24,9 @@ import torch
 
 from tritonllm.engine.kernel_build import MODE_ENV, load
 
-__all__ = ["MODE_ENV", "WEIGHT_KINDS", "DecoderLayers", "LayerC", "StepC", "decode_attention",
-           "greedy", "layer_struct", "linear", "load"]
+__all__ = ["MODE_ENV", "PANEL", "WEIGHT_KINDS", "DecoderLayers", "LayerC", "StepC",
+           "decode_attention", "greedy", "layer_struct", "linear", "load", "pack_panels",
+           "unpack_panels"]
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 
@@ -73,15 +74,37 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 WEIGHT_KINDS = {torch.float32: 0, torch.int8: 1, torch.uint8: 2}
 
 
+# Rows of an fp32 weight per panel: PANEL in csrc/cpu_kernels.cpp (every fp32 kernel test fails
+# if the two differ).
+PANEL = 16
+
+
+def pack_panels(weight: torch.Tensor) -> torch.Tensor:
+    """An fp32 weight ``[N, K]`` in the layout ``tl_linear_f32`` reads: ``[ceil(N / PANEL), K,
+    PANEL]``, panel ``p`` holding rows ``p * PANEL ..`` column by column (the last panel padded
+    with zero rows)."""
+    n, k = weight.shape
+    padded = torch.zeros(-(-n // PANEL) * PANEL, k, dtype=torch.float32)
+    padded[:n] = weight
+    return padded.view(-1, PANEL, k).transpose(1, 2).contiguous()
+
+
+def unpack_panels(panels: torch.Tensor, rows: int) -> torch.Tensor:
+    """The plain ``[rows, K]`` weight of :func:`pack_panels`' layout (a copy)."""
+    return panels.transpose(1, 2).reshape(-1, panels.shape[1])[:rows].contiguous()
+
+
 def linear(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor,
            bias: torch.Tensor | None = None, scale: torch.Tensor | None = None,
-           block_scale: torch.Tensor | None = None) -> torch.Tensor:
-    """``x [M, K]`` fp32 @ ``weight [N, K]``.T (× ``scale [N]`` for int8 weights) + ``bias``;
-    packed int4 weights (uint8 ``[N, K / 2]``) take ``block_scale`` (uint8 ``[N, K / 32]``)
-    and ``scale`` (fp32, one per run of 8 blocks)."""
+           block_scale: torch.Tensor | None = None, out_features: int | None = None
+           ) -> torch.Tensor:
+    """``x [M, K]`` fp32 @ ``W [N, K]``.T (× ``scale [N]`` for int8 weights) + ``bias``. fp32
+    weights come in panels (:func:`pack_panels`, ``out_features`` = N); int8 weights as
+    ``[N, K]``; packed int4 weights (uint8 ``[N, K / 2]``) take ``block_scale`` (uint8
+    ``[N, K / 32]``) and ``scale`` (fp32, one per run of 8 blocks)."""
     x = x.contiguous()
     m, k = x.shape
-    n = weight.shape[0]
+    n = weight.shape[0] if out_features is None else out_features
     y = torch.empty(m, n, dtype=torch.float32)
     threads = torch.get_num_threads()
     if weight.dtype == torch.uint8:

@@ -1,6 +1,6 @@
-"""The engine's linear layers: ``x [M, K] @ W.T`` over fp32 or int8 weights, through our
-kernels (``cpu_kernels``) for the few rows of a decode step, oneDNN's packed fp32 linear or
-fbgemm's dynamic int8 linear otherwise (what each is picked for is said where it is chosen).
+"""The engine's linear layers: ``x [M, K] @ W.T`` over fp32, int8 or int4 weights, through our
+kernels (``cpu_kernels``) where they run, else oneDNN's packed fp32 linear or fbgemm's dynamic
+int8 linear (what each is picked for is said where it is chosen).
 """
 
 from __future__ import annotations
@@ -16,21 +16,14 @@ from tritonllm.engine import cpu_kernels
 log = logging.getLogger(__name__)
 
 
-# Up to this many rows (decode steps, small prompt chunks) our fp32 kernel multiplies; above it
-# oneDNN does (measured at M=64: equal; M=256: oneDNN 1.4x faster; docs/cpu-engine.md, "CPU
-# kernels"). int8 and int4 weights stay on our kernels at any M.
-KERNEL_MAX_ROWS = 32
-
-
 class Linear:
     """``y = x @ weight.T + bias``: ``x [M, in]`` fp32 → ``[M, out]`` fp32, weight kept once.
 
     Kernels, best first (``backend``):
 
-    - ``kernels``: our ``tl_linear_f32`` (:mod:`cpu_kernels`) for up to ``KERNEL_MAX_ROWS``
-      rows, where a step is bound by reading the weight (M=1: 1.4x oneDNN's packed kernel
-      here); more rows go to oneDNN's linear on the plain weight (it reorders per call, which
-      costs little next to the compute of a long prompt chunk).
+    - ``kernels``: our ``tl_linear_f32`` (:mod:`cpu_kernels`) for every M, on the weight in
+      panels (:func:`cpu_kernels.pack_panels`). Decode steps are bound by reading the weight;
+      prompt chunks by arithmetic (docs/cpu-engine.md, "CPU kernels", for both against oneDNN).
     - ``onednn``: the weight pre-packed in oneDNN's blocked layout, oneDNN's linear for every M
       (2-3x ``F.linear`` at decode shapes).
     - ``torch``: ``F.linear`` (MKL).
@@ -45,35 +38,39 @@ class Linear:
                                    "onednn" if onednn_linear_works() else "torch")
         if self.backend == "kernels" and self.kernels is None:
             raise ValueError("Linear: backend 'kernels' is unavailable here (see cpu_kernels)")
-        if self.backend == "onednn":
+        if self.backend == "kernels":
+            self.weight = cpu_kernels.pack_panels(weight.float())
+        elif self.backend == "onednn":
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight)
         else:
             self.weight = weight.contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.backend == "kernels":
-            if x.shape[0] <= KERNEL_MAX_ROWS:
-                return cpu_kernels.linear(self.kernels, x, self.weight, self.bias)
-            return dense_linear(x, self.weight, self.bias)
+            return cpu_kernels.linear(self.kernels, x, self.weight, self.bias,
+                                      out_features=self.out_features)
         if self.backend == "onednn":
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
     def dense_weight(self) -> torch.Tensor:
         """The weight as a plain ``[out, in]`` tensor (a copy when packed)."""
+        if self.backend == "kernels":
+            return cpu_kernels.unpack_panels(self.weight, self.out_features)
         return self.weight.to_dense() if self.backend == "onednn" else self.weight
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` of the weight, ``[len(ids), in]`` (an embedding lookup when a model ties
+        its embedding to this layer)."""
+        if self.backend == "kernels":
+            panel = cpu_kernels.PANEL
+            return self.weight[ids // panel, :, ids % panel]
+        return self.dense_weight()[ids]
 
     def kernel_operands(self):
         """``(weight, scale, bias, block scale)`` as our kernels take them (backend ``kernels``
         only)."""
         return self.weight, None, self.bias, None
-
-
-def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
-    """Many rows against a plain weight: oneDNN's linear where it works, else ``F.linear``."""
-    if onednn_linear_works():
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-    return F.linear(x, weight, bias)
 
 
 @functools.lru_cache(maxsize=1)

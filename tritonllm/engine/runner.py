@@ -46,8 +46,7 @@ import torch.nn.functional as F
 
 from tritonllm.engine import cpu_kernels, huge_pages
 from tritonllm.engine.config import EngineConfig
-from tritonllm.engine.linear import (KERNEL_MAX_ROWS, Int4Linear, Int8Linear, Linear,
-                                     int8_linear_works)
+from tritonllm.engine.linear import Int4Linear, Int8Linear, Linear, int8_linear_works
 from tritonllm.engine.scheduler import ScheduledBatch
 from tritonllm.engine.step_inputs import (StepTensors, attention_tables, decode_blocks,
                                           decode_runs, logit_positions, prefill_specs,
@@ -60,6 +59,11 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("llama",)
 
+# Steps of up to this many tokens run every layer in one call of our kernels; a longer prompt
+# chunk runs op by op, where torch's flash attention attends the chunk's tokens together (the
+# fused layer attends each token like a decode row, reading the cached K/V once per token).
+FUSED_MAX_ROWS = 32
+
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
@@ -69,7 +73,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 class ModelRunner:
     """Owns the weights and the KV cache; ``forward(batch)`` returns the sampled rows' logits.
 
-    Steps of up to ``KERNEL_MAX_ROWS`` tokens (decode rows, the steady state of serving, and
+    Steps of up to ``FUSED_MAX_ROWS`` tokens (decode rows, the steady state of serving, and
     short prompt chunks: a prompt token attends like a decode row whose context ends at it) run
     every decoder layer in one call of our ``tl_decoder_layers``, each layer whole (RMSNorm,
     q/k/v, RoPE, K/V write, attention, o with the residual add, RMSNorm, gate/up, SiLU, down
@@ -272,7 +276,7 @@ class ModelRunner:
         speculative row gives ``num_logits`` consecutive rows, one per position).
         ``all_tokens``: the logits of every token of the step instead, ``[T, vocab_size]``."""
         step, w = self.prepare(batch), self.weights
-        x = w.embed[step.input_ids]
+        x = w.embedding(step.input_ids)
         if step.fused is not None:
             self.kernel_layers.run(self.kernels, step.fused, x)
         else:
@@ -304,7 +308,7 @@ class ModelRunner:
         sampled = torch.tensor(batch.sample, dtype=torch.bool)
         tables = contexts = runs = blocks = mask = None
         fuse = (self.kernel_layers is not None and self.fuse_layers
-                and 0 < len(batch.input_ids) <= KERNEL_MAX_ROWS)
+                and 0 < len(batch.input_ids) <= FUSED_MAX_ROWS)
         size = self.config.tokens_per_block
         if self.kernels is not None:
             tables, contexts = attention_tables(batch, every_token=fuse)

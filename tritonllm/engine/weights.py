@@ -35,12 +35,18 @@ class LayerWeights:
 @dataclass
 class ModelWeights:
     """``embed`` ``[vocab, hidden]``, ``final_norm`` ``[hidden]``, ``lm_head`` (a linear layer
-    over the embedding when the model ties them) and the decoder ``layers``."""
+    over the embedding when the model ties them) and the decoder ``layers``. ``embed`` is None
+    when the model ties them and ``lm_head`` keeps the fp32 rows in our kernels' panels: the
+    lookup reads them there (one copy of the table)."""
 
-    embed: torch.Tensor
+    embed: torch.Tensor | None
     final_norm: torch.Tensor
     lm_head: Linear
     layers: list[LayerWeights]
+
+    def embedding(self, ids: torch.Tensor) -> torch.Tensor:
+        """The embedding rows of token ``ids``, ``[len(ids), hidden]``."""
+        return self.lm_head.rows(ids) if self.embed is None else self.embed[ids]
 
     def linears(self) -> list[Linear]:
         return [self.lm_head] + [getattr(w, n) for w in self.layers
@@ -85,9 +91,11 @@ def load_weights(hf_config, state: Mapping[str, torch.Tensor], make_linear: Make
     embed = get("model.embed_tokens.weight")
     tied = getattr(hf_config, "tie_word_embeddings", False)
     head = None if tied else get("lm_head.weight", optional=True)
+    _check_embedding(embed, hf_config)
+    lm_head = (make_head or make_linear)(embed if head is None else head, None)
+    in_panels = head is None and isinstance(lm_head, Linear) and lm_head.backend == "kernels"
     weights = ModelWeights(
-        embed=embed, final_norm=get("model.norm.weight"),
-        lm_head=(make_head or make_linear)(embed if head is None else head, None),
+        embed=None if in_panels else embed, final_norm=get("model.norm.weight"), lm_head=lm_head,
         layers=[_layer_weights(get, make_linear, i) for i in range(hf_config.num_hidden_layers)])
     _check_shapes(weights, hf_config)
     return weights
@@ -120,13 +128,17 @@ def head_dim(hf_config) -> int:
         hf_config.hidden_size // hf_config.num_attention_heads)
 
 
+def _check_embedding(embed: torch.Tensor, hf_config) -> None:
+    shape = (hf_config.vocab_size, hf_config.hidden_size)
+    if tuple(embed.shape) != shape:
+        raise ValueError(f"state_dict: model.embed_tokens.weight has shape "
+                         f"{tuple(embed.shape)}, the config implies {shape}")
+
+
 def _check_shapes(weights: ModelWeights, hf_config) -> None:
     h, d, vocab = hf_config.hidden_size, head_dim(hf_config), hf_config.vocab_size
     heads, kv_heads = hf_config.num_attention_heads, hf_config.num_key_value_heads
     inter = hf_config.intermediate_size
-    if tuple(weights.embed.shape) != (vocab, h):
-        raise ValueError(f"state_dict: model.embed_tokens.weight has shape "
-                         f"{tuple(weights.embed.shape)}, the config implies {(vocab, h)}")
     expected = [("lm_head", weights.lm_head, (vocab, h))]
     for i, layer in enumerate(weights.layers):
         expected += [(f"layers.{i}.q/k/v_proj (fused)", layer.qkv, ((heads + 2 * kv_heads) * d, h)),
@@ -156,7 +168,9 @@ def pack_in_huge_pages(weights: ModelWeights) -> None:
     for w in weights.layers:
         slots += [(w, "input_norm"), *linear(w.qkv), *linear(w.o), (w, "post_norm"),
                   *linear(w.gate_up), *linear(w.down)]
-    slots += [(weights, "final_norm"), *linear(weights.lm_head), (weights, "embed")]
+    slots += [(weights, "final_norm"), *linear(weights.lm_head)]
+    if weights.embed is not None:
+        slots.append((weights, "embed"))
     unique: dict[int, torch.Tensor] = {}
     for holder, name in slots:
         tensor = getattr(holder, name)

@@ -5,7 +5,9 @@
 one runner for alternate steps (only the fused layers' call differs), fp32 and int8, B = 1 and 8,
 256 cached tokens per row, ``THREADS`` threads (default 2). Separate processes run one after
 the other see the machine's read bandwidth move step times by up to ±20 %; alternating steps
-in one process does not. docs/performance.md, "CPU kernels".
+in one process does not. docs/performance.md, "CPU kernels". A revision from before the fp32
+panel layout reads fp32 weights differently: fp32 is skipped for it (``linear_layers_ab.py``
+compares those linear layers).
 """
 import ctypes, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -40,7 +42,7 @@ old.tl_decoder_layers.argtypes = cpu_kernels._SIGNATURES["tl_decoder_layers"]
 old.tl_decoder_layers.restype = None
 
 
-for weights in ("fp32", "int8"):
+for weights in ("fp32", "int8") if "PANEL" in text else ("int8",):
     runner = ModelRunner.from_hf_dir(resolve_model_dir(None), EngineConfig(
         num_threads=threads, max_tokens_in_paged_kv_cache=8192, weights=weights))
     for rows in (1, 8):

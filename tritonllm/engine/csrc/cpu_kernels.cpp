@@ -3,12 +3,12 @@
 // each is used). Only the linear layers differ between the two builds (see "vectors" below).
 //
 //   tl_linear_f32 / tl_linear_i8 / tl_linear_i4: y[M,N] = x[M,K] . w[N,K]^T (* scale[N])
-//     (+ bias[N]); w fp32, int8 with one fp32 scale per row (weight-only int8), or int4 with
-//     scales per block of 32 values (see Int4). For int8 and int4, each row of x is rounded
-//     to 15-bit integers with its own scale (error <= 2^-15 of the row's largest value, far
-//     below the weights' own int8 rounding) and products are summed exactly in int32.
-//     A decode step is bound by reading w, so each w row is read from memory once per call and
-//     used for every row of x while it is in L1.
+//     (+ bias[N]); w fp32 in panels (see Panels), int8 with one fp32 scale per row (weight-only
+//     int8), or int4 with scales per block of 32 values (see Int4). For int8 and int4, each row
+//     of x is rounded to 15-bit integers with its own scale (error <= 2^-15 of the row's
+//     largest value, far below the weights' own int8 rounding) and products are summed exactly
+//     in int32. A decode step is bound by reading w, so each w row is read from memory once per
+//     call and used for every row of x while it is in cache.
 //   tl_greedy: arg-max and its log-softmax per row of logits, in two passes (torch's arg-max
 //     alone took ~120 us over SmolLM2's 49,152 logits).
 //   tl_decode_attention: one query per row against its cached K/V, read in place through the
@@ -65,6 +65,7 @@ constexpr int VI = 32;  // int16 (and int8 weights widened to int16) per vector
 inline vfloat vzero() { return _mm512_setzero_ps(); }
 inline vfloat vset1(float v) { return _mm512_set1_ps(v); }
 inline vfloat vload(const float* p) { return _mm512_loadu_ps(p); }
+inline void vstore(float* p, vfloat v) { _mm512_storeu_ps(p, v); }
 inline vfloat vfma(vfloat a, vfloat b, vfloat c) { return _mm512_fmadd_ps(a, b, c); }
 inline vfloat vadd(vfloat a, vfloat b) { return _mm512_add_ps(a, b); }
 inline float vsum(vfloat v) { return _mm512_reduce_add_ps(v); }
@@ -86,6 +87,7 @@ constexpr int VI = 16;
 inline vfloat vzero() { return _mm256_setzero_ps(); }
 inline vfloat vset1(float v) { return _mm256_set1_ps(v); }
 inline vfloat vload(const float* p) { return _mm256_loadu_ps(p); }
+inline void vstore(float* p, vfloat v) { _mm256_storeu_ps(p, v); }
 inline vfloat vfma(vfloat a, vfloat b, vfloat c) { return _mm256_fmadd_ps(a, b, c); }
 inline vfloat vadd(vfloat a, vfloat b) { return _mm256_add_ps(a, b); }
 inline float vsum(vfloat v) { return hsum(v); }
@@ -101,59 +103,6 @@ inline vfloat to_float(vint v) { return _mm256_cvtepi32_ps(v); }
 inline vint iset1(int16_t v) { return _mm256_set1_epi16(v); }
 inline vint imul(vint a, vint b) { return _mm256_mullo_epi16(a, b); }
 #endif
-
-// out[i][j] = the lanes of acc[i][j] summed, plus the products of the last K - k values.
-template <int MR, int NR>
-inline void finish_tile(const vfloat acc[MR][NR], const float* x, int64_t K, const float* w,
-                        int64_t k, float out[MR][NR]) {
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) {
-            float s = vsum(acc[i][j]);
-            for (int64_t t = k; t < K; ++t) s += x[i * K + t] * w[j * K + t];
-            out[i][j] = s;
-        }
-}
-
-// out[i][j] = dot(x row i, w row j) over K, for MR rows of x and NR rows of w.
-template <int MR, int NR>
-inline void tile(const float* x, int64_t K, const float* w, float out[MR][NR]) {
-    vfloat acc[MR][NR];
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) acc[i][j] = vzero();
-    int64_t k = 0;
-    for (; k + VF <= K; k += VF) {
-        prefetch_next<NR>(w, K, k, VF * sizeof(float));
-        vfloat wv[NR];
-        for (int j = 0; j < NR; ++j) wv[j] = vload(w + j * K + k);
-        for (int i = 0; i < MR; ++i) {
-            const vfloat xv = vload(x + i * K + k);
-            for (int j = 0; j < NR; ++j) acc[i][j] = vfma(xv, wv[j], acc[i][j]);
-        }
-    }
-    finish_tile<MR, NR>(acc, x, K, w, k, out);
-}
-
-// The same with x held in registers and w read one vector at a time (MR x + 1 w + MR * NR
-// accumulators): for 2-4 rows of x this fits more w rows in flight in the registers (AVX2's
-// 16: 3 x 4, 2 x 4) than holding NR w vectors does, and a step of a few tokens is bound by how
-// many w rows stream at once.
-template <int MR, int NR>
-inline void tile_x_in_registers(const float* x, int64_t K, const float* w, float out[MR][NR]) {
-    vfloat acc[MR][NR];
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) acc[i][j] = vzero();
-    int64_t k = 0;
-    for (; k + VF <= K; k += VF) {
-        prefetch_next<NR>(w, K, k, VF * sizeof(float));
-        vfloat xv[MR];
-        for (int i = 0; i < MR; ++i) xv[i] = vload(x + i * K + k);
-        for (int j = 0; j < NR; ++j) {
-            const vfloat wv = vload(w + j * K + k);
-            for (int i = 0; i < MR; ++i) acc[i][j] = vfma(xv[i], wv, acc[i][j]);
-        }
-    }
-    finish_tile<MR, NR>(acc, x, K, w, k, out);
-}
 
 // int8 weights: x arrives as int16 (X_BITS bits, one scale per row) and the products of each
 // pair are summed in int32 (dot_add); widening each weight to fp32 instead was limited by the
@@ -305,8 +254,6 @@ struct Linear {
         float out[MR][NR];
         if constexpr (std::is_same_v<W, Int4>)
             tile<MR, NR>(x + m * K, K, *w, n, out);
-        else if constexpr (std::is_same_v<X, float> && MR >= 2 && MR < NR)
-            tile_x_in_registers<MR, NR>(x + m * K, K, w + n * K, out);
         else
             tile<MR, NR>(x + m * K, K, w + n * K, out);
         for (int i = 0; i < MR; ++i)
@@ -381,24 +328,17 @@ void parallel_tasks(int64_t count, int nthreads, const Run& run) {
     }
 }
 
-template <typename X, typename W>
-void linear_rows(const Linear& op, const X* x, int64_t M, const W* w, int nthreads) {
+// Integer weights (x as int16 rows): NR rows of w at a time, dot products along K.
+template <typename W>
+void linear_rows(const Linear& op, const int16_t* x, int64_t M, const W* w, int nthreads) {
     const int64_t chunk = 48;  // w rows per task: many tasks per thread, little imbalance
     parallel_tasks((op.N + chunk - 1) / chunk, nthreads, [&](int64_t t) {
         const int64_t n0 = t * chunk, n1 = n0 + chunk < op.N ? n0 + chunk : op.N;
 #if TL_AVX512
-        // 32 registers: wider tiles for x in registers (2 x 8: 16 accumulators, 3 x 6 and
-        // 4 x 6: 18 and 24). Measured on SmolLM2's layers, 2 threads, weights beyond L3: fp32
-        // at 1-8 rows is bound by memory as with AVX2; from 16 rows (prompt chunks) 4 x 6 is
-        // 1.05-1.3x AVX2's 4 x 3, and VNNI's int8 1.1-1.4x AVX2's from 3 rows up.
-        if constexpr (sizeof(X) == sizeof(float)) {
-            if (M == 1) op.rows<1, 8>(x, M, w, n0, n1);
-            else if (M == 2 || M == 4) op.rows<2, 8>(x, M, w, n0, n1);
-            else if (M == 3) op.rows<3, 6>(x, M, w, n0, n1);
-            else op.rows<4, 6>(x, M, w, n0, n1);
-        } else if constexpr (std::is_same_v<W, Int4>) {
-            // int4 keeps fp32 totals and block scales beside its int32 sums: 1 x 6 at 1 row
-            // (1 x 8 spills), 4 x 2 from 2 rows (measured about equal to 2 x 4, 4 x 3, 3 x 3)
+        // 32 registers: VNNI's int8 at 4 x 4 was 1.1-1.4x AVX2's from 3 rows up; int4 keeps
+        // fp32 totals and block scales beside its int32 sums: 1 x 6 at 1 row (1 x 8 spills),
+        // 4 x 2 from 2 rows (measured about equal to 2 x 4, 4 x 3, 3 x 3)
+        if constexpr (std::is_same_v<W, Int4>) {
             if (M == 1) op.rows<1, 6>(x, M, w, n0, n1);
             else op.rows<4, 2>(x, M, w, n0, n1);
         } else {
@@ -411,23 +351,119 @@ void linear_rows(const Linear& op, const X* x, int64_t M, const W* w, int nthrea
             else op.rows<2, 2>(x, M, w, n0, n1);
         } else if (M == 1)
             op.rows<1, 8>(x, M, w, n0, n1);  // 8 w rows in flight: enough loads to fill the bus
-        else if constexpr (sizeof(X) == sizeof(float)) {
-            // A speculative row's 2-5 tokens (measured per M on SmolLM2's layers, one thread:
-            // x in registers beat holding w for 2-4 rows; 4 x 3 stays best from 5 rows up).
-            if (M == 2 || M == 4) op.rows<2, 4>(x, M, w, n0, n1);
-            else if (M == 3) op.rows<3, 4>(x, M, w, n0, n1);
-            else op.rows<4, 3>(x, M, w, n0, n1);
-        } else if constexpr (sizeof(X) == sizeof(int16_t))
-            op.rows<4, 2>(x, M, w, n0, n1);  // int8: measured faster than 4 x 3 (fewer spills)
         else
-            op.rows<4, 3>(x, M, w, n0, n1);  // 12 accumulators, 3 + 1 registers for loads
+            op.rows<4, 2>(x, M, w, n0, n1);  // measured faster than 4 x 3 (fewer spills)
 #endif
     });
 }
 
-void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, const float* bias,
-            float* y, int nthreads, bool accumulate = false) {
-    linear_rows(Linear{K, N, nullptr, nullptr, bias, y, accumulate}, x, M, w, nthreads);
+// fp32 weights in panels: panel p holds w rows 16p..16p+15 as [K][16] (cpu_kernels.py's
+// pack_panels; the last panel is padded with zero rows), so each panel is one forward stream
+// (the hardware prefetcher follows it; 16 interleaved rows of w did not keep the bus busy once
+// a few rows of x made the step do some arithmetic) and a tile multiplies one row of x's
+// value by 16 columns at once: no sums across lanes at the end. A tile is MR rows of x by NP
+// panels, in MR * NP * PV accumulators: AVX-512 14 x 2 (28 of 32 registers; measured on
+// SmolLM2's shapes at 512 rows, 2 threads: 1.1-1.25x 12 x 2 and 8 x 3), AVX2 6 x 1 (12 of 16,
+// a panel row being two vectors); fewer rows take one tile of their own size, and at 1-2 rows
+// U partial sums per accumulator hide the FMA latency.
+constexpr int PANEL = 16;
+constexpr int PV = PANEL / VF;  // vectors per panel row
+#if TL_AVX512
+constexpr int PANEL_NP = 2, PANEL_MR = 14;
+#else
+constexpr int PANEL_NP = 1, PANEL_MR = 6;
+#endif
+
+template <int MR, int NP, int U>
+inline void panel_tile(const Linear& op, const float* x, int64_t m, const float* panels,
+                       int64_t p) {
+    const int64_t K = op.K, stride = K * PANEL;  // floats per panel
+    const float* w = panels + p * stride;
+    x += m * K;
+    vfloat acc[U][MR][NP * PV];
+    for (int u = 0; u < U; ++u)
+        for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NP * PV; ++j) acc[u][i][j] = vzero();
+    int64_t k = 0;
+    for (; k + U <= K; k += U)
+        for (int u = 0; u < U; ++u) {
+            vfloat wv[NP * PV];
+            for (int j = 0; j < NP; ++j) {
+                const float* row = w + j * stride + (k + u) * PANEL;
+                _mm_prefetch((const char*)(row + 32 * PANEL), _MM_HINT_T0);  // 2 KiB ahead
+                for (int v = 0; v < PV; ++v) wv[j * PV + v] = vload(row + v * VF);
+            }
+            for (int i = 0; i < MR; ++i) {
+                const vfloat xv = vset1(x[i * K + k + u]);
+                for (int j = 0; j < NP * PV; ++j) acc[u][i][j] = vfma(xv, wv[j], acc[u][i][j]);
+            }
+        }
+    for (; k < K; ++k)
+        for (int j = 0; j < NP * PV; ++j) {
+            const vfloat wv = vload(w + (j / PV) * stride + k * PANEL + (j % PV) * VF);
+            for (int i = 0; i < MR; ++i) acc[0][i][j] = vfma(vset1(x[i * K + k]), wv, acc[0][i][j]);
+        }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NP * PV; ++j) {
+            for (int u = 1; u < U; ++u) acc[0][i][j] = vadd(acc[0][i][j], acc[u][i][j]);
+            const int64_t n = p * PANEL + j * VF;  // the first of this vector's columns
+            if (n >= op.N) continue;  // the last panel's padding
+            alignas(64) float v[VF];
+            vstore(v, acc[0][i][j]);
+            float* y = op.y + (m + i) * op.N + n;
+            const int64_t count = op.N - n < VF ? op.N - n : VF;
+            for (int64_t c = 0; c < count; ++c) {
+                const float value = op.bias ? v[c] + op.bias[n + c] : v[c];
+                y[c] = op.accumulate ? y[c] + value : value;
+            }
+        }
+}
+
+// Rows m0..m0+count of x against NP panels from p: tiles of PANEL_MR rows, then the rest in one.
+template <int NP>
+inline void panel_rows(const Linear& op, const float* x, int64_t m0, int64_t count,
+                       const float* panels, int64_t p) {
+    int64_t m = m0;
+    for (; m + PANEL_MR <= m0 + count; m += PANEL_MR)
+        panel_tile<PANEL_MR, NP, 1>(op, x, m, panels, p);
+    switch (m0 + count - m) {
+        case 1: return panel_tile<1, NP, 4 / (NP * PV)>(op, x, m, panels, p);
+        case 2: return panel_tile<2, NP, 2 / NP>(op, x, m, panels, p);
+        case 3: return panel_tile<3, NP, 1>(op, x, m, panels, p);
+        case 4: return panel_tile<4, NP, 1>(op, x, m, panels, p);
+        case 5: return panel_tile<5, NP, 1>(op, x, m, panels, p);
+#if TL_AVX512
+        case 6: return panel_tile<6, NP, 1>(op, x, m, panels, p);
+        case 7: return panel_tile<7, NP, 1>(op, x, m, panels, p);
+        case 8: return panel_tile<8, NP, 1>(op, x, m, panels, p);
+        case 9: return panel_tile<9, NP, 1>(op, x, m, panels, p);
+        case 10: return panel_tile<10, NP, 1>(op, x, m, panels, p);
+        case 11: return panel_tile<11, NP, 1>(op, x, m, panels, p);
+        case 12: return panel_tile<12, NP, 1>(op, x, m, panels, p);
+        case 13: return panel_tile<13, NP, 1>(op, x, m, panels, p);
+#endif
+        default: return;
+    }
+}
+
+void linear(const float* x, int64_t M, int64_t K, const float* panels, int64_t N,
+            const float* bias, float* y, int nthreads, bool accumulate = false) {
+    const Linear op{K, N, nullptr, nullptr, bias, y, accumulate};
+    const int64_t count = (N + PANEL - 1) / PANEL;
+    // Panels per task: 4 (64 w rows) for a few rows of x, as many tasks as threads can share;
+    // a tile's NP for long prompt chunks, whose rows go through each panel in blocks of
+    // X_BLOCK so that the panel stays in L2 while they pass.
+    constexpr int64_t X_BLOCK = 96;
+    const int64_t per = M > X_BLOCK ? PANEL_NP : 4;
+    parallel_tasks((count + per - 1) / per, nthreads, [&](int64_t t) {
+        const int64_t p1 = (t + 1) * per < count ? (t + 1) * per : count;
+        for (int64_t m = 0; m < M; m += X_BLOCK) {
+            const int64_t rows = M - m < X_BLOCK ? M - m : X_BLOCK;
+            int64_t p = t * per;
+            for (; p + PANEL_NP <= p1; p += PANEL_NP) panel_rows<PANEL_NP>(op, x, m, rows, panels, p);
+            for (; p < p1; ++p) panel_rows<1>(op, x, m, rows, panels, p);
+        }
+    });
 }
 
 // Integer weights (int8 and int4) meet x rounded to int16 rows: x_q in this thread's buffers.
