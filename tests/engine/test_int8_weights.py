@@ -43,7 +43,7 @@ def test_int8_kernel_error_is_the_weights_rounding_plus_15_bit_activations(kerne
     generator = torch.Generator().manual_seed(1)
     weight, bias = torch.randn(77, 45, generator=generator), torch.randn(77, generator=generator)
     linear = Int8Linear.from_float(weight, bias, backend="kernels")
-    dequantized = linear.qweight.float() * linear.scale[:, None]
+    dequantized = linear.int8_weight().float() * linear.scale[:, None]
     x = torch.randn(FUSED_MAX_ROWS + 5, 45, generator=generator)
     x[2] *= 1e-4  # a small row keeps its own precision
     x[3, 7] = 300.0  # an outlier only coarsens its own row
@@ -76,7 +76,7 @@ def test_int8_kernel_sums_long_rows_without_overflow(k, kernel_isa):
     signs = torch.tensor([1.0, -1.0, 1.0])[:, None]
     weight = signs * torch.ones(3, k)
     linear = Int8Linear.from_float(weight, backend="kernels")
-    assert linear.qweight.tolist() == [[127] * k, [-128] * k, [127] * k]  # max|w| / 128, clipped
+    assert linear.int8_weight().tolist() == [[127] * k, [-128] * k, [127] * k]  # max|w| / 128, clipped
     x = torch.full((2, k), 2.5)
     expected = 2.5 * k * torch.tensor([127 / 128, -1.0, 127 / 128])
     assert torch.allclose(linear(x), expected.expand(2, 3), rtol=1e-6)

@@ -74,24 +74,32 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 WEIGHT_KINDS = {torch.float32: 0, torch.int8: 1, torch.uint8: 2}
 
 
-# Rows of an fp32 weight per panel: PANEL in csrc/cpu_kernels.cpp (every fp32 kernel test fails
-# if the two differ).
+# Rows of a weight per panel: PANEL in csrc/cpu_kernels.cpp (every kernel test fails if the two
+# differ).
 PANEL = 16
 
 
 def pack_panels(weight: torch.Tensor) -> torch.Tensor:
-    """An fp32 weight ``[N, K]`` in the layout ``tl_linear_f32`` reads: ``[ceil(N / PANEL), K,
-    PANEL]``, panel ``p`` holding rows ``p * PANEL ..`` column by column (the last panel padded
-    with zero rows)."""
+    """A weight ``[N, K]`` in the layout ``tl_linear_f32`` / ``tl_linear_i8`` read, panels of
+    ``PANEL`` rows (the last padded with zero rows), panel ``p`` holding rows ``p * PANEL ..``
+    column by column: fp32 ``[ceil(N / PANEL), K, PANEL]``; int8 in pairs of columns,
+    ``[ceil(N / PANEL), ceil(K / 2), PANEL, 2]`` (``K`` padded with a zero column when odd)."""
     n, k = weight.shape
-    padded = torch.zeros(-(-n // PANEL) * PANEL, k, dtype=torch.float32)
-    padded[:n] = weight
-    return padded.view(-1, PANEL, k).transpose(1, 2).contiguous()
+    pair = 2 if weight.dtype == torch.int8 else 1
+    padded = torch.zeros(-(-n // PANEL) * PANEL, -(-k // pair) * pair, dtype=weight.dtype)
+    padded[:n, :k] = weight
+    if pair == 1:
+        return padded.view(-1, PANEL, k).transpose(1, 2).contiguous()
+    return padded.view(-1, PANEL, padded.shape[1] // 2, 2).transpose(1, 2).contiguous()
 
 
-def unpack_panels(panels: torch.Tensor, rows: int) -> torch.Tensor:
-    """The plain ``[rows, K]`` weight of :func:`pack_panels`' layout (a copy)."""
-    return panels.transpose(1, 2).reshape(-1, panels.shape[1])[:rows].contiguous()
+def unpack_panels(panels: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """The plain ``[rows, cols]`` weight of :func:`pack_panels`' layout (a copy)."""
+    if panels.dim() == 3:
+        plain = panels.transpose(1, 2).reshape(-1, panels.shape[1])
+    else:
+        plain = panels.transpose(1, 2).reshape(-1, 2 * panels.shape[1])
+    return plain[:rows, :cols].contiguous()
 
 
 def linear(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor,
@@ -99,9 +107,9 @@ def linear(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor,
            block_scale: torch.Tensor | None = None, out_features: int | None = None
            ) -> torch.Tensor:
     """``x [M, K]`` fp32 @ ``W [N, K]``.T (× ``scale [N]`` for int8 weights) + ``bias``. fp32
-    weights come in panels (:func:`pack_panels`, ``out_features`` = N); int8 weights as
-    ``[N, K]``; packed int4 weights (uint8 ``[N, K / 2]``) take ``block_scale`` (uint8
-    ``[N, K / 32]``) and ``scale`` (fp32, one per run of 8 blocks)."""
+    and int8 weights come in panels (:func:`pack_panels`; ``out_features`` = N); packed int4
+    weights (uint8 ``[N, K / 2]``) take ``block_scale`` (uint8 ``[N, K / 32]``) and ``scale``
+    (fp32, one per run of 8 blocks)."""
     x = x.contiguous()
     m, k = x.shape
     n = weight.shape[0] if out_features is None else out_features

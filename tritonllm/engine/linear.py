@@ -56,7 +56,7 @@ class Linear:
     def dense_weight(self) -> torch.Tensor:
         """The weight as a plain ``[out, in]`` tensor (a copy when packed)."""
         if self.backend == "kernels":
-            return cpu_kernels.unpack_panels(self.weight, self.out_features)
+            return cpu_kernels.unpack_panels(self.weight, self.out_features, self.in_features)
         return self.weight.to_dense() if self.backend == "onednn" else self.weight
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
@@ -96,9 +96,8 @@ class Int8Linear:
     to 15-bit integers with its own scale and multiplied with the int8 weights exactly in int32
     (AVX-512 VNNI ``vpdpwssd``, or AVX2 ``vpmaddwd``), so the error is the weights' int8
     rounding plus at most 2^-15 of each row's largest value: TensorRT-LLM's W8A16 numbers in
-    effect. Every call, long prompt chunks included: there the VNNI build outran dequantizing
-    the weight for oneDNN's fp32 linear (1.2-1.6x on SmolLM2's layers, 64-512 rows, 2 threads)
-    and the AVX2 build matched it, without an fp32 copy of the weight per call.
+    effect. Every call, long prompt chunks included (there it outran dequantizing the weight for
+    oneDNN's fp32 linear), on the weight in panels (:func:`cpu_kernels.pack_panels`).
 
     Without them, fbgemm's dynamic int8 linear (``quantized::linear_prepack`` +
     ``quantized::linear_dynamic``), which quantizes its input to uint8 with one scale per call,
@@ -136,13 +135,14 @@ class Int8Linear:
         if self.backend == "kernels":
             if self.kernels is None:
                 raise ValueError("Int8Linear: backend 'kernels' is unavailable here")
-            self.qweight = qweight.contiguous()
+            self.qweight = cpu_kernels.pack_panels(qweight)
         else:
             self.packed = fbgemm_pack(qweight, self.scale, None)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.backend == "kernels":
-            return cpu_kernels.linear(self.kernels, x, self.qweight, self.bias, self.scale)
+            return cpu_kernels.linear(self.kernels, x, self.qweight, self.bias, self.scale,
+                                      out_features=self.out_features)
         rows = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True).clamp_(min=1e-30)
         x = x / rows
         scale, zero_point = torch._choose_qparams_per_tensor(x, True)
@@ -150,6 +150,12 @@ class Int8Linear:
         y = torch.ops.quantized.linear_dynamic(x, self.packed, True)
         y = y.add_(torch.ops.quantized.linear_dynamic(lost, self.packed, True)).mul_(rows)
         return y if self.bias is None else y.add_(self.bias)
+
+    def int8_weight(self) -> torch.Tensor:
+        """The int8 values ``[out, in]`` (a copy where our kernels hold them in panels)."""
+        if self.backend == "kernels":
+            return cpu_kernels.unpack_panels(self.qweight, self.out_features, self.in_features)
+        return torch.ops.quantized.linear_unpack(self.packed)[0].int_repr()
 
     def kernel_operands(self):
         """``(weight, scale, bias, block scale)`` as our kernels take them (backend ``kernels``

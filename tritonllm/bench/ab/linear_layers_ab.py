@@ -1,11 +1,11 @@
-"""SmolLM2's 121 linear layers (random fp32 weights of its shapes, in huge pages) through an
-older build of our kernels and this tree's, alternating in one process.
+"""SmolLM2's 121 linear layers (random weights of its shapes, in huge pages) through an older
+build of our kernels and this tree's, alternating in one process.
 
-``python linear_layers_ab.py REV``: REV's ``cpu_kernels.cpp`` (a git revision of this
-repository, or a path), compiled with this tree's flags for the build this CPU runs
-(``TRITONLLM_CPU_ISA`` picks one). Builds from before the fp32 panel layout get the plain
-``[N, K]`` weights; later ones the panels. Prints the median time of all 121 layers at 1, 2, 4
-and 8 rows of x on ``THREADS`` threads (default 2). docs/cpu-engine.md, "CPU kernels".
+``python linear_layers_ab.py REV [fp32|int8]``: REV's ``cpu_kernels.cpp`` (a git revision of
+this repository, or a path), compiled with this tree's flags for the build this CPU runs
+(``TRITONLLM_CPU_ISA`` picks one). Builds from before a weight type's panel layout get plain
+``[N, K]`` weights; later ones the panels. Prints the median time of all 121 layers at 1, 2, 4,
+8 and 512 rows of x on ``THREADS`` threads (default 2). docs/cpu-engine.md, "CPU kernels".
 """
 import ctypes, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -17,6 +17,7 @@ sys.path.insert(0, str(tree))
 threads = int(os.environ.get("THREADS", "2"))
 torch.set_num_threads(threads)
 from tritonllm.engine import cpu_kernels, huge_pages, kernel_build  # noqa: E402
+from tritonllm.engine.linear import quantize_per_channel  # noqa: E402
 
 new = kernel_build.load()
 source = Path(sys.argv[1])
@@ -29,33 +30,39 @@ subprocess.run([os.environ.get("CXX", "g++"), *kernel_build.FLAGS,
                 *kernel_build.chosen_isa().compile_flags, str(work / "old.cpp"), "-o",
                 str(work / "old.so")], check=True, stderr=subprocess.DEVNULL)
 old = ctypes.CDLL(str(work / "old.so"))
-old.tl_linear_f32.argtypes = kernel_build.SIGNATURES["tl_linear_f32"]
-old.tl_linear_f32.restype = None
-old_panels = "PANEL" in text
+weights = sys.argv[2] if len(sys.argv) > 2 else "fp32"
+for name in ("tl_linear_f32", "tl_linear_i8"):
+    getattr(old, name).argtypes = kernel_build.SIGNATURES[name]
+    getattr(old, name).restype = None
+# the marker of each weight type's panels in the source
+old_panels = ("FLUSH_PAIRS" if weights == "int8" else "PANEL") in text
 
 # SmolLM2-135M: q/k/v, o, gate/up, down per layer (30), then lm_head
 shapes = [(960, 576), (576, 576), (3072, 576), (576, 1536)] * 30 + [(49152, 576)]
 generator = torch.Generator().manual_seed(0)
 plain = [torch.randn(n, k, generator=generator) * 0.05 for n, k in shapes]
+scales = [None] * len(shapes)
+if weights == "int8":
+    plain, scales = zip(*(quantize_per_channel(w) for w in plain))
 panels = huge_pages.pack([cpu_kernels.pack_panels(w) for w in plain])
-plain = huge_pages.pack(plain)
+plain = huge_pages.pack(list(plain))
 
 
-def run(lib, weights, rows):
+def run(lib, layers, rows):
     x = {k: torch.randn(rows, k) for k in (576, 1536)}
-    for (n, k), w in zip(shapes, weights):
-        cpu_kernels.linear(lib, x[k], w, out_features=n)
+    for (n, k), w, scale in zip(shapes, layers, scales):
+        cpu_kernels.linear(lib, x[k], w, None, scale, out_features=n)
 
 
-print(f"{kernel_build.chosen_isa().name}, {threads} threads; {sys.argv[1]}: "
+print(f"{weights}, {kernel_build.chosen_isa().name}, {threads} threads; {sys.argv[1]}: "
       f"{'panels' if old_panels else 'plain weights'}")
-for rows in (1, 2, 4, 8):
+for rows in (1, 2, 4, 8, 512):
     times = {"old": [], "new": []}
-    for _ in range(10):
-        for name, lib, weights in (("old", old, panels if old_panels else plain),
-                                   ("new", new, panels)):
+    for _ in range(10 if rows < 512 else 2):
+        for name, lib, layers in (("old", old, panels if old_panels else plain),
+                                  ("new", new, panels)):
             start = time.perf_counter()
-            run(lib, weights, rows)
+            run(lib, layers, rows)
             times[name].append(time.perf_counter() - start)
     o, n = (1000 * statistics.median(times[k]) for k in ("old", "new"))
     print(f"{rows} rows: old {o:.1f} ms, new {n:.1f} ms ({o / n:.2f}x)", flush=True)

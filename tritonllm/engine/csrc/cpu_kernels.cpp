@@ -24,6 +24,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <string.h>
+
 #include <atomic>
 #include <type_traits>
 #include <vector>
@@ -104,44 +106,10 @@ inline vint iset1(int16_t v) { return _mm256_set1_epi16(v); }
 inline vint imul(vint a, vint b) { return _mm256_mullo_epi16(a, b); }
 #endif
 
-// int8 weights: x arrives as int16 (X_BITS bits, one scale per row) and the products of each
-// pair are summed in int32 (dot_add); widening each weight to fp32 instead was limited by the
-// conversions, not by memory. |pair sum| <= 2 * 128 * 2^14 and a lane takes one pair per VI
-// values, so int32 holds the sum of FLUSH_K products per lane; longer rows spill to fp32 every
-// FLUSH_K values.
-constexpr int X_BITS = 15;              // |x_q| <= 2^14 - 1 = 16383
-constexpr int64_t FLUSH_K = 4096;
-
-template <int MR, int NR>
-inline void tile(const int16_t* x, int64_t K, const int8_t* w, float out[MR][NR]) {
-    vfloat total[MR][NR];
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) total[i][j] = vzero();
-    int64_t k = 0;
-    while (k + VI <= K) {
-        const int64_t stop = K < k + FLUSH_K ? K : k + FLUSH_K;
-        vint acc[MR][NR];
-        for (int i = 0; i < MR; ++i)
-            for (int j = 0; j < NR; ++j) acc[i][j] = izero();
-        for (; k + VI <= stop; k += VI) {
-            prefetch_next<NR>(w, K, k, VI);
-            vint wv[NR];
-            for (int j = 0; j < NR; ++j) wv[j] = load_w(w + j * K + k);
-            for (int i = 0; i < MR; ++i) {
-                const vint xv = load_x(x + i * K + k);
-                for (int j = 0; j < NR; ++j) acc[i][j] = dot_add(acc[i][j], xv, wv[j]);
-            }
-        }
-        for (int i = 0; i < MR; ++i)
-            for (int j = 0; j < NR; ++j) total[i][j] = vadd(total[i][j], to_float(acc[i][j]));
-    }
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) {
-            int64_t rest = 0;
-            for (int64_t t = k; t < K; ++t) rest += (int32_t)x[i * K + t] * w[j * K + t];
-            out[i][j] = vsum(total[i][j]) + (float)rest;
-        }
-}
+// Integer weights meet x as int16 (X_BITS bits, one scale per row), products summed exactly in
+// int32 (dot_add); widening each weight to fp32 instead was limited by the conversions, not by
+// memory.
+constexpr int X_BITS = 15;  // |x_q| <= 2^14 - 1 = 16383
 
 // int4 weights: row n holds K / 2 bytes in blocks of 32 values (16 bytes; byte t holds value
 // t + 8 in its low nibble and value t + 16 + 8 in its high one). Each block has an integer
@@ -213,14 +181,15 @@ inline void tile(const int16_t* x, int64_t K, const Int4& w4, int64_t n, float o
         for (int j = 0; j < NR; ++j) out[i][j] = vsum(total[i][j]);
 }
 
-// x [M, K] fp32 -> int16 with one scale per row (x = x_q * row_scale), rounded to nearest
-// even (lrintf's rounding), 8 at a time.
-void quantize_rows(const float* x, int64_t M, int64_t K, int16_t* xq, float* row_scale) {
+// x [M, K] fp32 -> int16 rows `stride` apart with one scale per row (x = x_q * row_scale),
+// rounded to nearest even (lrintf's rounding), 8 at a time.
+void quantize_rows(const float* x, int64_t M, int64_t K, int16_t* xq, float* row_scale,
+                   int64_t stride) {
     const float top = (float)((1 << (X_BITS - 1)) - 1);
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     for (int64_t m = 0; m < M; ++m) {
         const float* xr = x + m * K;
-        int16_t* qr = xq + m * K;
+        int16_t* qr = xq + m * stride;
         __m256 peak8 = _mm256_setzero_ps();
         int64_t k = 0;
         for (; k + 8 <= K; k += 8) peak8 = _mm256_max_ps(peak8, _mm256_and_ps(_mm256_loadu_ps(xr + k), abs_mask));
@@ -249,18 +218,14 @@ struct Linear {
     float* y;
     bool accumulate;     // y += x . w^T instead of y = (the residual add, fused)
 
-    template <int MR, int NR, typename X, typename W>
-    inline void run(const X* x, int64_t m, const W* w, int64_t n) const {
+    // int4: MR rows of x (from m) by NR rows of w (from n)
+    template <int MR, int NR>
+    inline void run(const int16_t* x, int64_t m, const Int4* w, int64_t n) const {
         float out[MR][NR];
-        if constexpr (std::is_same_v<W, Int4>)
-            tile<MR, NR>(x + m * K, K, *w, n, out);
-        else
-            tile<MR, NR>(x + m * K, K, w + n * K, out);
+        tile<MR, NR>(x + m * K, K, *w, n, out);
         for (int i = 0; i < MR; ++i)
             for (int j = 0; j < NR; ++j) {
-                float v = out[i][j];
-                if constexpr (std::is_same_v<W, Int4>) v *= row_scale[m + i];
-                else if (scale) v *= scale[n + j] * row_scale[m + i];
+                float v = out[i][j] * row_scale[m + i];
                 if (bias) v += bias[n + j];
                 float& dst = y[(m + i) * N + n + j];
                 dst = accumulate ? dst + v : v;
@@ -268,8 +233,8 @@ struct Linear {
     }
 
     // Rows n0..n1 of w against every row of x: NR rows of w at a time, x in tiles of MR rows.
-    template <int MR, int NR, typename X, typename W>
-    void rows(const X* x, int64_t M, const W* w, int64_t n0, int64_t n1) const {
+    template <int MR, int NR>
+    void rows(const int16_t* x, int64_t M, const Int4* w, int64_t n0, int64_t n1) const {
         int64_t n = n0;
         for (; n + NR <= n1; n += NR) {
             int64_t m = 0;
@@ -328,51 +293,76 @@ void parallel_tasks(int64_t count, int nthreads, const Run& run) {
     }
 }
 
-// Integer weights (x as int16 rows): NR rows of w at a time, dot products along K.
-template <typename W>
-void linear_rows(const Linear& op, const int16_t* x, int64_t M, const W* w, int nthreads) {
+// int4 weights (x as int16 rows): NR rows of w at a time, dot products along K.
+void linear_rows(const Linear& op, const int16_t* x, int64_t M, const Int4* w, int nthreads) {
     const int64_t chunk = 48;  // w rows per task: many tasks per thread, little imbalance
     parallel_tasks((op.N + chunk - 1) / chunk, nthreads, [&](int64_t t) {
         const int64_t n0 = t * chunk, n1 = n0 + chunk < op.N ? n0 + chunk : op.N;
 #if TL_AVX512
-        // 32 registers: VNNI's int8 at 4 x 4 was 1.1-1.4x AVX2's from 3 rows up; int4 keeps
-        // fp32 totals and block scales beside its int32 sums: 1 x 6 at 1 row (1 x 8 spills),
-        // 4 x 2 from 2 rows (measured about equal to 2 x 4, 4 x 3, 3 x 3)
-        if constexpr (std::is_same_v<W, Int4>) {
-            if (M == 1) op.rows<1, 6>(x, M, w, n0, n1);
-            else op.rows<4, 2>(x, M, w, n0, n1);
-        } else {
-            if (M == 1) op.rows<1, 8>(x, M, w, n0, n1);
-            else op.rows<4, 4>(x, M, w, n0, n1);
-        }
+        // int4 keeps fp32 totals and block scales beside its int32 sums: 1 x 6 at 1 row (1 x 8
+        // spills), 4 x 2 from 2 rows (measured about equal to 2 x 4, 4 x 3, 3 x 3)
+        if (M == 1) op.rows<1, 6>(x, M, w, n0, n1);
+        else op.rows<4, 2>(x, M, w, n0, n1);
 #else
-        if constexpr (std::is_same_v<W, Int4>) {  // two unpacked vectors per block and w row
-            if (M == 1) op.rows<1, 4>(x, M, w, n0, n1);
-            else op.rows<2, 2>(x, M, w, n0, n1);
-        } else if (M == 1)
-            op.rows<1, 8>(x, M, w, n0, n1);  // 8 w rows in flight: enough loads to fill the bus
-        else
-            op.rows<4, 2>(x, M, w, n0, n1);  // measured faster than 4 x 3 (fewer spills)
+        if (M == 1) op.rows<1, 4>(x, M, w, n0, n1);  // two unpacked vectors per block and w row
+        else op.rows<2, 2>(x, M, w, n0, n1);
 #endif
     });
 }
 
-// fp32 weights in panels: panel p holds w rows 16p..16p+15 as [K][16] (cpu_kernels.py's
-// pack_panels; the last panel is padded with zero rows), so each panel is one forward stream
-// (the hardware prefetcher follows it; 16 interleaved rows of w did not keep the bus busy once
-// a few rows of x made the step do some arithmetic) and a tile multiplies one row of x's
-// value by 16 columns at once: no sums across lanes at the end. A tile is MR rows of x by NP
-// panels, in MR * NP * PV accumulators: AVX-512 14 x 2 (28 of 32 registers; measured on
-// SmolLM2's shapes at 512 rows, 2 threads: 1.1-1.25x 12 x 2 and 8 x 3), AVX2 6 x 1 (12 of 16,
-// a panel row being two vectors); fewer rows take one tile of their own size, and at 1-2 rows
-// U partial sums per accumulator hide the FMA latency.
+// Weights in panels of PANEL rows (cpu_kernels.py's pack_panels; the last panel is padded
+// with zero rows), so that each panel is one forward stream (the hardware prefetcher follows
+// it; interleaved rows of w did not keep the bus busy once a few rows of x made the step do
+// some arithmetic) and a tile multiplies one value of x (int8: a pair) by 16 columns at once,
+// with no sums across lanes at the end.
+//   fp32: panel p holds w rows 16p..16p+15 as [K][16].
+//   int8: as [ceil(K / 2)][16][2], each column's pair of consecutive values side by side: one
+//     vpdpwssd (AVX2: vpmaddwd + vpaddd) multiplies a broadcast pair of x_q by the 16 columns'
+//     pairs, widened to int16, and adds both products to each column's int32 lane.
+// A tile is MR rows of x by NP panels, in MR * NP * PV accumulators: fp32 AVX-512 14 x 2 (28
+// of 32 registers; measured on SmolLM2's shapes at 512 rows, 2 threads: 1.1-1.25x 12 x 2 and
+// 8 x 3), AVX2 6 x 1 (12 of 16, a panel row being two vectors); int8 AVX-512 8 x 2, AVX2 3 x 1
+// (with more rows gcc moved the accumulators of vpdpwssd between registers and the stack on
+// every step: 14 x 2 ran at half the rate of 8 x 2). Fewer rows take one tile of their own
+// size, and at 1-2 rows U partial sums per accumulator hide the latency.
 constexpr int PANEL = 16;
-constexpr int PV = PANEL / VF;  // vectors per panel row
+constexpr int PV = PANEL / VF;  // vectors per panel row (fp32) or per row of pairs (int8)
 #if TL_AVX512
-constexpr int PANEL_NP = 2, PANEL_MR = 14;
+constexpr int PANEL_NP = 2, PANEL_MR = 14, PANEL_MR_I8 = 8;
+inline vint pair_set1(const int16_t* p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm512_set1_epi32(v);
+}
 #else
-constexpr int PANEL_NP = 1, PANEL_MR = 6;
+constexpr int PANEL_NP = 1, PANEL_MR = 6, PANEL_MR_I8 = 3;
+inline vint pair_set1(const int16_t* p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+}
 #endif
+// int32 lanes of the int8 tile take one pair sum (|.| <= 2 * 16383 * 128) per pair of K: up to
+// 511 fit; spilled to fp32 every FLUSH_PAIRS.
+constexpr int64_t FLUSH_PAIRS = 256;
+
+inline int64_t x_row_stride(int64_t K, const float*) { return K; }
+inline int64_t x_row_stride(int64_t K, const int16_t*) { return K + (K & 1); }  // whole pairs
+
+// y[m][n .. n + VF) below column N from a vector of sums (int8: times row_scale[m] *
+// scale[column]), plus the bias, written or added (op.accumulate).
+inline void store_sums(const Linear& op, int64_t m, int64_t n, vfloat sums) {
+    if (n >= op.N) return;  // the last panel's padding
+    alignas(64) float v[VF];
+    vstore(v, sums);
+    float* y = op.y + m * op.N + n;
+    const int64_t count = op.N - n < VF ? op.N - n : VF;
+    for (int64_t c = 0; c < count; ++c) {
+        float value = op.scale ? v[c] * op.row_scale[m] * op.scale[n + c] : v[c];
+        if (op.bias) value += op.bias[n + c];
+        y[c] = op.accumulate ? y[c] + value : value;
+    }
+}
 
 template <int MR, int NP, int U>
 inline void panel_tile(const Linear& op, const float* x, int64_t m, const float* panels,
@@ -406,29 +396,67 @@ inline void panel_tile(const Linear& op, const float* x, int64_t m, const float*
     for (int i = 0; i < MR; ++i)
         for (int j = 0; j < NP * PV; ++j) {
             for (int u = 1; u < U; ++u) acc[0][i][j] = vadd(acc[0][i][j], acc[u][i][j]);
-            const int64_t n = p * PANEL + j * VF;  // the first of this vector's columns
-            if (n >= op.N) continue;  // the last panel's padding
-            alignas(64) float v[VF];
-            vstore(v, acc[0][i][j]);
-            float* y = op.y + (m + i) * op.N + n;
-            const int64_t count = op.N - n < VF ? op.N - n : VF;
-            for (int64_t c = 0; c < count; ++c) {
-                const float value = op.bias ? v[c] + op.bias[n + c] : v[c];
-                y[c] = op.accumulate ? y[c] + value : value;
-            }
+            store_sums(op, m + i, p * PANEL + j * VF, acc[0][i][j]);
         }
 }
 
+template <int MR, int NP, int U>
+inline void panel_tile(const Linear& op, const int16_t* x, int64_t m, const int8_t* panels,
+                       int64_t p) {
+    const int64_t pairs = (op.K + 1) / 2, stride = pairs * 2 * PANEL;  // bytes per panel
+    const int8_t* w = panels + p * stride;
+    x += m * 2 * pairs;
+    // fp32 totals in memory, not registers: as vectors they left too few for the loop below
+    // (the compiler spilled accumulators inside it)
+    alignas(64) float total[MR][NP * PV][VF] = {};
+    for (int64_t k = 0; k < pairs;) {
+        const int64_t stop = pairs < k + FLUSH_PAIRS ? pairs : k + FLUSH_PAIRS;
+        vint acc[U][MR][NP * PV];
+        for (int u = 0; u < U; ++u)
+            for (int i = 0; i < MR; ++i)
+                for (int j = 0; j < NP * PV; ++j) acc[u][i][j] = izero();
+        for (; k + U <= stop; k += U)
+            for (int u = 0; u < U; ++u) {
+                vint wv[NP * PV];
+                for (int j = 0; j < NP; ++j) {
+                    const int8_t* row = w + j * stride + (k + u) * 2 * PANEL;
+                    _mm_prefetch((const char*)(row + 2048), _MM_HINT_T0);
+                    for (int v = 0; v < PV; ++v) wv[j * PV + v] = load_w(row + v * VI);
+                }
+                for (int i = 0; i < MR; ++i) {
+                    const vint xv = pair_set1(x + i * 2 * pairs + 2 * (k + u));
+                    for (int j = 0; j < NP * PV; ++j)
+                        acc[u][i][j] = dot_add(acc[u][i][j], xv, wv[j]);
+                }
+            }
+        for (; k < stop; ++k)
+            for (int j = 0; j < NP * PV; ++j) {
+                const vint wv = load_w(w + (j / PV) * stride + k * 2 * PANEL + (j % PV) * VI);
+                for (int i = 0; i < MR; ++i)
+                    acc[0][i][j] = dot_add(acc[0][i][j], pair_set1(x + i * 2 * pairs + 2 * k), wv);
+            }
+        for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NP * PV; ++j) {
+                vfloat sum = vload(total[i][j]);
+                for (int u = 0; u < U; ++u) sum = vadd(sum, to_float(acc[u][i][j]));
+                vstore(total[i][j], sum);
+            }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NP * PV; ++j)
+            store_sums(op, m + i, p * PANEL + j * VF, vload(total[i][j]));
+}
+
 // Rows m0..m0+count of x against NP panels from p: tiles of PANEL_MR rows, then the rest in one.
-template <int NP>
-inline void panel_rows(const Linear& op, const float* x, int64_t m0, int64_t count,
-                       const float* panels, int64_t p) {
+template <int NP, typename X, typename W>
+inline void panel_rows(const Linear& op, const X* x, int64_t m0, int64_t count,
+                       const W* panels, int64_t p) {
+    constexpr int MR = std::is_same_v<W, int8_t> ? PANEL_MR_I8 : PANEL_MR;
     int64_t m = m0;
-    for (; m + PANEL_MR <= m0 + count; m += PANEL_MR)
-        panel_tile<PANEL_MR, NP, 1>(op, x, m, panels, p);
+    for (; m + MR <= m0 + count; m += MR) panel_tile<MR, NP, 1>(op, x, m, panels, p);
     switch (m0 + count - m) {
         case 1: return panel_tile<1, NP, 4 / (NP * PV)>(op, x, m, panels, p);
-        case 2: return panel_tile<2, NP, 2 / NP>(op, x, m, panels, p);
+        case 2: return panel_tile<2, NP, 2>(op, x, m, panels, p);
         case 3: return panel_tile<3, NP, 1>(op, x, m, panels, p);
         case 4: return panel_tile<4, NP, 1>(op, x, m, panels, p);
         case 5: return panel_tile<5, NP, 1>(op, x, m, panels, p);
@@ -446,13 +474,12 @@ inline void panel_rows(const Linear& op, const float* x, int64_t m0, int64_t cou
     }
 }
 
-void linear(const float* x, int64_t M, int64_t K, const float* panels, int64_t N,
-            const float* bias, float* y, int nthreads, bool accumulate = false) {
-    const Linear op{K, N, nullptr, nullptr, bias, y, accumulate};
-    const int64_t count = (N + PANEL - 1) / PANEL;
-    // Panels per task: 4 (64 w rows) for a few rows of x, as many tasks as threads can share;
-    // a tile's NP for long prompt chunks, whose rows go through each panel in blocks of
-    // X_BLOCK so that the panel stays in L2 while they pass.
+// Every row of x against every panel. Panels per task: 4 (64 w rows) for a few rows of x, as
+// many tasks as threads can share; a tile's NP for long prompt chunks, whose rows go through
+// each panel in blocks of X_BLOCK so that the panel stays in L2 while they pass.
+template <typename X, typename W>
+void panel_linear(const Linear& op, const X* x, int64_t M, const W* panels, int nthreads) {
+    const int64_t count = (op.N + PANEL - 1) / PANEL;
     constexpr int64_t X_BLOCK = 96;
     const int64_t per = M > X_BLOCK ? PANEL_NP : 4;
     parallel_tasks((count + per - 1) / per, nthreads, [&](int64_t t) {
@@ -460,35 +487,42 @@ void linear(const float* x, int64_t M, int64_t K, const float* panels, int64_t N
         for (int64_t m = 0; m < M; m += X_BLOCK) {
             const int64_t rows = M - m < X_BLOCK ? M - m : X_BLOCK;
             int64_t p = t * per;
-            for (; p + PANEL_NP <= p1; p += PANEL_NP) panel_rows<PANEL_NP>(op, x, m, rows, panels, p);
+            for (; p + PANEL_NP <= p1; p += PANEL_NP)
+                panel_rows<PANEL_NP>(op, x, m, rows, panels, p);
             for (; p < p1; ++p) panel_rows<1>(op, x, m, rows, panels, p);
         }
     });
 }
 
-// Integer weights (int8 and int4) meet x rounded to int16 rows: x_q in this thread's buffers.
-template <typename W>
-void linear_quantized_x(const float* x, int64_t M, int64_t K, const W* w, int64_t N,
-                        const float* scale, const float* bias, float* y, int nthreads,
-                        bool accumulate) {
-    thread_local std::vector<int16_t> xq;
-    thread_local std::vector<float> row_scale;
-    xq.resize(M * K);
-    row_scale.resize(M);
-    quantize_rows(x, M, K, xq.data(), row_scale.data());
-    linear_rows(Linear{K, N, scale, row_scale.data(), bias, y, accumulate}, xq.data(), M, w,
-                nthreads);
+void linear(const float* x, int64_t M, int64_t K, const float* panels, int64_t N,
+            const float* bias, float* y, int nthreads, bool accumulate = false) {
+    panel_linear(Linear{K, N, nullptr, nullptr, bias, y, accumulate}, x, M, panels, nthreads);
 }
 
-void linear(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N,
+// Integer weights meet x rounded to int16 rows (x_q, in this thread's buffers), rows padded to
+// whole pairs for int8's panels.
+void linear(const float* x, int64_t M, int64_t K, const int8_t* panels, int64_t N,
             const float* scale, const float* bias, float* y, int nthreads,
             bool accumulate = false) {
-    linear_quantized_x(x, M, K, w, N, scale, bias, y, nthreads, accumulate);
+    thread_local std::vector<int16_t> xq;
+    thread_local std::vector<float> row_scale;
+    const int64_t stride = x_row_stride(K, xq.data());
+    xq.assign(M * stride, 0);
+    row_scale.resize(M);
+    quantize_rows(x, M, K, xq.data(), row_scale.data(), stride);
+    panel_linear(Linear{K, N, scale, row_scale.data(), bias, y, accumulate}, xq.data(), M,
+                 panels, nthreads);
 }
 
 void linear(const float* x, int64_t M, int64_t K, const Int4& w, int64_t N, const float* bias,
             float* y, int nthreads, bool accumulate = false) {
-    linear_quantized_x(x, M, K, &w, N, nullptr, bias, y, nthreads, accumulate);
+    thread_local std::vector<int16_t> xq;
+    thread_local std::vector<float> row_scale;
+    xq.resize(M * K);
+    row_scale.resize(M);
+    quantize_rows(x, M, K, xq.data(), row_scale.data(), K);
+    linear_rows(Linear{K, N, nullptr, row_scale.data(), bias, y, accumulate}, xq.data(), M, &w,
+                nthreads);
 }
 
 inline float dot(const float* a, const float* b, int64_t d) {
