@@ -5,6 +5,7 @@ import argparse
 
 from tritonllm.bench import spec_bench
 from tritonllm.bench.workload import GROUNDED_OUTPUT_LENGTHS, grounded_workload
+from tritonllm.engine import EngineConfig
 
 
 def test_grounded_items_quote_a_given_text_with_exact_lengths():
@@ -35,5 +36,6 @@ def test_a_draft_model_run_names_its_mode(capsys):
                               str(default_model_dir())])  # the target drafts for itself
     assert spec_bench.run(args) == 0
     out = capsys.readouterr().out
-    assert "draft_target: max_draft_len 6" in out and "mixed, c=1: off" in out
+    draft_len = EngineConfig.max_draft_len
+    assert f"draft_target: max_draft_len {draft_len}" in out and "mixed, c=1: off" in out
     assert ", draft_target " in out and "identical greedy outputs 1 of 1" in out

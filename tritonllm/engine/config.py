@@ -81,7 +81,7 @@ class EngineConfig:
     max_queue_size: int = 32
     weights: str = "auto"
     speculative_decoding_mode: str = "off"
-    max_draft_len: int = 6  # measured against 2, 4 and 8 on the CPU twin (docs/performance.md)
+    max_draft_len: int = 8  # measured against 2-10 on the CPU twin (docs/performance.md)
     max_matching_ngram_size: int = 3
     speculative_model_dir: str = ""  # the draft model of draft_target
     num_blocks: int = field(init=False)
