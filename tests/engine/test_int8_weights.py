@@ -44,10 +44,11 @@ def test_int8_kernel_error_is_the_weights_rounding_plus_15_bit_activations(kerne
     weight, bias = torch.randn(77, 45, generator=generator), torch.randn(77, generator=generator)
     linear = Int8Linear.from_float(weight, bias, backend="kernels")
     dequantized = linear.int8_weight().float() * linear.scale[:, None]
-    x = torch.randn(FUSED_MAX_ROWS + 5, 45, generator=generator)
+    x = torch.randn(100, 45, generator=generator)
     x[2] *= 1e-4  # a small row keeps its own precision
     x[3, 7] = 300.0  # an outlier only coarsens its own row
-    for rows in (1, 2, 3, 4, 5, 8, FUSED_MAX_ROWS, FUSED_MAX_ROWS + 5):
+    # every tile height of both builds, rows past a tile, and past a block of rows (96)
+    for rows in (*range(1, 10), 11, 17, FUSED_MAX_ROWS, 100):
         y, expected = linear(x[:rows]), torch.nn.functional.linear(x[:rows], dequantized, bias)
         step = x[:rows].abs().amax(dim=1, keepdim=True) / 16383
         bound = 0.5 * step * dequantized.abs().sum(dim=1) + 1e-5 * expected.abs() + 1e-5

@@ -3,12 +3,12 @@
 // each is used). Only the linear layers differ between the two builds (see "vectors" below).
 //
 //   tl_linear_f32 / tl_linear_i8 / tl_linear_i4: y[M,N] = x[M,K] . w[N,K]^T (* scale[N])
-//     (+ bias[N]); w fp32 in panels (see Panels), int8 with one fp32 scale per row (weight-only
-//     int8), or int4 with scales per block of 32 values (see Int4). For int8 and int4, each row
-//     of x is rounded to 15-bit integers with its own scale (error <= 2^-15 of the row's
-//     largest value, far below the weights' own int8 rounding) and products are summed exactly
-//     in int32. A decode step is bound by reading w, so each w row is read from memory once per
-//     call and used for every row of x while it is in cache.
+//     (+ bias[N]); w fp32, or int8 with one fp32 scale per row (weight-only int8), both in
+//     panels (see "Weights in panels"), or int4 with scales per block of 32 values (see Int4).
+//     For int8 and int4, each row of x is rounded to 15-bit integers with its own scale (error
+//     <= 2^-15 of the row's largest value, far below the weights' own int8 rounding) and
+//     products are summed exactly in int32. A decode step is bound by reading w, so each w row
+//     is read from memory once per call and used for every row of x while it is in cache.
 //   tl_greedy: arg-max and its log-softmax per row of logits, in two passes (torch's arg-max
 //     alone took ~120 us over SmolLM2's 49,152 logits).
 //   tl_decode_attention: one query per row against its cached K/V, read in place through the
