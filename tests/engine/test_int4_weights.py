@@ -80,11 +80,13 @@ def test_int4_kernel_error_is_the_weights_rounding_plus_15_bit_activations(per_c
     generator = torch.Generator().manual_seed(k)
     weight, bias = torch.randn(77, k, generator=generator), torch.randn(77, generator=generator)
     linear = Int4Linear.from_float(weight, bias, per_channel)
-    dequantized = linear.dequantized()
-    x = torch.randn(FUSED_MAX_ROWS + 5, k, generator=generator)
+    dequantized = linear.dequantized()  # read back from the kernel's panels: the same weight
+    assert torch.equal(dequantized, dequantize_int4(*quantize_int4(weight, per_channel)))
+    x = torch.randn(100, k, generator=generator)
     x[2] *= 1e-4
     x[3, 7] = 300.0
-    for rows in (1, 2, 3, 4, 5, 8, FUSED_MAX_ROWS, FUSED_MAX_ROWS + 5):
+    # every tile height of both builds, rows past a tile, and past a block of rows (96)
+    for rows in (*range(1, 10), 11, 17, FUSED_MAX_ROWS, 100):
         y, expected = linear(x[:rows]), torch.nn.functional.linear(x[:rows], dequantized, bias)
         step = x[:rows].abs().amax(dim=1, keepdim=True) / 16383
         bound = 0.5 * step * dequantized.abs().sum(dim=1) + 1e-5 * expected.abs() + 1e-5

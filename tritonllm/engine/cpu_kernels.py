@@ -25,8 +25,8 @@ import torch
 from tritonllm.engine.kernel_build import MODE_ENV, load
 
 __all__ = ["MODE_ENV", "PANEL", "WEIGHT_KINDS", "DecoderLayers", "LayerC", "StepC",
-           "decode_attention", "greedy", "layer_struct", "linear", "load", "pack_panels",
-           "unpack_panels"]
+           "decode_attention", "greedy", "layer_struct", "linear", "load", "pack_int4_panels",
+           "pack_panels", "unpack_int4_panels", "unpack_panels"]
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 
@@ -102,17 +102,57 @@ def unpack_panels(panels: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return plain[:rows, :cols].contiguous()
 
 
+def pack_int4_panels(q: torch.Tensor, block_scale: torch.Tensor, scale: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """int4 values ``q [N, K]`` (int8 in [-8, 7]), block scales ``[N, K / 32]`` and run scales
+    ``[N, runs]`` in the layout ``tl_linear_i4`` reads: per panel of ``PANEL`` rows (the last
+    padded with zero rows), per block of 32 values, 16 rows of 16 bytes (byte ``t``: lane ``t``
+    in the low nibble, lane ``16 + t`` in the high one, each + 8; lane ``2c + j`` is column
+    ``c``'s value ``2 * pair + j``), the block's scale per column, the run's scale per column:
+    ``(uint8 [P, K / 32, 16, 16], uint8 [P, K / 32, PANEL], fp32 [P, runs, PANEL])``."""
+    n, k = q.shape
+    rows = -(-n // PANEL) * PANEL
+
+    def padded(t: torch.Tensor, fill) -> torch.Tensor:
+        out = torch.full((rows, t.shape[1]), fill, dtype=t.dtype)
+        out[:n] = t
+        return out
+
+    lanes = padded(q, 0).to(torch.int16).view(-1, PANEL, k // 2, 2).permute(0, 2, 1, 3)
+    lanes = lanes.reshape(-1, k // 2, 2 * PANEL) + 8
+    packed = (lanes[..., :PANEL] | (lanes[..., PANEL:] << 4)).to(torch.uint8)
+
+    def by_column(t: torch.Tensor, fill) -> torch.Tensor:
+        return padded(t, fill).view(-1, PANEL, t.shape[1]).transpose(1, 2).contiguous()
+
+    return (packed.view(-1, k // 32, 16, 16).contiguous(), by_column(block_scale, 1),
+            by_column(scale.float(), 0.0))
+
+
+def unpack_int4_panels(packed: torch.Tensor, block_scale: torch.Tensor, scale: torch.Tensor,
+                       rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(q [rows, K] int8, block scales [rows, K / 32], run scales [rows, runs])`` from
+    :func:`pack_int4_panels`' layout."""
+    panels, blocks = packed.shape[:2]
+    bytes_ = packed.view(panels, blocks * 16, 16).to(torch.int16)
+    lanes = torch.cat([bytes_ & 0x0F, bytes_ >> 4], dim=2) - 8
+    q = lanes.view(panels, blocks * 16, PANEL, 2).permute(0, 2, 1, 3).reshape(-1, blocks * 32)
+
+    def by_row(t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(1, 2).reshape(-1, t.shape[1])[:rows].contiguous()
+
+    return q[:rows].to(torch.int8).contiguous(), by_row(block_scale), by_row(scale)
+
+
 def linear(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor,
            bias: torch.Tensor | None = None, scale: torch.Tensor | None = None,
-           block_scale: torch.Tensor | None = None, out_features: int | None = None
-           ) -> torch.Tensor:
+           block_scale: torch.Tensor | None = None, *, out_features: int) -> torch.Tensor:
     """``x [M, K]`` fp32 @ ``W [N, K]``.T (× ``scale [N]`` for int8 weights) + ``bias``. fp32
-    and int8 weights come in panels (:func:`pack_panels`; ``out_features`` = N); packed int4
-    weights (uint8 ``[N, K / 2]``) take ``block_scale`` (uint8 ``[N, K / 32]``) and ``scale``
-    (fp32, one per run of 8 blocks)."""
+    and int8 weights come in panels (:func:`pack_panels`), int4 weights with ``block_scale``
+    and ``scale`` in theirs (:func:`pack_int4_panels`); ``out_features`` = N."""
     x = x.contiguous()
     m, k = x.shape
-    n = weight.shape[0] if out_features is None else out_features
+    n = out_features
     y = torch.empty(m, n, dtype=torch.float32)
     threads = torch.get_num_threads()
     if weight.dtype == torch.uint8:

@@ -225,9 +225,10 @@ class Int4Linear:
 
     Our kernel only (``tl_linear_i4``): activations rounded to 15 bits per row as for int8; the
     unpacked block times its integer scale is summed exactly in int32 over the run, then scaled
-    into fp32 (once per 256 values: per block it cost more than the products). Packing: each row
-    is ``in / 2`` bytes in blocks of 32 values (16 bytes); byte ``t`` of a block holds value
-    ``t`` + 8 in its low nibble and value ``t + 16`` + 8 in its high one.
+    into fp32 (once per 256 values: per block it cost more than the products). The constructor
+    takes :func:`quantize_int4`'s packing (each row ``in / 2`` bytes in blocks of 32 values, 16
+    bytes; byte ``t`` of a block holds value ``t`` + 8 in its low nibble and value ``t + 16`` + 8
+    in its high one) and keeps the kernel's panels (:func:`cpu_kernels.pack_int4_panels`).
 
     Accuracy on SmolLM2-135M: docs/cpu-engine.md, "int4 weights".
     """
@@ -239,13 +240,14 @@ class Int4Linear:
             raise ValueError("weights: int4 needs our CPU kernels (cpu_kernels: AVX2 or "
                              "AVX-512, a C++ compiler); they cannot run here")
         self.out_features, self.in_features = packed.shape[0], 2 * packed.shape[1]
-        self.packed, self.block_scale = packed.contiguous(), block_scale.contiguous()
-        self.scale, self.bias = scale.float().contiguous(), bias
+        self.packed, self.block_scale, self.scale = cpu_kernels.pack_int4_panels(
+            unpack_int4(packed), block_scale, scale)
+        self.bias = bias
         self.backend = "kernels"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return cpu_kernels.linear(self.kernels, x, self.packed, self.bias, self.scale,
-                                  self.block_scale)
+                                  self.block_scale, out_features=self.out_features)
 
     def kernel_operands(self):
         """``(weight, scale, bias, block scale)`` as our kernels take them."""
@@ -253,7 +255,11 @@ class Int4Linear:
 
     def dequantized(self) -> torch.Tensor:
         """The weight the kernel multiplies with, ``[out, in]`` fp32 (for references)."""
-        return dequantize_int4(self.packed, self.block_scale, self.scale)
+        q, block_scale, scale = cpu_kernels.unpack_int4_panels(
+            self.packed, self.block_scale, self.scale, self.out_features)
+        step = _block_steps(block_scale, scale)
+        blocks = q.float().view(self.out_features, -1, INT4_BLOCK)
+        return (blocks * step[:, :, None]).view(self.out_features, -1)
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None,

@@ -1,7 +1,7 @@
 """SmolLM2's 121 linear layers (random weights of its shapes, in huge pages) through an older
 build of our kernels and this tree's, alternating in one process.
 
-``python linear_layers_ab.py REV [fp32|int8]``: REV's ``cpu_kernels.cpp`` (a git revision of
+``python linear_layers_ab.py REV [fp32|int8|int4]``: REV's ``cpu_kernels.cpp`` (a git revision of
 this repository, or a path), compiled with this tree's flags for the build this CPU runs
 (``TRITONLLM_CPU_ISA`` picks one). Builds from before a weight type's panel layout get plain
 ``[N, K]`` weights; later ones the panels. Prints the median time of all 121 layers at 1, 2, 4,
@@ -17,7 +17,8 @@ sys.path.insert(0, str(tree))
 threads = int(os.environ.get("THREADS", "2"))
 torch.set_num_threads(threads)
 from tritonllm.engine import cpu_kernels, huge_pages, kernel_build  # noqa: E402
-from tritonllm.engine.linear import quantize_per_channel  # noqa: E402
+from tritonllm.engine.linear import (quantize_int4, quantize_per_channel,  # noqa: E402
+                                     unpack_int4)
 
 new = kernel_build.load()
 source = Path(sys.argv[1])
@@ -31,27 +32,42 @@ subprocess.run([os.environ.get("CXX", "g++"), *kernel_build.FLAGS,
                 str(work / "old.so")], check=True, stderr=subprocess.DEVNULL)
 old = ctypes.CDLL(str(work / "old.so"))
 weights = sys.argv[2] if len(sys.argv) > 2 else "fp32"
-for name in ("tl_linear_f32", "tl_linear_i8"):
+for name in ("tl_linear_f32", "tl_linear_i8", "tl_linear_i4"):
     getattr(old, name).argtypes = kernel_build.SIGNATURES[name]
     getattr(old, name).restype = None
 # the marker of each weight type's panels in the source
-old_panels = ("FLUSH_PAIRS" if weights == "int8" else "PANEL") in text
+old_panels = {"fp32": "PANEL", "int8": "FLUSH_PAIRS", "int4": "sub_factor"}[weights] in text
 
 # SmolLM2-135M: q/k/v, o, gate/up, down per layer (30), then lm_head
 shapes = [(960, 576), (576, 576), (3072, 576), (576, 1536)] * 30 + [(49152, 576)]
 generator = torch.Generator().manual_seed(0)
-plain = [torch.randn(n, k, generator=generator) * 0.05 for n, k in shapes]
-scales = [None] * len(shapes)
-if weights == "int8":
-    plain, scales = zip(*(quantize_per_channel(w) for w in plain))
-panels = huge_pages.pack([cpu_kernels.pack_panels(w) for w in plain])
-plain = huge_pages.pack(list(plain))
+dense = [torch.randn(n, k, generator=generator) * 0.05 for n, k in shapes]
+# per layer: (weight, scale, block scale), plain and in panels
+if weights == "fp32":
+    plain = [(w, None, None) for w in dense]
+    panels = [(cpu_kernels.pack_panels(w), None, None) for w in dense]
+elif weights == "int8":
+    plain = [(q, s, None) for q, s in map(quantize_per_channel, dense)]
+    panels = [(cpu_kernels.pack_panels(q), s, None) for q, s, _ in plain]
+else:
+    plain = [(q, s, b) for q, b, s in map(quantize_int4, dense)]
+    panels = [(w, s, b) for w, b, s in (
+        cpu_kernels.pack_int4_panels(unpack_int4(q), b, s) for q, s, b in plain)]
+
+
+def in_huge_pages(layers):
+    tensors = [t for layer in layers for t in layer if t is not None]
+    copies = iter(huge_pages.pack(tensors))
+    return [tuple(None if t is None else next(copies) for t in layer) for layer in layers]
+
+
+plain, panels = in_huge_pages(plain), in_huge_pages(panels)
 
 
 def run(lib, layers, rows):
     x = {k: torch.randn(rows, k) for k in (576, 1536)}
-    for (n, k), w, scale in zip(shapes, layers, scales):
-        cpu_kernels.linear(lib, x[k], w, None, scale, out_features=n)
+    for (n, k), (w, scale, block_scale) in zip(shapes, layers):
+        cpu_kernels.linear(lib, x[k], w, None, scale, block_scale, out_features=n)
 
 
 print(f"{weights}, {kernel_build.chosen_isa().name}, {threads} threads; {sys.argv[1]}: "

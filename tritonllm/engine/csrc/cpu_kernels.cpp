@@ -45,15 +45,6 @@ inline float hmax(__m256 v) {
     return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
 }
 
-// The next NR rows of w follow these in memory: fetch them into cache while these are used, a
-// share per step of k. Rows of SmolLM2's int8 layers are only 9 cache lines long, too short for
-// the hardware prefetcher to ramp up (measured: int8 read at a third of fp32's rate without).
-template <int NR, typename W>
-inline void prefetch_next(const W* w, int64_t K, int64_t k, int64_t step_bytes) {
-    const char* next = (const char*)(w + NR * K) + (k * (int64_t)sizeof(W) / step_bytes) * NR * step_bytes;
-    for (int64_t b = 0; b < NR * step_bytes; b += 64) _mm_prefetch(next + b, _MM_HINT_T0);
-}
-
 // The linear layers' vectors. This file is compiled twice (kernel_build.py): for AVX2/FMA, and
 // for AVX-512 with VNNI, where a vector holds 16 floats or 32 int16 and vpdpwssd multiplies
 // int16 pairs and adds them to int32 in one instruction (AVX2: vpmaddwd, then vpaddd). The
@@ -70,16 +61,17 @@ inline vfloat vload(const float* p) { return _mm512_loadu_ps(p); }
 inline void vstore(float* p, vfloat v) { _mm512_storeu_ps(p, v); }
 inline vfloat vfma(vfloat a, vfloat b, vfloat c) { return _mm512_fmadd_ps(a, b, c); }
 inline vfloat vadd(vfloat a, vfloat b) { return _mm512_add_ps(a, b); }
-inline float vsum(vfloat v) { return _mm512_reduce_add_ps(v); }
 inline vint izero() { return _mm512_setzero_si512(); }
-inline vint load_x(const int16_t* p) { return _mm512_loadu_si512(p); }
 inline vint load_w(const int8_t* p) {
     return _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)p));
 }
 inline vint dot_add(vint acc, vint x, vint w) { return _mm512_dpwssd_epi32(acc, x, w); }
 inline vfloat to_float(vint v) { return _mm512_cvtepi32_ps(v); }
-inline vint iset1(int16_t v) { return _mm512_set1_epi16(v); }
 inline vint imul(vint a, vint b) { return _mm512_mullo_epi16(a, b); }
+inline vint ior(vint a, vint b) { return _mm512_or_si512(a, b); }
+inline vint ishl16(vint a) { return _mm512_slli_epi32(a, 16); }
+inline vint imul32(vint a, vint b) { return _mm512_mullo_epi32(a, b); }
+inline vint iadd32(vint a, vint b) { return _mm512_add_epi32(a, b); }
 #else
 #define TL_AVX512 0
 using vfloat = __m256;
@@ -92,9 +84,7 @@ inline vfloat vload(const float* p) { return _mm256_loadu_ps(p); }
 inline void vstore(float* p, vfloat v) { _mm256_storeu_ps(p, v); }
 inline vfloat vfma(vfloat a, vfloat b, vfloat c) { return _mm256_fmadd_ps(a, b, c); }
 inline vfloat vadd(vfloat a, vfloat b) { return _mm256_add_ps(a, b); }
-inline float vsum(vfloat v) { return hsum(v); }
 inline vint izero() { return _mm256_setzero_si256(); }
-inline vint load_x(const int16_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
 inline vint load_w(const int8_t* p) {
     return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)p));
 }
@@ -102,8 +92,11 @@ inline vint dot_add(vint acc, vint x, vint w) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
 }
 inline vfloat to_float(vint v) { return _mm256_cvtepi32_ps(v); }
-inline vint iset1(int16_t v) { return _mm256_set1_epi16(v); }
 inline vint imul(vint a, vint b) { return _mm256_mullo_epi16(a, b); }
+inline vint ior(vint a, vint b) { return _mm256_or_si256(a, b); }
+inline vint ishl16(vint a) { return _mm256_slli_epi32(a, 16); }
+inline vint imul32(vint a, vint b) { return _mm256_mullo_epi32(a, b); }
+inline vint iadd32(vint a, vint b) { return _mm256_add_epi32(a, b); }
 #endif
 
 // Integer weights meet x as int16 (X_BITS bits, one scale per row), products summed exactly in
@@ -111,23 +104,24 @@ inline vint imul(vint a, vint b) { return _mm256_mullo_epi16(a, b); }
 // memory.
 constexpr int X_BITS = 15;  // |x_q| <= 2^14 - 1 = 16383
 
-// int4 weights: row n holds K / 2 bytes in blocks of 32 values (16 bytes; byte t holds value
-// t + 8 in its low nibble and value t + 16 + 8 in its high one). Each block has an integer
-// scale 1..63 (sub, K / 32 per row) and each run of SUPER blocks one fp32 scale (scale): a
-// weight is q * sub * scale. Multiplying the unpacked block by its sub-scale (once, for every
-// row of x) lets a whole run sum in int32 (|sum| <= 16 pairs * 2 * 2^14 * 8 * 63 per lane, AVX2),
-// so the float conversion and scaling happen once per SUPER * 32 values, not per block.
+// int4 weights in panels of PANEL rows (see "Weights in panels" for the layout's purpose): per
+// block of 32 values of K (16 pairs), 16 rows of 16 bytes, byte t holding lane t in its low
+// nibble and lane 16 + t in its high one (each + 8), where lane 2c + j is column c's value
+// 2 * pair + j; per block an integer scale 1..63 for each column (sub); per run of SUPER
+// blocks an fp32 scale for each column (scale): a weight is q * sub * scale. Multiplying the
+// unpacked lanes by their sub-scales (once, for every row of x) lets a whole run sum in int32
+// (|sum| <= 128 pairs * 2 * 16383 * 8 * 63 < 2^31 per lane), so the float conversion and
+// scaling happen once per SUPER * 32 values, not per block.
 constexpr int64_t SUPER = 8;  // INT4_RUN in linear.py, which packs the scales
 
 struct Int4 {
-    const uint8_t* w;
-    const uint8_t* sub;  // [N, K / 32]
-    const float* scale;  // [N, ceil(K / 32 / SUPER)]
+    const uint8_t* w;    // [panels, K / 32, 16, 16] bytes
+    const uint8_t* sub;  // [panels, K / 32, 16]
+    const float* scale;  // [panels, ceil(K / 32 / SUPER), 16]
 };
 
-// Piece `piece` of a block's 32 values as int16 (AVX-512: the whole block; AVX2: values
-// 16 * piece .. 16 * piece + 15), from its 16 bytes.
-constexpr int PIECES = 32 / VI;
+// Piece `piece` of a block row's 32 lanes as int16 (AVX-512: all of them; AVX2: lanes
+// 16 * piece .. 16 * piece + 15, columns 8 * piece ..), from its 16 bytes.
 inline vint unpack_piece(__m128i bytes, int piece) {
     const __m128i nibble = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
     const __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, nibble), eight);
@@ -140,45 +134,15 @@ inline vint unpack_piece(__m128i bytes, int piece) {
 #endif
 }
 
-template <int MR, int NR>
-inline void tile(const int16_t* x, int64_t K, const Int4& w4, int64_t n, float out[MR][NR]) {
-    const int64_t row_bytes = K / 2, blocks = K / 32, supers = (blocks + SUPER - 1) / SUPER;
-    const uint8_t* w = w4.w + n * row_bytes;
-    const uint8_t* sub = w4.sub + n * blocks;
-    const float* scale = w4.scale + n * supers;
-    vfloat total[MR][NR];
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) total[i][j] = vzero();
-    for (int64_t s = 0; s < supers; ++s) {
-        vint acc[MR][NR];
-        for (int i = 0; i < MR; ++i)
-            for (int j = 0; j < NR; ++j) acc[i][j] = izero();
-        const int64_t b1 = (s + 1) * SUPER < blocks ? (s + 1) * SUPER : blocks;
-        for (int64_t b = s * SUPER; b < b1; ++b) {
-            // the next NR rows, a block each per block of these: they stream in meanwhile
-            _mm_prefetch((const char*)(w + NR * row_bytes) + b * 16 * NR, _MM_HINT_T0);
-            __m128i bytes[NR];
-            vint factor[NR];
-            for (int j = 0; j < NR; ++j) {
-                bytes[j] = _mm_loadu_si128((const __m128i*)(w + j * row_bytes + b * 16));
-                factor[j] = iset1((int16_t)sub[j * blocks + b]);
-            }
-            for (int piece = 0; piece < PIECES; ++piece) {
-                vint wv[NR];
-                for (int j = 0; j < NR; ++j) wv[j] = imul(unpack_piece(bytes[j], piece), factor[j]);
-                for (int i = 0; i < MR; ++i) {
-                    const vint xv = load_x(x + i * K + b * 32 + piece * VI);
-                    for (int j = 0; j < NR; ++j) acc[i][j] = dot_add(acc[i][j], xv, wv[j]);
-                }
-            }
-        }
-        for (int j = 0; j < NR; ++j) {
-            const vfloat sv = vset1(scale[j * supers + s]);
-            for (int i = 0; i < MR; ++i) total[i][j] = vfma(to_float(acc[i][j]), sv, total[i][j]);
-        }
-    }
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) out[i][j] = vsum(total[i][j]);
+// The block's sub-scales of columns 8 * piece .. (AVX-512: all 16) as int32 lanes, one per
+// column (what a column's sum of pair products is multiplied by).
+inline vint sub_scales(const uint8_t* sub, int piece) {
+#if TL_AVX512
+    (void)piece;
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)sub));
+#else
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(sub + 8 * piece)));
+#endif
 }
 
 // x [M, K] fp32 -> int16 rows `stride` apart with one scale per row (x = x_q * row_scale),
@@ -217,36 +181,6 @@ struct Linear {
     const float* bias;   // may be null
     float* y;
     bool accumulate;     // y += x . w^T instead of y = (the residual add, fused)
-
-    // int4: MR rows of x (from m) by NR rows of w (from n)
-    template <int MR, int NR>
-    inline void run(const int16_t* x, int64_t m, const Int4* w, int64_t n) const {
-        float out[MR][NR];
-        tile<MR, NR>(x + m * K, K, *w, n, out);
-        for (int i = 0; i < MR; ++i)
-            for (int j = 0; j < NR; ++j) {
-                float v = out[i][j] * row_scale[m + i];
-                if (bias) v += bias[n + j];
-                float& dst = y[(m + i) * N + n + j];
-                dst = accumulate ? dst + v : v;
-            }
-    }
-
-    // Rows n0..n1 of w against every row of x: NR rows of w at a time, x in tiles of MR rows.
-    template <int MR, int NR>
-    void rows(const int16_t* x, int64_t M, const Int4* w, int64_t n0, int64_t n1) const {
-        int64_t n = n0;
-        for (; n + NR <= n1; n += NR) {
-            int64_t m = 0;
-            for (; m + MR <= M; m += MR) run<MR, NR>(x, m, w, n);
-            // the last rows of x, while these w rows are still in L1
-            for (; M - m >= 3; m += 3) run<3, NR>(x, m, w, n);
-            if (M - m == 2) run<2, NR>(x, m, w, n);
-            else if (M - m == 1) run<1, NR>(x, m, w, n);
-        }
-        for (; n < n1; ++n)
-            for (int64_t m = 0; m < M; ++m) run<1, 1>(x, m, w, n);
-    }
 };
 
 // A thread's share of a parallel loop, [begin, end) packed in one word so that its owner
@@ -293,23 +227,6 @@ void parallel_tasks(int64_t count, int nthreads, const Run& run) {
     }
 }
 
-// int4 weights (x as int16 rows): NR rows of w at a time, dot products along K.
-void linear_rows(const Linear& op, const int16_t* x, int64_t M, const Int4* w, int nthreads) {
-    const int64_t chunk = 48;  // w rows per task: many tasks per thread, little imbalance
-    parallel_tasks((op.N + chunk - 1) / chunk, nthreads, [&](int64_t t) {
-        const int64_t n0 = t * chunk, n1 = n0 + chunk < op.N ? n0 + chunk : op.N;
-#if TL_AVX512
-        // int4 keeps fp32 totals and block scales beside its int32 sums: 1 x 6 at 1 row (1 x 8
-        // spills), 4 x 2 from 2 rows (measured about equal to 2 x 4, 4 x 3, 3 x 3)
-        if (M == 1) op.rows<1, 6>(x, M, w, n0, n1);
-        else op.rows<4, 2>(x, M, w, n0, n1);
-#else
-        if (M == 1) op.rows<1, 4>(x, M, w, n0, n1);  // two unpacked vectors per block and w row
-        else op.rows<2, 2>(x, M, w, n0, n1);
-#endif
-    });
-}
-
 // Weights in panels of PANEL rows (cpu_kernels.py's pack_panels; the last panel is padded
 // with zero rows), so that each panel is one forward stream (the hardware prefetcher follows
 // it; interleaved rows of w did not keep the bus busy once a few rows of x made the step do
@@ -349,8 +266,8 @@ constexpr int64_t FLUSH_PAIRS = 256;
 inline int64_t x_row_stride(int64_t K, const float*) { return K; }
 inline int64_t x_row_stride(int64_t K, const int16_t*) { return K + (K & 1); }  // whole pairs
 
-// y[m][n .. n + VF) below column N from a vector of sums (int8: times row_scale[m] *
-// scale[column]), plus the bias, written or added (op.accumulate).
+// y[m][n .. n + VF) below column N from a vector of sums (int8 and int4: times row_scale[m];
+// int8: times scale[column]), plus the bias, written or added (op.accumulate).
 inline void store_sums(const Linear& op, int64_t m, int64_t n, vfloat sums) {
     if (n >= op.N) return;  // the last panel's padding
     alignas(64) float v[VF];
@@ -358,7 +275,8 @@ inline void store_sums(const Linear& op, int64_t m, int64_t n, vfloat sums) {
     float* y = op.y + m * op.N + n;
     const int64_t count = op.N - n < VF ? op.N - n : VF;
     for (int64_t c = 0; c < count; ++c) {
-        float value = op.scale ? v[c] * op.row_scale[m] * op.scale[n + c] : v[c];
+        float value = op.row_scale ? v[c] * op.row_scale[m] : v[c];
+        if (op.scale) value *= op.scale[n + c];
         if (op.bias) value += op.bias[n + c];
         y[c] = op.accumulate ? y[c] + value : value;
     }
@@ -447,11 +365,80 @@ inline void panel_tile(const Linear& op, const int16_t* x, int64_t m, const int8
             store_sums(op, m + i, p * PANEL + j * VF, vload(total[i][j]));
 }
 
+// The sub-scales multiply either each unpacked block row (shared by the tile's MR rows of x) or,
+// for 1-2 rows, each block's int32 sums (fewer instructions where unpacking, not memory, bounds
+// a decode step).
+template <int MR, int NP, int U>
+inline void panel_tile(const Linear& op, const int16_t* x, int64_t m, const Int4* w4,
+                       int64_t p) {
+    constexpr bool scale_sums = MR <= 2;
+    const int64_t K = op.K, blocks = K / 32, runs = (blocks + SUPER - 1) / SUPER;
+    x += m * K;
+    alignas(64) float total[MR][NP * PV][VF] = {};  // in memory, as for int8
+    for (int64_t r = 0; r < runs; ++r) {
+        vint run_sum[MR][NP * PV];
+        for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NP * PV; ++j) run_sum[i][j] = izero();
+        const int64_t b1 = (r + 1) * SUPER < blocks ? (r + 1) * SUPER : blocks;
+        for (int64_t b = r * SUPER; b < b1; ++b) {
+            vint factor[NP * PV];
+            const uint8_t* rows[NP];
+            for (int j = 0; j < NP; ++j) {
+                const int64_t block = (p + j) * blocks + b;
+                rows[j] = w4->w + block * 16 * 16;
+                for (int line = 0; line < 4; ++line)  // the block row 2 KiB ahead
+                    _mm_prefetch((const char*)(rows[j] + 2048 + 64 * line), _MM_HINT_T0);
+                for (int v = 0; v < PV; ++v) {
+                    const vint scales = sub_scales(w4->sub + block * 16, v);
+                    // both lanes of a column's pair as int16, or the column's int32 lane
+                    factor[j * PV + v] = scale_sums ? scales : ior(scales, ishl16(scales));
+                }
+            }
+            vint acc[U][MR][NP * PV];
+            for (int u = 0; u < U; ++u)
+                for (int i = 0; i < MR; ++i)
+                    for (int j = 0; j < NP * PV; ++j) acc[u][i][j] = izero();
+            for (int pair = 0; pair < 16; pair += U)  // U divides 16
+                for (int u = 0; u < U; ++u) {
+                    vint wv[NP * PV];
+                    for (int j = 0; j < NP; ++j) {
+                        const __m128i bytes =
+                            _mm_loadu_si128((const __m128i*)(rows[j] + (pair + u) * 16));
+                        for (int v = 0; v < PV; ++v) {
+                            wv[j * PV + v] = unpack_piece(bytes, v);
+                            if (!scale_sums) wv[j * PV + v] = imul(wv[j * PV + v], factor[j * PV + v]);
+                        }
+                    }
+                    for (int i = 0; i < MR; ++i) {
+                        const vint xv = pair_set1(x + i * K + b * 32 + 2 * (pair + u));
+                        for (int j = 0; j < NP * PV; ++j)
+                            acc[u][i][j] = dot_add(acc[u][i][j], xv, wv[j]);
+                    }
+                }
+            for (int i = 0; i < MR; ++i)
+                for (int j = 0; j < NP * PV; ++j) {
+                    vint sum = acc[0][i][j];
+                    for (int u = 1; u < U; ++u) sum = iadd32(sum, acc[u][i][j]);
+                    if (scale_sums) sum = imul32(sum, factor[j]);
+                    run_sum[i][j] = iadd32(run_sum[i][j], sum);
+                }
+        }
+        for (int j = 0; j < NP * PV; ++j) {
+            const vfloat sv = vload(w4->scale + ((p + j / PV) * runs + r) * PANEL + (j % PV) * VF);
+            for (int i = 0; i < MR; ++i)
+                vstore(total[i][j], vfma(to_float(run_sum[i][j]), sv, vload(total[i][j])));
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NP * PV; ++j)
+            store_sums(op, m + i, p * PANEL + j * VF, vload(total[i][j]));
+}
+
 // Rows m0..m0+count of x against NP panels from p: tiles of PANEL_MR rows, then the rest in one.
 template <int NP, typename X, typename W>
 inline void panel_rows(const Linear& op, const X* x, int64_t m0, int64_t count,
                        const W* panels, int64_t p) {
-    constexpr int MR = std::is_same_v<W, int8_t> ? PANEL_MR_I8 : PANEL_MR;
+    constexpr int MR = std::is_same_v<W, float> ? PANEL_MR : PANEL_MR_I8;
     int64_t m = m0;
     for (; m + MR <= m0 + count; m += MR) panel_tile<MR, NP, 1>(op, x, m, panels, p);
     switch (m0 + count - m) {
@@ -518,11 +505,11 @@ void linear(const float* x, int64_t M, int64_t K, const Int4& w, int64_t N, cons
             float* y, int nthreads, bool accumulate = false) {
     thread_local std::vector<int16_t> xq;
     thread_local std::vector<float> row_scale;
-    xq.resize(M * K);
+    xq.resize(M * K);  // K is a multiple of 32: whole pairs
     row_scale.resize(M);
     quantize_rows(x, M, K, xq.data(), row_scale.data(), K);
-    linear_rows(Linear{K, N, nullptr, row_scale.data(), bias, y, accumulate}, xq.data(), M, &w,
-                nthreads);
+    panel_linear(Linear{K, N, nullptr, row_scale.data(), bias, y, accumulate}, xq.data(), M, &w,
+                 nthreads);
 }
 
 inline float dot(const float* a, const float* b, int64_t d) {
