@@ -255,11 +255,8 @@ class Int4Linear:
 
     def dequantized(self) -> torch.Tensor:
         """The weight the kernel multiplies with, ``[out, in]`` fp32 (for references)."""
-        q, block_scale, scale = cpu_kernels.unpack_int4_panels(
-            self.packed, self.block_scale, self.scale, self.out_features)
-        step = _block_steps(block_scale, scale)
-        blocks = q.float().view(self.out_features, -1, INT4_BLOCK)
-        return (blocks * step[:, :, None]).view(self.out_features, -1)
+        return _dequantize(*cpu_kernels.unpack_int4_panels(
+            self.packed, self.block_scale, self.scale, self.out_features))
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -320,9 +317,14 @@ def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
 def dequantize_int4(packed: torch.Tensor, block_scale: torch.Tensor, scale: torch.Tensor
                     ) -> torch.Tensor:
     """``q * block_scale * scale`` as ``[out, in]`` fp32."""
+    return _dequantize(unpack_int4(packed), block_scale, scale)
+
+
+def _dequantize(q: torch.Tensor, block_scale: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """int4 values ``q [out, in]`` times their block and run scales, fp32."""
     step = _block_steps(block_scale, scale)
-    q = unpack_int4(packed).float().view(packed.shape[0], block_scale.shape[1], INT4_BLOCK)
-    return (q * step[:, :, None]).view(packed.shape[0], -1)
+    blocks = q.float().view(q.shape[0], block_scale.shape[1], INT4_BLOCK)
+    return (blocks * step[:, :, None]).view(q.shape[0], -1)
 
 
 def _per_block(scale: torch.Tensor, count: int) -> torch.Tensor:
