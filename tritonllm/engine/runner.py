@@ -15,9 +15,8 @@ inflight batching on CPU:
   q/k/v fused into one weight and gate/up into another, so each layer runs 4 matmuls;
 - every linear layer runs once over all of the step's tokens flattened to ``[T, hidden]``
   (decode rows and prompt chunks together), so weights are read once per step (a decode step
-  is bound by reading the weights: ``Linear`` and ``Int8Linear`` use our kernels from
-  :mod:`cpu_kernels` for that (AVX-512 or AVX2), oneDNN for long fp32 prompt chunks, torch's
-  kernels where ours cannot be built);
+  is bound by reading the weights: the linear layers use our kernels from :mod:`cpu_kernels`
+  for that (AVX-512 or AVX2), on every step, and torch's kernels where ours cannot be built);
 - new K/V are scattered into the cache with the step's ``slot_mapping``;
 - attention: decode rows read their K/V in place through their block tables (our kernel; or,
   without it, a lone row with consecutive blocks attends to a view of the cache and several
