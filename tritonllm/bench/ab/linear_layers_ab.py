@@ -7,7 +7,7 @@ this repository, or a path), compiled with this tree's flags for the build this 
 ``[N, K]`` weights; later ones the panels. Prints the median time of all 121 layers at 1, 2, 4,
 8 and 512 rows of x on ``THREADS`` threads (default 2). docs/cpu-engine.md, "CPU kernels".
 """
-import ctypes, os, statistics, subprocess, sys, tempfile, time
+import os, statistics, sys, time
 from pathlib import Path
 
 import torch
@@ -16,27 +16,16 @@ tree = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(tree))
 threads = int(os.environ.get("THREADS", "2"))
 torch.set_num_threads(threads)
+from tritonllm.bench.ab.older_kernels import compile_library, in_panels, source_of  # noqa: E402
 from tritonllm.engine import cpu_kernels, huge_pages, kernel_build  # noqa: E402
 from tritonllm.engine.linear import (quantize_int4, quantize_per_channel,  # noqa: E402
                                      unpack_int4)
 
 new = kernel_build.load()
-source = Path(sys.argv[1])
-text = source.read_text() if source.is_file() else subprocess.run(
-    ["git", "-C", str(tree), "show", f"{sys.argv[1]}:tritonllm/engine/csrc/cpu_kernels.cpp"],
-    check=True, capture_output=True, text=True).stdout
-work = Path(tempfile.mkdtemp())
-(work / "old.cpp").write_text(text)
-subprocess.run([os.environ.get("CXX", "g++"), *kernel_build.FLAGS,
-                *kernel_build.chosen_isa().compile_flags, str(work / "old.cpp"), "-o",
-                str(work / "old.so")], check=True, stderr=subprocess.DEVNULL)
-old = ctypes.CDLL(str(work / "old.so"))
+text = source_of(sys.argv[1], tree)
+old = compile_library(text)
 weights = sys.argv[2] if len(sys.argv) > 2 else "fp32"
-for name in ("tl_linear_f32", "tl_linear_i8", "tl_linear_i4"):
-    getattr(old, name).argtypes = kernel_build.SIGNATURES[name]
-    getattr(old, name).restype = None
-# the marker of each weight type's panels in the source
-old_panels = {"fp32": "PANEL", "int8": "FLUSH_PAIRS", "int4": "sub_factor"}[weights] in text
+old_panels = in_panels(text, weights)
 
 # SmolLM2-135M: q/k/v, o, gate/up, down per layer (30), then lm_head
 shapes = [(960, 576), (576, 576), (3072, 576), (576, 1536)] * 30 + [(49152, 576)]
