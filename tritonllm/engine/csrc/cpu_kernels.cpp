@@ -71,6 +71,7 @@ inline vint imul(vint a, vint b) { return _mm512_mullo_epi16(a, b); }
 inline vint ior(vint a, vint b) { return _mm512_or_si512(a, b); }
 inline vint ishl16(vint a) { return _mm512_slli_epi32(a, 16); }
 inline vint imul32(vint a, vint b) { return _mm512_mullo_epi32(a, b); }
+inline vint iset32(int32_t v) { return _mm512_set1_epi32(v); }
 inline vint iadd32(vint a, vint b) { return _mm512_add_epi32(a, b); }
 #else
 #define TL_AVX512 0
@@ -96,6 +97,7 @@ inline vint imul(vint a, vint b) { return _mm256_mullo_epi16(a, b); }
 inline vint ior(vint a, vint b) { return _mm256_or_si256(a, b); }
 inline vint ishl16(vint a) { return _mm256_slli_epi32(a, 16); }
 inline vint imul32(vint a, vint b) { return _mm256_mullo_epi32(a, b); }
+inline vint iset32(int32_t v) { return _mm256_set1_epi32(v); }
 inline vint iadd32(vint a, vint b) { return _mm256_add_epi32(a, b); }
 #endif
 
@@ -246,25 +248,19 @@ constexpr int PANEL = 16;
 constexpr int PV = PANEL / VF;  // vectors per panel row (fp32) or per row of pairs (int8)
 #if TL_AVX512
 constexpr int PANEL_NP = 2, PANEL_MR = 14, PANEL_MR_I8 = 8;
-inline vint pair_set1(const int16_t* p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return _mm512_set1_epi32(v);
-}
 #else
 constexpr int PANEL_NP = 1, PANEL_MR = 6, PANEL_MR_I8 = 3;
+#endif
+
+// The pair of int16 at p in every 32-bit lane.
 inline vint pair_set1(const int16_t* p) {
     int32_t v;
     memcpy(&v, p, sizeof v);
-    return _mm256_set1_epi32(v);
+    return iset32(v);
 }
-#endif
 // int32 lanes of the int8 tile take one pair sum (|.| <= 2 * 16383 * 128) per pair of K: up to
 // 511 fit; spilled to fp32 every FLUSH_PAIRS.
 constexpr int64_t FLUSH_PAIRS = 256;
-
-inline int64_t x_row_stride(int64_t K, const float*) { return K; }
-inline int64_t x_row_stride(int64_t K, const int16_t*) { return K + (K & 1); }  // whole pairs
 
 // y[m][n .. n + VF) below column N from a vector of sums (int8 and int4: times row_scale[m];
 // int8: times scale[column]), plus the bias, written or added (op.accumulate).
@@ -486,30 +482,35 @@ void linear(const float* x, int64_t M, int64_t K, const float* panels, int64_t N
     panel_linear(Linear{K, N, nullptr, nullptr, bias, y, accumulate}, x, M, panels, nthreads);
 }
 
-// Integer weights meet x rounded to int16 rows (x_q, in this thread's buffers), rows padded to
-// whole pairs for int8's panels.
+// Integer weights meet x rounded to int16 rows (x_q) with a scale per row, in this thread's
+// buffers; rows `stride` apart, the values past K zero (int8 reads whole pairs).
+struct QuantizedRows {
+    const int16_t* x;
+    const float* scale;
+};
+
+QuantizedRows quantize_in_buffers(const float* x, int64_t M, int64_t K, int64_t stride) {
+    thread_local std::vector<int16_t> xq;
+    thread_local std::vector<float> row_scale;
+    xq.resize(M * stride);
+    row_scale.resize(M);
+    quantize_rows(x, M, K, xq.data(), row_scale.data(), stride);
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = K; k < stride; ++k) xq[m * stride + k] = 0;
+    return {xq.data(), row_scale.data()};
+}
+
 void linear(const float* x, int64_t M, int64_t K, const int8_t* panels, int64_t N,
             const float* scale, const float* bias, float* y, int nthreads,
             bool accumulate = false) {
-    thread_local std::vector<int16_t> xq;
-    thread_local std::vector<float> row_scale;
-    const int64_t stride = x_row_stride(K, xq.data());
-    xq.assign(M * stride, 0);
-    row_scale.resize(M);
-    quantize_rows(x, M, K, xq.data(), row_scale.data(), stride);
-    panel_linear(Linear{K, N, scale, row_scale.data(), bias, y, accumulate}, xq.data(), M,
-                 panels, nthreads);
+    const QuantizedRows q = quantize_in_buffers(x, M, K, K + (K & 1));
+    panel_linear(Linear{K, N, scale, q.scale, bias, y, accumulate}, q.x, M, panels, nthreads);
 }
 
 void linear(const float* x, int64_t M, int64_t K, const Int4& w, int64_t N, const float* bias,
             float* y, int nthreads, bool accumulate = false) {
-    thread_local std::vector<int16_t> xq;
-    thread_local std::vector<float> row_scale;
-    xq.resize(M * K);  // K is a multiple of 32: whole pairs
-    row_scale.resize(M);
-    quantize_rows(x, M, K, xq.data(), row_scale.data(), K);
-    panel_linear(Linear{K, N, nullptr, row_scale.data(), bias, y, accumulate}, xq.data(), M, &w,
-                 nthreads);
+    const QuantizedRows q = quantize_in_buffers(x, M, K, K);  // K: a multiple of 32
+    panel_linear(Linear{K, N, nullptr, q.scale, bias, y, accumulate}, q.x, M, &w, nthreads);
 }
 
 inline float dot(const float* a, const float* b, int64_t d) {
