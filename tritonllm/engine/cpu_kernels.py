@@ -95,10 +95,7 @@ def pack_panels(weight: torch.Tensor) -> torch.Tensor:
 
 def unpack_panels(panels: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """The plain ``[rows, cols]`` weight of :func:`pack_panels`' layout (a copy)."""
-    if panels.dim() == 3:
-        plain = panels.transpose(1, 2).reshape(-1, panels.shape[1])
-    else:
-        plain = panels.transpose(1, 2).reshape(-1, 2 * panels.shape[1])
+    plain = panels.transpose(1, 2).reshape(panels.shape[0] * PANEL, -1)
     return plain[:rows, :cols].contiguous()
 
 

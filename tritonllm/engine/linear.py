@@ -60,12 +60,11 @@ class Linear:
         return self.weight.to_dense() if self.backend == "onednn" else self.weight
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
-        """Rows ``ids`` of the weight, ``[len(ids), in]`` (an embedding lookup when a model ties
-        its embedding to this layer)."""
-        if self.backend == "kernels":
-            panel = cpu_kernels.PANEL
-            return self.weight[ids // panel, :, ids % panel]
-        return self.dense_weight()[ids]
+        """Rows ``ids`` of the weight, ``[len(ids), in]``, read in the panels (backend
+        ``kernels`` only: the embedding lookup of a model that ties its embedding to this
+        layer; other backends keep the embedding beside it, :func:`weights.load_weights`)."""
+        panel = cpu_kernels.PANEL
+        return self.weight[ids // panel, :, ids % panel]
 
     def kernel_operands(self):
         """``(weight, scale, bias, block scale)`` as our kernels take them (backend ``kernels``
