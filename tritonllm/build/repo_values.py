@@ -129,9 +129,7 @@ def cpu_deployment(profile: BuildProfile | None, repo_dir: Path | None = None):
         if not get_device(profile.target.gpu).is_cpu:
             raise ValueError(f"target.gpu: {profile.target.gpu!r} is not the cpu target; a GPU "
                              "profile is served by `tritonllm deploy entrypoint` on a GPU node")
-        plan = planner.plan(profile, source.model_arch(profile))
-        if not plan.ok:
-            raise ValueError(f"the planner rejects the profile: {plan.problems[0]}")
+        plan = planner.accepted_plan(profile, source.model_arch(profile), "the profile")
         model_dir = _cpu_model_dir(profile)
         deployment = CpuDeployment(
             model=str(model_dir) if model_dir else None,

@@ -107,9 +107,7 @@ class GpuMeasurer(CpuTwinMeasurer):
         from tritonllm.build import source
         from tritonllm.build.planning import planner
 
-        plan = planner.plan(candidate, source.model_arch(candidate))
-        if not plan.ok:
-            raise ValueError(f"the planner rejects it: {plan.problems[0]}")
+        plan = planner.accepted_plan(candidate, source.model_arch(candidate), "it")
         print(f"[tune] planner: weights {plan.weight_bytes_per_gpu / planner.GIB:.1f} GiB a "
               f"GPU, KV cache {plan.kv_tokens:,} tokens ({plan.max_full_sequences} full "
               "sequences)", flush=True)

@@ -97,6 +97,15 @@ def plan(profile: BuildProfile, arch: ModelArch) -> Plan:
     )
 
 
+
+def accepted_plan(profile: BuildProfile, arch: ModelArch, what: str) -> Plan:
+    """:func:`plan`, or a ``ValueError`` ("the planner rejects <what>: <first problem>") when
+    the profile breaks a rule: for the paths that deploy a profile without building it."""
+    result = plan(profile, arch)
+    if not result.ok:
+        raise ValueError(f"the planner rejects {what}: {result.problems[0]}")
+    return result
+
 # ---- sizes -----------------------------------------------------------------------------------
 
 def _dtype_bytes(profile: BuildProfile) -> int:
